@@ -1,0 +1,57 @@
+"""Typed errors. Each user-facing error carries one line (problem and fix) and an exit code.
+
+Exit codes (documented in docs/operations.md and the README):
+  0 ok, 1 runtime failure / doctor found problems, 2 bad usage, input or environment
+  (missing privileges, tracefs, headers, bad config, corrupt stream).
+"""
+
+EXIT_OK = 0
+EXIT_FAILURE = 1
+EXIT_USAGE = 2
+
+
+class SurgewatchError(Exception):
+    """An error meant for the user: str(err) is one line naming the problem and the fix."""
+
+    exit_code = EXIT_FAILURE
+
+
+class EnvironmentProblem(SurgewatchError):
+    """The host cannot run the probes as it is (privileges, tracefs, headers, kernel)."""
+
+    exit_code = EXIT_USAGE
+
+
+class ProbeUnavailable(EnvironmentProblem):
+    """One probe cannot run here; others may."""
+
+
+class BadInput(SurgewatchError):
+    """A config value, flag or input file is wrong."""
+
+    exit_code = EXIT_USAGE
+
+
+class StreamError(BadInput):
+    """A stream or segment file cannot be decoded at some offset."""
+
+    def __init__(self, path, offset, reason):
+        super().__init__(f"{path}: offset {offset}: {reason}")
+        self.path, self.offset, self.reason = path, offset, reason
+
+
+# Host lookups (procfs): a process can vanish or be hidden between two reads.
+class HostLookupError(Exception):
+    pass
+
+
+class NoSuchProcess(HostLookupError):
+    def __init__(self, pid):
+        super().__init__(f"process {pid} no longer exists")
+        self.pid = pid
+
+
+class AccessDenied(HostLookupError):
+    def __init__(self, pid, what=""):
+        super().__init__(f"access denied reading {what or 'process'} of {pid}")
+        self.pid = pid
