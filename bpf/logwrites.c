@@ -1,0 +1,249 @@
+/* surgewatch log-write probe.
+ *
+ * Counts successful write-family syscalls and the bytes they wrote, per process, fd and
+ * file, in kernel maps that userspace drains once per interval. No per-write event leaves
+ * the kernel. A write is looked up by walking the task's real fd table (offsets from BTF,
+ * passed as OFF_* macros), so fd reuse, dup, fork and exec can never point a count at the
+ * wrong file. Only regular files and AF_UNIX sockets (journald's stdout stream) can be
+ * log destinations; every other write returns after the walk. Inodes userspace has
+ * judged not to be logs are skipped in the kernel through the `verdicts` map.
+ *
+ * Macros supplied by collector/probes/logwrites.py:
+ *   OFF_* / SZ_*         struct member offsets and sizes from the running kernel's BTF
+ *   TP_FD_OFF, TP_RET_OFF, TP_OPEN_*_OFF   syscall tracepoint field offsets (live format)
+ *   HAVE_<syscall>       for each tracepoint that exists on this kernel
+ *   SW_MAX_KEYS, SW_MAX_INODES, SW_RINGBUF_PAGES
+ */
+#include <uapi/linux/ptrace.h>
+#include "common.h"
+
+#define S_IFMT_ 00170000
+#define S_IFREG_ 0100000
+#define S_IFSOCK_ 0140000
+#define AF_UNIX_ 1
+#define O_ACCMODE_ 3
+
+#define TP_U64(ctx, off) (*(u64 *)((char *)(ctx) + (off)))
+
+/* Two count maps: userspace flips `ctl[0]` and drains the idle one, so no increment can
+ * land in an entry that is being copied out and deleted. */
+BPF_HASH(counts0, struct sw_write_key, struct sw_write_val, SW_MAX_KEYS);
+BPF_HASH(counts1, struct sw_write_key, struct sw_write_val, SW_MAX_KEYS);
+BPF_TABLE("lru_hash", struct sw_inode, u8, verdicts, SW_MAX_INODES);
+BPF_TABLE("lru_hash", u32, struct sw_write_key, inflight, 16384);   /* tid -> write in progress */
+BPF_TABLE("lru_hash", u32, u64, opening, 16384);                    /* tid -> user path pointer */
+BPF_ARRAY(ctl, u32, 1);
+BPF_PERCPU_ARRAY(health, u64, SW_HEALTH_MAX);
+BPF_RINGBUF_OUTPUT(open_events, SW_RINGBUF_PAGES);
+
+static __always_inline void health_inc(u32 idx)
+{
+    u64 *v = health.lookup(&idx);
+    if (v)
+        (*v)++;
+}
+
+/* fd -> struct file -> inode, through the current task's fd table. Fills dev, ino, kind.
+ * Returns 0 for a possible log destination, 1 for anything else, -1 on a failed walk. */
+static __always_inline int inode_of_fd(s32 fd, struct sw_write_key *k)
+{
+    char *task = (char *)bpf_get_current_task();
+    char *files = 0, *fdt = 0, *fdarr = 0, *file = 0, *inode = 0, *sb = 0;
+    unsigned int max_fds = 0;
+    u16 mode = 0;
+
+    if (fd < 0)
+        return 1;
+    if (bpf_probe_read_kernel(&files, sizeof(files), task + OFF_TASK_FILES) || !files)
+        return -1;
+    if (bpf_probe_read_kernel(&fdt, sizeof(fdt), files + OFF_FILES_FDT) || !fdt)
+        return -1;
+    if (bpf_probe_read_kernel(&max_fds, sizeof(max_fds), fdt + OFF_FDT_MAX_FDS))
+        return -1;
+    if ((unsigned int)fd >= max_fds)
+        return -1;
+    if (bpf_probe_read_kernel(&fdarr, sizeof(fdarr), fdt + OFF_FDT_FD) || !fdarr)
+        return -1;
+    if (bpf_probe_read_kernel(&file, sizeof(file), fdarr + (u64)fd * sizeof(void *)) || !file)
+        return -1;
+    if (bpf_probe_read_kernel(&inode, sizeof(inode), file + OFF_FILE_F_INODE) || !inode)
+        return -1;
+    if (bpf_probe_read_kernel(&mode, sizeof(mode), inode + OFF_INODE_I_MODE))
+        return -1;
+
+    if ((mode & S_IFMT_) == S_IFREG_) {
+        k->kind = SW_FILE_REGULAR;
+    } else if ((mode & S_IFMT_) == S_IFSOCK_) {
+        /* struct socket_alloc { struct socket socket; struct inode vfs_inode; } */
+        char *sock = inode - OFF_SOCKET_ALLOC_VFS_INODE + OFF_SOCKET_ALLOC_SOCKET;
+        char *sk = 0;
+        u16 family = 0;
+        if (bpf_probe_read_kernel(&sk, sizeof(sk), sock + OFF_SOCKET_SK) || !sk)
+            return 1;
+        if (bpf_probe_read_kernel(&family, sizeof(family), sk + OFF_SOCK_FAMILY))
+            return -1;
+        if (family != AF_UNIX_)
+            return 1;
+        k->kind = SW_FILE_UNIX_SOCKET;
+    } else {
+        return 1;
+    }
+    u64 ino = 0;
+    u32 dev = 0;
+    if (bpf_probe_read_kernel(&ino, SZ_INODE_I_INO, inode + OFF_INODE_I_INO))
+        return -1;
+    if (bpf_probe_read_kernel(&sb, sizeof(sb), inode + OFF_INODE_I_SB) || !sb)
+        return -1;
+    if (bpf_probe_read_kernel(&dev, sizeof(dev), sb + OFF_SB_S_DEV))
+        return -1;
+    k->ino = ino;
+    k->dev = dev;
+    return 0;
+}
+
+static __always_inline int write_enter(void *ctx)
+{
+    struct sw_write_key k = {};
+    s32 fd = (s32)TP_U64(ctx, TP_FD_OFF);
+    int rc = inode_of_fd(fd, &k);
+    if (rc != 0) {
+        if (rc < 0)
+            health_inc(SW_HEALTH_FDWALK_FAILED);
+        return 0;
+    }
+    struct sw_inode id = {.dev = k.dev, .ino = k.ino};
+    u8 *verdict = verdicts.lookup(&id);
+    if (verdict && *verdict == SW_VERDICT_NOT_LOG)
+        return 0;
+    u64 pid_tgid = bpf_get_current_pid_tgid();
+    u32 tid = (u32)pid_tgid;
+    k.tgid = pid_tgid >> 32;
+    k.fd = fd;
+    if (inflight.update(&tid, &k))
+        health_inc(SW_HEALTH_STASH_FULL);
+    return 0;
+}
+
+static __always_inline int write_exit(void *ctx)
+{
+    u32 tid = (u32)bpf_get_current_pid_tgid();
+    struct sw_write_key *kp = inflight.lookup(&tid);
+    if (!kp)
+        return 0;
+    struct sw_write_key k = *kp;
+    inflight.delete(&tid);
+    s64 ret = (s64)TP_U64(ctx, TP_RET_OFF);
+    if (ret < 0)
+        return 0;
+
+    u32 zero = 0;
+    u32 *epoch = ctl.lookup(&zero);
+    struct sw_write_val *val;
+    int odd = epoch && (*epoch & 1);
+    val = odd ? counts1.lookup(&k) : counts0.lookup(&k);
+    if (!val) {
+        struct sw_write_val init = {};
+        init.cgroup_id = bpf_get_current_cgroup_id();
+        bpf_get_current_comm(&init.comm, sizeof(init.comm));
+        /* insert zeroed, then add below: a racing insert from another CPU is not lost */
+        if (odd)
+            counts1.insert(&k, &init);
+        else
+            counts0.insert(&k, &init);
+        val = odd ? counts1.lookup(&k) : counts0.lookup(&k);
+        if (!val) {
+            health_inc(SW_HEALTH_COUNTS_FULL);
+            return 0;
+        }
+    }
+    __sync_fetch_and_add(&val->writes, 1);
+    __sync_fetch_and_add(&val->bytes, (u64)ret);
+    return 0;
+}
+
+#define WRITE_PROBES(name)                                                   \
+    int enter_##name(void *ctx) { return write_enter(ctx); }                 \
+    int exit_##name(void *ctx) { return write_exit(ctx); }
+
+WRITE_PROBES(write)
+WRITE_PROBES(writev)
+WRITE_PROBES(pwrite64)
+WRITE_PROBES(pwritev)
+WRITE_PROBES(pwritev2)
+
+/* Opens for writing: tell userspace the path of an inode it has not judged yet, while the
+ * process still exists (short-lived writers are often gone by the next drain). */
+static __always_inline int open_enter(u64 path_ptr, u64 flags)
+{
+    if ((flags & O_ACCMODE_) == 0)   /* O_RDONLY: cannot be written through */
+        return 0;
+    u32 tid = (u32)bpf_get_current_pid_tgid();
+    opening.update(&tid, &path_ptr);
+    return 0;
+}
+
+int enter_openat(void *ctx)
+{
+    return open_enter(TP_U64(ctx, TP_OPENAT_FILENAME_OFF), TP_U64(ctx, TP_OPENAT_FLAGS_OFF));
+}
+
+#ifdef HAVE_open
+int enter_open(void *ctx)
+{
+    return open_enter(TP_U64(ctx, TP_OPEN_FILENAME_OFF), TP_U64(ctx, TP_OPEN_FLAGS_OFF));
+}
+#endif
+
+#ifdef HAVE_creat
+int enter_creat(void *ctx)
+{
+    return open_enter(TP_U64(ctx, TP_CREAT_PATHNAME_OFF), 1 /* O_WRONLY */);
+}
+#endif
+
+#ifdef HAVE_openat2
+int enter_openat2(void *ctx)
+{
+    u64 flags = 0;
+    /* struct open_how starts with __u64 flags (uapi, stable) */
+    bpf_probe_read_user(&flags, sizeof(flags), (void *)TP_U64(ctx, TP_OPENAT2_HOW_OFF));
+    return open_enter(TP_U64(ctx, TP_OPENAT2_FILENAME_OFF), flags);
+}
+#endif
+
+int exit_open_any(void *ctx)
+{
+    u32 tid = (u32)bpf_get_current_pid_tgid();
+    u64 *pathp = opening.lookup(&tid);
+    if (!pathp)
+        return 0;
+    u64 path_ptr = *pathp;
+    opening.delete(&tid);
+    s64 fd = (s64)TP_U64(ctx, TP_RET_OFF);
+    if (fd < 0)
+        return 0;
+
+    struct sw_write_key k = {};
+    if (inode_of_fd((s32)fd, &k) != 0)
+        return 0;
+    struct sw_inode id = {.dev = k.dev, .ino = k.ino};
+    if (verdicts.lookup(&id))
+        return 0;
+
+    struct sw_open_event *ev = open_events.ringbuf_reserve(sizeof(struct sw_open_event));
+    if (!ev) {
+        health_inc(SW_HEALTH_EVENTS_LOST);
+        return 0;
+    }
+    ev->tgid = bpf_get_current_pid_tgid() >> 32;
+    ev->fd = (s32)fd;
+    ev->dev = k.dev;
+    ev->kind = k.kind;
+    ev->ino = k.ino;
+    ev->cgroup_id = bpf_get_current_cgroup_id();
+    bpf_get_current_comm(&ev->comm, sizeof(ev->comm));
+    if (bpf_probe_read_user_str(&ev->path, sizeof(ev->path), (void *)path_ptr) < 0)
+        ev->path[0] = 0;
+    open_events.ringbuf_submit(ev, 0);
+    return 0;
+}

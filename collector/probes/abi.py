@@ -1,0 +1,53 @@
+"""The kernel/user ABI, decoded from bpf/common.h: the one place layouts are declared.
+
+Parses the header's #define constants and its fixed-width structs into ctypes classes,
+so Python never re-declares a layout by hand.
+"""
+import ctypes
+import re
+from functools import lru_cache
+from pathlib import Path
+
+BPF_DIR = Path(__file__).resolve().parents[2] / "bpf"
+COMMON_H = BPF_DIR / "common.h"
+
+_CTYPES = {
+    "__u8": ctypes.c_uint8, "__s8": ctypes.c_int8,
+    "__u16": ctypes.c_uint16, "__s16": ctypes.c_int16,
+    "__u32": ctypes.c_uint32, "__s32": ctypes.c_int32,
+    "__u64": ctypes.c_uint64, "__s64": ctypes.c_int64,
+    "char": ctypes.c_char,
+}
+_DEFINE_RE = re.compile(r"^#define\s+(SW_\w+)\s+(\d+)\b", re.M)
+_STRUCT_RE = re.compile(r"struct\s+(\w+)\s*\{(.*?)\};", re.S)
+_MEMBER_RE = re.compile(r"^\s*(\w+)\s+(\w+)(?:\[(\w+)\])?\s*;")
+
+
+class ABI:
+    def __init__(self, text):
+        text = re.sub(r"/\*.*?\*/", "", text, flags=re.S)
+        self.constants = {k: int(v) for k, v in _DEFINE_RE.findall(text)}
+        self.structs = {}
+        for name, body in _STRUCT_RE.findall(text):
+            fields = []
+            for line in body.splitlines():
+                m = _MEMBER_RE.match(line)
+                if not m:
+                    continue
+                ctype, member, dim = m.groups()
+                t = _CTYPES[ctype]
+                if dim:
+                    t = t * (int(dim) if dim.isdigit() else self.constants[dim])
+                fields.append((member, t))
+            self.structs[name] = type(name, (ctypes.Structure,), {"_fields_": fields})
+
+    def __getattr__(self, name):
+        try:
+            return self.structs[name] if name in self.structs else self.constants[name]
+        except KeyError:
+            raise AttributeError(name) from None
+
+
+@lru_cache(maxsize=1)
+def abi():
+    return ABI(COMMON_H.read_text())

@@ -1,0 +1,159 @@
+"""What this kernel offers the probes: tracefs, tracepoints and their live formats,
+headers for bcc's compiler, BTF, privileges. Detect, never assume."""
+import os
+import platform
+import re
+import subprocess
+from dataclasses import dataclass
+
+from collector.errors import EnvironmentProblem
+
+TRACEFS_CANDIDATES = ("/sys/kernel/tracing", "/sys/kernel/debug/tracing")
+BTF_PATH = "/sys/kernel/btf/vmlinux"
+
+# capability numbers from include/uapi/linux/capability.h
+CAP_DAC_READ_SEARCH, CAP_SYS_PTRACE, CAP_SYS_ADMIN = 2, 19, 21
+CAP_PERFMON, CAP_BPF = 38, 39
+
+
+@dataclass(frozen=True)
+class Field:
+    name: str
+    ctype: str
+    offset: int
+    size: int
+    signed: bool
+
+
+def tracefs_root():
+    """The mounted tracefs directory, or None."""
+    for path in TRACEFS_CANDIDATES:
+        if os.path.isdir(os.path.join(path, "events")):
+            return path
+    return None
+
+
+def mount_tracefs():
+    """Mount tracefs when we may; return its path. Raise with the fix when we cannot."""
+    root = tracefs_root()
+    if root:
+        return root
+    target = TRACEFS_CANDIDATES[0]
+    if os.geteuid() == 0 and os.path.isdir(target):
+        res = subprocess.run(["mount", "-t", "tracefs", "nodev", target],
+                             capture_output=True, text=True)
+        if res.returncode == 0 and tracefs_root():
+            return tracefs_root()
+    raise EnvironmentProblem(
+        "tracefs is not mounted; fix: mount -t tracefs nodev /sys/kernel/tracing (as root)")
+
+
+_FIELD_RE = re.compile(
+    r"field:(?P<decl>[^;]+);\s*offset:(?P<off>\d+);\s*size:(?P<size>\d+);\s*signed:(?P<signed>\d)")
+
+
+def parse_format(text):
+    """Parse a tracepoint `format` file into {name: Field}, common_* fields dropped."""
+    fields = {}
+    for m in _FIELD_RE.finditer(text):
+        decl = m.group("decl").strip()
+        decl = re.sub(r"\[[^\]]*\]$", "", decl).strip()          # saddr[28] -> saddr
+        name = re.split(r"[\s*]+", decl)[-1]
+        if name.startswith("common_"):
+            continue
+        ctype = decl[: len(decl) - len(name)].strip()
+        fields[name] = Field(name, ctype, int(m.group("off")), int(m.group("size")),
+                             m.group("signed") == "1")
+    return fields
+
+
+def tracepoint_format(category, event, root=None):
+    """{field: Field} of a tracepoint as the running kernel defines it, or None if absent."""
+    root = root or tracefs_root()
+    if not root:
+        return None
+    try:
+        with open(os.path.join(root, "events", category, event, "format")) as f:
+            return parse_format(f.read())
+    except FileNotFoundError:
+        return None
+
+
+def tracepoint_exists(category, event, root=None):
+    root = root or tracefs_root()
+    return bool(root) and os.path.isdir(os.path.join(root, "events", category, event))
+
+
+def kprobes_available(root=None):
+    root = root or tracefs_root()
+    return bool(root) and os.path.exists(os.path.join(root, "kprobe_events"))
+
+
+def btf_available():
+    return os.path.exists(BTF_PATH)
+
+
+@dataclass(frozen=True)
+class HeadersInfo:
+    build_dir: str
+    present: bool
+    version: str | None       # the version the headers describe (utsrelease.h / dir name)
+    matches_kernel: bool
+
+
+def headers_info(release=None):
+    release = release or platform.release()
+    build = f"/lib/modules/{release}/build"
+    if not os.path.isdir(os.path.join(build, "include")):
+        return HeadersInfo(build, False, None, False)
+    version = None
+    try:
+        with open(os.path.join(build, "include/generated/utsrelease.h")) as f:
+            m = re.search(r'"([^"]+)"', f.read())
+            version = m.group(1) if m else None
+    except OSError:
+        version = os.path.basename(os.path.realpath(build)).removeprefix("linux-headers-")
+    return HeadersInfo(build, True, version, version == release)
+
+
+def effective_caps(status_path="/proc/self/status"):
+    with open(status_path) as f:
+        for line in f:
+            if line.startswith("CapEff:"):
+                return int(line.split()[1], 16)
+    return 0
+
+
+def has_cap(caps, cap):
+    return bool(caps & (1 << cap))
+
+
+def privilege_problems(caps=None):
+    """Lines naming what is missing to load the probes, empty when all is there."""
+    caps = effective_caps() if caps is None else caps
+    problems = []
+    if not (has_cap(caps, CAP_SYS_ADMIN) or (has_cap(caps, CAP_BPF) and has_cap(caps, CAP_PERFMON))):
+        problems.append("needs root or CAP_BPF+CAP_PERFMON to load BPF programs; "
+                        "fix: run as root (sudo surgewatch ...)")
+    if not (has_cap(caps, CAP_SYS_PTRACE) or has_cap(caps, CAP_DAC_READ_SEARCH)
+            or has_cap(caps, CAP_SYS_ADMIN)):
+        problems.append("needs CAP_SYS_PTRACE to read other processes' /proc/PID/fd; "
+                        "fix: run as root")
+    return problems
+
+
+def require_environment():
+    """Raise the first blocker as one actionable line: privileges, tracefs, headers, BTF."""
+    problems = privilege_problems()
+    if problems:
+        raise EnvironmentProblem(problems[0])
+    mount_tracefs()
+    hdr = headers_info()
+    if not hdr.present:
+        raise EnvironmentProblem(
+            f"no kernel headers at {hdr.build_dir} (bcc compiles probes against them); "
+            "fix: make setup, or apt-get install linux-headers-$(uname -r)")
+    if not btf_available():
+        raise EnvironmentProblem(
+            f"{BTF_PATH} missing: this kernel lacks BTF (CONFIG_DEBUG_INFO_BTF); "
+            "surgewatch reads kernel struct offsets from it")

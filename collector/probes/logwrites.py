@@ -1,0 +1,208 @@
+"""The log-write probe: loads bpf/logwrites.c, feeds open events out, drains counts."""
+import ctypes
+import os
+import time
+from dataclasses import dataclass
+
+from collector.errors import ProbeUnavailable
+from collector.probes import kernel
+from collector.probes.abi import BPF_DIR, abi
+from collector.probes.btf import BTF, BTFError
+
+WRITE_SYSCALLS = ("write", "writev", "pwrite64", "pwritev", "pwritev2")
+OPEN_SYSCALLS = ("openat", "open", "creat", "openat2")
+
+# (macro, struct, member path): the kernel struct fields the C code reads
+BTF_FIELDS = (
+    ("TASK_FILES", "task_struct", "files"),
+    ("FILES_FDT", "files_struct", "fdt"),
+    ("FDT_MAX_FDS", "fdtable", "max_fds"),
+    ("FDT_FD", "fdtable", "fd"),
+    ("FILE_F_INODE", "file", "f_inode"),
+    ("INODE_I_MODE", "inode", "i_mode"),
+    ("INODE_I_INO", "inode", "i_ino"),
+    ("INODE_I_SB", "inode", "i_sb"),
+    ("SB_S_DEV", "super_block", "s_dev"),
+    ("SOCKET_ALLOC_SOCKET", "socket_alloc", "socket"),
+    ("SOCKET_ALLOC_VFS_INODE", "socket_alloc", "vfs_inode"),
+    ("SOCKET_SK", "socket", "sk"),
+    ("SOCK_FAMILY", "sock_common", "skc_family"),
+)
+
+
+@dataclass(frozen=True)
+class OpenEvent:
+    tgid: int
+    fd: int
+    dev: int
+    ino: int
+    kind: int
+    cgroup_id: int
+    comm: str
+    path: str
+
+
+@dataclass(frozen=True)
+class WriteCount:
+    tgid: int
+    fd: int
+    dev: int
+    ino: int
+    kind: int
+    writes: int
+    bytes: int
+    cgroup_id: int
+    comm: str
+
+
+def _cstr(raw):
+    return bytes(raw).split(b"\0", 1)[0].decode("utf-8", "replace")
+
+
+def btf_macros(btf):
+    macros = {}
+    for macro, struct_name, member in BTF_FIELDS:
+        try:
+            off, size = btf.member(struct_name, member)
+        except BTFError as e:
+            raise ProbeUnavailable(f"log-write probe: {e}; this kernel's layout is unsupported") from e
+        macros[f"OFF_{macro}"] = off
+        macros[f"SZ_{macro}"] = size
+    if macros["SZ_INODE_I_INO"] not in (4, 8):
+        raise ProbeUnavailable("log-write probe: inode.i_ino has an unexpected size")
+    return macros
+
+
+def tracepoint_macros(root=None):
+    """Offsets of the syscall tracepoint fields we read, from the live format files."""
+    fmt = kernel.tracepoint_format("syscalls", "sys_enter_write", root)
+    ret = kernel.tracepoint_format("syscalls", "sys_exit_write", root)
+    if not fmt or not ret:
+        raise ProbeUnavailable("log-write probe: tracepoint syscalls:sys_enter_write is missing; "
+                               "the kernel needs CONFIG_FTRACE_SYSCALLS")
+    macros = {"TP_FD_OFF": fmt["fd"].offset, "TP_RET_OFF": ret["ret"].offset}
+    available = {}
+    for sc in WRITE_SYSCALLS + OPEN_SYSCALLS:
+        f = kernel.tracepoint_format("syscalls", f"sys_enter_{sc}", root)
+        available[sc] = f is not None
+        if f is None:
+            continue
+        macros[f"HAVE_{sc}"] = 1
+        if sc in WRITE_SYSCALLS and f["fd"].offset != macros["TP_FD_OFF"]:
+            raise ProbeUnavailable(f"log-write probe: unexpected sys_enter_{sc} format")
+        for field in ("filename", "pathname", "flags", "how"):
+            if field in f:
+                macros[f"TP_{sc.upper()}_{field.upper()}_OFF"] = f[field].offset
+    if not available["openat"]:
+        raise ProbeUnavailable("log-write probe: tracepoint syscalls:sys_enter_openat is missing")
+    return macros, available
+
+
+class LogWriteProbe:
+    name = "logwrites"
+
+    def __init__(self, max_keys=65536, max_inodes=131072, ringbuf_pages=64, on_open=None):
+        self.max_keys, self.max_inodes, self.ringbuf_pages = max_keys, max_inodes, ringbuf_pages
+        self.on_open = on_open or (lambda ev: None)
+        self.bpf = None
+        self.attached = []
+        self.available = {}
+        self._epoch = 0
+        self._health_seen = [0] * abi().SW_HEALTH_MAX
+
+    def cflags(self):
+        macros, self.available = tracepoint_macros()
+        macros.update(btf_macros(BTF.load()))
+        macros.update(SW_MAX_KEYS=self.max_keys, SW_MAX_INODES=self.max_inodes,
+                      SW_RINGBUF_PAGES=self.ringbuf_pages)
+        return [f"-I{BPF_DIR}"] + [f"-D{k}={v}" for k, v in sorted(macros.items())]
+
+    def load(self):
+        from bcc import BPF  # deferred: unit tests and `doctor` run without bcc loaded
+
+        kernel.require_environment()
+        flags = self.cflags()
+        t0 = time.monotonic()
+        try:
+            self.bpf = BPF(src_file=str(BPF_DIR / "logwrites.c"), cflags=flags)
+        except Exception as e:  # bcc raises bare Exception on compile/load failure
+            raise ProbeUnavailable(f"log-write probe failed to compile/load: {e}") from e
+        self.compile_s = time.monotonic() - t0
+        for sc in WRITE_SYSCALLS:
+            if self.available.get(sc):
+                self._attach(f"sys_enter_{sc}", f"enter_{sc}")
+                self._attach(f"sys_exit_{sc}", f"exit_{sc}")
+        for sc in OPEN_SYSCALLS:
+            if self.available.get(sc):
+                self._attach(f"sys_enter_{sc}", f"enter_{sc}")
+                self._attach(f"sys_exit_{sc}", "exit_open_any")
+        self.bpf["open_events"].open_ring_buffer(self._ringbuf_cb)
+        self._event_t = abi().sw_open_event
+        return self
+
+    def _attach(self, tp, fn):
+        self.bpf.attach_tracepoint(tp=f"syscalls:{tp}", fn_name=fn)
+        self.attached.append(tp)
+
+    def _ringbuf_cb(self, _ctx, data, _size):
+        ev = ctypes.cast(data, ctypes.POINTER(self._event_t)).contents
+        self.on_open(OpenEvent(ev.tgid, ev.fd, ev.dev, ev.ino, ev.kind, ev.cgroup_id,
+                               _cstr(ev.comm), _cstr(ev.path)))
+
+    def poll(self, timeout_ms):
+        """Deliver pending open events to on_open, waiting at most timeout_ms."""
+        self.bpf.ring_buffer_poll(timeout=int(timeout_ms))
+
+    def set_verdict(self, dev, ino, is_log):
+        a = abi()
+        table = self.bpf["verdicts"]
+        table[table.Key(dev, 0, ino)] = ctypes.c_uint8(
+            a.SW_VERDICT_LOG if is_log else a.SW_VERDICT_NOT_LOG)
+
+    def drain(self, grace_s=0.005):
+        """Swap count maps, let in-flight programs finish, read and clear the idle map."""
+        self.bpf.ring_buffer_consume()
+        idle = self._epoch & 1
+        self._epoch += 1
+        self.bpf["ctl"][ctypes.c_uint32(0)] = ctypes.c_uint32(self._epoch)
+        time.sleep(grace_s)   # a tracepoint program runs for microseconds
+        self.bpf.ring_buffer_consume()
+        table = self.bpf[f"counts{idle}"]
+        out = []
+        for k, v in _drain_table(table):
+            out.append(WriteCount(k.tgid, k.fd, k.dev, k.ino, k.kind, v.writes, v.bytes,
+                                  v.cgroup_id, _cstr(v.comm)))
+        return out
+
+    def health(self):
+        """Per-counter increase since the previous call (lost writes, lost events...)."""
+        table = self.bpf["health"]
+        now = [sum(table[ctypes.c_int(i)]) for i in range(len(self._health_seen))]
+        delta = [n - s for n, s in zip(now, self._health_seen)]
+        self._health_seen = now
+        a = abi()
+        return {
+            "counts_full": delta[a.SW_HEALTH_COUNTS_FULL],
+            "events_lost": delta[a.SW_HEALTH_EVENTS_LOST],
+            "fdwalk_failed": delta[a.SW_HEALTH_FDWALK_FAILED],
+            "stash_full": delta[a.SW_HEALTH_STASH_FULL],
+        }
+
+    def close(self):
+        if self.bpf is not None:
+            self.bpf.cleanup()
+            self.bpf = None
+
+
+def _drain_table(table):
+    """Lookup-and-delete every entry: in batches when the kernel has it, else one by one."""
+    try:
+        return list(table.items_lookup_and_delete_batch())
+    except Exception:
+        items = list(table.items())
+        for k, _ in items:
+            try:
+                del table[k]
+            except KeyError:
+                pass
+        return items
