@@ -1,6 +1,101 @@
+"""Command line: parses arguments and wires objects; the work happens elsewhere."""
+import os
+import sys
+
 import click
 
+from collector.errors import EXIT_USAGE, SurgewatchError
 
-@click.group()
+
+def _fail(err):
+    click.echo(f"surgewatch: error: {err}", err=True)
+    sys.exit(err.exit_code)
+
+
+class _Group(click.Group):
+    """Turns SurgewatchError into one line and its exit code, never a traceback."""
+
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except SurgewatchError as e:
+            _fail(e)
+        except KeyboardInterrupt:
+            sys.exit(130)
+
+
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="surgewatch")
 def main():
-    """surgewatch: per-service log-write rates and TCP resets."""
+    """surgewatch: per-service log-write rates and TCP resets, from kernel probes.
+
+    Exit codes: 0 ok, 1 failure (doctor: problems found), 2 bad usage or environment
+    (missing privileges, tracefs, headers, bad input).
+    """
+
+
+@main.command()
+def doctor():
+    """Check kernel, BTF, tracefs, headers, tracepoints and privileges."""
+    from collector.doctor import exit_code, run_checks
+
+    checks = run_checks()
+    width = max(len(c.name) for c in checks)
+    for c in checks:
+        mark = "ok  " if c.ok else ("FAIL" if c.blocking else "note")
+        line = f"{mark} {c.name:<{width}}  {c.detail}"
+        if not c.ok and c.fix:
+            line += f"  -> fix: {c.fix}"
+        click.echo(line)
+    code = exit_code(checks)
+    click.echo("probes can run" if code == 0 else "probes cannot run: fix the FAIL lines above")
+    sys.exit(code)
+
+
+def _rules_option(f):
+    f = click.option("--log-dir", "log_dirs", multiple=True, metavar="DIR",
+                     help="Directory whose files are logs (repeatable; default /var/log/).")(f)
+    f = click.option("--log-glob", "log_globs", multiple=True, metavar="PATTERN",
+                     help="File name pattern of logs (repeatable; default *.log, *.log.[0-9]*).")(f)
+    f = click.option("--journald-socket", "journald_sockets", multiple=True, metavar="PATH",
+                     help="Listening socket whose stream clients log "
+                          "(repeatable; default /run/systemd/journal/stdout).")(f)
+    return f
+
+
+def _rules(log_dirs, log_globs, journald_sockets):
+    from collector.host.logdest import LogRules
+
+    defaults = LogRules()
+    return LogRules(dirs=tuple(log_dirs) or defaults.dirs,
+                    globs=tuple(log_globs) or defaults.globs,
+                    journald_sockets=tuple(journald_sockets) or defaults.journald_sockets)
+
+
+@main.command()
+@click.option("--duration", default=10.0, show_default=True, type=click.FloatRange(min=0.1),
+              help="Seconds to watch.")
+@click.option("--interval", default=1.0, show_default=True, type=click.FloatRange(min=0.05),
+              help="Seconds between kernel map drains (and table refreshes).")
+@click.option("--top", default=20, show_default=True, type=click.IntRange(min=1),
+              help="Rows to show; the rest are folded into (others).")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON only (default when piped).")
+@click.option("--msgpack", "msgpack_path", type=click.Path(dir_okay=False), metavar="FILE",
+              help="Also write the stream records (docs/stream.md) to FILE.")
+@_rules_option
+def snapshot(duration, interval, top, as_json, msgpack_path, log_dirs, log_globs,
+             journald_sockets):
+    """Watch the host for a while; show which services write their logs, how fast."""
+    from collector.snapshot import run_snapshot
+
+    rules = _rules(log_dirs, log_globs, journald_sockets)
+    if interval > duration:
+        raise click.BadParameter(f"--interval {interval} is longer than --duration {duration}",
+                                 param_hint="--interval")
+    run_snapshot(duration=duration, interval=interval, top=top,
+                 as_json=as_json or not sys.stdout.isatty(), msgpack_path=msgpack_path,
+                 rules=rules, argv=sys.argv)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,37 @@
+# surgewatch: every target does its own set-up first (vagrant/provision.sh is idempotent).
+SHELL := /bin/bash
+VENV  := .venv
+PY    := $(VENV)/bin/python
+PYTEST_ADDOPTS ?=
+
+.PHONY: setup snapshot test test-unit test-privileged test-e2e bench doctor vm-test clean
+
+setup:
+	@bash vagrant/provision.sh "$(CURDIR)"
+
+snapshot: setup
+	$(VENV)/bin/surgewatch snapshot --duration 10
+
+doctor: setup
+	$(VENV)/bin/surgewatch doctor
+
+test: setup
+	$(PY) -m pytest -ra $(PYTEST_ADDOPTS) tests/unit tests/privileged tests/e2e
+
+test-unit: setup
+	$(PY) -m pytest -ra $(PYTEST_ADDOPTS) tests/unit
+
+test-privileged: setup
+	$(PY) -m pytest -ra $(PYTEST_ADDOPTS) tests/privileged
+
+test-e2e: setup
+	$(PY) -m pytest -ra $(PYTEST_ADDOPTS) tests/e2e
+
+bench: setup
+	$(PY) -m tests.bench
+
+vm-test:
+	@bash vagrant/vm-test.sh
+
+clean:
+	rm -rf $(VENV) build .pytest_cache

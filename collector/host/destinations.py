@@ -1,0 +1,99 @@
+"""Which written files are log destinations, and their paths.
+
+The kernel reports writes per (process, fd, inode). An inode is judged once, from the path
+a process opened it by (open events) or, for files opened before we started, from
+/proc/PID/fd at the next drain; the verdict is handed back to the kernel so non-log
+inodes are skipped there from then on.
+"""
+import os
+from collections import OrderedDict
+
+from collector.errors import HostLookupError
+from collector.host.logdest import parse_fd_target
+
+NOT_LOG = object()      # judged: not a log destination
+UNRESOLVED = object()   # cannot be judged: the process and its fd are gone
+
+KIND_REGULAR, KIND_UNIX_SOCKET = 1, 2   # SW_FILE_* in bpf/common.h
+
+
+class DestinationResolver:
+    def __init__(self, procfs, rules, set_verdict, journald_clients, max_inodes=131072):
+        """set_verdict(dev, ino, is_log) tells the kernel; journald_clients(paths) -> inodes."""
+        self.procfs, self.rules = procfs, rules
+        self._set_verdict = set_verdict
+        self._journald_clients = journald_clients
+        self._inodes = OrderedDict()        # (dev, ino) -> path | NOT_LOG
+        self._max = max_inodes
+        self._journald = None               # socket inodes connected to journald, per drain
+
+    # -- judging -----------------------------------------------------------------
+    def _remember(self, key, verdict):
+        self._inodes[key] = verdict
+        self._inodes.move_to_end(key)
+        while len(self._inodes) > self._max:
+            self._inodes.popitem(last=False)
+        self._set_verdict(key[0], key[1], verdict is not NOT_LOG)
+
+    def _judge_path(self, path):
+        return path if self.rules.is_log_path(path) else NOT_LOG
+
+    def _fd_path(self, pid, fd, ino):
+        """Absolute path behind /proc/PID/fd/FD if it still is the inode the kernel saw."""
+        link = os.path.join(self.procfs.root, str(pid), "fd", str(fd))
+        try:
+            if os.stat(link).st_ino != ino:
+                return None
+            kind, value = parse_fd_target(self.procfs.fd_target(pid, fd))
+        except (OSError, HostLookupError):
+            return None
+        return value if kind == "file" else None
+
+    def note_open(self, ev):
+        """An open-for-write of an inode with no verdict yet (from the kernel)."""
+        key = (ev.dev, ev.ino)
+        if key in self._inodes:
+            return
+        path = ev.path
+        if not path.startswith("/"):
+            path = self._fd_path(ev.tgid, ev.fd, ev.ino) or self._join_cwd(ev.tgid, path)
+        self._remember(key, self._judge_path(path))
+
+    def _join_cwd(self, pid, rel):
+        try:
+            return os.path.normpath(os.path.join(self.procfs.cwd(pid), rel))
+        except HostLookupError:
+            return rel   # only basename rules (*.log) can match a bare relative path
+
+    def start_drain(self):
+        self._journald = None
+
+    def destination(self, count):
+        """Path of a counted (pid, fd, inode), NOT_LOG, or UNRESOLVED."""
+        key = (count.dev, count.ino)
+        known = self._inodes.get(key)
+        if known is not None:
+            self._inodes.move_to_end(key)
+            return known
+        if count.kind == KIND_UNIX_SOCKET:
+            verdict = self._judge_socket(count)
+        else:
+            path = self._fd_path(count.tgid, count.fd, count.ino)
+            if path is None:
+                return UNRESOLVED
+            verdict = self._judge_path(path)
+        if verdict is not UNRESOLVED:
+            self._remember(key, verdict)
+        return verdict
+
+    def _judge_socket(self, count):
+        if self._journald is None:
+            self._journald = self._journald_clients(self.rules.journald_sockets)
+        if count.ino in self._journald:
+            return "journald:" + self._journald_label()
+        # a closed socket is not listed either: only a live one proves "not journald"
+        return NOT_LOG if os.path.exists(os.path.join(self.procfs.root, str(count.tgid))) \
+            else UNRESOLVED
+
+    def _journald_label(self):
+        return self.rules.journald_sockets[0] if self.rules.journald_sockets else "?"
