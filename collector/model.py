@@ -21,3 +21,128 @@ class LogWrite:
     path: str         # log destination: file path, or "journald:<socket path>"
     writes: int       # successful write-family calls
     bytes: int        # bytes those calls wrote
+
+
+# ---------------------------------------------------------------------------
+# Stream records (see docs/stream.md). Builders return plain dicts ready for
+# collector.stream.encode(); every record carries v, type, ts and host.
+
+RECORD_META = "meta"
+RECORD_RATE = "rate"
+RECORD_STATS = "stats"
+# Planned types (not emitted by this version): "reset", "alert".
+RECORD_TYPES = (RECORD_META, RECORD_RATE, RECORD_STATS)
+
+
+def schema_major(version):
+    """The MAJOR part of a "MAJOR.MINOR" schema version string; ValueError if malformed."""
+    if not isinstance(version, str):
+        raise ValueError(f"schema version must be a string like {SCHEMA_VERSION!r}, got {version!r}")
+    major, sep, minor = version.partition(".")
+    if not (sep and major.isdigit() and minor.isdigit() and major.isascii() and minor.isascii()):
+        raise ValueError(f"malformed schema version {version!r} (expected MAJOR.MINOR)")
+    return int(major)
+
+
+def clean_text(text):
+    """`text` made encodable as UTF-8.
+
+    Names read from the host with os.fsdecode() carry undecodable bytes as lone
+    surrogates; each becomes a visible escape (byte 0xff -> "\\xff") instead of making
+    the encoder fail. Valid text is returned unchanged.
+    """
+    try:
+        text.encode("utf-8")
+        return text
+    except UnicodeEncodeError:
+        pass
+    out = []
+    for ch in text:
+        cp = ord(ch)
+        if 0xDC80 <= cp <= 0xDCFF:
+            out.append(f"\\x{cp - 0xDC00:02x}")
+        elif 0xD800 <= cp <= 0xDFFF:
+            out.append(f"\\u{cp:04x}")
+        else:
+            out.append(ch)
+    return "".join(out)
+
+
+def _base(type_, host, ts):
+    return {"v": SCHEMA_VERSION, "type": type_, "ts": float(ts), "host": host}
+
+
+def meta_record(host, ts, interval, probes, kernel, *, mode, argv=(), version=None):
+    """The first record of a stream: how the collector was started.
+
+    interval: configured interval length (s); probes: probe name -> status map
+    (at least {"enabled": bool}, plus "reason" when not enabled); kernel: `uname -r`;
+    mode: "run" or "snapshot"; argv: the command line.
+    """
+    if version is None:
+        from collector import __version__ as version
+    if not isinstance(probes, dict):
+        raise TypeError(f"probes must be a dict of probe name -> status, got {type(probes).__name__}")
+    rec = _base(RECORD_META, host, ts)
+    rec.update(
+        started=float(ts),
+        interval=float(interval),
+        probes=probes,
+        kernel=kernel,
+        mode=mode,
+        argv=list(argv),
+        version=version,
+    )
+    return rec
+
+
+def rate_record(host, ts, *, seq, interval, service, pids, comms, log_writes, log_bytes,
+                paths, log_writes_per_s=None, log_bytes_per_s=None,
+                resets_sent=None, resets_received=None):
+    """One service during one interval (the body comes from aggregate.logrates.aggregate_interval).
+
+    interval is the measured interval length in seconds and must be > 0. The per-second
+    rates are computed from the totals when not given. resets_* are added only when
+    not None (the resets probe fills them in).
+    """
+    if not interval > 0:
+        raise ValueError(f"interval must be > 0 seconds, got {interval!r}")
+    rec = _base(RECORD_RATE, host, ts)
+    rec.update(
+        seq=int(seq),
+        interval=float(interval),
+        service=service,
+        pids=sorted(pids),
+        comms=sorted(set(comms)),
+        log_writes=int(log_writes),
+        log_bytes=int(log_bytes),
+        log_writes_per_s=float(log_writes_per_s if log_writes_per_s is not None
+                               else log_writes / interval),
+        log_bytes_per_s=float(log_bytes_per_s if log_bytes_per_s is not None
+                              else log_bytes / interval),
+        paths=[dict(p) for p in paths],
+    )
+    if resets_sent is not None:
+        rec["resets_sent"] = resets_sent
+    if resets_received is not None:
+        rec["resets_received"] = resets_received
+    return rec
+
+
+def stats_record(host, ts, *, seq, interval, drain_ms, keys, map_capacity, evictions,
+                 lost_events, unresolved_writes, cpu_s, rss_bytes):
+    """The collector's own health during one interval (emitted every interval, quiet or not)."""
+    rec = _base(RECORD_STATS, host, ts)
+    rec.update(
+        seq=int(seq),
+        interval=float(interval),
+        drain_ms=float(drain_ms),
+        keys=int(keys),
+        map_capacity=int(map_capacity),
+        evictions=int(evictions),
+        lost_events=int(lost_events),
+        unresolved_writes=int(unresolved_writes),
+        cpu_s=float(cpu_s),
+        rss_bytes=int(rss_bytes),
+    )
+    return rec

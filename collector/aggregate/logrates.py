@@ -1,0 +1,222 @@
+"""Log-write counts -> per-service rates (pure: no I/O, no clock).
+
+aggregate_interval() turns one interval's LogWrite list into `rate` record bodies
+(model.rate_record(host, ts, **body) adds v/type/ts/host). Window accumulates intervals
+for `surgewatch snapshot`: totals, rates over the window and shares per service and
+per (service, path).
+
+Ordering everywhere: writes descending, ties by name (service, then path) ascending.
+"""
+from dataclasses import dataclass, field
+
+OTHERS = "(others)"
+
+
+def _by_writes(writes, *names):
+    return (-writes, *names)
+
+
+def aggregate_interval(writes, seq, interval_s):
+    """Rate record bodies, one per service with activity in this interval.
+
+    writes: list[LogWrite] (several entries for the same pid and path are summed);
+    seq: interval number (0-based); interval_s: measured interval length (> 0).
+    """
+    if not interval_s > 0:
+        raise ValueError(f"interval_s must be > 0, got {interval_s!r}")
+    services = {}
+    for w in writes:
+        if w.writes == 0 and w.bytes == 0:
+            continue
+        svc = services.setdefault(w.service, {"pids": set(), "comms": set(), "paths": {}})
+        svc["pids"].add(w.pid)
+        svc["comms"].add(w.comm)
+        p = svc["paths"].setdefault(w.path, [0, 0, set()])
+        p[0] += w.writes
+        p[1] += w.bytes
+        p[2].add(w.pid)
+
+    bodies = []
+    for name, svc in services.items():
+        paths = [
+            {"path": path, "writes": n, "bytes": b, "pids": sorted(pids)}
+            for path, (n, b, pids) in svc["paths"].items()
+        ]
+        paths.sort(key=lambda p: _by_writes(p["writes"], p["path"]))
+        total_writes = sum(p["writes"] for p in paths)
+        total_bytes = sum(p["bytes"] for p in paths)
+        bodies.append({
+            "seq": seq,
+            "interval": float(interval_s),
+            "service": name,
+            "pids": sorted(svc["pids"]),
+            "comms": sorted(svc["comms"]),
+            "log_writes": total_writes,
+            "log_bytes": total_bytes,
+            "log_writes_per_s": total_writes / interval_s,
+            "log_bytes_per_s": total_bytes / interval_s,
+            "paths": paths,
+        })
+    bodies.sort(key=lambda r: _by_writes(r["log_writes"], r["service"]))
+    return bodies
+
+
+@dataclass
+class PathTotal:
+    """One (service, path) over the window."""
+
+    service: str
+    path: str
+    pids: list
+    writes: int
+    bytes: int
+    writes_per_s: float
+    bytes_per_s: float
+    share: float          # this row's share of all log writes in the window (0..1)
+    folded: int = 0       # rows folded into an "(others)" remainder row, else 0
+
+
+@dataclass
+class ServiceTotal:
+    """One service over the window."""
+
+    service: str
+    pids: list
+    comms: list
+    writes: int
+    bytes: int
+    writes_per_s: float
+    bytes_per_s: float
+    share: float          # this service's share of all log writes in the window (0..1)
+    paths: list = field(default_factory=list)   # [PathTotal], writes desc
+    folded: int = 0       # services folded into an "(others)" remainder row, else 0
+
+
+_STATS_SUM = ("evictions", "lost_events", "unresolved_writes", "cpu_s")
+
+
+class Window:
+    """Accumulates intervals (rate record bodies + interval length) for a snapshot."""
+
+    def __init__(self):
+        self.duration_s = 0.0
+        self.intervals = 0
+        self._services = {}   # service -> {"pids", "comms", "paths": {path: [w, b, pids]}}
+        self._stats = None
+
+    # -- input --------------------------------------------------------------------
+    def add_interval(self, rates, interval_s, stats=None):
+        """Add one interval: its rate bodies/records (maybe none) and its measured length.
+
+        stats: that interval's stats record (or its body), optional.
+        """
+        if not interval_s > 0:
+            raise ValueError(f"interval_s must be > 0, got {interval_s!r}")
+        self.duration_s += float(interval_s)
+        self.intervals += 1
+        for r in rates:
+            svc = self._services.setdefault(r["service"], {"pids": set(), "comms": set(), "paths": {}})
+            svc["pids"].update(r["pids"])
+            svc["comms"].update(r["comms"])
+            for p in r["paths"]:
+                acc = svc["paths"].setdefault(p["path"], [0, 0, set()])
+                acc[0] += p["writes"]
+                acc[1] += p["bytes"]
+                acc[2].update(p["pids"])
+        if stats is not None:
+            self._add_stats(stats)
+
+    def add_writes(self, writes, seq, interval_s, stats=None):
+        """Convenience: aggregate_interval() then add_interval(). Returns the rate bodies."""
+        bodies = aggregate_interval(writes, seq, interval_s)
+        self.add_interval(bodies, interval_s, stats)
+        return bodies
+
+    def _add_stats(self, s):
+        if self._stats is None:
+            self._stats = {k: 0 for k in _STATS_SUM}
+            self._stats.update(intervals=0, drain_ms_total=0.0, drain_ms_max=0.0, keys_max=0,
+                               map_capacity=0, rss_bytes_max=0)
+        t = self._stats
+        t["intervals"] += 1
+        for k in _STATS_SUM:
+            t[k] += s[k]
+        t["drain_ms_total"] += s["drain_ms"]
+        t["drain_ms_max"] = max(t["drain_ms_max"], s["drain_ms"])
+        t["keys_max"] = max(t["keys_max"], s["keys"])
+        t["map_capacity"] = s["map_capacity"]
+        t["rss_bytes_max"] = max(t["rss_bytes_max"], s["rss_bytes"])
+
+    # -- output -------------------------------------------------------------------
+    @property
+    def total_writes(self):
+        return sum(acc[0] for svc in self._services.values() for acc in svc["paths"].values())
+
+    @property
+    def total_bytes(self):
+        return sum(acc[1] for svc in self._services.values() for acc in svc["paths"].values())
+
+    def _rate(self, n):
+        return n / self.duration_s if self.duration_s > 0 else 0.0
+
+    def _share(self, n, total):
+        return n / total if total else 0.0
+
+    def _path_total(self, service, path, acc, total):
+        w, b, pids = acc
+        return PathTotal(service, path, sorted(pids), w, b, self._rate(w), self._rate(b),
+                         self._share(w, total))
+
+    def services(self, top=None):
+        """[ServiceTotal] by writes desc; with top, the rest folded into one "(others)" row."""
+        total = self.total_writes
+        out = []
+        for name, svc in self._services.items():
+            paths = [self._path_total(name, path, acc, total) for path, acc in svc["paths"].items()]
+            paths.sort(key=lambda p: _by_writes(p.writes, p.path))
+            w = sum(p.writes for p in paths)
+            b = sum(p.bytes for p in paths)
+            out.append(ServiceTotal(name, sorted(svc["pids"]), sorted(svc["comms"]), w, b,
+                                    self._rate(w), self._rate(b), self._share(w, total), paths))
+        out.sort(key=lambda s: _by_writes(s.writes, s.service))
+        if top is None or len(out) <= top:
+            return out
+        kept, rest = out[:top], out[top:]
+        w = sum(s.writes for s in rest)
+        b = sum(s.bytes for s in rest)
+        kept.append(ServiceTotal(
+            OTHERS,
+            sorted({p for s in rest for p in s.pids}),
+            sorted({c for s in rest for c in s.comms}),
+            w, b, self._rate(w), self._rate(b), self._share(w, total), [], folded=len(rest)))
+        return kept
+
+    def rows(self, top=None):
+        """[PathTotal] for every (service, path), by writes desc, ties by service then path.
+
+        With top, keeps that many rows and folds the rest into one "(others)" row, so the
+        shares of the returned rows still add up to 1.
+        """
+        total = self.total_writes
+        out = [self._path_total(name, path, acc, total)
+               for name, svc in self._services.items() for path, acc in svc["paths"].items()]
+        out.sort(key=lambda r: _by_writes(r.writes, r.service, r.path))
+        if top is None or len(out) <= top:
+            return out
+        kept, rest = out[:top], out[top:]
+        w = sum(r.writes for r in rest)
+        b = sum(r.bytes for r in rest)
+        kept.append(PathTotal(OTHERS, "", sorted({p for r in rest for p in r.pids}), w, b,
+                              self._rate(w), self._rate(b), self._share(w, total),
+                              folded=len(rest)))
+        return kept
+
+    def stats(self):
+        """Collector health summed over the window, or None if no stats were added."""
+        if self._stats is None:
+            return None
+        t = dict(self._stats)
+        n = t["intervals"]
+        t["drain_ms_mean"] = t.pop("drain_ms_total") / n
+        t["cpu_percent"] = 100.0 * t["cpu_s"] / self.duration_s if self.duration_s else 0.0
+        return t
