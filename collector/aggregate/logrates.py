@@ -93,6 +93,10 @@ class ServiceTotal:
 
 
 _STATS_SUM = ("evictions", "lost_events", "unresolved_writes", "cpu_s")
+# Gauges and identity fields of a stats record; any other numeric field is a per-interval
+# counter (e.g. a probe's own loss counter) and is summed, so no loss goes unreported.
+_STATS_NOT_SUMMED = {"v", "type", "ts", "host", "seq", "interval", "drain_ms", "keys",
+                     "map_capacity", "rss_bytes"}
 
 
 class Window:
@@ -146,6 +150,10 @@ class Window:
         t["keys_max"] = max(t["keys_max"], s["keys"])
         t["map_capacity"] = s["map_capacity"]
         t["rss_bytes_max"] = max(t["rss_bytes_max"], s["rss_bytes"])
+        for k, v in s.items():
+            if (k not in _STATS_NOT_SUMMED and k not in _STATS_SUM
+                    and isinstance(v, (int, float)) and not isinstance(v, bool)):
+                t[k] = t.get(k, 0) + v
 
     # -- output -------------------------------------------------------------------
     @property

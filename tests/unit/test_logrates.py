@@ -137,9 +137,11 @@ def test_window_stats():
     base = dict(seq=0, interval=2.0, map_capacity=10240, evictions=1, lost_events=0,
                 unresolved_writes=2, rss_bytes=100)
     w.add_interval([], 2.0, stats=dict(base, drain_ms=1.0, keys=10, cpu_s=0.02))
-    w.add_interval([], 2.0, stats=dict(base, drain_ms=3.0, keys=30, cpu_s=0.02, rss_bytes=300))
+    w.add_interval([], 2.0, stats=dict(base, drain_ms=3.0, keys=30, cpu_s=0.02, rss_bytes=300,
+                                       lost_writes=5, note="x", flag=True))
     s = w.stats()
     assert s["intervals"] == 2 and s["evictions"] == 2 and s["unresolved_writes"] == 4
     assert s["drain_ms_max"] == 3.0 and s["drain_ms_mean"] == 2.0 and s["keys_max"] == 30
     assert s["rss_bytes_max"] == 300 and s["cpu_s"] == pytest.approx(0.04)
     assert s["cpu_percent"] == pytest.approx(1.0)
+    assert s["lost_writes"] == 5 and "note" not in s and "flag" not in s   # extra counters summed
