@@ -1,0 +1,114 @@
+"""cgroup id -> cgroup path, for processes that exited before we could read /proc.
+
+A cgroup id (what bpf_get_current_cgroup_id() returns) is the inode number of the
+cgroup's directory in the cgroup2 filesystem, and on 64-bit kernels it is never reused.
+So a walk of the cgroup2 tree maps ids to paths, and entries for removed cgroups stay
+correct for as long as we keep them.
+"""
+import os
+import re
+import time
+from collections import OrderedDict
+
+CGROUP2_FSTYPE = "cgroup2"
+
+
+def cgroup2_mount(mountinfo="/proc/self/mountinfo"):
+    """(mount point, root of the mount inside the hierarchy) of the cgroup2 mount, or None.
+
+    The mount point is /sys/fs/cgroup on unified hosts and /sys/fs/cgroup/unified on
+    hybrid ones; a mount showing the whole hierarchy (root "/") is preferred over a bind
+    mount of a subtree.
+    """
+    found = []
+    with open(mountinfo, "rb") as f:
+        for raw in f:
+            fields = raw.decode("utf-8", errors="surrogateescape").split()
+            # proc(5): id parent dev root mountpoint opts [optional...] - fstype source super
+            if "-" not in fields[6:]:
+                continue
+            sep = fields.index("-", 6)
+            if len(fields) > sep + 1 and fields[sep + 1] == CGROUP2_FSTYPE:
+                found.append((_unescape(fields[4]), _unescape(fields[3])))
+    for mount_point, root in found:
+        if root == "/":
+            return mount_point, root
+    return found[0] if found else None
+
+
+_OCTAL_ESCAPE = re.compile(rb"\\([0-7]{3})")
+
+
+def _unescape(field):
+    # mountinfo writes space, tab, newline and backslash as \ooo (octal).
+    raw = _OCTAL_ESCAPE.sub(lambda m: bytes([int(m.group(1), 8) & 0xFF]), os.fsencode(field))
+    return os.fsdecode(raw)
+
+
+class CgroupIndex:
+    """Maps cgroup ids to paths as a "0::<path>" line of /proc/<pid>/cgroup shows them.
+
+    The tree is walked lazily: on the first lookup and again on a miss, but at most once
+    per `min_rescan_interval` seconds, so a burst of unknown ids costs one walk.
+    At most `max_entries` ids are kept; the ones not seen in the latest walk go first.
+    """
+
+    def __init__(self, mountinfo="/proc/self/mountinfo", root_override=None,
+                 max_entries=65536, min_rescan_interval=1.0, clock=time.monotonic):
+        self.mountinfo = mountinfo
+        self.root_override = root_override
+        self.max_entries = max_entries
+        self.min_rescan_interval = min_rescan_interval
+        self.clock = clock
+        self.scans = 0
+        self.truncated = False  # the last walk stopped at max_entries
+        self._paths = OrderedDict()  # cgroup id -> path
+        self._last_scan = None
+        self._mount = None  # (directory to walk, prefix for the paths)
+
+    def path(self, cgroup_id):
+        """The cgroup path ("/system.slice/nginx.service"), or None when unknown."""
+        if cgroup_id not in self._paths and self._may_rescan():
+            self.rescan()
+        return self._paths.get(cgroup_id)
+
+    def rescan(self):
+        self._last_scan = self.clock()
+        self.scans += 1
+        mount = self._find_mount()
+        if mount is None:
+            return
+        top, prefix = mount
+        walked = 0
+        self.truncated = False
+        for dirpath, _dirs, _files, dirfd in os.fwalk(top):
+            if walked >= self.max_entries:
+                self.truncated = True
+                break
+            cgroup_id = os.fstat(dirfd).st_ino
+            self._paths[cgroup_id] = _join(prefix, dirpath[len(top):].lstrip("/"))
+            self._paths.move_to_end(cgroup_id)
+            walked += 1
+        while len(self._paths) > self.max_entries:
+            self._paths.popitem(last=False)
+
+    def _may_rescan(self):
+        return (self._last_scan is None
+                or self.clock() - self._last_scan >= self.min_rescan_interval)
+
+    def _find_mount(self):
+        if self._mount is None:
+            if self.root_override is not None:
+                self._mount = (self.root_override.rstrip("/") or "/", "/")
+            else:
+                found = cgroup2_mount(self.mountinfo)
+                if found is None:
+                    return None  # no cgroup2 (pure v1 host): every id stays unknown
+                self._mount = found
+        return self._mount
+
+
+def _join(prefix, rel):
+    if not rel:
+        return prefix
+    return prefix.rstrip("/") + "/" + rel

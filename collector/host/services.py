@@ -1,0 +1,140 @@
+"""pid -> service name: the systemd unit, else the container id, else comm (DESIGN.md).
+
+service_from_cgroup() is pure (cgroup lines in, answer out); ServiceResolver adds /proc
+reads and a cache keyed so that a reused pid never inherits a dead process's service.
+"""
+import re
+from collections import OrderedDict
+
+from collector.errors import HostLookupError
+
+SYSTEMD = "systemd"
+CONTAINER = "container"
+CONTAINER_ID_CHARS = 12  # as `docker ps` shows it
+
+# systemd cgroup driver scopes (docker, containerd/CRI, CRI-O, podman); the cgroupfs
+# drivers use the same names without ".scope". "crio-conmon-<id>.scope" is the monitor
+# process, not the container, and deliberately does not match.
+_CONTAINER_UNIT = re.compile(r"(?:docker|cri-containerd|crio|libpod)-([0-9a-f]{64})(?:\.scope)?")
+_BARE_ID = re.compile(r"[0-9a-f]{64}")
+_UNIT_SUFFIXES = (".service", ".scope")
+
+
+def service_from_cgroup(lines):
+    """(kind, name) for a process with these /proc/<pid>/cgroup lines, or None.
+
+    kind is "systemd" (name = unit, e.g. "nginx.service") or "container" (name = the
+    first 12 hex chars of the id). None for the root cgroup or slices only.
+    """
+    v2, systemd_v1, other_v1 = _paths_by_hierarchy(lines)
+    for path in v2 + systemd_v1:
+        found = _service_from_path(path)
+        if found:
+            return found
+    # Without systemd (cgroupfs drivers on a v1 or hybrid host) a container may only
+    # be visible in the controller hierarchies; those never name a systemd unit.
+    for path in other_v1:
+        container = _innermost_container(_components(path))
+        if container:
+            return (CONTAINER, container)
+    return None
+
+
+def _paths_by_hierarchy(lines):
+    v2, systemd_v1, other_v1 = [], [], []
+    for line in lines:
+        parts = line.rstrip("\n").split(":", 2)  # the path itself may contain ":"
+        if len(parts) != 3:
+            continue
+        hierarchy, controllers, path = parts
+        if hierarchy == "0" and controllers == "":
+            v2.append(path)
+        elif "name=systemd" in controllers.split(","):
+            systemd_v1.append(path)
+        else:
+            other_v1.append(path)
+    return v2, systemd_v1, other_v1
+
+
+def _components(path):
+    return [c for c in path.split("/") if c and c != ".."]
+
+
+def _service_from_path(path):
+    components = _components(path)
+    # A container wins over everything around it (its .scope, an enclosing service) and
+    # over units nested inside it: unit names are only unique per systemd instance.
+    container = _innermost_container(components)
+    if container:
+        return (CONTAINER, container)
+    for component in reversed(components):
+        if component.endswith(_UNIT_SUFFIXES) and not component.startswith("."):
+            return (SYSTEMD, component)
+    return None
+
+
+def _innermost_container(components):
+    for i in range(len(components) - 1, -1, -1):
+        component = components[i]
+        match = _CONTAINER_UNIT.fullmatch(component)
+        if match:
+            return match.group(1)[:CONTAINER_ID_CHARS]
+        # cgroupfs drivers: /docker/<id>, /kubepods/<qos>/pod<uid>/<id>
+        if _BARE_ID.fullmatch(component) and (
+            (i > 0 and components[i - 1] == "docker") or "kubepods" in components[:i]
+        ):
+            return component[:CONTAINER_ID_CHARS]
+    return None
+
+
+def service_label(found, comm):
+    """The service string used in records: unit, "container:<id>", else comm."""
+    if found is None:
+        return comm
+    kind, name = found
+    return f"container:{name}" if kind == CONTAINER else name
+
+
+class ServiceResolver:
+    """Caches pid -> service by (pid, start_time, cgroup_id).
+
+    start_time changes when a pid is reused, cgroup_id (when the probe gives one) when a
+    process is moved to another cgroup, so a cache hit is never stale. exec keeps both,
+    which is why comm is not cached: the caller's comm is always the current one.
+    """
+
+    def __init__(self, procfs, cgroups=None, max_entries=8192):
+        self.procfs = procfs
+        self.cgroups = cgroups
+        self.max_entries = max_entries
+        self._cache = OrderedDict()  # key -> (kind, name) or None
+
+    def resolve(self, pid, comm, cgroup_id=None):
+        try:
+            key = (pid, self.procfs.start_time(pid), cgroup_id)
+        except HostLookupError:
+            return self._resolve_gone(comm, cgroup_id)
+        if key in self._cache:
+            self._cache.move_to_end(key)
+            return service_label(self._cache[key], comm)
+        try:
+            lines = self.procfs.cgroup(pid)
+            # The pid could have died and been reused between the two reads.
+            if self.procfs.start_time(pid) != key[1]:
+                return self._resolve_gone(comm, cgroup_id)
+        except HostLookupError:
+            return self._resolve_gone(comm, cgroup_id)
+        found = service_from_cgroup(lines)
+        self._cache[key] = found
+        if len(self._cache) > self.max_entries:
+            self._cache.popitem(last=False)
+        return service_label(found, comm)
+
+    def _resolve_gone(self, comm, cgroup_id):
+        # The process exited before we looked: its cgroup (id from the probe) still
+        # tells which unit or container it belonged to, even if the cgroup is gone too.
+        if cgroup_id is not None and self.cgroups is not None:
+            path = self.cgroups.path(cgroup_id)
+            if path is not None:
+                return service_label(service_from_cgroup([f"0::{path}"]), comm)
+        return comm

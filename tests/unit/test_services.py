@@ -1,0 +1,257 @@
+import shutil
+from pathlib import Path
+
+import pytest
+
+from collector.errors import AccessDenied, NoSuchProcess
+from collector.host.procfs import ProcFS
+from collector.host.services import ServiceResolver, service_from_cgroup
+
+FIXTURES = Path(__file__).parent / "fixtures" / "proc"
+ID = "3f4e9c1a7b2d5e6f7a8b9c0d1e2f3a4b5c6d7e8f9a0b1c2d3e4f5a6b7c8d9e0f"
+ID12 = ID[:12]
+V1_EMPTY = ["9:name=systemd:/", "4:memory:/", "1:cpu:/"]
+
+
+@pytest.mark.parametrize("path, expected", [
+    ("/system.slice/nginx.service", ("systemd", "nginx.service")),
+    ("/init.scope", ("systemd", "init.scope")),
+    ("/user.slice/user-1000.slice/session-3.scope", ("systemd", "session-3.scope")),
+    ("/user.slice/user-1000.slice/user@1000.service/app.slice/foo.service",
+     ("systemd", "foo.service")),
+    ("/user.slice/user-1000.slice/user@1000.service/app.slice/app-gnome-term-4711.scope",
+     ("systemd", "app-gnome-term-4711.scope")),
+    ("/system.slice/system-getty.slice/getty@tty1.service", ("systemd", "getty@tty1.service")),
+    # a delegated subtree below a unit: the unit is still the service
+    ("/system.slice/ci-runner.service/job-17/worker", ("systemd", "ci-runner.service")),
+    # containers, systemd cgroup drivers
+    (f"/system.slice/docker-{ID}.scope", ("container", ID12)),
+    (f"/kubepods.slice/kubepods-burstable.slice/kubepods-burstable-pod1a2b.slice/"
+     f"cri-containerd-{ID}.scope", ("container", ID12)),
+    (f"/kubepods.slice/kubepods-besteffort.slice/kubepods-besteffort-pod9.slice/crio-{ID}.scope",
+     ("container", ID12)),
+    (f"/user.slice/user-1000.slice/user@1000.service/user.slice/libpod-{ID}.scope",
+     ("container", ID12)),
+    # containers, cgroupfs drivers
+    (f"/docker/{ID}", ("container", ID12)),
+    (f"/kubepods/burstable/pod1a2b-33/{ID}", ("container", ID12)),
+    (f"/kubepods/pod1a2b-33/{ID}", ("container", ID12)),
+    (f"/kubepods/besteffort/pod9/crio-{ID}", ("container", ID12)),
+    # docker in docker: the innermost container
+    (f"/docker/{'a' * 64}/docker/{ID}", ("container", ID12)),
+    # a systemd inside a container: unit names repeat across containers, the id does not
+    (f"/system.slice/docker-{ID}.scope/system.slice/nginx.service", ("container", ID12)),
+    # the conmon monitor is a plain scope, not the container
+    (f"/machine.slice/libpod-conmon-{ID}.scope", ("systemd", f"libpod-conmon-{ID}.scope")),
+    # only slices, the root, or nothing systemd or container shaped
+    ("/", None),
+    ("", None),
+    ("/system.slice", None),
+    ("/user.slice/user-1000.slice", None),
+    ("/process_api/7a87062456dfe5f6583ac612cb58cbe3", None),
+    (f"/{ID}", None),                       # a bare id outside docker/kubepods
+    (f"/docker/{ID[:63]}", None),           # not a full id
+    (f"/system.slice/docker-{ID.upper()}.scope", ("systemd", f"docker-{ID.upper()}.scope")),
+    ("/system.slice/.service", None),
+])
+def test_v2_paths(path, expected):
+    assert service_from_cgroup([f"0::{path}"]) == expected
+
+
+def test_v1_name_systemd_line_when_v2_is_root():
+    lines = ["12:pids:/system.slice/cron.service", "1:name=systemd:/system.slice/cron.service",
+             "0::/"]
+    assert service_from_cgroup(lines) == ("systemd", "cron.service")
+
+
+def test_v1_only_host():
+    lines = ["4:memory:/system.slice/cron.service", "1:name=systemd:/system.slice/cron.service"]
+    assert service_from_cgroup(lines) == ("systemd", "cron.service")
+
+
+def test_v2_line_wins_over_v1():
+    lines = ["1:name=systemd:/system.slice/old.service", "0::/system.slice/new.service"]
+    assert service_from_cgroup(lines) == ("systemd", "new.service")
+
+
+def test_container_seen_only_in_controller_hierarchies():
+    # docker's cgroupfs driver on a hybrid host without systemd (like the CI host)
+    lines = ["9:name=systemd:/", f"4:memory:/docker/{ID}", f"8:pids:/docker/{ID}", "0::/"]
+    assert service_from_cgroup(lines) == ("container", ID12)
+
+
+def test_controller_hierarchies_never_name_a_unit():
+    lines = ["9:name=systemd:/", "4:memory:/system.slice/foo.service", "0::/"]
+    assert service_from_cgroup(lines) is None
+
+
+def test_v1_controller_list_with_name_systemd_among_others():
+    lines = ["1:cpu,name=systemd:/system.slice/a.service"]
+    assert service_from_cgroup(lines) == ("systemd", "a.service")
+
+
+@pytest.mark.parametrize("lines", [
+    [],
+    ["garbage"],
+    ["0:/no-third-field"],
+    V1_EMPTY + ["0::/"],
+])
+def test_nothing_to_find(lines):
+    assert service_from_cgroup(lines) is None
+
+
+def test_colons_and_spaces_in_path():
+    assert service_from_cgroup(["0::/system.slice/a:b c.service"]) == ("systemd", "a:b c.service")
+
+
+def test_very_long_path():
+    path = "/" + "/".join(f"level-{i}-" + "x" * 200 for i in range(40)) + "/deep.service"
+    assert service_from_cgroup([f"0::{path}"]) == ("systemd", "deep.service")
+
+
+def test_recorded_fixture_cgroup_files():
+    proc = ProcFS(root=str(FIXTURES))
+    assert service_from_cgroup(proc.cgroup(1)) == ("systemd", "init.scope")
+    assert service_from_cgroup(proc.cgroup(812)) == ("systemd", "nginx.service")
+    assert service_from_cgroup(proc.cgroup(2301)) == ("container", ID12)
+    assert service_from_cgroup(proc.cgroup(2302)) == ("systemd", "foo.service")
+    assert service_from_cgroup(proc.cgroup(2303)) == ("systemd", "session-3.scope")
+    assert service_from_cgroup(proc.cgroup(2304)) is None
+
+
+# -- ServiceResolver ------------------------------------------------------------------
+
+class FakeProc:
+    """A process table we can change between calls: pid -> (start_time, cgroup lines)."""
+
+    def __init__(self, table):
+        self.table = dict(table)
+        self.cgroup_reads = 0
+
+    def start_time(self, pid):
+        if pid not in self.table:
+            raise NoSuchProcess(pid)
+        return self.table[pid][0]
+
+    def cgroup(self, pid):
+        self.cgroup_reads += 1
+        if pid not in self.table:
+            raise NoSuchProcess(pid)
+        return self.table[pid][1]
+
+
+class FakeCgroups:
+    def __init__(self, paths):
+        self.paths = paths
+
+    def path(self, cgroup_id):
+        return self.paths.get(cgroup_id)
+
+
+def test_resolver_on_fixture_tree():
+    resolver = ServiceResolver(ProcFS(root=str(FIXTURES)))
+    assert resolver.resolve(812, "nginx") == "nginx.service"
+    assert resolver.resolve(2301, "evil) (x y") == f"container:{ID12}"
+    assert resolver.resolve(2302, "two\nlines") == "foo.service"
+    assert resolver.resolve(2304, "bash") == "bash"
+
+
+def test_resolver_caches_per_process():
+    proc = FakeProc({10: (100, ["0::/system.slice/a.service"])})
+    resolver = ServiceResolver(proc)
+    assert resolver.resolve(10, "a") == "a.service"
+    assert resolver.resolve(10, "a") == "a.service"
+    assert proc.cgroup_reads == 1
+
+
+def test_pid_reuse_is_never_served_from_cache():
+    proc = FakeProc({10: (100, ["0::/system.slice/a.service"])})
+    resolver = ServiceResolver(proc)
+    assert resolver.resolve(10, "a") == "a.service"
+    proc.table[10] = (250, ["0::/system.slice/b.service"])  # a died, b got its pid
+    assert resolver.resolve(10, "b") == "b.service"
+
+
+def test_pid_reused_between_start_time_and_cgroup_reads():
+    proc = FakeProc({10: (100, ["0::/system.slice/a.service"])})
+
+    def cgroup_then_reuse(pid):
+        proc.table[10] = (250, ["0::/system.slice/b.service"])
+        return ["0::/system.slice/b.service"]  # what the new process shows
+
+    proc.cgroup = cgroup_then_reuse
+    resolver = ServiceResolver(proc)
+    assert resolver.resolve(10, "a") == "a"  # neither a's nor b's service is trusted
+    assert resolver.resolve(10, "b") == "b.service"
+
+
+def test_comm_without_service_follows_exec():
+    proc = FakeProc({10: (100, ["0::/"])})
+    resolver = ServiceResolver(proc)
+    assert resolver.resolve(10, "bash") == "bash"
+    assert resolver.resolve(10, "python3") == "python3"  # same pid and start, new comm
+
+
+def test_cgroup_move_with_a_new_cgroup_id_is_seen():
+    proc = FakeProc({10: (100, ["0::/user.slice/user-0.slice/session-1.scope"])})
+    resolver = ServiceResolver(proc)
+    assert resolver.resolve(10, "sh", cgroup_id=500) == "session-1.scope"
+    proc.table[10] = (100, ["0::/system.slice/run-u7.scope"])  # systemd-run --scope
+    assert resolver.resolve(10, "sh", cgroup_id=501) == "run-u7.scope"
+
+
+def test_gone_process_falls_back_to_cgroup_id():
+    cgroups = FakeCgroups({501: f"/system.slice/docker-{ID}.scope", 502: "/system.slice"})
+    resolver = ServiceResolver(FakeProc({}), cgroups)
+    assert resolver.resolve(10, "worker", cgroup_id=501) == f"container:{ID12}"
+    assert resolver.resolve(10, "worker", cgroup_id=502) == "worker"
+    assert resolver.resolve(10, "worker", cgroup_id=999) == "worker"
+    assert resolver.resolve(10, "worker") == "worker"
+
+
+def test_gone_process_without_cgroup_index_is_comm():
+    assert ServiceResolver(FakeProc({})).resolve(10, "worker", cgroup_id=501) == "worker"
+
+
+def test_process_exiting_between_reads():
+    proc = FakeProc({10: (100, ["0::/system.slice/a.service"])})
+
+    def exits(pid):
+        proc.table.clear()
+        raise NoSuchProcess(pid)
+
+    proc.cgroup = exits
+    cgroups = FakeCgroups({7: "/system.slice/a.service"})
+    assert ServiceResolver(proc, cgroups).resolve(10, "a", cgroup_id=7) == "a.service"
+
+
+def test_hidden_process_is_treated_as_gone():
+    class Hidden(FakeProc):
+        def start_time(self, pid):
+            raise AccessDenied(pid, "stat")
+
+    assert ServiceResolver(Hidden({})).resolve(10, "x") == "x"
+
+
+def test_cache_is_bounded_and_evicts_least_recently_used():
+    proc = FakeProc({pid: (1, [f"0::/system.slice/s{pid}.service"]) for pid in range(1, 6)})
+    resolver = ServiceResolver(proc, max_entries=3)
+    for pid in (1, 2, 3):
+        resolver.resolve(pid, "x")
+    resolver.resolve(1, "x")       # 1 is now the most recent
+    resolver.resolve(4, "x")       # evicts 2
+    assert len(resolver._cache) == 3
+    reads = proc.cgroup_reads
+    resolver.resolve(1, "x")
+    assert proc.cgroup_reads == reads
+    resolver.resolve(2, "x")
+    assert proc.cgroup_reads == reads + 1
+
+
+def test_resolver_on_copied_fixture_after_process_exit(tmp_path):
+    root = tmp_path / "proc"
+    shutil.copytree(FIXTURES, root)
+    resolver = ServiceResolver(ProcFS(root=str(root)))
+    assert resolver.resolve(812, "nginx") == "nginx.service"
+    shutil.rmtree(root / "812")
+    assert resolver.resolve(812, "nginx") == "nginx"
