@@ -29,6 +29,8 @@ struct sw_write_key {
     __u32 dev;      /* kernel dev_t of the inode's super block (MKDEV: major << 20 | minor) */
     __u32 kind;     /* SW_FILE_* */
     __u64 ino;
+    __u32 gen;      /* i_generation: tells a new file from a deleted one with the same ino */
+    __u32 pad;
 };
 
 struct sw_write_val {
@@ -41,7 +43,7 @@ struct sw_write_val {
 /* inode identity, for the verdict map */
 struct sw_inode {
     __u32 dev;
-    __u32 pad;
+    __u32 gen;
     __u64 ino;
 };
 
@@ -53,6 +55,8 @@ struct sw_open_event {
     __u32 kind;
     __u64 ino;
     __u64 cgroup_id;
+    __u32 gen;
+    __u32 pad;
     char comm[SW_COMM_LEN];
     char path[SW_PATH_LEN];  /* as the process passed it: may be relative */
 };

@@ -96,8 +96,12 @@ static __always_inline int inode_of_fd(s32 fd, struct sw_write_key *k)
         return -1;
     if (bpf_probe_read_kernel(&dev, sizeof(dev), sb + OFF_SB_S_DEV))
         return -1;
+    u32 gen = 0;
+    if (bpf_probe_read_kernel(&gen, sizeof(gen), inode + OFF_INODE_I_GENERATION))
+        return -1;
     k->ino = ino;
     k->dev = dev;
+    k->gen = gen;
     return 0;
 }
 
@@ -111,7 +115,7 @@ static __always_inline int write_enter(void *ctx)
             health_inc(SW_HEALTH_FDWALK_FAILED);
         return 0;
     }
-    struct sw_inode id = {.dev = k.dev, .ino = k.ino};
+    struct sw_inode id = {.dev = k.dev, .gen = k.gen, .ino = k.ino};
     u8 *verdict = verdicts.lookup(&id);
     if (verdict && *verdict == SW_VERDICT_NOT_LOG)
         return 0;
@@ -226,7 +230,7 @@ int exit_open_any(void *ctx)
     struct sw_write_key k = {};
     if (inode_of_fd((s32)fd, &k) != 0)
         return 0;
-    struct sw_inode id = {.dev = k.dev, .ino = k.ino};
+    struct sw_inode id = {.dev = k.dev, .gen = k.gen, .ino = k.ino};
     if (verdicts.lookup(&id))
         return 0;
 
@@ -240,6 +244,7 @@ int exit_open_any(void *ctx)
     ev->dev = k.dev;
     ev->kind = k.kind;
     ev->ino = k.ino;
+    ev->gen = k.gen;
     ev->cgroup_id = bpf_get_current_cgroup_id();
     bpf_get_current_comm(&ev->comm, sizeof(ev->comm));
     if (bpf_probe_read_user_str(&ev->path, sizeof(ev->path), (void *)path_ptr) < 0)

@@ -32,6 +32,7 @@ class Collector:
         self.host = host or socket.gethostname()
         self.clock, self.wallclock = clock, wallclock
         self.seq = 0
+        self.last_writes = []
         self._last_boundary = None
         self._cpu_seen = _cpu_seconds()
 
@@ -53,6 +54,7 @@ class Collector:
         t0 = time.perf_counter()
         counts = self.probe.drain()
         writes, unresolved = self._enrich(counts)
+        self.last_writes = writes
         drain_ms = (time.perf_counter() - t0) * 1000.0
         health = self.probe.health()
         ts = self.wallclock()

@@ -5,6 +5,10 @@ from collector.aggregate.logrates import Window
 from collector.errors import SurgewatchError
 
 
+def probe_verdict(probe):
+    return lambda dev, gen, ino, is_log: probe.set_verdict(dev, gen, ino, is_log)
+
+
 def build_collector(rules, probe_kwargs=None):
     """The log-write pipeline, probe loaded and attached. Caller closes collector.probe."""
     from collector.host.cgroups import CgroupIndex
@@ -22,10 +26,11 @@ def build_collector(rules, probe_kwargs=None):
     holder = {}
     probe = LogWriteProbe(on_open=lambda ev: holder["resolver"].note_open(ev),
                           **(probe_kwargs or {}))
-    resolver = DestinationResolver(procfs, rules, lambda d, i, v: probe.set_verdict(d, i, v),
+    resolver = DestinationResolver(procfs, rules, probe_verdict(probe),
                                    journald_stream_clients)
     holder["resolver"] = resolver
     probe.load()
+    resolver.replay()
     return Collector(probe, resolver, services)
 
 

@@ -5,7 +5,10 @@ a process opened it by (open events) or, for files opened before we started, fro
 /proc/PID/fd at the next drain; the verdict is handed back to the kernel so non-log
 inodes are skipped there from then on.
 """
+import fcntl
 import os
+import stat
+import struct
 from collections import OrderedDict
 
 from collector.errors import HostLookupError
@@ -15,15 +18,33 @@ NOT_LOG = object()      # judged: not a log destination
 UNRESOLVED = object()   # cannot be judged: the process and its fd are gone
 
 KIND_REGULAR, KIND_UNIX_SOCKET = 1, 2   # SW_FILE_* in bpf/common.h
+FS_IOC_GETVERSION = 0x80087601           # _IOR('v', 1, long): the inode's i_generation
+
+
+def inode_generation(path):
+    """i_generation of the file at path, or 0 when the filesystem does not tell."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC)
+    except OSError:
+        return 0
+    try:
+        buf = fcntl.ioctl(fd, FS_IOC_GETVERSION, b"\0" * 8)
+        return struct.unpack("<I", buf[:4])[0]
+    except OSError:
+        return 0
+    finally:
+        os.close(fd)
 
 
 class DestinationResolver:
     def __init__(self, procfs, rules, set_verdict, journald_clients, max_inodes=131072):
-        """set_verdict(dev, ino, is_log) tells the kernel; journald_clients(paths) -> inodes."""
+        """set_verdict(dev, gen, ino, is_log) tells the kernel;
+        journald_clients(paths) -> socket inodes. Inodes are keyed (dev, gen, ino): an inode
+        number alone is reused as soon as a file is deleted."""
         self.procfs, self.rules = procfs, rules
         self._set_verdict = set_verdict
         self._journald_clients = journald_clients
-        self._inodes = OrderedDict()        # (dev, ino) -> path | NOT_LOG
+        self._inodes = OrderedDict()        # (dev, gen, ino) -> path | NOT_LOG
         self._max = max_inodes
         self._journald = None               # socket inodes connected to journald, per drain
 
@@ -33,7 +54,7 @@ class DestinationResolver:
         self._inodes.move_to_end(key)
         while len(self._inodes) > self._max:
             self._inodes.popitem(last=False)
-        self._set_verdict(key[0], key[1], verdict is not NOT_LOG)
+        self._set_verdict(*key, verdict is not NOT_LOG)
 
     def _judge_path(self, path):
         return path if self.rules.is_log_path(path) else NOT_LOG
@@ -51,7 +72,7 @@ class DestinationResolver:
 
     def note_open(self, ev):
         """An open-for-write of an inode with no verdict yet (from the kernel)."""
-        key = (ev.dev, ev.ino)
+        key = (ev.dev, ev.gen, ev.ino)
         if key in self._inodes:
             return
         path = ev.path
@@ -65,12 +86,48 @@ class DestinationResolver:
         except HostLookupError:
             return rel   # only basename rules (*.log) can match a bare relative path
 
+    def replay(self):
+        """Judge every file already open on the host (they were opened before we looked).
+
+        Run after the probe is attached: what opens later arrives as events. The kernel
+        names a device MKDEV(major, minor) = major << 20 | minor; stat() encodes it
+        differently, hence the conversion. Returns the number of inodes judged.
+        """
+        judged = 0
+        journald = None
+        for pid in self.procfs.pids():
+            try:
+                fds = self.procfs.fds(pid)
+            except HostLookupError:
+                continue
+            for fd, target in fds.items():
+                try:
+                    st = os.stat(os.path.join(self.procfs.root, str(pid), "fd", str(fd)))
+                except OSError:
+                    continue
+                kdev = (os.major(st.st_dev) << 20) | os.minor(st.st_dev)
+                kind, value = parse_fd_target(target)
+                if stat.S_ISREG(st.st_mode) and kind == "file":
+                    link = os.path.join(self.procfs.root, str(pid), "fd", str(fd))
+                    key = (kdev, inode_generation(link), st.st_ino)
+                    if key in self._inodes:
+                        continue
+                    self._remember(key, self._judge_path(value))
+                    judged += 1
+                elif stat.S_ISSOCK(st.st_mode):
+                    if journald is None:
+                        journald = self._journald_clients(self.rules.journald_sockets)
+                    if st.st_ino in journald:
+                        self._remember((kdev, 0, st.st_ino), "journald:" + self._journald_label())
+                        judged += 1
+        return judged
+
     def start_drain(self):
         self._journald = None
 
     def destination(self, count):
         """Path of a counted (pid, fd, inode), NOT_LOG, or UNRESOLVED."""
-        key = (count.dev, count.ino)
+        key = (count.dev, count.gen, count.ino)
         known = self._inodes.get(key)
         if known is not None:
             self._inodes.move_to_end(key)

@@ -22,6 +22,7 @@ BTF_FIELDS = (
     ("INODE_I_MODE", "inode", "i_mode"),
     ("INODE_I_INO", "inode", "i_ino"),
     ("INODE_I_SB", "inode", "i_sb"),
+    ("INODE_I_GENERATION", "inode", "i_generation"),
     ("SB_S_DEV", "super_block", "s_dev"),
     ("SOCKET_ALLOC_SOCKET", "socket_alloc", "socket"),
     ("SOCKET_ALLOC_VFS_INODE", "socket_alloc", "vfs_inode"),
@@ -36,6 +37,7 @@ class OpenEvent:
     fd: int
     dev: int
     ino: int
+    gen: int
     kind: int
     cgroup_id: int
     comm: str
@@ -48,6 +50,7 @@ class WriteCount:
     fd: int
     dev: int
     ino: int
+    gen: int
     kind: int
     writes: int
     bytes: int
@@ -146,17 +149,17 @@ class LogWriteProbe:
 
     def _ringbuf_cb(self, _ctx, data, _size):
         ev = ctypes.cast(data, ctypes.POINTER(self._event_t)).contents
-        self.on_open(OpenEvent(ev.tgid, ev.fd, ev.dev, ev.ino, ev.kind, ev.cgroup_id,
+        self.on_open(OpenEvent(ev.tgid, ev.fd, ev.dev, ev.ino, ev.gen, ev.kind, ev.cgroup_id,
                                _cstr(ev.comm), _cstr(ev.path)))
 
     def poll(self, timeout_ms):
         """Deliver pending open events to on_open, waiting at most timeout_ms."""
         self.bpf.ring_buffer_poll(timeout=int(timeout_ms))
 
-    def set_verdict(self, dev, ino, is_log):
+    def set_verdict(self, dev, gen, ino, is_log):
         a = abi()
         table = self.bpf["verdicts"]
-        table[table.Key(dev, 0, ino)] = ctypes.c_uint8(
+        table[table.Key(dev, gen, ino)] = ctypes.c_uint8(
             a.SW_VERDICT_LOG if is_log else a.SW_VERDICT_NOT_LOG)
 
     def drain(self, grace_s=0.005):
@@ -170,7 +173,7 @@ class LogWriteProbe:
         table = self.bpf[f"counts{idle}"]
         out = []
         for k, v in _drain_table(table):
-            out.append(WriteCount(k.tgid, k.fd, k.dev, k.ino, k.kind, v.writes, v.bytes,
+            out.append(WriteCount(k.tgid, k.fd, k.dev, k.ino, k.gen, k.kind, v.writes, v.bytes,
                                   v.cgroup_id, _cstr(v.comm)))
         return out
 

@@ -1,0 +1,67 @@
+"""Real BPF on the running kernel. These tests need root; in CI they must not skip."""
+import os
+import time
+
+import pytest
+
+from tests.workloads.build import build
+
+
+def pytest_collection_modifyitems(config, items):
+    if os.geteuid() == 0:
+        return
+    if os.environ.get("SURGEWATCH_REQUIRE_PRIVILEGED"):
+        raise pytest.UsageError("privileged tests need root (SURGEWATCH_REQUIRE_PRIVILEGED is set)")
+    skip = pytest.mark.skip(reason="needs root: run `make test` as root")
+    for item in items:
+        if "tests/privileged" in str(item.fspath):
+            item.add_marker(skip)
+
+
+@pytest.fixture(scope="session")
+def workload_bin(tmp_path_factory):
+    d = tmp_path_factory.mktemp("bin")
+    return lambda name: build(name, d)
+
+
+class Harness:
+    """A loaded log-write pipeline; collects per-(pid, path) totals over intervals."""
+
+    def __init__(self, collector):
+        self.collector = collector
+        collector.begin()
+
+    def settle(self):
+        """Drain what happened so far and forget it (other tests' and host noise)."""
+        self.collector.interval()
+
+    def collect(self, intervals=2, gap=0.05):
+        """Totals {(pid, path): [writes, bytes, comm, service]} over a few intervals."""
+        totals, unresolved = {}, 0
+        for _ in range(intervals):
+            time.sleep(gap)
+            self.collector.probe.poll(0)
+            rates, stats = self.collector.interval()
+            unresolved += stats["unresolved_writes"]
+            for w in self.collector.last_writes:
+                t = totals.setdefault((w.pid, w.path), [0, 0, w.comm, w.service])
+                t[0] += w.writes
+                t[1] += w.bytes
+        self.unresolved = unresolved
+        return totals
+
+    def for_path(self, totals, path):
+        return {pid: v for (pid, p), v in totals.items() if p == path}
+
+
+@pytest.fixture(scope="session")
+def harness():
+    from collector.host.logdest import LogRules
+    from collector.snapshot import build_collector
+
+    rules = LogRules(journald_sockets=("/run/surgewatch-test/journal.sock",))
+    collector = build_collector(rules)
+    try:
+        yield Harness(collector)
+    finally:
+        collector.probe.close()

@@ -1,0 +1,265 @@
+"""Exact log-write counts from real workloads on the running kernel.
+
+Each workload writes a known number of lines; the collector must report exactly that
+many writes and bytes for the workload's pid and path, and nothing for non-log targets.
+"""
+import os
+import socket
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+
+import pytest
+
+pytestmark = pytest.mark.privileged
+LINE = b"0123456789abcdef0123456789abcde\n"   # 32 bytes
+
+
+def py(code, *args, **kw):
+    return subprocess.Popen([sys.executable, "-c", textwrap.dedent(code), *map(str, args)], **kw)
+
+
+def test_fast_writer_100k_lines(harness, tmp_path):
+    log = tmp_path / "fast.log"
+    harness.settle()
+    p = py("""
+        import os, sys
+        fd = os.open(sys.argv[1], os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+        line = b"x" * 47 + b"\\n"
+        for _ in range(100000):
+            os.write(fd, line)
+        """, log)
+    assert p.wait() == 0
+    got = harness.for_path(harness.collect(), str(log))
+    assert got[p.pid][:2] == [100000, 100000 * 48]
+    assert log.stat().st_size == 100000 * 48
+
+
+def test_file_opened_before_start_and_after(tmp_path, workload_bin):
+    """A writer whose log was open before the probe loaded is counted like a new one."""
+    from collector.host.logdest import LogRules
+    from collector.snapshot import build_collector
+
+    before, after = tmp_path / "before.log", tmp_path / "after.log"
+    p = py("""
+        import os, sys
+        fd = os.open(sys.argv[1], os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+        print("open", flush=True)
+        sys.stdin.readline()                      # wait until the collector is attached
+        for _ in range(700):
+            os.write(fd, b"early line\\n")
+        fd2 = os.open(sys.argv[2], os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+        for _ in range(300):
+            os.write(fd2, b"late\\n")
+        """, before, after, stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+    assert p.stdout.readline() == b"open\n"
+    collector = build_collector(LogRules())       # attaches after `before.log` was opened
+    try:
+        from tests.privileged.conftest import Harness
+        h = Harness(collector)
+        p.stdin.write(b"go\n")
+        p.stdin.flush()
+        time.sleep(0.3)                            # keep the writer alive for the drain
+        totals = h.collect()
+        p.stdin.close()
+        assert p.wait() == 0
+    finally:
+        collector.probe.close()
+    assert h.for_path(totals, str(before))[p.pid][:2] == [700, 700 * 11]
+    assert h.for_path(totals, str(after))[p.pid][:2] == [300, 300 * 5]
+
+
+def test_short_lived_process_keeps_its_name(harness, tmp_path, workload_bin):
+    """500 lines then exit within 50 ms: gone before the drain, still counted and named."""
+    log = tmp_path / "short.log"
+    exe = workload_bin("logwriter")
+    harness.settle()
+    t0 = time.monotonic()
+    p = subprocess.Popen([exe, str(log), "500", "32"])
+    assert p.wait() == 0
+    lifetime = time.monotonic() - t0
+    assert lifetime < 0.05, f"workload lived {lifetime * 1000:.1f} ms"
+    assert not os.path.exists(f"/proc/{p.pid}")
+    got = harness.for_path(harness.collect(), str(log))
+    writes, nbytes, comm, service = got[p.pid]
+    assert (writes, nbytes) == (500, 500 * 32)
+    assert comm == "logwriter"
+    assert service  # systemd unit, container or comm: never empty or "[unknown]"
+    assert "unknown" not in service
+
+
+def test_multithreaded_writer(harness, tmp_path):
+    log = tmp_path / "threads.log"
+    harness.settle()
+    p = py("""
+        import os, sys, threading
+        fd = os.open(sys.argv[1], os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+        def work(n):
+            for _ in range(n):
+                os.write(fd, b"thread line\\n")
+        ts = [threading.Thread(target=work, args=(2500,)) for _ in range(8)]
+        [t.start() for t in ts]
+        [t.join() for t in ts]
+        """, log)
+    assert p.wait() == 0
+    got = harness.for_path(harness.collect(), str(log))
+    assert got[p.pid][:2] == [20000, 20000 * 12]
+
+
+def test_forked_child_shares_parents_log_fd(harness, tmp_path):
+    log = tmp_path / "fork.log"
+    harness.settle()
+    p = py("""
+        import os, sys
+        fd = os.open(sys.argv[1], os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+        for _ in range(100):
+            os.write(fd, b"parent\\n")
+        child = os.fork()
+        if child == 0:
+            for _ in range(250):
+                os.write(fd, b"child!\\n")
+            os._exit(0)
+        os.waitpid(child, 0)
+        print(child, flush=True)
+        for _ in range(50):
+            os.write(fd, b"parent\\n")
+        """, log, stdout=subprocess.PIPE)
+    child_pid = int(p.stdout.readline())
+    assert p.wait() == 0
+    got = harness.for_path(harness.collect(), str(log))
+    assert got[p.pid][:2] == [150, 150 * 7]
+    assert got[child_pid][:2] == [250, 250 * 7]
+
+
+def test_fd_reused_for_non_log_file_is_not_counted(harness, tmp_path):
+    log, data = tmp_path / "reuse.log", tmp_path / "data.bin"
+    harness.settle()
+    p = py("""
+        import os, sys
+        fd = os.open(sys.argv[1], os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+        for _ in range(400):
+            os.write(fd, b"log\\n")
+        os.close(fd)
+        fd2 = os.open(sys.argv[2], os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+        assert fd2 == fd, (fd, fd2)               # the same number, another file
+        for _ in range(900):
+            os.write(fd2, b"data\\n")
+        fd3 = os.dup2(os.open(sys.argv[1], os.O_WRONLY | os.O_APPEND), 40)
+        for _ in range(10):
+            os.write(40, b"dup\\n")
+        """, log, data)
+    assert p.wait() == 0
+    totals = harness.collect()
+    got = harness.for_path(totals, str(log))
+    assert got[p.pid][:2] == [410, 400 * 4 + 10 * 4]
+    assert harness.for_path(totals, str(data)) == {}
+
+
+def test_log_and_dev_null_only_log_counts(harness, tmp_path):
+    log = tmp_path / "mixed.log"
+    harness.settle()
+    p = py("""
+        import os, sys
+        fd = os.open(sys.argv[1], os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+        null = os.open("/dev/null", os.O_WRONLY)
+        r, w = os.pipe()
+        for i in range(3000):
+            os.write(null, b"noise\\n")
+            if i % 10 == 0:
+                os.write(fd, b"signal\\n")
+        os.writev(fd, [b"a", b"bc", b"\\n"])      # the other write-family calls count too
+        os.pwrite(fd, b"pw\\n", 0)
+        os.pwritev(fd, [b"p", b"v\\n"], 0)
+        os.pwritev(fd, [b"p2", b"\\n"], 0, os.RWF_APPEND)   # pwritev2
+        for _ in range(5):
+            os.write(w, b"to a pipe\\n")
+        """, log)
+    assert p.wait() == 0
+    totals = harness.collect()
+    got = harness.for_path(totals, str(log))
+    assert got[p.pid][:2] == [300 + 4, 300 * 7 + 4 + 3 + 3 + 3]
+    assert {path for (pid, path) in totals if pid == p.pid} == {str(log)}
+
+
+def test_journald_stream_socket_counts_as_log(harness, tmp_path):
+    """stdout connected to journald's stream socket is a log destination; other sockets not."""
+    os.makedirs("/run/surgewatch-test", exist_ok=True)
+    path = "/run/surgewatch-test/journal.sock"
+    if os.path.exists(path):
+        os.unlink(path)
+    srv = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    srv.bind(path)
+    srv.listen(8)
+    other = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    other_path = str(tmp_path / "other.sock")
+    other.bind(other_path)
+    other.listen(8)
+    received = []
+
+    def drain(s):
+        conn, _ = s.accept()
+        while data := conn.recv(65536):
+            received.append(len(data))
+        conn.close()
+
+    threads = [threading.Thread(target=drain, args=(s,), daemon=True) for s in (srv, other)]
+    [t.start() for t in threads]
+    harness.settle()
+    p = py("""
+        import os, socket, sys
+        j = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM); j.connect(sys.argv[1])
+        o = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM); o.connect(sys.argv[2])
+        os.dup2(j.fileno(), 1)                     # as systemd hands a service its stdout
+        for _ in range(123):
+            os.write(1, b"to journald\\n")
+        for _ in range(77):
+            o.send(b"elsewhere\\n")
+        print("done", file=sys.stderr, flush=True)
+        sys.stdin.readline()                       # stay alive until drained
+        """, path, other_path, stdin=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert p.stderr.readline() == b"done\n"
+    totals = harness.collect()
+    p.stdin.close()
+    p.wait()
+    srv.close()
+    other.close()
+    got = harness.for_path(totals, f"journald:{path}")
+    assert got[p.pid][:2] == [123, 123 * 12]
+    assert {path for (pid, path) in totals if pid == p.pid} == {f"journald:{path}"}
+
+
+def test_service_from_systemd_style_cgroup(harness, tmp_path):
+    """A process in a cgroup named like a systemd unit is reported as that service."""
+    from collector.host.cgroups import cgroup2_mount
+
+    found = cgroup2_mount()
+    assert found, "no cgroup2 hierarchy mounted"
+    cg = os.path.join(found[0], "surgewatch-test.slice", "sw-exact.service")
+    os.makedirs(cg, exist_ok=True)
+    log = tmp_path / "svc.log"
+    harness.settle()
+    try:
+        p = py("""
+            import os, sys
+            sys.stdin.readline()
+            fd = os.open(sys.argv[1], os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+            for _ in range(321):
+                os.write(fd, b"svc\\n")
+            """, log, stdin=subprocess.PIPE)
+        with open(os.path.join(cg, "cgroup.procs"), "w") as f:
+            f.write(str(p.pid))
+        p.stdin.write(b"go\n")
+        p.stdin.close()
+        assert p.wait() == 0
+        got = harness.for_path(harness.collect(), str(log))
+        writes, nbytes, comm, service = got[p.pid]
+        assert (writes, nbytes) == (321, 321 * 4)
+        assert service == "sw-exact.service"
+    finally:
+        for d in (cg, os.path.dirname(cg)):
+            try:
+                os.rmdir(d)
+            except OSError:
+                pass
