@@ -1,0 +1,190 @@
+#!/usr/bin/env bash
+# Build a local Vagrant box for the libvirt provider, offline from Debian packages only
+# (for machines that cannot download public boxes). Run as root:
+#
+#     vagrant/build-box.sh [--force]
+#
+# Result, cached outside the repository and rebuilt only when missing (or with --force):
+#     $SURGEWATCH_BOX_CACHE/surgewatch-bookworm.box     libvirt box: metadata.json, Vagrantfile, box.img
+#     $SURGEWATCH_BOX_CACHE/vagrant_ed25519{,.pub}      the ssh key pair made for this box
+#     $SURGEWATCH_BOX_CACHE/vmlinuz                     its kernel (vm-test.sh probes KVM with it)
+# The box's own Vagrantfile points config.ssh.private_key_path at that key: no key is
+# shipped in the repository, and no well-known insecure key is accepted by the VM.
+#
+# What is in it: Debian bookworm (mmdebstrap), linux-image-amd64 with the matching
+# linux-headers-amd64, grub-pc on an MBR-partitioned disk, openssh-server, sudo, rsync,
+# python3-bpfcc; a "vagrant" user with password-less sudo. Everything else is installed
+# by vagrant/provision.sh inside the VM, exactly as on a user's host.
+#
+# Environment: SURGEWATCH_BOX_CACHE (default /var/cache/surgewatch/boxes),
+# SURGEWATCH_DEBIAN_MIRROR (default http://deb.debian.org/debian),
+# SURGEWATCH_BOX_DISK_GB (virtual disk size, default 16).
+set -euo pipefail
+
+CACHE="${SURGEWATCH_BOX_CACHE:-/var/cache/surgewatch/boxes}"
+MIRROR="${SURGEWATCH_DEBIAN_MIRROR:-http://deb.debian.org/debian}"
+SECURITY_MIRROR="${SURGEWATCH_DEBIAN_SECURITY_MIRROR:-http://deb.debian.org/debian-security}"
+DISK_GB="${SURGEWATCH_BOX_DISK_GB:-16}"
+BOX="$CACHE/surgewatch-bookworm.box"
+KEY="$CACHE/vagrant_ed25519"
+start=$SECONDS
+say() { printf 'build-box [%4ds]: %s\n' "$((SECONDS - start))" "$*"; }
+die() { printf 'build-box: %s\n' "$*" >&2; exit 1; }
+
+force=0
+case "${1:-}" in
+    --force) force=1 ;;
+    "") ;;
+    *) die "usage: $0 [--force]" ;;
+esac
+[ "$(id -u)" -eq 0 ] || die "must run as root (loop devices, mounts, chroot); try: sudo $0"
+
+if [ $force -eq 0 ] && [ -s "$BOX" ] && [ -s "$KEY" ] && [ -s "$KEY.pub" ] && [ -s "$CACHE/vmlinuz" ]; then
+    say "cached box $BOX is present (use --force to rebuild)"
+    exit 0
+fi
+
+for tool in mmdebstrap qemu-img sfdisk partx losetup mkfs.ext4 ssh-keygen tar blkid; do
+    command -v "$tool" >/dev/null || die "missing $tool (apt-get install mmdebstrap qemu-utils fdisk util-linux e2fsprogs openssh-client)"
+done
+
+mkdir -p "$CACHE"
+work="$(mktemp -d /var/tmp/surgewatch-box.XXXXXX)"
+root="$work/root"
+raw="$work/disk.raw"
+loop=""
+cleanup() {
+    local rc=$?
+    set +e
+    if [ -n "$root" ] && [ -d "$root" ]; then
+        for m in dev/pts dev proc sys; do
+            mountpoint -q "$root/$m" && umount -l "$root/$m"
+        done
+        mountpoint -q "$root" && umount "$root"
+    fi
+    if [ -n "$loop" ]; then
+        partx -d "$loop" 2>/dev/null
+        losetup -d "$loop"
+    fi
+    rm -rf "$work"
+    [ $rc -eq 0 ] || printf 'build-box: FAILED (exit %d); nothing was cached\n' "$rc" >&2
+}
+trap cleanup EXIT
+
+# 1. The ssh key pair: made here, kept only in the cache beside the box.
+rm -f "$KEY" "$KEY.pub"
+ssh-keygen -q -t ed25519 -N '' -C "surgewatch-vagrant-box" -f "$KEY"
+chmod 600 "$KEY"
+
+# 2. A raw disk with one bootable MBR partition, its partition visible through partx
+#    (some kernels, this project's host included, do not scan loop partitions by themselves).
+say "creating a ${DISK_GB} GiB disk"
+truncate -s "${DISK_GB}G" "$raw"
+printf 'label: dos\nstart=2048, type=83, bootable\n' | sfdisk -q "$raw"
+loop="$(losetup -f --show "$raw")"
+partx -a "$loop" 2>/dev/null || partx -u "$loop"
+part="${loop}p1"
+for _ in 1 2 3 4 5; do [ -b "$part" ] && break; sleep 1; done
+[ -b "$part" ] || die "partition $part did not appear"
+uuid="$(cat /proc/sys/kernel/random/uuid)"
+mkfs.ext4 -q -U "$uuid" -L surgewatch-root "$part"
+mkdir -p "$root"
+mount "$part" "$root"
+
+# 3. Debian into it. The kernel and its headers come from the same suites, so they match.
+say "mmdebstrap bookworm from $MIRROR (takes a few minutes)"
+rmdir "$root/lost+found"     # mmdebstrap wants an empty directory; mkfs.ext4 recreates nothing, fsck would
+mmdebstrap --variant=important --components=main --quiet \
+    --include=linux-image-amd64,linux-headers-amd64,grub-pc,openssh-server,sudo,rsync,python3-bpfcc,ifupdown,isc-dhcp-client,ca-certificates \
+    bookworm "$root" \
+    "deb $MIRROR bookworm main" \
+    "deb $MIRROR bookworm-updates main" \
+    "deb $SECURITY_MIRROR bookworm-security main"
+mkdir -p "$root/lost+found"; chmod 700 "$root/lost+found"
+kver="$(ls "$root/lib/modules" | sort -V | tail -1)"
+[ -e "$root/usr/src/linux-headers-$kver" ] || die "headers for kernel $kver were not installed (image and headers differ?)"
+say "installed kernel $kver with matching headers"
+# A copy of the kernel lets vm-test.sh check that KVM really boots it before choosing KVM.
+cp "$root/boot/vmlinuz-$kver" "$CACHE/vmlinuz.tmp" && mv "$CACHE/vmlinuz.tmp" "$CACHE/vmlinuz"
+
+# 4. Configure the system.
+say "configuring users, ssh, network, grub"
+echo surgewatch-vm > "$root/etc/hostname"
+cat > "$root/etc/hosts" <<'EOF'
+127.0.0.1	localhost
+127.0.1.1	surgewatch-vm
+::1		localhost ip6-localhost ip6-loopback
+EOF
+cat > "$root/etc/fstab" <<EOF
+UUID=$uuid	/	ext4	errors=remount-ro	0	1
+EOF
+cat > "$root/etc/network/interfaces" <<'EOF'
+source /etc/network/interfaces.d/*
+auto lo
+iface lo inet loopback
+auto eth0
+iface eth0 inet dhcp
+EOF
+# One machine-id and one set of ssh host keys per VM, made at its first boot.
+: > "$root/etc/machine-id"
+rm -f "$root/var/lib/dbus/machine-id" "$root"/etc/ssh/ssh_host_*
+mkdir -p "$root/etc/systemd/system/ssh.service.d"
+cat > "$root/etc/systemd/system/ssh.service.d/host-keys.conf" <<'EOF'
+[Service]
+ExecStartPre=
+ExecStartPre=/usr/bin/ssh-keygen -A
+ExecStartPre=/usr/sbin/sshd -t
+EOF
+cat > "$root/etc/ssh/sshd_config.d/vagrant.conf" <<'EOF'
+UseDNS no
+PasswordAuthentication no
+EOF
+chroot "$root" useradd -m -s /bin/bash -G sudo vagrant
+echo 'vagrant:vagrant' | chroot "$root" chpasswd      # console login only; ssh takes the key
+echo 'vagrant ALL=(ALL) NOPASSWD:ALL' > "$root/etc/sudoers.d/vagrant"
+chmod 440 "$root/etc/sudoers.d/vagrant"
+install -d -m 700 "$root/home/vagrant/.ssh"
+install -m 600 "$KEY.pub" "$root/home/vagrant/.ssh/authorized_keys"
+chroot "$root" chown -R vagrant:vagrant /home/vagrant/.ssh
+
+cat > "$root/etc/default/grub" <<'EOF'
+GRUB_DEFAULT=0
+GRUB_TIMEOUT=1
+GRUB_DISTRIBUTOR=Debian
+GRUB_CMDLINE_LINUX_DEFAULT=""
+GRUB_CMDLINE_LINUX="net.ifnames=0 biosdevname=0 console=tty0 console=ttyS0,115200n8"
+GRUB_TERMINAL="console serial"
+GRUB_SERIAL_COMMAND="serial --speed=115200"
+EOF
+for m in dev dev/pts proc sys; do mount --bind "/$m" "$root/$m"; done
+echo "grub-pc grub-pc/install_devices multiselect /dev/vda" | chroot "$root" debconf-set-selections
+chroot "$root" grub-install --target=i386-pc --modules="part_msdos ext2" "$loop"
+chroot "$root" update-grub 2>&1 | sed 's/^/  /'
+# Without udev on the build host grub-mkconfig names the loop device; the VM sees a UUID.
+sed -i -E "s#root=/dev/loop[0-9]+p1#root=UUID=$uuid#g" "$root/boot/grub/grub.cfg"
+grep -q "root=UUID=$uuid" "$root/boot/grub/grub.cfg" || die "grub.cfg does not boot root=UUID=$uuid"
+chroot "$root" apt-get clean
+rm -rf "$root"/var/lib/apt/lists/* "$root"/tmp/* "$root"/var/log/*.log
+for m in dev/pts dev proc sys; do umount "$root/$m"; done
+umount "$root"
+partx -d "$loop" 2>/dev/null || true
+losetup -d "$loop"
+loop=""
+
+# 5. Pack: qcow2 plus the libvirt box metadata and a Vagrantfile that names the key.
+say "converting to qcow2 and packing the box"
+qemu-img convert -O qcow2 "$raw" "$work/box.img"
+rm -f "$raw"
+printf '{"provider": "libvirt", "format": "qcow2", "virtual_size": %d}\n' "$DISK_GB" > "$work/metadata.json"
+cat > "$work/Vagrantfile" <<EOF
+# Made by surgewatch's vagrant/build-box.sh on $(date -u +%Y-%m-%dT%H:%M:%SZ): Debian bookworm, kernel $kver.
+Vagrant.configure("2") do |config|
+  config.ssh.username = "vagrant"
+  config.ssh.private_key_path = "$KEY"
+  config.ssh.insert_key = false
+end
+EOF
+tar -C "$work" -cf "$BOX.tmp" metadata.json Vagrantfile box.img
+mv "$BOX.tmp" "$BOX"
+echo "$kver" > "$CACHE/surgewatch-bookworm.kernel"
+say "built $BOX ($(du -h "$BOX" | cut -f1), kernel $kver)"
