@@ -3,6 +3,8 @@ SHELL := /bin/bash
 VENV  := .venv
 PY    := $(VENV)/bin/python
 PYTEST_ADDOPTS ?=
+# tiers present in this checkout (an empty tier is not an error)
+TIERS := $(foreach t,unit privileged e2e,$(if $(wildcard tests/$(t)/test_*.py),tests/$(t)))
 
 .PHONY: setup snapshot test test-unit test-privileged test-e2e bench doctor vm-test clean
 
@@ -16,7 +18,7 @@ doctor: setup
 	$(VENV)/bin/surgewatch doctor
 
 test: setup
-	$(PY) -m pytest -ra $(PYTEST_ADDOPTS) tests/unit tests/privileged tests/e2e
+	$(PY) -m pytest -ra $(PYTEST_ADDOPTS) $(TIERS)
 
 test-unit: setup
 	$(PY) -m pytest -ra $(PYTEST_ADDOPTS) tests/unit

@@ -72,10 +72,11 @@ def run_snapshot(duration, interval, top, as_json, msgpack_path, rules, argv=())
     if table is not None:
         table.final(window.rows(top=top), title, elapsed_s=window.duration_s)
         st = window.stats() or {}
-        lost = st.get("lost_events", 0) + st.get("unresolved_writes", 0)
-        if lost:
-            sys.stderr.write(f"surgewatch: note: {st.get('unresolved_writes', 0)} writes by "
-                             f"processes gone before their files could be identified, "
-                             f"{st.get('lost_events', 0)} open events lost\n")
+        lost = {k: st.get(k, 0) for k in ("unresolved_writes", "lost_writes", "lost_events")}
+        if any(lost.values()):
+            sys.stderr.write(
+                f"surgewatch: note: {lost['unresolved_writes']} writes by processes gone before "
+                f"their files could be identified, {lost['lost_writes']} writes not counted "
+                f"(kernel map full), {lost['lost_events']} open events lost\n")
     else:
         write_json(snapshot_json(window, meta, top=top), sys.stdout)

@@ -152,13 +152,13 @@ def render_table(rows, width, title, countdown_s=None, elapsed_s=None):
 
     rows: [PathTotal] from Window.rows(); width: terminal columns (no line is longer);
     title: first part of the header line; elapsed_s: window length so far;
-    countdown_s: seconds until the next refresh (live mode), None for a final render.
+    countdown_s: seconds until the snapshot ends (live mode), None for a final render.
     """
     header = escape(title)
     if elapsed_s is not None:
         header += f"  window {format_duration(elapsed_s)}"
     if countdown_s is not None:
-        header += f"  next refresh in {max(0, math.ceil(countdown_s))}s"
+        header += f"  ends in {max(0, math.ceil(countdown_s))}s"
     lines = [_clip(header, width).rstrip()]
 
     cells = []

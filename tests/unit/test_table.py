@@ -20,7 +20,7 @@ def window():
 
 
 GOLDEN_LIVE_80 = """\
-surgewatch snapshot web1  window 10.0s  next refresh in 2s
+surgewatch snapshot web1  window 10.0s  ends in 2s
 SERVICE        PIDS     LOG PATH                    WRITES/S     BYTES/S   SHARE
 app.service    101,102  /var/log/app/app.log            50.0   198.2 KiB   90.9%
 nginx.service  7        /var/log/nginx/access.log       4.00       800 B    7.3%
@@ -121,7 +121,7 @@ def test_live_table_not_a_tty_writes_only_final():
     assert out.getvalue() == ""
     live.final(window().rows(), "t", elapsed_s=10.0)
     text = out.getvalue()
-    assert "\x1b" not in text and text.endswith("\n") and "next refresh" not in text
+    assert "\x1b" not in text and text.endswith("\n") and "ends in" not in text
     assert text.startswith("t  window 10.0s\nSERVICE")
 
 
@@ -136,7 +136,7 @@ def test_live_table_tty_redraws_in_place():
     live.update(window().rows(), "surgewatch snapshot web1", countdown_s=0.5, elapsed_s=10.5)
     second = out.getvalue()[len(first):]
     assert second.startswith("\x1b[H") and not second.startswith("\x1b[H\x1b[J")
-    assert "next refresh in 1s" in second
+    assert "ends in 1s" in second
     live.final(window().rows(), "surgewatch snapshot web1", elapsed_s=11.0)
     last = out.getvalue()[len(first) + len(second):]
-    assert last.startswith("\x1b[H") and "next refresh" not in last and last.endswith("\x1b[J")
+    assert last.startswith("\x1b[H") and "ends in" not in last and last.endswith("\x1b[J")
