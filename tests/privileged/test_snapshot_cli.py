@@ -1,0 +1,89 @@
+"""`surgewatch snapshot` and `doctor` as users run them: real process, real probes."""
+import json
+import os
+import subprocess
+import sys
+import textwrap
+import time
+
+import pytest
+
+pytestmark = pytest.mark.privileged
+SURGEWATCH = os.path.join(os.path.dirname(sys.executable), "surgewatch")
+
+PACED = textwrap.dedent("""
+    import os, sys, time
+    path, rate, seconds = sys.argv[1], float(sys.argv[2]), float(sys.argv[3])
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    start = time.monotonic()
+    n = 0
+    while True:
+        due = start + n / rate                 # absolute schedule: no drift
+        now = time.monotonic()
+        if now - start >= seconds:
+            break
+        if now < due:
+            time.sleep(due - now)
+        os.write(fd, b"paced line of forty bytes, more or less\\n")
+        n += 1
+    print(n, time.monotonic() - start, flush=True)
+""")
+
+
+def test_snapshot_rate_within_2_percent(tmp_path):
+    log = tmp_path / "paced.log"
+    writer = subprocess.Popen([sys.executable, "-c", PACED, str(log), "400", "9"],
+                              stdout=subprocess.PIPE, text=True)
+    time.sleep(1.0)        # the writer runs before, during and after the snapshot window
+    with open(f"/proc/{writer.pid}/comm") as f:
+        comm = f.read().strip()
+    snap = subprocess.run([SURGEWATCH, "snapshot", "--duration", "4", "--interval", "1", "--json"],
+                          capture_output=True, text=True, timeout=60)
+    writer.wait(timeout=30)
+    assert snap.returncode == 0, snap.stderr
+    doc = json.loads(snap.stdout)
+    rows = [(s, p) for s in doc["services"] for p in s["paths"] if p["path"] == str(log)]
+    assert len(rows) == 1, doc
+    service, path = rows[0]
+    assert service["service"] == comm or service["service"].endswith((".service", ".scope"))
+    assert writer.pid in path["pids"]
+    assert abs(path["writes_per_s"] - 400) <= 400 * 0.02, path
+    assert path["writes"] == pytest.approx(path["writes_per_s"] * doc["duration_s"])
+    assert 3.9 < doc["duration_s"] < 4.2
+
+
+def test_snapshot_msgpack_stream(tmp_path):
+    from collector.stream import read_records
+
+    out = tmp_path / "snap.msgpack"
+    log = tmp_path / "m.log"
+    writer = subprocess.Popen([sys.executable, "-c", PACED, str(log), "200", "4"],
+                              stdout=subprocess.PIPE, text=True)
+    snap = subprocess.run([SURGEWATCH, "snapshot", "--duration", "2", "--msgpack", str(out)],
+                          capture_output=True, text=True, timeout=60)
+    writer.wait(timeout=30)
+    assert snap.returncode == 0, snap.stderr
+    with open(out, "rb") as f:
+        records = list(read_records(f, str(out)))
+    assert records[0]["type"] == "meta"
+    stats = [r for r in records if r["type"] == "stats"]
+    assert [s["seq"] for s in stats] == [0, 1]
+    mine = [p for r in records if r["type"] == "rate" for p in r["paths"] if p["path"] == str(log)]
+    assert mine and all(writer.pid in p["pids"] for p in mine)
+
+
+def test_unprivileged_user_gets_one_line_and_exit_2():
+    res = subprocess.run(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups",
+                          "--inh-caps=-all", SURGEWATCH, "snapshot", "--duration", "1"],
+                         capture_output=True, text=True, timeout=60)
+    assert res.returncode == 2, res
+    lines = res.stderr.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in res.stderr
+    assert "root" in lines[0] and "fix" in lines[0]
+
+
+def test_doctor_passes_here():
+    res = subprocess.run([SURGEWATCH, "doctor"], capture_output=True, text=True, timeout=60)
+    assert res.returncode == 0, res.stdout
+    assert "probes can run" in res.stdout
+    assert "tracepoint syscalls:sys_enter_write" in res.stdout
