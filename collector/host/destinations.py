@@ -6,14 +6,16 @@ a process opened it by (open events) or, for files opened before we started, fro
 inodes are skipped there from then on.
 """
 import fcntl
+import logging
 import os
 import stat
 import struct
 from collections import OrderedDict
 
-from collector.errors import HostLookupError
+from collector.errors import EnvironmentProblem, HostLookupError
 from collector.host.logdest import parse_fd_target
 
+log = logging.getLogger("surgewatch")
 NOT_LOG = object()      # judged: not a log destination
 UNRESOLVED = object()   # cannot be judged: the process and its fd are gone
 
@@ -47,6 +49,7 @@ class DestinationResolver:
         self._inodes = OrderedDict()        # (dev, gen, ino) -> path | NOT_LOG
         self._max = max_inodes
         self._journald = None               # socket inodes connected to journald, per drain
+        self._journald_warned = False
 
     # -- judging -----------------------------------------------------------------
     def _remember(self, key, verdict):
@@ -116,7 +119,7 @@ class DestinationResolver:
                     judged += 1
                 elif stat.S_ISSOCK(st.st_mode):
                     if journald is None:
-                        journald = self._journald_clients(self.rules.journald_sockets)
+                        journald = self._journald_set()
                     if st.st_ino in journald:
                         self._remember((kdev, 0, st.st_ino), "journald:" + self._journald_label())
                         judged += 1
@@ -143,9 +146,18 @@ class DestinationResolver:
             self._remember(key, verdict)
         return verdict
 
+    def _journald_set(self):
+        try:
+            return self._journald_clients(self.rules.journald_sockets)
+        except EnvironmentProblem as e:
+            if not self._journald_warned:
+                log.warning("journald stream clients cannot be identified: %s", e)
+                self._journald_warned = True
+            return frozenset()
+
     def _judge_socket(self, count):
         if self._journald is None:
-            self._journald = self._journald_clients(self.rules.journald_sockets)
+            self._journald = self._journald_set()
         if count.ino in self._journald:
             return "journald:" + self._journald_label()
         # a closed socket is not listed either: only a live one proves "not journald"
