@@ -62,3 +62,96 @@ struct sw_open_event {
 };
 
 #endif
+
+/* ======================================================================================
+ * TCP reset probe (bpf/resets.c, collector/probes/resets.py). Separate section: only the
+ * resets probe uses what follows.
+ * ====================================================================================== */
+#ifndef SURGEWATCH_RESETS_ABI
+#define SURGEWATCH_RESETS_ABI
+
+/* direction of a reset */
+#define SW_RST_SENT 1
+#define SW_RST_RECEIVED 2
+
+/* kind of a sent reset (received resets have kind 0) */
+#define SW_RST_KIND_ABORT 1        /* socket, no incoming segment: close/abort by the socket's side */
+#define SW_RST_KIND_REPLY 2        /* socket + incoming segment it could not accept */
+#define SW_RST_KIND_NO_SOCKET 3    /* no socket for the segment: the kernel answered it */
+
+/* how the owner of a socket was learned (all in process context but LISTENER) */
+#define SW_OWNER_NONE 0
+#define SW_OWNER_CONNECT 1         /* the task that called connect() (state -> SYN_SENT) */
+#define SW_OWNER_LISTEN 2          /* the task that called listen() */
+#define SW_OWNER_ACCEPT 3          /* the task that accept()ed it */
+#define SW_OWNER_IO 4              /* the last task that sent/received on it (send*, recv*) */
+#define SW_OWNER_LISTENER 5        /* not accepted yet: the owner of the listener on its port */
+
+/* reason unknown: the kernel's tracepoint has no `reason` field (before 6.10) */
+#define SW_RST_REASON_NONE 255
+
+/* idle-before-reset histogram: bucket 0 is < 1 ms, bucket i (1..22) is [2^(i-1), 2^i) ms,
+ * the last bucket is >= 2^22 ms (about 70 min) */
+#define SW_IDLE_BUCKETS 24
+
+/* health counters of the resets probe: index into its `rhealth` per-CPU array */
+#define SW_RHEALTH_COUNTS_FULL 0   /* reset not counted: counts map full (lost) */
+#define SW_RHEALTH_EVENTS_LOST 1   /* reset counted but its event not delivered: ring buffer full */
+#define SW_RHEALTH_OWNERS_FULL 2   /* owner not recorded: owners map update failed */
+#define SW_RHEALTH_NO_OWNER 3      /* reset on a socket whose owner was never seen */
+#define SW_RHEALTH_MAX 4
+
+/* owner of a socket, keyed by the struct sock pointer */
+struct sw_sock_owner {
+    __u32 tgid;
+    __u32 source;      /* SW_OWNER_* */
+    __u32 closed;      /* 1 once the socket reached TCP_CLOSE (kept until destroyed) */
+    __u32 prev_state;  /* the state it left for TCP_CLOSE */
+    __u64 cgroup_id;
+    char comm[SW_COMM_LEN];
+};
+
+/* kernel-side reset counts: exact even when events are lost */
+struct sw_reset_key {
+    __u32 tgid;        /* owner; 0 when none is known */
+    __u8 dir;          /* SW_RST_SENT / SW_RST_RECEIVED */
+    __u8 kind;         /* SW_RST_KIND_* (sent only) */
+    __u8 state;        /* TCP state when it happened (TCP_* numbers; 0 unknown) */
+    __u8 reason;       /* enum sk_rst_reason, or SW_RST_REASON_NONE */
+    __u16 lport;       /* local port, only when tgid is 0 (for the listener lookup) */
+    __u16 family;      /* only when tgid is 0 */
+    __u32 pad;
+};
+
+struct sw_reset_val {
+    __u64 count;
+    __u64 idle_unknown;            /* resets whose idle time is not defined (no socket, SYN_SENT...) */
+    __u64 cgroup_id;
+    char comm[SW_COMM_LEN];
+    __u64 idle_hist[SW_IDLE_BUCKETS];
+};
+
+/* one reset, to userspace through a ring buffer (losses counted in rhealth) */
+struct sw_reset_event {
+    __u64 ts_ns;       /* bpf_ktime_get_ns */
+    __u64 skaddr;
+    __u64 cgroup_id;
+    __u32 tgid;
+    __u32 idle_ms;     /* valid when idle_valid */
+    __u8 dir;
+    __u8 kind;
+    __u8 state;
+    __u8 reason;
+    __u8 family;       /* AF_INET 2 / AF_INET6 10 */
+    __u8 idle_valid;
+    __u8 source;       /* SW_OWNER_* */
+    __u8 pad;
+    __u16 lport;
+    __u16 rport;
+    __u32 pad2;
+    __u8 laddr[16];    /* AF_INET: first 4 bytes */
+    __u8 raddr[16];
+    char comm[SW_COMM_LEN];
+};
+
+#endif

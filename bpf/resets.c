@@ -1,0 +1,423 @@
+/* surgewatch TCP reset probe.
+ *
+ * Counts TCP resets sent and received per socket owner, with the TCP state, the kernel's
+ * reason (6.10+), and how long the connection was idle before the reset, in kernel maps
+ * userspace drains once per interval; each reset is also sent as an event (ring buffer,
+ * losses counted) for addresses and ports.
+ *
+ * Attribution is by socket ownership, never by the current task: resets are handled in
+ * softirq (or, on loopback, in the task of the peer that sent the RST). The owner of each
+ * socket is recorded in process context only:
+ *   - sock:inet_sock_set_state  CLOSE -> SYN_SENT (inside connect()), * -> LISTEN (listen())
+ *   - syscalls accept/accept4 exit, sendto/sendmsg/recvfrom/recvmsg enter (fd -> socket)
+ * A passive socket not yet accept()ed gets the owner of the listener on its port (its
+ * SYN_RECV -> ESTABLISHED transition runs in softirq: the current task is not read there).
+ * The entry is kept after TCP_CLOSE (an abort moves the socket to CLOSE *before* the RST is
+ * sent) and deleted at tcp:tcp_destroy_sock; the map is an LRU in any case.
+ *
+ * Idle before reset = now - max(tcp_sock.lsndtime, icsk_ack.lrcvtime): jiffies of the last
+ * data sent and received (both stamped at connection set-up), read at the reset through
+ * BTF offsets, so there is no per-packet hook.
+ *
+ * Macros supplied by collector/probes/resets.py:
+ *   OFF_* / SZ_*                 kernel struct member offsets from BTF
+ *   SK_HZ                        the kernel's CONFIG_HZ
+ *   SEND_* / RECV_*              live tracepoint field offsets (see resets.py)
+ *   HAVE_DESTROY, DESTROY_SKADDR_OFF, SS_SKADDR_OFF, SS_OLD_OFF, SS_NEW_OFF, SS_PROTO_OFF,
+ *   SS_SPORT_OFF, TP_FD_OFF, TP_RET_OFF, HAVE_<syscall>
+ *   SW_MAX_OWNERS, SW_MAX_RKEYS, SW_RINGBUF_PAGES
+ */
+#include <uapi/linux/ptrace.h>
+#include "common.h"
+
+#define AF_INET_ 2
+#define AF_INET6_ 10
+#define IPPROTO_TCP_ 6
+#define SOCK_STREAM_ 1
+#define S_IFMT_ 00170000
+#define S_IFSOCK_ 0140000
+
+/* TCP states (include/net/tcp_states.h, stable uapi-like numbers) */
+#define TCP_ESTABLISHED_ 1
+#define TCP_SYN_SENT_ 2
+#define TCP_SYN_RECV_ 3
+#define TCP_FIN_WAIT1_ 4
+#define TCP_FIN_WAIT2_ 5
+#define TCP_TIME_WAIT_ 6
+#define TCP_CLOSE_ 7
+#define TCP_CLOSE_WAIT_ 8
+#define TCP_LAST_ACK_ 9
+#define TCP_LISTEN_ 10
+#define TCP_CLOSING_ 11
+#define TCP_NEW_SYN_RECV_ 12
+
+#define CTX_U64(ctx, off) (*(u64 *)((char *)(ctx) + (off)))
+#define CTX_U32(ctx, off) (*(u32 *)((char *)(ctx) + (off)))
+#define CTX_S32(ctx, off) (*(s32 *)((char *)(ctx) + (off)))
+#define CTX_U16(ctx, off) (*(u16 *)((char *)(ctx) + (off)))
+
+BPF_TABLE("lru_hash", u64, struct sw_sock_owner, owners, SW_MAX_OWNERS);
+BPF_TABLE("lru_hash", u16, struct sw_sock_owner, listeners, 4096);   /* local port -> owner */
+BPF_HASH(rcounts0, struct sw_reset_key, struct sw_reset_val, SW_MAX_RKEYS);
+BPF_HASH(rcounts1, struct sw_reset_key, struct sw_reset_val, SW_MAX_RKEYS);
+BPF_ARRAY(rctl, u32, 1);
+BPF_PERCPU_ARRAY(rhealth, u64, SW_RHEALTH_MAX);
+BPF_RINGBUF_OUTPUT(reset_events, SW_RINGBUF_PAGES);
+
+static __always_inline void rhealth_inc(u32 idx)
+{
+    u64 *v = rhealth.lookup(&idx);
+    if (v)
+        (*v)++;
+}
+
+static __always_inline void owner_from_current(struct sw_sock_owner *o, u32 source)
+{
+    o->tgid = bpf_get_current_pid_tgid() >> 32;
+    o->source = source;
+    o->cgroup_id = bpf_get_current_cgroup_id();
+    bpf_get_current_comm(&o->comm, sizeof(o->comm));
+}
+
+/* Record the current task as owner of sk (process context only). */
+static __always_inline void own(u64 sk, u32 source)
+{
+    struct sw_sock_owner o = {};
+    owner_from_current(&o, source);
+    if (owners.update(&sk, &o))
+        rhealth_inc(SW_RHEALTH_OWNERS_FULL);
+}
+
+/* fd of the current task -> struct sock *, when it is a TCP socket; else 0. */
+static __always_inline u64 tcp_sock_of_fd(s64 fd)
+{
+    char *task = (char *)bpf_get_current_task();
+    char *files = 0, *fdt = 0, *fdarr = 0, *file = 0, *inode = 0, *sock = 0, *sk = 0;
+    unsigned int max_fds = 0;
+    u16 mode = 0, family = 0, proto = 0, type = 0;
+
+    if (fd < 0)
+        return 0;
+    if (bpf_probe_read_kernel(&files, sizeof(files), task + OFF_TASK_FILES) || !files)
+        return 0;
+    if (bpf_probe_read_kernel(&fdt, sizeof(fdt), files + OFF_FILES_FDT) || !fdt)
+        return 0;
+    if (bpf_probe_read_kernel(&max_fds, sizeof(max_fds), fdt + OFF_FDT_MAX_FDS))
+        return 0;
+    if ((u64)fd >= max_fds)
+        return 0;
+    if (bpf_probe_read_kernel(&fdarr, sizeof(fdarr), fdt + OFF_FDT_FD) || !fdarr)
+        return 0;
+    if (bpf_probe_read_kernel(&file, sizeof(file), fdarr + (u64)fd * sizeof(void *)) || !file)
+        return 0;
+    if (bpf_probe_read_kernel(&inode, sizeof(inode), file + OFF_FILE_F_INODE) || !inode)
+        return 0;
+    if (bpf_probe_read_kernel(&mode, sizeof(mode), inode + OFF_INODE_I_MODE))
+        return 0;
+    if ((mode & S_IFMT_) != S_IFSOCK_)
+        return 0;
+    if (bpf_probe_read_kernel(&sock, sizeof(sock), file + OFF_FILE_PRIVATE_DATA) || !sock)
+        return 0;
+    if (bpf_probe_read_kernel(&sk, sizeof(sk), sock + OFF_SOCKET_SK) || !sk)
+        return 0;
+    if (bpf_probe_read_kernel(&family, sizeof(family), sk + OFF_SOCK_FAMILY))
+        return 0;
+    if (family != AF_INET_ && family != AF_INET6_)
+        return 0;
+    bpf_probe_read_kernel(&proto, sizeof(proto), sk + OFF_SOCK_PROTOCOL);
+    bpf_probe_read_kernel(&type, sizeof(type), sk + OFF_SOCK_TYPE);
+    if (proto != IPPROTO_TCP_ || type != SOCK_STREAM_)
+        return 0;
+    return (u64)sk;
+}
+
+/* ---- ownership, process context ------------------------------------------------------ */
+
+int sw_set_state(void *ctx)
+{
+    if (CTX_U16(ctx, SS_PROTO_OFF) != IPPROTO_TCP_)
+        return 0;
+    u64 sk = CTX_U64(ctx, SS_SKADDR_OFF);
+    s32 oldstate = CTX_S32(ctx, SS_OLD_OFF);
+    s32 newstate = CTX_S32(ctx, SS_NEW_OFF);
+    u16 port = CTX_U16(ctx, SS_SPORT_OFF);
+
+    if (newstate == TCP_SYN_SENT_) {            /* connect(): process context */
+        own(sk, SW_OWNER_CONNECT);
+    } else if (newstate == TCP_LISTEN_) {       /* listen(): process context */
+        struct sw_sock_owner o = {};
+        owner_from_current(&o, SW_OWNER_LISTEN);
+        owners.update(&sk, &o);
+        listeners.update(&port, &o);
+    } else if (oldstate == TCP_SYN_RECV_ && newstate == TCP_ESTABLISHED_) {
+        /* softirq: never the current task. A passive child socket: provisional owner is
+         * the listener's, until accept() names the real one. */
+        struct sw_sock_owner *cur = owners.lookup(&sk);
+        if (!cur || cur->closed) {
+            struct sw_sock_owner *l = listeners.lookup(&port);
+            if (l) {
+                struct sw_sock_owner o = *l;
+                o.source = SW_OWNER_LISTENER;
+                o.closed = 0;
+                o.prev_state = 0;
+                owners.update(&sk, &o);
+            } else if (cur) {
+                owners.delete(&sk);              /* a dead socket's owner, pointer reused */
+            }
+        }
+    } else if (newstate == TCP_CLOSE_) {
+        if (oldstate == TCP_LISTEN_) {
+            struct sw_sock_owner *l = listeners.lookup(&port);
+            struct sw_sock_owner *me = owners.lookup(&sk);
+            if (l && me && l->tgid == me->tgid)
+                listeners.delete(&port);
+        }
+        /* keep the owner: an abort sends its RST after this transition */
+        struct sw_sock_owner *cur = owners.lookup(&sk);
+        if (cur) {
+            cur->closed = 1;
+            cur->prev_state = oldstate;
+        }
+    }
+    return 0;
+}
+
+#ifdef HAVE_DESTROY
+int sw_destroy(void *ctx)
+{
+    u64 sk = CTX_U64(ctx, DESTROY_SKADDR_OFF);
+    owners.delete(&sk);
+    return 0;
+}
+#endif
+
+int sw_exit_accept(void *ctx)
+{
+    s64 fd = (s64)CTX_U64(ctx, TP_RET_OFF);
+    u64 sk = tcp_sock_of_fd(fd);
+    if (sk)
+        own(sk, SW_OWNER_ACCEPT);
+    return 0;
+}
+
+/* send/recv on a socket: the owner may have changed (fd passed, fork); refresh it only
+ * when the owning process differs, so the common case is one lookup. */
+int sw_enter_io(void *ctx)
+{
+    s64 fd = (s64)CTX_U64(ctx, TP_FD_OFF);
+    u64 sk = tcp_sock_of_fd(fd);
+    if (!sk)
+        return 0;
+    u32 tgid = bpf_get_current_pid_tgid() >> 32;
+    struct sw_sock_owner *cur = owners.lookup(&sk);
+    if (cur && cur->tgid == tgid && !cur->closed)
+        return 0;
+    own(sk, SW_OWNER_IO);
+    return 0;
+}
+
+/* ---- resets, any context -------------------------------------------------------------- */
+
+static __always_inline u32 log2_u32(u32 v)
+{
+    u32 r = 0;
+    if (v >> 16) { v >>= 16; r += 16; }
+    if (v >> 8) { v >>= 8; r += 8; }
+    if (v >> 4) { v >>= 4; r += 4; }
+    if (v >> 2) { v >>= 2; r += 2; }
+    if (v >> 1) { r += 1; }
+    return r;
+}
+
+static __always_inline int synchronized(u32 state)
+{
+    return state == TCP_ESTABLISHED_ || state == TCP_FIN_WAIT1_ || state == TCP_FIN_WAIT2_ ||
+           state == TCP_CLOSE_WAIT_ || state == TCP_LAST_ACK_ || state == TCP_CLOSING_;
+}
+
+/* Addresses of a tracepoint in the "family" layout (sport, dport, family, saddr[4],
+ * daddr[4], saddr_v6[16], daddr_v6[16]; ports in host order). */
+static __always_inline void addrs_family(void *ctx, struct sw_reset_event *ev, int fam_off,
+                                         int sport_off, int dport_off, int s4, int d4,
+                                         int s6, int d6)
+{
+    ev->family = CTX_U16(ctx, fam_off);
+    ev->lport = CTX_U16(ctx, sport_off);
+    ev->rport = CTX_U16(ctx, dport_off);
+    if (ev->family == AF_INET_) {
+        bpf_probe_read_kernel(ev->laddr, 4, (char *)ctx + s4);
+        bpf_probe_read_kernel(ev->raddr, 4, (char *)ctx + d4);
+    } else {
+        bpf_probe_read_kernel(ev->laddr, 16, (char *)ctx + s6);
+        bpf_probe_read_kernel(ev->raddr, 16, (char *)ctx + d6);
+    }
+}
+
+/* Addresses of a tracepoint in the "sockaddr" layout (saddr[28], daddr[28] holding a
+ * sockaddr_in or sockaddr_in6; ports in network order). */
+static __always_inline void addrs_sockaddr(void *ctx, struct sw_reset_event *ev, int s, int d)
+{
+    u16 sp = 0, dp = 0;
+    ev->family = CTX_U16(ctx, s);
+    sp = CTX_U16(ctx, s + 2);
+    dp = CTX_U16(ctx, d + 2);
+    ev->lport = (sp >> 8) | ((sp & 0xff) << 8);
+    ev->rport = (dp >> 8) | ((dp & 0xff) << 8);
+    if (ev->family == AF_INET_) {
+        bpf_probe_read_kernel(ev->laddr, 4, (char *)ctx + s + 4);
+        bpf_probe_read_kernel(ev->raddr, 4, (char *)ctx + d + 4);
+    } else {
+        bpf_probe_read_kernel(ev->laddr, 16, (char *)ctx + s + 8);
+        bpf_probe_read_kernel(ev->raddr, 16, (char *)ctx + d + 8);
+    }
+}
+
+static __always_inline void count_reset(struct sw_reset_event *ev)
+{
+    struct sw_reset_key k = {};
+    k.tgid = ev->tgid;
+    k.dir = ev->dir;
+    k.kind = ev->kind;
+    k.state = ev->state;
+    k.reason = ev->reason;
+    if (!ev->tgid) {
+        k.lport = ev->lport;
+        k.family = ev->family;
+    }
+    u32 zero = 0;
+    u32 *epoch = rctl.lookup(&zero);
+    int odd = epoch && (*epoch & 1);
+    struct sw_reset_val *val = odd ? rcounts1.lookup(&k) : rcounts0.lookup(&k);
+    if (!val) {
+        struct sw_reset_val init = {};
+        init.cgroup_id = ev->cgroup_id;
+        __builtin_memcpy(init.comm, ev->comm, SW_COMM_LEN);
+        if (odd)
+            rcounts1.insert(&k, &init);
+        else
+            rcounts0.insert(&k, &init);
+        val = odd ? rcounts1.lookup(&k) : rcounts0.lookup(&k);
+        if (!val) {
+            rhealth_inc(SW_RHEALTH_COUNTS_FULL);
+            return;
+        }
+    }
+    __sync_fetch_and_add(&val->count, 1);
+    if (ev->idle_valid) {
+        u32 b = ev->idle_ms ? 1 + log2_u32(ev->idle_ms) : 0;
+        if (b > SW_IDLE_BUCKETS - 1)
+            b = SW_IDLE_BUCKETS - 1;
+        if (b < SW_IDLE_BUCKETS)
+            __sync_fetch_and_add(&val->idle_hist[b], 1);
+    } else {
+        __sync_fetch_and_add(&val->idle_unknown, 1);
+    }
+}
+
+/* Owner, state and idle of a reset on socket sk (may be 0). tp_state < 0: read it. */
+static __always_inline void fill_socket(struct sw_reset_event *ev, u64 sk, int tp_state)
+{
+    u8 state = 0;
+    if (sk)
+        bpf_probe_read_kernel(&state, 1, (char *)sk + OFF_SOCK_STATE);
+    if (tp_state >= 0)
+        state = tp_state;
+    ev->state = state;
+    if (!sk)
+        return;
+
+    struct sw_sock_owner *o = owners.lookup(&sk);
+    if (o) {
+        ev->tgid = o->tgid;
+        ev->cgroup_id = o->cgroup_id;
+        ev->source = o->source;
+        __builtin_memcpy(ev->comm, o->comm, SW_COMM_LEN);
+        /* aborted: the socket went to CLOSE just before the RST; report where it was */
+        if (state == TCP_CLOSE_ && o->closed && o->prev_state)
+            ev->state = o->prev_state;
+    } else {
+        rhealth_inc(SW_RHEALTH_NO_OWNER);
+    }
+
+    /* time-wait and request sockets are not full sockets: no tcp_sock fields */
+    if (state == TCP_TIME_WAIT_ || state == TCP_NEW_SYN_RECV_ || !synchronized(ev->state))
+        return;
+    u32 lsnd = 0, lrcv = 0;
+    if (bpf_probe_read_kernel(&lsnd, 4, (char *)sk + OFF_TCP_LSNDTIME) ||
+        bpf_probe_read_kernel(&lrcv, 4, (char *)sk + OFF_TCP_LRCVTIME))
+        return;
+    u32 last = ((s32)(lsnd - lrcv) > 0) ? lsnd : lrcv;
+    s32 idle_j = (s32)((u32)bpf_jiffies64() - last);
+    if (idle_j < 0)
+        idle_j = 0;
+    ev->idle_ms = (u32)(((u64)idle_j * 1000) / SK_HZ);
+    ev->idle_valid = 1;
+}
+
+static __always_inline void emit(struct sw_reset_event *ev)
+{
+    count_reset(ev);
+    struct sw_reset_event *out = reset_events.ringbuf_reserve(sizeof(struct sw_reset_event));
+    if (!out) {
+        rhealth_inc(SW_RHEALTH_EVENTS_LOST);
+        return;
+    }
+    __builtin_memcpy(out, ev, sizeof(*ev));
+    reset_events.ringbuf_submit(out, 0);
+}
+
+int sw_send_reset(void *ctx)
+{
+    struct sw_reset_event ev = {};
+    u64 sk = CTX_U64(ctx, SEND_SKADDR_OFF);
+    u64 skb = CTX_U64(ctx, SEND_SKBADDR_OFF);
+    ev.ts_ns = bpf_ktime_get_ns();
+    ev.skaddr = sk;
+    ev.dir = SW_RST_SENT;
+#ifdef SEND_REASON_OFF
+    ev.reason = (u8)CTX_U32(ctx, SEND_REASON_OFF);
+#else
+    ev.reason = SW_RST_REASON_NONE;
+#endif
+#ifdef SEND_SOCKADDR
+    addrs_sockaddr(ctx, &ev, SEND_SADDR_OFF, SEND_DADDR_OFF);
+#else
+    addrs_family(ctx, &ev, SEND_FAMILY_OFF, SEND_SPORT_OFF, SEND_DPORT_OFF, SEND_SADDR_OFF,
+                 SEND_DADDR_OFF, SEND_SADDR6_OFF, SEND_DADDR6_OFF);
+#endif
+    if (!sk) {
+        ev.kind = SW_RST_KIND_NO_SOCKET;
+        /* the listener of the local port, if any (kernel-side; userspace looks further) */
+        struct sw_sock_owner *l = listeners.lookup(&ev.lport);
+        if (l) {
+            ev.tgid = l->tgid;
+            ev.cgroup_id = l->cgroup_id;
+            ev.source = SW_OWNER_LISTENER;
+            __builtin_memcpy(ev.comm, l->comm, SW_COMM_LEN);
+        }
+    } else {
+        ev.kind = skb ? SW_RST_KIND_REPLY : SW_RST_KIND_ABORT;
+#ifdef SEND_STATE_OFF
+        fill_socket(&ev, sk, CTX_S32(ctx, SEND_STATE_OFF));
+#else
+        fill_socket(&ev, sk, -1);
+#endif
+    }
+    emit(&ev);
+    return 0;
+}
+
+int sw_receive_reset(void *ctx)
+{
+    struct sw_reset_event ev = {};
+    u64 sk = CTX_U64(ctx, RECV_SKADDR_OFF);
+    ev.ts_ns = bpf_ktime_get_ns();
+    ev.skaddr = sk;
+    ev.dir = SW_RST_RECEIVED;
+    ev.reason = SW_RST_REASON_NONE;
+    addrs_family(ctx, &ev, RECV_FAMILY_OFF, RECV_SPORT_OFF, RECV_DPORT_OFF, RECV_SADDR_OFF,
+                 RECV_DADDR_OFF, RECV_SADDR6_OFF, RECV_DADDR6_OFF);
+    fill_socket(&ev, sk, -1);
+    emit(&ev);
+    return 0;
+}

@@ -1,0 +1,378 @@
+"""The TCP reset probe: loads bpf/resets.c for this kernel, drains counts, delivers events.
+
+Everything kernel-specific is found at load time: struct offsets from BTF, tracepoint
+field offsets from the live format files (tcp_send_reset has a sockaddr layout with
+`state` and `reason` on 6.10+, a family/saddr/saddr_v6 layout before), the names of
+`enum sk_rst_reason` from BTF (absent before 6.10), and the kernel's HZ (idle time is
+computed from jiffies stamps in struct tcp_sock).
+"""
+import ctypes
+import gzip
+import os
+import platform
+import re
+import time
+from dataclasses import dataclass
+
+from collector.errors import ProbeUnavailable
+from collector.probes import kernel
+from collector.probes.abi import BPF_DIR, abi
+from collector.probes.btf import BTF, BTFError
+from collector.probes.logwrites import _cstr, _drain_table
+
+# (macro, struct, member path): the kernel struct fields bpf/resets.c reads
+BTF_FIELDS = (
+    ("TASK_FILES", "task_struct", "files"),
+    ("FILES_FDT", "files_struct", "fdt"),
+    ("FDT_MAX_FDS", "fdtable", "max_fds"),
+    ("FDT_FD", "fdtable", "fd"),
+    ("FILE_F_INODE", "file", "f_inode"),
+    ("FILE_PRIVATE_DATA", "file", "private_data"),
+    ("INODE_I_MODE", "inode", "i_mode"),
+    ("SOCKET_SK", "socket", "sk"),
+    ("SOCK_FAMILY", "sock_common", "skc_family"),
+    ("SOCK_STATE", "sock_common", "skc_state"),
+    ("SOCK_PROTOCOL", "sock", "sk_protocol"),
+    ("SOCK_TYPE", "sock", "sk_type"),
+    ("TCP_LSNDTIME", "tcp_sock", "lsndtime"),
+    ("TCP_LRCVTIME", "inet_connection_sock", "icsk_ack.lrcvtime"),
+)
+
+# syscalls whose fd argument (enter) names a socket the caller uses: refresh its owner
+IO_SYSCALLS = ("sendto", "sendmsg", "recvfrom", "recvmsg")
+ACCEPT_SYSCALLS = ("accept", "accept4")
+
+TCP_STATES = {
+    1: "ESTABLISHED", 2: "SYN_SENT", 3: "SYN_RECV", 4: "FIN_WAIT1", 5: "FIN_WAIT2",
+    6: "TIME_WAIT", 7: "CLOSE", 8: "CLOSE_WAIT", 9: "LAST_ACK", 10: "LISTEN",
+    11: "CLOSING", 12: "NEW_SYN_RECV",
+}
+DIRECTIONS = {1: "sent", 2: "received"}
+KINDS = {0: None, 1: "abort", 2: "reply", 3: "no_socket"}
+OWNER_SOURCES = {0: None, 1: "connect", 2: "listen", 3: "accept", 4: "io", 5: "listener"}
+NO_SOCKET_SERVICE = "kernel (no socket)"
+UNKNOWN_OWNER_SERVICE = "unknown (socket predates probe)"
+
+
+def state_name(n):
+    return TCP_STATES.get(n) if n else None
+
+
+def idle_bucket(idle_ms):
+    """Histogram bucket of an idle time, as the kernel computes it (bpf/resets.c)."""
+    if idle_ms < 1:
+        return 0
+    return min(1 + int(idle_ms).bit_length() - 1, abi().SW_IDLE_BUCKETS - 1)
+
+
+def bucket_bounds_ms(b):
+    """[low, high) in ms of bucket b; high is None for the last (open) bucket."""
+    n = abi().SW_IDLE_BUCKETS
+    if b == 0:
+        return 0, 1
+    return 2 ** (b - 1), (2 ** b if b < n - 1 else None)
+
+
+@dataclass(frozen=True)
+class ResetCount:
+    """Resets of one owner and classification during one interval (exact kernel counts)."""
+    tgid: int               # 0: owner unknown (see lport for no-socket resets)
+    direction: str          # "sent" / "received"
+    kind: str | None        # "abort", "reply", "no_socket"; None for received
+    state: str | None       # TCP state when it happened
+    reason: str | None      # kernel reason (6.10+), lower case without the prefix
+    lport: int              # only when tgid is 0
+    family: int             # only when tgid is 0
+    count: int
+    idle_unknown: int
+    idle_hist: tuple        # SW_IDLE_BUCKETS counts
+    cgroup_id: int
+    comm: str
+
+
+@dataclass(frozen=True)
+class ResetEvent:
+    ts_ns: int
+    skaddr: int
+    tgid: int
+    comm: str
+    cgroup_id: int
+    direction: str
+    kind: str | None
+    state: str | None
+    reason: str | None
+    family: int
+    laddr: str
+    lport: int
+    raddr: str
+    rport: int
+    idle_ms: int | None
+    owner_source: str | None
+
+
+def kernel_hz(release=None, root="/"):
+    """The kernel's CONFIG_HZ: from its config when published, else measured."""
+    release = release or platform.release()
+    for path, opener in ((os.path.join(root, "proc/config.gz"), gzip.open),
+                         (os.path.join(root, f"boot/config-{release}"), open)):
+        try:
+            with opener(path, "rt") as f:
+                for line in f:
+                    if line.startswith("CONFIG_HZ="):
+                        return int(line.split("=", 1)[1])
+        except OSError:
+            continue
+    return _measure_hz(os.path.join(root, "proc/timer_list"))
+
+
+def _measure_hz(timer_list):
+    def sample():
+        with open(timer_list) as f:
+            text = f.read()
+        m = re.search(r"^jiffies: (\d+)", text, re.M)
+        if not m:
+            raise ProbeUnavailable("resets probe: cannot find the kernel's HZ "
+                                   "(no /proc/config.gz, /boot/config-*, /proc/timer_list)")
+        return int(m.group(1)), time.monotonic()
+    try:
+        j0, t0 = sample()
+        time.sleep(0.2)
+        j1, t1 = sample()
+    except OSError as e:
+        raise ProbeUnavailable(f"resets probe: cannot find the kernel's HZ: {e}") from e
+    measured = (j1 - j0) / (t1 - t0)
+    return min((100, 250, 300, 1000), key=lambda hz: abs(hz - measured))
+
+
+def btf_macros(btf):
+    macros = {}
+    for macro, struct_name, member in BTF_FIELDS:
+        try:
+            off, size = btf.member(struct_name, member)
+        except BTFError as e:
+            raise ProbeUnavailable(f"resets probe: {e}; this kernel's layout is unsupported") from e
+        macros[f"OFF_{macro}"] = off
+        macros[f"SZ_{macro}"] = size
+    for m, want in (("SOCK_PROTOCOL", 2), ("SOCK_TYPE", 2), ("SOCK_STATE", 1),
+                    ("TCP_LSNDTIME", 4), ("TCP_LRCVTIME", 4)):
+        if macros[f"SZ_{m}"] != want:
+            raise ProbeUnavailable(f"resets probe: {m.lower()} has size {macros[f'SZ_{m}']}, "
+                                   f"expected {want}")
+    return macros
+
+
+def reason_names(btf):
+    """{value: name} of enum sk_rst_reason, or {} when this kernel has none (< 6.10)."""
+    try:
+        enum = btf.enum("sk_rst_reason")
+    except BTFError:
+        return {}
+    return {v: k.removeprefix("SK_RST_REASON_").lower() for k, v in enum.items()}
+
+
+def _family_layout(prefix, fmt):
+    m = {f"{prefix}_FAMILY_OFF": fmt["family"].offset, f"{prefix}_SPORT_OFF": fmt["sport"].offset,
+         f"{prefix}_DPORT_OFF": fmt["dport"].offset, f"{prefix}_SADDR_OFF": fmt["saddr"].offset,
+         f"{prefix}_DADDR_OFF": fmt["daddr"].offset,
+         f"{prefix}_SADDR6_OFF": fmt["saddr_v6"].offset,
+         f"{prefix}_DADDR6_OFF": fmt["daddr_v6"].offset}
+    return m
+
+
+def tracepoint_layout(send_fmt, recv_fmt, state_fmt, destroy_fmt=None):
+    """Macros describing the live tracepoint formats (pure: formats in, macros out).
+
+    Raises ProbeUnavailable when a format is one this probe does not know.
+    """
+    if send_fmt is None or recv_fmt is None:
+        raise ProbeUnavailable("resets probe: tracepoints tcp:tcp_send_reset / "
+                               "tcp:tcp_receive_reset are missing (kernel < 4.15?)")
+    if state_fmt is None:
+        raise ProbeUnavailable("resets probe: tracepoint sock:inet_sock_set_state is missing "
+                               "(kernel < 4.16?); socket owners cannot be recorded")
+    m = {}
+    try:
+        m["SEND_SKADDR_OFF"] = send_fmt["skaddr"].offset
+        m["SEND_SKBADDR_OFF"] = send_fmt["skbaddr"].offset
+        if "saddr" in send_fmt and send_fmt["saddr"].size >= 28 and "family" not in send_fmt:
+            m["SEND_SOCKADDR"] = 1
+            m["SEND_SADDR_OFF"] = send_fmt["saddr"].offset
+            m["SEND_DADDR_OFF"] = send_fmt["daddr"].offset
+        else:
+            m.update(_family_layout("SEND", send_fmt))
+        if "state" in send_fmt:
+            m["SEND_STATE_OFF"] = send_fmt["state"].offset
+        if "reason" in send_fmt:
+            m["SEND_REASON_OFF"] = send_fmt["reason"].offset
+        m["RECV_SKADDR_OFF"] = recv_fmt["skaddr"].offset
+        if "family" in recv_fmt:
+            m.update(_family_layout("RECV", recv_fmt))
+        else:
+            raise KeyError("family")
+        for macro, field in (("SS_SKADDR_OFF", "skaddr"), ("SS_OLD_OFF", "oldstate"),
+                             ("SS_NEW_OFF", "newstate"), ("SS_PROTO_OFF", "protocol"),
+                             ("SS_SPORT_OFF", "sport")):
+            m[macro] = state_fmt[field].offset
+        if destroy_fmt is not None and "skaddr" in destroy_fmt:
+            m["HAVE_DESTROY"] = 1
+            m["DESTROY_SKADDR_OFF"] = destroy_fmt["skaddr"].offset
+    except KeyError as e:
+        raise ProbeUnavailable(f"resets probe: unknown tracepoint format (no field {e}); "
+                               "run `surgewatch doctor` and report the kernel version") from e
+    return m
+
+
+def syscall_macros(root=None):
+    enter = kernel.tracepoint_format("syscalls", "sys_enter_sendto", root)
+    exit_ = kernel.tracepoint_format("syscalls", "sys_exit_accept4", root)
+    if enter is None or exit_ is None:
+        raise ProbeUnavailable("resets probe: syscall tracepoints are missing; "
+                               "the kernel needs CONFIG_FTRACE_SYSCALLS")
+    macros = {"TP_FD_OFF": enter["fd"].offset, "TP_RET_OFF": exit_["ret"].offset}
+    available = {}
+    for sc in IO_SYSCALLS:
+        f = kernel.tracepoint_format("syscalls", f"sys_enter_{sc}", root)
+        available[sc] = f is not None and f["fd"].offset == macros["TP_FD_OFF"]
+    for sc in ACCEPT_SYSCALLS:
+        f = kernel.tracepoint_format("syscalls", f"sys_exit_{sc}", root)
+        available[sc] = f is not None and f["ret"].offset == macros["TP_RET_OFF"]
+    return macros, available
+
+
+class ResetProbe:
+    name = "resets"
+
+    def __init__(self, max_owners=65536, max_keys=4096, ringbuf_pages=16, on_event=None):
+        self.max_owners, self.max_keys, self.ringbuf_pages = max_owners, max_keys, ringbuf_pages
+        self.on_event = on_event or (lambda ev: None)
+        self.bpf = None
+        self.attached = []
+        self.available = {}
+        self.reasons = {}
+        self.has_reason = False
+        self.hz = None
+        self._epoch = 0
+        self._health_seen = [0] * abi().SW_RHEALTH_MAX
+
+    def cflags(self):
+        root = kernel.tracefs_root()
+        tp = lambda c, e: kernel.tracepoint_format(c, e, root)  # noqa: E731
+        macros = tracepoint_layout(tp("tcp", "tcp_send_reset"), tp("tcp", "tcp_receive_reset"),
+                                   tp("sock", "inet_sock_set_state"),
+                                   tp("tcp", "tcp_destroy_sock"))
+        self.has_reason = "SEND_REASON_OFF" in macros
+        sc, self.available = syscall_macros(root)
+        macros.update(sc)
+        btf = BTF.load()
+        macros.update(btf_macros(btf))
+        self.reasons = reason_names(btf) if self.has_reason else {}
+        self.hz = kernel_hz()
+        macros.update(SK_HZ=self.hz, SW_MAX_OWNERS=self.max_owners, SW_MAX_RKEYS=self.max_keys,
+                      SW_RINGBUF_PAGES=self.ringbuf_pages)
+        self.macros = macros
+        return [f"-I{BPF_DIR}"] + [f"-D{k}={v}" for k, v in sorted(macros.items())]
+
+    def load(self):
+        from bcc import BPF  # deferred: unit tests and `doctor` run without bcc loaded
+
+        kernel.require_environment()
+        flags = self.cflags()
+        t0 = time.monotonic()
+        try:
+            self.bpf = BPF(src_file=str(BPF_DIR / "resets.c"), cflags=flags)
+        except Exception as e:  # bcc raises bare Exception on compile/load failure
+            raise ProbeUnavailable(f"resets probe failed to compile/load: {e}") from e
+        self.compile_s = time.monotonic() - t0
+        try:
+            self._attach("sock:inet_sock_set_state", "sw_set_state")
+            if "HAVE_DESTROY" in self.macros:
+                self._attach("tcp:tcp_destroy_sock", "sw_destroy")
+            for sc in ACCEPT_SYSCALLS:
+                if self.available.get(sc):
+                    self._attach(f"syscalls:sys_exit_{sc}", "sw_exit_accept")
+            for sc in IO_SYSCALLS:
+                if self.available.get(sc):
+                    self._attach(f"syscalls:sys_enter_{sc}", "sw_enter_io")
+            self._attach("tcp:tcp_send_reset", "sw_send_reset")
+            self._attach("tcp:tcp_receive_reset", "sw_receive_reset")
+            self.bpf["reset_events"].open_ring_buffer(self._ringbuf_cb)
+        except Exception as e:
+            self.close()
+            raise ProbeUnavailable(f"resets probe failed to attach: {e}") from e
+        self._event_t = abi().sw_reset_event
+        return self
+
+    def _attach(self, tp, fn):
+        self.bpf.attach_tracepoint(tp=tp, fn_name=fn)
+        self.attached.append(tp)
+
+    def _reason(self, n):
+        if not self.has_reason or n == abi().SW_RST_REASON_NONE:
+            return None
+        return self.reasons.get(n, str(n))
+
+    def _ringbuf_cb(self, _ctx, data, _size):
+        ev = ctypes.cast(data, ctypes.POINTER(self._event_t)).contents
+        self.on_event(self.decode_event(ev))
+
+    def decode_event(self, ev):
+        return ResetEvent(
+            ts_ns=ev.ts_ns, skaddr=ev.skaddr, tgid=ev.tgid, comm=_cstr(ev.comm),
+            cgroup_id=ev.cgroup_id, direction=DIRECTIONS.get(ev.dir, str(ev.dir)),
+            kind=KINDS.get(ev.kind), state=state_name(ev.state), reason=self._reason(ev.reason),
+            family=ev.family, laddr=format_addr(ev.family, bytes(ev.laddr)), lport=ev.lport,
+            raddr=format_addr(ev.family, bytes(ev.raddr)), rport=ev.rport,
+            idle_ms=ev.idle_ms if ev.idle_valid else None,
+            owner_source=OWNER_SOURCES.get(ev.source))
+
+    def poll(self, timeout_ms):
+        """Deliver pending reset events to on_event, waiting at most timeout_ms."""
+        self.bpf.ring_buffer_poll(timeout=int(timeout_ms))
+
+    def drain(self, grace_s=0.005):
+        """Swap count maps, let in-flight programs finish, read and clear the idle one."""
+        self.bpf.ring_buffer_consume()
+        idle = self._epoch & 1
+        self._epoch += 1
+        self.bpf["rctl"][ctypes.c_uint32(0)] = ctypes.c_uint32(self._epoch)
+        time.sleep(grace_s)
+        self.bpf.ring_buffer_consume()
+        out = []
+        for k, v in _drain_table(self.bpf[f"rcounts{idle}"]):
+            out.append(ResetCount(
+                tgid=k.tgid, direction=DIRECTIONS.get(k.dir, str(k.dir)), kind=KINDS.get(k.kind),
+                state=state_name(k.state), reason=self._reason(k.reason), lport=k.lport,
+                family=k.family, count=v.count, idle_unknown=v.idle_unknown,
+                idle_hist=tuple(v.idle_hist), cgroup_id=v.cgroup_id, comm=_cstr(v.comm)))
+        return out
+
+    def owners_in_use(self):
+        return sum(1 for _ in self.bpf["owners"].keys())
+
+    def health(self):
+        """Per-counter increase since the previous call."""
+        table = self.bpf["rhealth"]
+        now = [sum(table[ctypes.c_int(i)]) for i in range(len(self._health_seen))]
+        delta = [n - s for n, s in zip(now, self._health_seen)]
+        self._health_seen = now
+        a = abi()
+        return {
+            "counts_full": delta[a.SW_RHEALTH_COUNTS_FULL],
+            "events_lost": delta[a.SW_RHEALTH_EVENTS_LOST],
+            "owners_full": delta[a.SW_RHEALTH_OWNERS_FULL],
+            "no_owner": delta[a.SW_RHEALTH_NO_OWNER],
+        }
+
+    def close(self):
+        if self.bpf is not None:
+            self.bpf.cleanup()
+            self.bpf = None
+
+
+def format_addr(family, raw):
+    import socket
+    if family == socket.AF_INET:
+        return socket.inet_ntop(socket.AF_INET, raw[:4])
+    if family == socket.AF_INET6:
+        return socket.inet_ntop(socket.AF_INET6, raw[:16])
+    return ""
