@@ -157,3 +157,14 @@ def require_environment():
         raise EnvironmentProblem(
             f"{BTF_PATH} missing: this kernel lacks BTF (CONFIG_DEBUG_INFO_BTF); "
             "surgewatch reads kernel struct offsets from it")
+
+
+def import_bcc():
+    """bcc's BPF class, imported late (unit tests and `doctor` run without it)."""
+    try:
+        from bcc import BPF
+    except ImportError as e:
+        raise EnvironmentProblem(
+            f"python module bcc is not importable ({e}); fix: make setup "
+            "(Debian's python3-bpfcc in a venv made with --system-site-packages)") from e
+    return BPF

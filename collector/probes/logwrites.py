@@ -121,9 +121,8 @@ class LogWriteProbe:
         return [f"-I{BPF_DIR}"] + [f"-D{k}={v}" for k, v in sorted(macros.items())]
 
     def load(self):
-        from bcc import BPF  # deferred: unit tests and `doctor` run without bcc loaded
-
         kernel.require_environment()
+        BPF = kernel.import_bcc()
         flags = self.cflags()
         t0 = time.monotonic()
         try:
