@@ -1,0 +1,171 @@
+"""`surgewatch run` configuration: a TOML file, checked completely at load.
+
+Every problem (unknown key, wrong type, impossible value, unreadable file, bad TOML) is a
+BadInput of one line, "FILE: key: reason", so the daemon refuses to start with exit 2.
+Keys and defaults are documented in docs/operations.md.
+"""
+import dataclasses
+import math
+import tomllib
+from dataclasses import dataclass, field
+
+from collector.errors import BadInput
+from collector.host.logdest import LogRules
+
+DEFAULT_PATH = "/etc/surgewatch/surgewatch.toml"
+STDOUT_FORMATS = ("msgpack", "json", "none")
+MIN_INTERVAL_S, MAX_INTERVAL_S = 0.05, 3600.0
+MIN_SEGMENT_BYTES = 4096
+
+
+@dataclass(frozen=True)
+class SegmentsConfig:
+    enabled: bool = True
+    dir: str = "/var/lib/surgewatch"
+    max_segment_bytes: int = 16 * 1024 * 1024
+    max_segment_age_s: float = 3600.0
+    max_total_bytes: int = 1024 * 1024 * 1024
+
+
+@dataclass(frozen=True)
+class Config:
+    path: str = DEFAULT_PATH      # the file it came from (or would have)
+    interval: float = 1.0
+    log_rules: LogRules = field(default_factory=LogRules)
+    stdout_format: str = "msgpack"
+    segments: SegmentsConfig = field(default_factory=SegmentsConfig)
+
+    def replace(self, **changes):
+        return dataclasses.replace(self, **changes)
+
+    def with_segments(self, **changes):
+        return dataclasses.replace(self, segments=dataclasses.replace(self.segments, **changes))
+
+
+class _Checker:
+    def __init__(self, path):
+        self.path = path
+
+    def fail(self, key, reason):
+        raise BadInput(f"{self.path}: {key}: {reason}")
+
+    def table(self, value, key, known):
+        if not isinstance(value, dict):
+            self.fail(key, f"expected a table, got {_kind(value)}")
+        for k in value:
+            if k not in known:
+                name = f"{key}.{k}" if key else k
+                self.fail(name, f"unknown key (expected one of {', '.join(known)})")
+        return value
+
+    def number(self, table, key, name, lo, hi, integer=False):
+        value = table[key]
+        ok = (isinstance(value, int) if integer else isinstance(value, (int, float)))
+        if isinstance(value, bool) or not ok:
+            self.fail(name, f"expected {'an integer' if integer else 'a number'}, "
+                            f"got {_kind(value)}")
+        if isinstance(value, float) and not math.isfinite(value):
+            self.fail(name, f"must be a finite number, got {value}")
+        if value < lo or value > hi:
+            self.fail(name, f"must be between {lo:g} and {hi:g}, got {value:g}")
+        return value if integer else float(value)
+
+
+def _kind(value):
+    return {bool: "a boolean", int: "an integer", float: "a number", str: "a string",
+            list: "an array", dict: "a table"}.get(type(value), type(value).__name__)
+
+
+def parse(data, path=DEFAULT_PATH):
+    """Config from a parsed TOML mapping; BadInput "PATH: key: reason" on any problem."""
+    c = _Checker(path)
+    top = c.table(data, "", ("interval", "log_rules", "outputs"))
+    cfg = Config(path=path)
+    if "interval" in top:
+        cfg = cfg.replace(interval=c.number(top, "interval", "interval",
+                                            MIN_INTERVAL_S, MAX_INTERVAL_S))
+    if "log_rules" in top:
+        c.table(top["log_rules"], "log_rules", ("dirs", "globs", "journald_sockets"))
+        try:
+            cfg = cfg.replace(log_rules=LogRules.from_config(top["log_rules"]))
+        except BadInput as e:
+            raise BadInput(f"{path}: {e}") from None
+    if "outputs" in top:
+        outputs = c.table(top["outputs"], "outputs", ("stdout", "segments"))
+        if "stdout" in outputs:
+            so = c.table(outputs["stdout"], "outputs.stdout", ("format",))
+            if "format" in so:
+                fmt = so["format"]
+                if not isinstance(fmt, str):
+                    c.fail("outputs.stdout.format", f"expected a string, got {_kind(fmt)}")
+                if fmt not in STDOUT_FORMATS:
+                    c.fail("outputs.stdout.format",
+                           f"{fmt!r} is not one of {', '.join(STDOUT_FORMATS)}")
+                cfg = cfg.replace(stdout_format=fmt)
+        if "segments" in outputs:
+            cfg = cfg.replace(segments=_segments(c, outputs["segments"]))
+    return cfg
+
+
+def _segments(c, value):
+    where = "outputs.segments"
+    seg = c.table(value, where, ("enabled", "dir", "max_segment_bytes", "max_segment_age_s",
+                                 "max_total_bytes"))
+    out = SegmentsConfig()
+    changes = {}
+    if "enabled" in seg:
+        if not isinstance(seg["enabled"], bool):
+            c.fail(f"{where}.enabled", f"expected true or false, got {_kind(seg['enabled'])}")
+        changes["enabled"] = seg["enabled"]
+    if "dir" in seg:
+        d = seg["dir"]
+        if not isinstance(d, str):
+            c.fail(f"{where}.dir", f"expected a string, got {_kind(d)}")
+        if not d.startswith("/"):
+            c.fail(f"{where}.dir", f"{d!r} is not an absolute path")
+        changes["dir"] = d
+    if "max_segment_bytes" in seg:
+        changes["max_segment_bytes"] = c.number(seg, "max_segment_bytes",
+                                                f"{where}.max_segment_bytes",
+                                                MIN_SEGMENT_BYTES, 2 ** 40, integer=True)
+    if "max_segment_age_s" in seg:
+        changes["max_segment_age_s"] = c.number(seg, "max_segment_age_s",
+                                                f"{where}.max_segment_age_s",
+                                                1, 365 * 86400)
+    if "max_total_bytes" in seg:
+        changes["max_total_bytes"] = c.number(seg, "max_total_bytes",
+                                              f"{where}.max_total_bytes",
+                                              MIN_SEGMENT_BYTES, 2 ** 50, integer=True)
+    out = dataclasses.replace(out, **changes)
+    if out.max_total_bytes < out.max_segment_bytes:
+        c.fail(f"{where}.max_total_bytes",
+               f"{out.max_total_bytes} is smaller than max_segment_bytes "
+               f"({out.max_segment_bytes}); the cap must hold at least one whole segment")
+    return out
+
+
+def load(path=None):
+    """The config from `path` (None: DEFAULT_PATH, where a missing file means defaults)."""
+    explicit = path is not None
+    path = str(path) if explicit else DEFAULT_PATH
+    try:
+        with open(path, "rb") as f:
+            raw = f.read()
+    except FileNotFoundError:
+        if not explicit:
+            return Config(path=path)
+        raise BadInput(f"{path}: cannot read config: no such file; "
+                       "give an existing file to --config") from None
+    except IsADirectoryError:
+        raise BadInput(f"{path}: cannot read config: is a directory; "
+                       "give a TOML file") from None
+    except OSError as e:
+        raise BadInput(f"{path}: cannot read config: {e.strerror or e}") from None
+    try:
+        text = raw.decode("utf-8")
+        data = tomllib.loads(text)
+    except UnicodeDecodeError as e:
+        raise BadInput(f"{path}: not UTF-8 text (byte {e.start}); a config is a TOML file") from None
+    except tomllib.TOMLDecodeError as e:
+        raise BadInput(f"{path}: invalid TOML: {e}") from None
+    return parse(data, path)

@@ -1,0 +1,125 @@
+"""collector.config: the `surgewatch run` TOML file."""
+import pytest
+
+from collector import config
+from collector.errors import EXIT_USAGE, BadInput
+
+
+def write(tmp_path, text, name="sw.toml"):
+    p = tmp_path / name
+    p.write_text(text)
+    return str(p)
+
+
+def test_defaults_when_default_file_missing(monkeypatch, tmp_path):
+    monkeypatch.setattr(config, "DEFAULT_PATH", str(tmp_path / "absent.toml"))
+    cfg = config.load(None)
+    assert cfg.interval == 1.0
+    assert cfg.stdout_format == "msgpack"
+    assert cfg.segments.enabled and cfg.segments.dir == "/var/lib/surgewatch"
+    assert cfg.log_rules.dirs == ("/var/log/",)
+
+
+def test_missing_explicit_file_is_an_error(tmp_path):
+    path = str(tmp_path / "nope.toml")
+    with pytest.raises(BadInput) as e:
+        config.load(path)
+    assert str(e.value).startswith(f"{path}: ")
+    assert e.value.exit_code == EXIT_USAGE
+
+
+def test_full_file(tmp_path):
+    path = write(tmp_path, """
+        interval = 2
+        [log_rules]
+        dirs = ["/srv/logs"]
+        globs = ["*.out"]
+        journald_sockets = []
+        [outputs.stdout]
+        format = "json"
+        [outputs.segments]
+        enabled = true
+        dir = "/data/sw"
+        max_segment_bytes = 65536
+        max_segment_age_s = 60
+        max_total_bytes = 1048576
+    """)
+    cfg = config.load(path)
+    assert cfg.path == path
+    assert cfg.interval == 2.0 and isinstance(cfg.interval, float)
+    assert cfg.log_rules.dirs == ("/srv/logs/",)
+    assert cfg.log_rules.globs == ("*.out",)
+    assert cfg.log_rules.journald_sockets == ()
+    assert cfg.stdout_format == "json"
+    assert cfg.segments == config.SegmentsConfig(True, "/data/sw", 65536, 60.0, 1048576)
+
+
+def test_empty_file_is_defaults(tmp_path):
+    cfg = config.load(write(tmp_path, ""))
+    assert cfg.interval == 1.0 and cfg.segments == config.SegmentsConfig()
+
+
+BAD = [
+    # (toml text, key named in the message, words in the reason)
+    ("intervall = 1", "intervall", "unknown key"),
+    ("interval = '1'", "interval", "expected a number, got a string"),
+    ("interval = true", "interval", "expected a number, got a boolean"),
+    ("interval = 0", "interval", "must be between"),
+    ("interval = -1.5", "interval", "must be between"),
+    ("interval = nan", "interval", "finite"),
+    ("interval = inf", "interval", "finite"),
+    ("interval = 100000", "interval", "must be between"),
+    ("log_rules = 3", "log_rules", "expected a table"),
+    ("[log_rules]\nfoo = []", "log_rules.foo", "unknown key"),
+    ("[log_rules]\ndirs = '/var/log'", "log_rules.dirs", "expected a list of strings"),
+    ("[log_rules]\ndirs = ['var/log']", "log_rules.dirs", "not an absolute path"),
+    ("[log_rules]\nglobs = [1]", "log_rules.globs", "item 0 is int"),
+    ("[log_rules]\nglobs = ['']", "log_rules.globs", "empty string"),
+    ("[outputs]\nsocket = {}", "outputs.socket", "unknown key"),
+    ("outputs = []", "outputs", "expected a table, got an array"),
+    ("[outputs.stdout]\nformat = 'xml'", "outputs.stdout.format", "'xml' is not one of"),
+    ("[outputs.stdout]\nformat = 1", "outputs.stdout.format", "expected a string"),
+    ("[outputs.stdout]\ncolor = true", "outputs.stdout.color", "unknown key"),
+    ("[outputs.segments]\ndir = 'rel/dir'", "outputs.segments.dir", "not an absolute path"),
+    ("[outputs.segments]\ndir = 5", "outputs.segments.dir", "expected a string"),
+    ("[outputs.segments]\nenabled = 'yes'", "outputs.segments.enabled", "expected true or false"),
+    ("[outputs.segments]\nmax_segment_bytes = 1.5", "outputs.segments.max_segment_bytes",
+     "expected an integer, got a number"),
+    ("[outputs.segments]\nmax_segment_bytes = 10", "outputs.segments.max_segment_bytes",
+     "must be between"),
+    ("[outputs.segments]\nmax_segment_age_s = 0", "outputs.segments.max_segment_age_s",
+     "must be between"),
+    ("[outputs.segments]\nmax_total_bytes = 8192\nmax_segment_bytes = 65536",
+     "outputs.segments.max_total_bytes", "smaller than max_segment_bytes"),
+    ("[outputs.segments]\nsize = 1", "outputs.segments.size", "unknown key"),
+]
+
+
+@pytest.mark.parametrize("text,key,reason", BAD, ids=[b[1] + ":" + b[2] for b in BAD])
+def test_bad_config_is_one_line_naming_file_and_key(tmp_path, text, key, reason):
+    path = write(tmp_path, text)
+    with pytest.raises(BadInput) as e:
+        config.load(path)
+    msg = str(e.value)
+    assert msg.startswith(f"{path}: {key}: "), msg
+    assert reason in msg
+    assert "\n" not in msg
+    assert e.value.exit_code == EXIT_USAGE
+
+
+@pytest.mark.parametrize("data,reason", [
+    (b"interval = = 1", "invalid TOML"),
+    (b"interval = 1\xff", "not UTF-8"),
+])
+def test_unparseable_file(tmp_path, data, reason):
+    p = tmp_path / "bad.toml"
+    p.write_bytes(data)
+    with pytest.raises(BadInput) as e:
+        config.load(str(p))
+    assert str(e.value).startswith(f"{p}: {reason}")
+    assert "\n" not in str(e.value)
+
+
+def test_directory_is_refused(tmp_path):
+    with pytest.raises(BadInput, match="is a directory"):
+        config.load(str(tmp_path))
