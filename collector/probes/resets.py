@@ -58,21 +58,6 @@ def state_name(n):
     return TCP_STATES.get(n) if n else None
 
 
-def idle_bucket(idle_ms):
-    """Histogram bucket of an idle time, as the kernel computes it (bpf/resets.c)."""
-    if idle_ms < 1:
-        return 0
-    return min(1 + int(idle_ms).bit_length() - 1, abi().SW_IDLE_BUCKETS - 1)
-
-
-def bucket_bounds_ms(b):
-    """[low, high) in ms of bucket b; high is None for the last (open) bucket."""
-    n = abi().SW_IDLE_BUCKETS
-    if b == 0:
-        return 0, 1
-    return 2 ** (b - 1), (2 ** b if b < n - 1 else None)
-
-
 @dataclass(frozen=True)
 class ResetCount:
     """Resets of one owner and classification during one interval (exact kernel counts)."""
@@ -250,6 +235,7 @@ class ResetProbe:
         self.available = {}
         self.reasons = {}
         self.has_reason = False
+        self.traces_no_socket = False
         self.hz = None
         self._epoch = 0
         self._health_seen = [0] * abi().SW_RHEALTH_MAX
@@ -261,6 +247,8 @@ class ResetProbe:
                                    tp("sock", "inet_sock_set_state"),
                                    tp("tcp", "tcp_destroy_sock"))
         self.has_reason = "SEND_REASON_OFF" in macros
+        # before 6.10 tcp_send_reset needs a socket: kernel replies with none are not traced
+        self.traces_no_socket = "SEND_SOCKADDR" in macros
         sc, self.available = syscall_macros(root)
         macros.update(sc)
         btf = BTF.load()

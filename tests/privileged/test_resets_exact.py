@@ -205,26 +205,31 @@ def test_closed_port_no_socket_and_syn_sent(resets, fam):
     counts, events, _ = resets.collect()
 
     # the kernel answered with no socket and nobody listens there: "kernel (no socket)"
-    assert total(counts, direction="sent", kind="no_socket", lport=port, tgid=0) == n
+    # (kernels before 6.10 do not trace a reset sent without a socket)
+    expect_sent = n if resets.probe.traces_no_socket else 0
+    assert total(counts, direction="sent", kind="no_socket", lport=port, tgid=0) == expect_sent
     assert total(counts, direction="received", tgid=client.pid, state="SYN_SENT") == n
     assert total(counts, tgid=client.pid, direction="sent") == 0
     sent = [e for e in events if e.direction == "sent" and e.lport == port]
     recv = [e for e in events if e.direction == "received" and e.rport == port]
-    assert len(sent) == n and {(e.kind, e.tgid, e.skaddr) for e in sent} == {("no_socket", 0, 0)}
+    assert len(sent) == expect_sent
+    assert all((e.kind, e.tgid, e.skaddr) == ("no_socket", 0, 0) for e in sent)
     assert len(recv) == n and {(e.tgid, e.state) for e in recv} == {(client.pid, "SYN_SENT")}
     assert all(e.idle_ms is None for e in sent + recv)
     assert all(e.family == family for e in sent + recv)
 
 
 def test_idle_2s_lands_in_bucket_containing_2s(resets):
-    from collector.probes.resets import bucket_bounds_ms, idle_bucket
+    from collector.aggregate.resets import bucket_bounds_ms, bucket_of
+    from collector.probes.abi import abi
 
     n = 3
     resets.settle()
     server_pid, client_pid, port = run_abort(n, "4", idle=2.0)
     counts, events, _ = resets.collect()
-    b = idle_bucket(2000)
-    lo, hi = bucket_bounds_ms(b)
+    nb = abi().SW_IDLE_BUCKETS
+    b = bucket_of(2000, nb)
+    lo, hi = bucket_bounds_ms(b, nb)
     assert lo <= 2000 < hi
     for pid, direction in ((server_pid, "sent"), (client_pid, "received")):
         hist = [0] * len(counts[0].idle_hist)
@@ -268,6 +273,7 @@ def test_packet_capture_counts_the_same_rsts(resets, fam, tmp_path):
     assert int(refused.stdout.readline()) == n and refused.wait(timeout=30) == 0
     counts, events, _ = resets.collect()
     packets = cap.stop()
-    assert len(packets) == total(counts, direction="sent", kind="no_socket", lport=closed) == n, \
-        (cap.stats, packets)
+    assert len(packets) == n, (cap.stats, packets)
+    if resets.probe.traces_no_socket:
+        assert total(counts, direction="sent", kind="no_socket", lport=closed) == n
     assert total(counts, direction="received", tgid=refused.pid) == n

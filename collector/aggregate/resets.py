@@ -1,0 +1,205 @@
+"""TCP resets per service: counts, classification tallies, idle-before-reset histograms.
+
+Pure: attributed kernel counts and decoded events in, plain dicts out. No I/O.
+
+Idle histogram buckets (as bpf/resets.c fills them): bucket 0 is < 1 ms, bucket i
+(1 .. n-2) is [2^(i-1), 2^i) ms, the last bucket is >= 2^(n-2) ms. With n = 24 the
+labelled range runs from 1 ms to about 70 min (1 h lands in bucket 22).
+"""
+from collections import Counter
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class AttributedResets:
+    """One kernel count line (collector.probes.resets.ResetCount) with its service."""
+    service: str
+    pid: int            # 0 when no process owns it
+    comm: str
+    direction: str      # "sent" / "received"
+    kind: str | None
+    state: str | None
+    reason: str | None
+    count: int
+    idle_unknown: int
+    idle_hist: tuple
+
+
+def bucket_bounds_ms(b, nbuckets):
+    """[low, high) in ms of bucket b; high is None for the last, open bucket."""
+    if b == 0:
+        return 0, 1
+    return 2 ** (b - 1), (2 ** b if b < nbuckets - 1 else None)
+
+
+def bucket_of(idle_ms, nbuckets):
+    if idle_ms < 1:
+        return 0
+    return min(int(idle_ms).bit_length(), nbuckets - 1)
+
+
+def fmt_ms(ms):
+    if ms < 1000:
+        return f"{ms:g}ms"
+    s = ms / 1000
+    if s < 60:
+        return f"{s:.3g}s"
+    m = s / 60
+    if m < 60:
+        return f"{m:.3g}m"
+    return f"{m / 60:.3g}h"
+
+
+def bucket_label(b, nbuckets):
+    lo, hi = bucket_bounds_ms(b, nbuckets)
+    if b == 0:
+        return "<1ms"
+    if hi is None:
+        return f">={fmt_ms(lo)}"
+    return f"{fmt_ms(lo)}-{fmt_ms(hi)}"
+
+
+@dataclass
+class ServiceResets:
+    service: str
+    pids: set = field(default_factory=set)
+    comms: set = field(default_factory=set)
+    sent: int = 0
+    received: int = 0
+    kinds: Counter = field(default_factory=Counter)          # sent resets by kind
+    states: Counter = field(default_factory=Counter)         # "sent:ESTABLISHED" -> n
+    reasons: Counter = field(default_factory=Counter)
+    idle_unknown: int = 0
+    idle_hist: list = field(default_factory=list)
+
+    def add(self, a):
+        if a.pid:
+            self.pids.add(a.pid)
+        if a.comm:
+            self.comms.add(a.comm)
+        if a.direction == "sent":
+            self.sent += a.count
+            self.kinds[a.kind or "unknown"] += a.count
+        else:
+            self.received += a.count
+        self.states[f"{a.direction}:{a.state or '-'}"] += a.count
+        if a.reason is not None:
+            self.reasons[a.reason] += a.count
+        self.idle_unknown += a.idle_unknown
+        if len(self.idle_hist) < len(a.idle_hist):
+            self.idle_hist.extend([0] * (len(a.idle_hist) - len(self.idle_hist)))
+        for i, n in enumerate(a.idle_hist):
+            self.idle_hist[i] += n
+
+    def merge(self, other):
+        self.pids |= other.pids
+        self.comms |= other.comms
+        self.sent += other.sent
+        self.received += other.received
+        self.kinds.update(other.kinds)
+        self.states.update(other.states)
+        self.reasons.update(other.reasons)
+        self.idle_unknown += other.idle_unknown
+        if len(self.idle_hist) < len(other.idle_hist):
+            self.idle_hist.extend([0] * (len(other.idle_hist) - len(self.idle_hist)))
+        for i, n in enumerate(other.idle_hist):
+            self.idle_hist[i] += n
+
+    def as_dict(self):
+        return {
+            "service": self.service, "pids": sorted(self.pids), "comms": sorted(self.comms),
+            "resets_sent": self.sent, "resets_received": self.received,
+            "kinds": dict(self.kinds), "states": dict(self.states), "reasons": dict(self.reasons),
+            "idle_unknown": self.idle_unknown, "idle_hist": list(self.idle_hist),
+        }
+
+
+def aggregate_resets(attributed):
+    """{service: ServiceResets} from AttributedResets lines of one interval (or more)."""
+    out = {}
+    for a in attributed:
+        if a.count <= 0:
+            continue
+        out.setdefault(a.service, ServiceResets(a.service)).add(a)
+    return out
+
+
+def idle_mode(hist, nbuckets=None):
+    """(bucket, count) of the fullest bucket, or None for an empty histogram."""
+    if not hist or not any(hist):
+        return None
+    b = max(range(len(hist)), key=lambda i: (hist[i], -i))
+    return b, hist[b]
+
+
+def reset_counts_by_service(per_service):
+    """{service: (sent, received)}: what `rate` records carry as resets_sent/received."""
+    return {s: (r.sent, r.received) for s, r in per_service.items()}
+
+
+class EventBudget:
+    """At most `limit` reset records per interval; counts what was not sent."""
+
+    def __init__(self, limit):
+        self.limit = limit
+        self.used = 0
+        self.suppressed = 0
+
+    def take(self):
+        if self.used < self.limit:
+            self.used += 1
+            return True
+        self.suppressed += 1
+        return False
+
+    def next_interval(self):
+        """Start a new interval; returns how many records the last one suppressed."""
+        suppressed, self.used, self.suppressed = self.suppressed, 0, 0
+        return suppressed
+
+
+class ResetWindow:
+    """Accumulates per-service resets and event-derived peers over a snapshot window."""
+
+    def __init__(self, max_peers=1000):
+        self.services = {}
+        self.peers = {}                       # service -> Counter("addr:port" -> n)
+        self.max_peers = max_peers
+        self.events_seen = 0
+        self.events_lost = 0
+        self.duration_s = 0.0
+
+    def add_interval(self, per_service, interval_s, events_lost=0):
+        self.duration_s += interval_s
+        self.events_lost += events_lost
+        for name, r in per_service.items():
+            if name in self.services:
+                self.services[name].merge(r)
+            else:
+                mine = ServiceResets(name)
+                mine.merge(r)
+                self.services[name] = mine
+
+    def add_event(self, service, peer):
+        self.events_seen += 1
+        c = self.peers.setdefault(service, Counter())
+        if peer in c or len(c) < self.max_peers:
+            c[peer] += 1
+
+    def top(self, n):
+        """Services by resets (sent + received), largest first."""
+        rows = sorted(self.services.values(), key=lambda r: (-(r.sent + r.received), r.service))
+        return rows[:n]
+
+    def totals(self):
+        hist = []
+        for r in self.services.values():
+            if len(hist) < len(r.idle_hist):
+                hist.extend([0] * (len(r.idle_hist) - len(hist)))
+            for i, n in enumerate(r.idle_hist):
+                hist[i] += n
+        return {
+            "resets_sent": sum(r.sent for r in self.services.values()),
+            "resets_received": sum(r.received for r in self.services.values()),
+            "idle_hist": hist,
+        }
