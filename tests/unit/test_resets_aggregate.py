@@ -148,3 +148,21 @@ def test_kernel_hz_from_config(tmp_path):
     with gzip.open(tmp_path / "proc" / "config.gz", "wt") as f:
         f.write("CONFIG_HZ=1000\n")
     assert kernel_hz("6.1.0-x", root=str(tmp_path)) == 1000
+
+
+def test_view_renders_histogram_and_escapes_names():
+    from collector.sinks.resets_view import render_reset_columns, render_resets, resets_json
+
+    h = [0] * NB
+    h[11], h[12] = 4, 1
+    w = ResetWindow()
+    w.add_interval(aggregate_resets([line(service="evil\x1b[2J", count=5, hist=h,
+                                          reason="tcp_state")]), 2.0)
+    w.add_event("evil\x1b[2J", "10.0.0.9:443")
+    text = render_resets(w, inventory={}, idle_threshold_s=300)
+    assert "\x1b" not in text and "evil\\x1b[2J" in text
+    assert "1.02s-2.05s | " + "#" * 40 + " 4" in text
+    assert "mode 1.02s-2.05s" in text and "peers:   10.0.0.9:443 1" in text
+    assert "2.50" in render_reset_columns(w)          # 5 sent over 2 s
+    doc = resets_json(w)
+    assert doc["resets_sent"] == 5 and doc["services"][0]["resets_sent_per_s"] == 2.5
