@@ -27,8 +27,10 @@ def _rss_bytes():
 
 class Collector:
     def __init__(self, probe, resolver, services, host=None, clock=time.monotonic,
-                 wallclock=time.time):
+                 wallclock=time.time, resets=None):
         self.probe, self.resolver, self.services = probe, resolver, services
+        self.resets = resets          # collector.resetstage.ResetStage, optional
+        self.last_reset_records = []
         self.host = host or socket.gethostname()
         self.clock, self.wallclock = clock, wallclock
         self.seq = 0
@@ -39,6 +41,9 @@ class Collector:
     def meta(self, interval_s, mode, argv=()):
         probes = {self.probe.name: {"enabled": True,
                                     "tracepoints": list(getattr(self.probe, "attached", []))}}
+        if self.resets is not None:
+            probes[self.resets.probe.name] = {"enabled": True,
+                                              "tracepoints": list(self.resets.probe.attached)}
         return model.meta_record(self.host, self.wallclock(), interval_s, probes,
                                  platform.release(), mode=mode, argv=argv)
 
@@ -68,9 +73,30 @@ class Collector:
             unresolved_writes=unresolved, cpu_s=cpu - self._cpu_seen, rss_bytes=_rss_bytes())
         stats["lost_writes"] = health["counts_full"] + health["stash_full"]
         stats["fd_walk_failed"] = health["fdwalk_failed"]
+        if self.resets is not None:
+            rates = self._add_resets(rates, stats, ts, interval_s)
         self._cpu_seen = cpu
         self.seq += 1
         return rates, stats
+
+    def _add_resets(self, rates, stats, ts, interval_s):
+        """Reset counts into the rate records (a record per service with resets but no log
+        writes), reset health into stats; bounded `reset` records in last_reset_records."""
+        per_service, records, rstats = self.resets.interval(self.seq, ts)
+        stats.update(rstats)
+        by_service = {r["service"]: r for r in rates}
+        for rec in rates:
+            rec["resets_sent"], rec["resets_received"] = 0, 0
+        for name, r in sorted(per_service.items()):
+            rec = by_service.get(name)
+            if rec is None:
+                rec = model.rate_record(self.host, ts, seq=self.seq, interval=interval_s,
+                                        service=name, pids=r.pids, comms=r.comms, log_writes=0,
+                                        log_bytes=0, paths=[])
+                rates.append(rec)
+            rec["resets_sent"], rec["resets_received"] = r.sent, r.received
+        self.last_reset_records = records
+        return rates
 
     def _enrich(self, counts):
         self.resolver.start_drain()
@@ -106,4 +132,7 @@ class Collector:
                 return
             if on_tick:
                 on_tick(now - start)
-            self.probe.poll(max(0.0, min(deadline - self.clock(), tick_s)) * 1000)
+            wait_ms = max(0.0, min(deadline - self.clock(), tick_s)) * 1000
+            if self.resets is not None:
+                self.resets.poll(0)
+            self.probe.poll(wait_ms)
