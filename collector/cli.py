@@ -82,10 +82,17 @@ def _rules(log_dirs, log_globs, journald_sockets):
 @click.option("--json", "as_json", is_flag=True, help="Print JSON only (default when piped).")
 @click.option("--msgpack", "msgpack_path", type=click.Path(dir_okay=False), metavar="FILE",
               help="Also write the stream records (docs/stream.md) to FILE.")
+@click.option("--resets", "resets_view", is_flag=True,
+              help="Show TCP resets in detail: services, peers, states, kinds, reasons, "
+                   "idle-before-reset histogram, open connections.")
+@click.option("--idle-threshold", default=300.0, show_default=True,
+              type=click.FloatRange(min=0), metavar="SECONDS",
+              help="Flag open connections idle at least this long as at risk of an idle reset.")
 @_rules_option
-def snapshot(duration, interval, top, as_json, msgpack_path, log_dirs, log_globs,
-             journald_sockets):
-    """Watch the host for a while; show which services write their logs, how fast."""
+def snapshot(duration, interval, top, as_json, msgpack_path, resets_view, idle_threshold,
+             log_dirs, log_globs, journald_sockets):
+    """Watch the host for a while; show which services write their logs, how fast, and
+    which send or receive TCP resets."""
     from collector.snapshot import run_snapshot
 
     rules = _rules(log_dirs, log_globs, journald_sockets)
@@ -94,7 +101,8 @@ def snapshot(duration, interval, top, as_json, msgpack_path, log_dirs, log_globs
                                  param_hint="--interval")
     run_snapshot(duration=duration, interval=interval, top=top,
                  as_json=as_json or not sys.stdout.isatty(), msgpack_path=msgpack_path,
-                 rules=rules, argv=sys.argv)
+                 rules=rules, argv=sys.argv, resets_view=resets_view,
+                 idle_threshold=idle_threshold)
 
 
 if __name__ == "__main__":

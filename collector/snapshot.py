@@ -9,8 +9,9 @@ def probe_verdict(probe):
     return lambda dev, gen, ino, is_log: probe.set_verdict(dev, gen, ino, is_log)
 
 
-def build_collector(rules, probe_kwargs=None):
-    """The log-write pipeline, probe loaded and attached. Caller closes collector.probe."""
+def build_collector(rules, probe_kwargs=None, resets=False):
+    """The log-write pipeline, probe loaded and attached. Caller closes collector.probe
+    (and collector.resets when resets=True loaded the TCP reset probe)."""
     from collector.host.cgroups import CgroupIndex
     from collector.host.destinations import DestinationResolver
     from collector.host.procfs import ProcFS
@@ -31,10 +32,30 @@ def build_collector(rules, probe_kwargs=None):
     holder["resolver"] = resolver
     probe.load()
     resolver.replay()
-    return Collector(probe, resolver, services)
+    stage = _reset_stage(procfs, services) if resets else None
+    return Collector(probe, resolver, services, resets=stage)
 
 
-def run_snapshot(duration, interval, top, as_json, msgpack_path, rules, argv=()):
+def _reset_stage(procfs, services):
+    """The TCP reset probe and its enrichment, or None (with a note) when it cannot run."""
+    import socket
+
+    from collector.errors import ProbeUnavailable
+    from collector.host.sockdiag import ListenerLookup, ResetAttributor
+    from collector.probes.resets import ResetProbe
+    from collector.resetstage import ResetStage
+
+    try:
+        probe = ResetProbe().load()
+    except ProbeUnavailable as e:
+        sys.stderr.write(f"surgewatch: note: TCP resets not watched: {e}\n")
+        return None
+    return ResetStage(probe, ResetAttributor(services, ListenerLookup(procfs)),
+                      socket.gethostname())
+
+
+def run_snapshot(duration, interval, top, as_json, msgpack_path, rules, argv=(),
+                 resets_view=False, idle_threshold=300.0):
     from collector.sinks.jsonout import snapshot_json, write_json
     from collector.sinks.msgpackfile import MsgpackFileSink
     from collector.sinks.table import LiveTable
@@ -44,7 +65,10 @@ def run_snapshot(duration, interval, top, as_json, msgpack_path, rules, argv=())
     if table is not None and table.live:
         sys.stdout.write("surgewatch: compiling and attaching probes...\r")
         sys.stdout.flush()
-    collector = build_collector(rules)
+    from collector.aggregate.resets import ResetWindow
+
+    collector = build_collector(rules, resets=True)
+    rwindow = ResetWindow()
     try:
         meta = collector.meta(interval, "snapshot", argv)
         if sink:
@@ -54,9 +78,15 @@ def run_snapshot(duration, interval, top, as_json, msgpack_path, rules, argv=())
         state = {"next": interval}
 
         def on_interval(rates, stats):
-            window.add_interval(rates, stats["interval"], stats)
+            window.add_interval([r for r in rates if r["log_writes"] or r["paths"]],
+                                stats["interval"], stats)
+            if collector.resets is not None:
+                rwindow.add_interval(collector.resets.last, stats["interval"],
+                                     stats.get("resets_events_lost", 0))
+                for service, ev in collector.resets.last_events:
+                    rwindow.add_event(service, _peer(ev))
             if sink:
-                sink.write_interval(rates + [stats])
+                sink.write_interval(rates + collector.last_reset_records + [stats])
 
         def on_tick(elapsed):
             if table is not None and table.live:
@@ -67,10 +97,20 @@ def run_snapshot(duration, interval, top, as_json, msgpack_path, rules, argv=())
         collector.run(duration, interval, on_interval, on_tick=on_tick)
     finally:
         collector.probe.close()
+        if collector.resets is not None:
+            collector.resets.close()
         if sink:
             sink.close()
+    inventory = _inventory(collector.services, idle_threshold) \
+        if (resets_view or table is None) else None
     if table is not None:
         table.final(window.rows(top=top), title, elapsed_s=window.duration_s)
+        if collector.resets is not None:
+            from collector.sinks.resets_view import render_reset_columns, render_resets
+
+            sys.stdout.write("\n" + (render_resets(rwindow, top, inventory, idle_threshold)
+                                     if resets_view else render_reset_columns(rwindow, top))
+                             + "\n")
         st = window.stats() or {}
         lost = {k: st.get(k, 0) for k in ("unresolved_writes", "lost_writes", "lost_events")}
         if any(lost.values()):
@@ -79,4 +119,28 @@ def run_snapshot(duration, interval, top, as_json, msgpack_path, rules, argv=())
                 f"their files could be identified, {lost['lost_writes']} writes not counted "
                 f"(kernel map full), {lost['lost_events']} open events lost\n")
     else:
-        write_json(snapshot_json(window, meta, top=top), sys.stdout)
+        doc = snapshot_json(window, meta, top=top)
+        if collector.resets is not None:
+            from collector.sinks.resets_view import resets_json
+
+            doc["resets"] = resets_json(rwindow, inventory, idle_threshold, top)
+        write_json(doc, sys.stdout)
+
+
+def _peer(ev):
+    return f"[{ev.raddr}]:{ev.rport}" if ev.family == 10 else f"{ev.raddr}:{ev.rport}"
+
+
+def _inventory(services, idle_threshold):
+    """Open TCP connections per service (sock_diag), or None when it cannot be read."""
+    from collector.errors import EnvironmentProblem
+    from collector.host.sockdiag import inventory, socket_owners, tcp_connections
+
+    try:
+        conns = tcp_connections()
+    except EnvironmentProblem as e:
+        sys.stderr.write(f"surgewatch: note: no connection inventory: {e}\n")
+        return None
+    owners = socket_owners(services.procfs)
+    return inventory(conns, owners, lambda pid, comm: services.resolve(pid, comm),
+                     threshold_s=idle_threshold)
