@@ -7,7 +7,7 @@ aggregate -> sinks: stream records (dicts, see docs/stream.md)
 from dataclasses import dataclass
 
 # "MAJOR.MINOR": readers accept any minor of their major, refuse a newer major.
-SCHEMA_VERSION = "1.0"
+SCHEMA_VERSION = "1.1"   # 1.1: rate.resets_*, stats.resets_*, `reset` records
 SCHEMA_MAJOR = 1
 
 
@@ -30,8 +30,9 @@ class LogWrite:
 RECORD_META = "meta"
 RECORD_RATE = "rate"
 RECORD_STATS = "stats"
-# Planned types (not emitted by this version): "reset", "alert".
-RECORD_TYPES = (RECORD_META, RECORD_RATE, RECORD_STATS)
+RECORD_RESET = "reset"        # built by collector.resetstage.reset_record
+# Planned type (not emitted by this version): "alert".
+RECORD_TYPES = (RECORD_META, RECORD_RATE, RECORD_STATS, RECORD_RESET)
 
 
 def schema_major(version):

@@ -49,7 +49,7 @@ class ResetStage:
 
 
 def reset_record(host, ts, seq, service, pid, ev):
-    rec = {"v": model.SCHEMA_VERSION, "type": "reset", "ts": float(ts), "host": host,
+    rec = {"v": model.SCHEMA_VERSION, "type": model.RECORD_RESET, "ts": float(ts), "host": host,
            "seq": int(seq), "service": service, "pid": int(pid), "comm": ev.comm,
            "direction": ev.direction, "kind": ev.kind, "state": ev.state, "reason": ev.reason,
            "family": "ipv6" if ev.family == 10 else "ipv4",
