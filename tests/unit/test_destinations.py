@@ -1,0 +1,507 @@
+"""DestinationResolver (collector/host/destinations.py) on a fake /proc built per test:
+/proc/PID/fd/N and /proc/PID/cwd are symlinks to real files and directories in tmp_path,
+so stat() through them sees real inodes, as through the real /proc."""
+import os
+import socket
+
+import pytest
+
+from collector.host.destinations import (
+    KIND_REGULAR,
+    KIND_UNIX_SOCKET,
+    NOT_LOG,
+    UNRESOLVED,
+    DestinationResolver,
+    inode_generation,
+)
+from collector.host.logdest import LogRules
+from collector.host.procfs import ProcFS
+from collector.probes.logwrites import OpenEvent, WriteCount
+
+JOURNAL = "/run/systemd/journal/stdout"
+
+
+class FakeProc:
+    def __init__(self, root):
+        self.root = root
+        root.mkdir()
+
+    def process(self, pid, cwd=None, fds=None):
+        d = self.root / str(pid)
+        (d / "fd").mkdir(parents=True, exist_ok=True)
+        if cwd is not None:
+            os.symlink(cwd, d / "cwd")
+        for fd, target in (fds or {}).items():
+            self.set_fd(pid, fd, target)
+        return d
+
+    def set_fd(self, pid, fd, target):
+        link = self.root / str(pid) / "fd" / str(fd)
+        if os.path.lexists(link):
+            os.unlink(link)
+        os.symlink(target, link)
+
+    def close_fd(self, pid, fd):
+        os.unlink(self.root / str(pid) / "fd" / str(fd))
+
+    def exit(self, pid):
+        d = self.root / str(pid)
+        for p in sorted(d.rglob("*"), key=lambda p: -len(p.parts)):
+            p.unlink() if p.is_symlink() or p.is_file() else p.rmdir()
+        d.rmdir()
+
+
+class Verdicts:
+    """The set_verdict callback: records what the kernel would be told."""
+
+    def __init__(self):
+        self.calls = []
+
+    def __call__(self, dev, gen, ino, is_log):
+        self.calls.append((dev, gen, ino, is_log))
+
+
+class Journald:
+    """journald_clients(paths) -> socket inodes, recording its calls."""
+
+    def __init__(self, inodes=(), by_path=None):
+        self.inodes, self.by_path, self.calls = set(inodes), by_path, []
+
+    def __call__(self, paths):
+        self.calls.append(tuple(paths))
+        if self.by_path is not None:
+            return set().union(*(self.by_path.get(p, set()) for p in paths))
+        return set(self.inodes)
+
+
+def kernel_id(path):
+    """(dev, gen, ino) of a file as the kernel names it: dev is MKDEV(major, minor)."""
+    st = os.stat(path)
+    return (os.major(st.st_dev) << 20) | os.minor(st.st_dev), inode_generation(str(path)), st.st_ino
+
+
+def open_event(pid, fd, ident, path, kind=KIND_REGULAR):
+    dev, gen, ino = ident
+    return OpenEvent(tgid=pid, fd=fd, dev=dev, ino=ino, gen=gen, kind=kind, cgroup_id=1,
+                     comm="app", path=str(path))
+
+
+def count(pid, fd, ident, kind=KIND_REGULAR):
+    dev, gen, ino = ident
+    return WriteCount(tgid=pid, fd=fd, dev=dev, ino=ino, gen=gen, kind=kind, writes=3,
+                      bytes=300, cgroup_id=1, comm="app")
+
+
+@pytest.fixture
+def env(tmp_path):
+    class Env:
+        pass
+
+    e = Env()
+    e.tmp = tmp_path
+    e.logdir = tmp_path / "var" / "log"
+    e.logdir.mkdir(parents=True)
+    e.home = tmp_path / "home"
+    e.home.mkdir()
+    e.proc = FakeProc(tmp_path / "proc")
+    e.rules = LogRules(dirs=(str(e.logdir),), journald_sockets=(JOURNAL,))
+    e.verdicts = Verdicts()
+    e.journald = Journald()
+
+    def resolver(**kw):
+        return DestinationResolver(ProcFS(root=str(e.proc.root)), e.rules, e.verdicts,
+                                   e.journald, **kw)
+
+    e.resolver = resolver
+
+    def file(path, text="x"):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+        return path
+
+    e.file = file
+    return e
+
+
+# -- open events ----------------------------------------------------------------------------
+
+def test_open_event_absolute_log_path_is_judged_log_once(env):
+    log = env.file(env.logdir / "app" / "app.txt")
+    ident = kernel_id(log)
+    env.proc.process(100, cwd=env.home, fds={5: log})
+    r = env.resolver()
+    r.note_open(open_event(100, 5, ident, log))
+    assert env.verdicts.calls == [(*ident, True)]
+    assert r.destination(count(100, 5, ident)) == str(log)
+    assert env.verdicts.calls == [(*ident, True)]          # known: the kernel is not told again
+
+
+def test_open_event_glob_log_anywhere(env):
+    log = env.file(env.home / "srv" / "worker.log.3")
+    ident = kernel_id(log)
+    r = env.resolver()
+    r.note_open(open_event(100, 5, ident, log))
+    assert env.verdicts.calls == [(*ident, True)]
+
+
+def test_open_event_non_log_path_is_not_log(env):
+    data = env.file(env.home / "data.db")
+    ident = kernel_id(data)
+    r = env.resolver()
+    r.note_open(open_event(100, 5, ident, data))
+    assert env.verdicts.calls == [(*ident, False)]
+    assert r.destination(count(100, 5, ident)) is NOT_LOG
+    assert len(env.verdicts.calls) == 1
+
+
+def test_open_event_needs_no_process(env):
+    # short-lived writers: an absolute path is judged without looking at /proc at all
+    log = env.file(env.logdir / "cron.txt")
+    ident = kernel_id(log)
+    r = env.resolver()
+    r.note_open(open_event(999, 3, ident, log))
+    assert env.verdicts.calls == [(*ident, True)]
+
+
+def test_relative_path_resolved_through_the_fd_link(env):
+    log = env.file(env.logdir / "app.out")
+    ident = kernel_id(log)
+    # cwd is elsewhere: only /proc/PID/fd/5 can tell this "app.out" is the one in the log dir
+    env.proc.process(100, cwd=env.home, fds={5: log})
+    r = env.resolver()
+    r.note_open(open_event(100, 5, ident, "app.out"))
+    assert env.verdicts.calls == [(*ident, True)]
+    assert r.destination(count(100, 5, ident)) == str(log)
+
+
+def test_relative_path_resolved_against_cwd_when_fd_is_gone(env):
+    log = env.file(env.logdir / "sub" / "app.out")
+    ident = kernel_id(log)
+    env.proc.process(100, cwd=env.logdir, fds={})
+    r = env.resolver()
+    r.note_open(open_event(100, 5, ident, "./sub/../sub/app.out"))
+    assert env.verdicts.calls == [(*ident, True)]
+    assert r.destination(count(100, 5, ident)) == str(log)      # normalised
+
+
+def test_relative_path_ignores_fd_link_to_another_inode(env):
+    # fd 5 was closed and reused for another file before the event was handled
+    log = env.file(env.logdir / "app.out")
+    other = env.file(env.home / "app.out")
+    ident = kernel_id(log)
+    env.proc.process(100, cwd=env.logdir, fds={5: other})
+    r = env.resolver()
+    r.note_open(open_event(100, 5, ident, "app.out"))
+    assert env.verdicts.calls == [(*ident, True)]               # from cwd, not from fd 5
+    assert r.destination(count(100, 5, ident)) == str(log)
+
+
+def test_relative_non_log_path_against_cwd(env):
+    f = env.file(env.home / "out.txt")
+    ident = kernel_id(f)
+    env.proc.process(100, cwd=env.home, fds={})
+    r = env.resolver()
+    r.note_open(open_event(100, 7, ident, "out.txt"))
+    assert env.verdicts.calls == [(*ident, False)]
+
+
+@pytest.mark.xfail(strict=True, reason=(
+    "note_open: a relative path whose process is gone falls back to the bare name "
+    "(_join_cwd says 'only basename rules (*.log) can match'), but LogRules.is_log_path "
+    "rejects every non-absolute path, so 'app.log' is judged NOT_LOG and that verdict is "
+    "sent to the kernel, which then drops every later write to that log file"))
+def test_relative_log_name_of_gone_process_is_not_judged_not_log(env):
+    log = env.file(env.logdir / "app.log")
+    ident = kernel_id(log)
+    r = env.resolver()
+    r.note_open(open_event(4321, 5, ident, "app.log"))          # no /proc/4321 any more
+    assert (*ident, False) not in env.verdicts.calls
+
+
+def test_same_inode_is_judged_once(env):
+    log = env.file(env.logdir / "shared.txt")
+    ident = kernel_id(log)
+    env.proc.process(100, cwd=env.home, fds={5: log})
+    env.proc.process(200, cwd=env.home, fds={9: log})
+    r = env.resolver()
+    r.note_open(open_event(100, 5, ident, log))
+    r.note_open(open_event(200, 9, ident, log))
+    r.note_open(open_event(100, 6, ident, "shared.txt"))
+    assert env.verdicts.calls == [(*ident, True)]
+
+
+def test_reused_inode_number_with_new_generation_is_judged_again(env):
+    old = env.file(env.logdir / "app.txt")
+    dev, gen, ino = kernel_id(old)
+    new_gen = (gen + 1) & 0xFFFFFFFF
+    r = env.resolver()
+    r.note_open(open_event(100, 5, (dev, gen, ino), old))
+    # the log was deleted; a data file got the same inode number with a new generation
+    r.note_open(open_event(100, 5, (dev, new_gen, ino), env.home / "data.bin"))
+    assert env.verdicts.calls == [(dev, gen, ino, True), (dev, new_gen, ino, False)]
+    assert r.destination(count(100, 5, (dev, gen, ino))) == str(old)
+    assert r.destination(count(100, 5, (dev, new_gen, ino))) is NOT_LOG
+
+
+def test_same_inode_number_on_another_device_is_judged_separately(env):
+    log = env.file(env.logdir / "app.txt")
+    dev, gen, ino = kernel_id(log)
+    other_dev = dev + (1 << 20)
+    r = env.resolver()
+    r.note_open(open_event(100, 5, (dev, gen, ino), log))
+    r.note_open(open_event(100, 6, (other_dev, gen, ino), env.home / "x.bin"))
+    assert [c[3] for c in env.verdicts.calls] == [True, False]
+
+
+# -- drain-time resolution ---------------------------------------------------------------------
+
+def test_drain_resolves_unjudged_inode_through_proc_fd(env):
+    log = env.file(env.logdir / "old.txt")
+    ident = kernel_id(log)
+    env.proc.process(100, cwd=env.home, fds={3: log})
+    r = env.resolver()
+    r.start_drain()
+    assert r.destination(count(100, 3, ident)) == str(log)
+    assert env.verdicts.calls == [(*ident, True)]
+    env.proc.exit(100)
+    assert r.destination(count(100, 3, ident)) == str(log)     # remembered
+    assert len(env.verdicts.calls) == 1
+
+
+def test_drain_non_log_through_proc_fd(env):
+    data = env.file(env.home / "db.bin")
+    ident = kernel_id(data)
+    env.proc.process(100, cwd=env.home, fds={3: data})
+    r = env.resolver()
+    assert r.destination(count(100, 3, ident)) is NOT_LOG
+    assert env.verdicts.calls == [(*ident, False)]
+
+
+def test_drain_fd_now_pointing_at_another_file_is_unresolved(env):
+    log = env.file(env.logdir / "app.txt")
+    other = env.file(env.logdir / "other.txt")
+    ident = kernel_id(log)
+    env.proc.process(100, cwd=env.home, fds={3: other})        # fd 3 was closed and reused
+    r = env.resolver()
+    assert r.destination(count(100, 3, ident)) is UNRESOLVED
+    assert env.verdicts.calls == []                            # nothing misattributed or sent
+    # and it is not remembered: once fd 3 shows the file again, it resolves
+    env.proc.set_fd(100, 3, log)
+    assert r.destination(count(100, 3, ident)) == str(log)
+
+
+def test_drain_closed_fd_is_unresolved(env):
+    log = env.file(env.logdir / "app.txt")
+    env.proc.process(100, cwd=env.home, fds={})
+    r = env.resolver()
+    assert r.destination(count(100, 3, kernel_id(log))) is UNRESOLVED
+    assert env.verdicts.calls == []
+
+
+def test_drain_gone_process_is_unresolved(env):
+    log = env.file(env.logdir / "app.txt")
+    r = env.resolver()
+    assert r.destination(count(4242, 3, kernel_id(log))) is UNRESOLVED
+    assert env.verdicts.calls == []
+
+
+def test_drain_pseudo_file_target_is_unresolved(env):
+    # a regular-file count whose fd now shows a pipe: not a path, cannot be judged
+    env.proc.process(100, cwd=env.home, fds={3: "pipe:[31337]"})
+    r = env.resolver()
+    assert r.destination(count(100, 3, (1, 0, 31337))) is UNRESOLVED
+
+
+@pytest.mark.xfail(strict=True, reason=(
+    "_fd_path verifies /proc/PID/fd/FD by st_ino only, not by device: a file on another "
+    "filesystem with the same inode number (common: every fs numbers from small values) is "
+    "taken for the one the kernel counted, so its path and verdict are misattributed"))
+def test_drain_fd_to_same_inode_number_on_other_device_is_unresolved(env):
+    log = env.file(env.logdir / "app.txt")
+    dev, gen, ino = kernel_id(log)
+    env.proc.process(100, cwd=env.home, fds={3: log})
+    r = env.resolver()
+    assert r.destination(count(100, 3, (dev + (1 << 20), gen, ino))) is UNRESOLVED
+
+
+@pytest.mark.xfail(strict=True, reason=(
+    "_fd_path ignores i_generation: after a counted file is deleted and its inode number "
+    "reused by a new file on the same fd, drain-time resolution attributes the old file's "
+    "writes (key with the old generation) to the new file"))
+def test_drain_fd_to_reused_inode_with_other_generation_is_unresolved(env):
+    log = env.file(env.logdir / "app.txt")
+    dev, gen, ino = kernel_id(log)
+    if gen == 0:
+        pytest.skip("this filesystem does not report i_generation")
+    env.proc.process(100, cwd=env.home, fds={3: log})
+    r = env.resolver()
+    assert r.destination(count(100, 3, (dev, (gen + 1) & 0xFFFFFFFF, ino))) is UNRESOLVED
+
+
+# -- unix sockets (journald) --------------------------------------------------------------------
+
+def test_socket_in_journald_set_is_journald(env):
+    env.journald.inodes = {48121}
+    env.proc.process(100, cwd=env.home, fds={1: "socket:[48121]"})
+    r = env.resolver()
+    r.start_drain()
+    ident = (8, 0, 48121)
+    assert r.destination(count(100, 1, ident, KIND_UNIX_SOCKET)) == f"journald:{JOURNAL}"
+    assert env.verdicts.calls == [(*ident, True)]
+    assert env.journald.calls == [(JOURNAL,)]
+
+
+def test_journald_set_is_fetched_once_per_drain(env):
+    env.journald.inodes = {1, 2}
+    env.proc.process(100, cwd=env.home)
+    r = env.resolver()
+    r.start_drain()
+    r.destination(count(100, 1, (8, 0, 1), KIND_UNIX_SOCKET))
+    r.destination(count(100, 2, (8, 0, 2), KIND_UNIX_SOCKET))
+    r.destination(count(100, 3, (8, 0, 3), KIND_UNIX_SOCKET))
+    assert len(env.journald.calls) == 1
+    r.start_drain()
+    r.destination(count(100, 4, (8, 0, 4), KIND_UNIX_SOCKET))
+    assert len(env.journald.calls) == 2
+
+
+def test_socket_not_in_set_with_live_process_is_not_log(env):
+    env.journald.inodes = {1}
+    env.proc.process(100, cwd=env.home, fds={4: "socket:[777]"})
+    r = env.resolver()
+    ident = (8, 0, 777)
+    assert r.destination(count(100, 4, ident, KIND_UNIX_SOCKET)) is NOT_LOG
+    assert env.verdicts.calls == [(*ident, False)]
+
+
+def test_socket_not_in_set_of_gone_process_is_unresolved(env):
+    env.journald.inodes = {1}
+    r = env.resolver()
+    assert r.destination(count(4242, 4, (8, 0, 777), KIND_UNIX_SOCKET)) is UNRESOLVED
+    assert env.verdicts.calls == []
+
+
+@pytest.mark.xfail(strict=True, reason=(
+    "with several --journald-socket paths every journald client is labelled with the first "
+    "path: journald_clients() is asked for all paths at once and the label is "
+    "journald_sockets[0], so docs/stream.md's journald:<socket path> can name the wrong one"))
+def test_journald_label_names_the_socket_the_client_is_connected_to(env):
+    other = "/run/user/1000/journal/stdout"
+    env.rules = LogRules(dirs=(str(env.logdir),), journald_sockets=(JOURNAL, other))
+    env.journald.by_path = {JOURNAL: {1}, other: {2}}
+    env.proc.process(100, cwd=env.home)
+    r = env.resolver()
+    assert r.destination(count(100, 1, (8, 0, 1), KIND_UNIX_SOCKET)) == f"journald:{JOURNAL}"
+    assert r.destination(count(100, 2, (8, 0, 2), KIND_UNIX_SOCKET)) == f"journald:{other}"
+
+
+# -- LRU bound ----------------------------------------------------------------------------------
+
+def test_lru_bound_evicts_least_recently_used(env):
+    files = [env.file(env.logdir / f"f{i}.txt") for i in range(4)]
+    ids = [kernel_id(f) for f in files]
+    r = env.resolver(max_inodes=2)
+    r.note_open(open_event(100, 5, ids[0], files[0]))
+    r.note_open(open_event(100, 6, ids[1], files[1]))
+    assert r.destination(count(100, 5, ids[0])) == str(files[0])   # touch 0: now 1 is oldest
+    r.note_open(open_event(100, 7, ids[2], files[2]))              # evicts 1
+    assert len(r._inodes) == 2
+    assert set(r._inodes) == {ids[0], ids[2]}
+    assert len(env.verdicts.calls) == 3
+    r.note_open(open_event(100, 6, ids[1], files[1]))              # forgotten: judged again
+    assert env.verdicts.calls[-1] == (*ids[1], True) and len(env.verdicts.calls) == 4
+    assert len(r._inodes) == 2
+
+
+def test_lru_bound_holds_under_many_inodes(env):
+    r = env.resolver(max_inodes=5)
+    for ino in range(1, 101):
+        r.note_open(open_event(100, 5, (8, 0, ino), env.home / f"x{ino}.bin"))
+    assert len(r._inodes) == 5
+    assert set(r._inodes) == {(8, 0, ino) for ino in range(96, 101)}
+    assert len(env.verdicts.calls) == 100
+
+
+# -- replay of files already open ------------------------------------------------------------
+
+@pytest.fixture
+def journal_socket(env, monkeypatch):
+    """A unix socket bound in the filesystem: stat() through an fd link sees S_IFSOCK."""
+    monkeypatch.chdir(env.tmp)
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    s.bind("j.sock")
+    yield env.tmp / "j.sock"
+    s.close()
+
+
+def test_replay_judges_every_open_file(env, journal_socket):
+    log = env.file(env.logdir / "app.txt")
+    data = env.file(env.home / "data.db")
+    other_sock = env.tmp / "o.sock"
+    s2 = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    s2.bind(str(other_sock))
+    env.journald.inodes = {os.stat(journal_socket).st_ino}
+    env.proc.process(100, cwd=env.home, fds={0: "/dev/null", 1: journal_socket, 3: log,
+                                             4: "pipe:[31337]", 5: data, 6: other_sock})
+    env.proc.process(200, cwd=env.home, fds={7: log})              # the same log, again
+    (env.proc.root / "300").mkdir()                                # no fd dir: skipped
+    (env.proc.root / "self").mkdir()                               # not a pid
+    r = env.resolver()
+    judged = r.replay()
+    s2.close()
+
+    def kdev(path):
+        st = os.stat(path)
+        return (os.major(st.st_dev) << 20) | os.minor(st.st_dev)
+
+    st_j = os.stat(journal_socket)
+    expected = {
+        (*kernel_id(log), True),
+        (*kernel_id(data), False),
+        (kdev(journal_socket), 0, st_j.st_ino, True),
+    }
+    assert set(env.verdicts.calls) == expected
+    assert judged == 3
+    assert len(env.verdicts.calls) == 3                            # the shared log once
+    assert env.journald.calls == [(JOURNAL,)]
+    # the device is the kernel's MKDEV encoding, not stat()'s
+    st = os.stat(log)
+    assert kernel_id(log)[0] == (os.major(st.st_dev) << 20) | os.minor(st.st_dev)
+    # what replay judged is known at drain without /proc
+    for pid in (100, 200, 300):
+        if (env.proc.root / str(pid) / "fd").exists():
+            env.proc.exit(pid)
+    assert r.destination(count(100, 3, kernel_id(log))) == str(log)
+    assert r.destination(count(100, 5, kernel_id(data))) is NOT_LOG
+    assert r.destination(count(100, 1, (kdev(journal_socket), 0, st_j.st_ino),
+                               KIND_UNIX_SOCKET)) == f"journald:{JOURNAL}"
+    assert len(env.verdicts.calls) == 3
+
+
+def test_replay_skips_already_judged_inodes(env):
+    log = env.file(env.logdir / "app.txt")
+    env.proc.process(100, cwd=env.home, fds={3: log})
+    r = env.resolver()
+    r.note_open(open_event(100, 3, kernel_id(log), log))
+    assert r.replay() == 0
+    assert len(env.verdicts.calls) == 1
+
+
+def test_replay_does_not_judge_sockets_outside_journald(env, journal_socket):
+    env.journald.inodes = set()
+    env.proc.process(100, cwd=env.home, fds={1: journal_socket})
+    r = env.resolver()
+    assert r.replay() == 0
+    assert env.verdicts.calls == []
+
+
+@pytest.mark.xfail(strict=True, reason=(
+    "replay() has no already-judged check for journald sockets: a unit whose stdout and "
+    "stderr are the same journald stream socket is counted twice in the returned 'number of "
+    "inodes judged' and its verdict sent to the kernel twice"))
+def test_replay_judges_a_journald_socket_shared_by_two_fds_once(env, journal_socket):
+    env.journald.inodes = {os.stat(journal_socket).st_ino}
+    env.proc.process(100, cwd=env.home, fds={1: journal_socket, 2: journal_socket})
+    r = env.resolver()
+    assert r.replay() == 1
+    assert len(env.verdicts.calls) == 1
