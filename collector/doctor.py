@@ -100,6 +100,21 @@ def run_checks():
             checks.append(Check("struct offsets", True, f"{n} kernel struct fields found in BTF"))
         except ProbeUnavailable as e:
             checks.append(Check("struct offsets", False, str(e), "report this kernel version"))
+        if root:
+            from collector.probes import resets as rprobe
+            try:
+                tp = lambda c, e: kernel.tracepoint_format(c, e, root)  # noqa: E731
+                layout = rprobe.tracepoint_layout(
+                    tp("tcp", "tcp_send_reset"), tp("tcp", "tcp_receive_reset"),
+                    tp("sock", "inet_sock_set_state"), tp("tcp", "tcp_destroy_sock"))
+                rprobe.btf_macros(btf)
+                detail = ("reasons from BTF" if "SEND_REASON_OFF" in layout else
+                          "no reset reasons; socketless resets not traced (kernel < 6.10)")
+                checks.append(Check("resets probe", True, f"layout known, {detail}",
+                                    blocking=False))
+            except ProbeUnavailable as e:
+                checks.append(Check("resets probe", False, str(e),
+                                    "TCP resets are not watched on this kernel", blocking=False))
     return checks
 
 
