@@ -23,6 +23,11 @@ KIND_REGULAR, KIND_UNIX_SOCKET = 1, 2   # SW_FILE_* in bpf/common.h
 FS_IOC_GETVERSION = 0x80087601           # _IOR('v', 1, long): the inode's i_generation
 
 
+def kernel_dev(st_dev):
+    """stat()'s device number as the kernel's MKDEV(major, minor) = major << 20 | minor."""
+    return (os.major(st_dev) << 20) | os.minor(st_dev)
+
+
 def inode_generation(path):
     """i_generation of the file at path, or 0 when the filesystem does not tell."""
     try:
@@ -62,11 +67,14 @@ class DestinationResolver:
     def _judge_path(self, path):
         return path if self.rules.is_log_path(path) else NOT_LOG
 
-    def _fd_path(self, pid, fd, ino):
+    def _fd_path(self, pid, fd, dev, gen, ino):
         """Absolute path behind /proc/PID/fd/FD if it still is the inode the kernel saw."""
         link = os.path.join(self.procfs.root, str(pid), "fd", str(fd))
         try:
-            if os.stat(link).st_ino != ino:
+            st = os.stat(link)
+            if st.st_ino != ino or kernel_dev(st.st_dev) != dev:
+                return None
+            if gen and inode_generation(link) not in (0, gen):
                 return None
             kind, value = parse_fd_target(self.procfs.fd_target(pid, fd))
         except (OSError, HostLookupError):
@@ -80,14 +88,17 @@ class DestinationResolver:
             return
         path = ev.path
         if not path.startswith("/"):
-            path = self._fd_path(ev.tgid, ev.fd, ev.ino) or self._join_cwd(ev.tgid, path)
+            path = self._fd_path(ev.tgid, ev.fd, ev.dev, ev.gen, ev.ino) \
+                or self._join_cwd(ev.tgid, path)
+        if path is None:
+            return      # no verdict: writes stay counted and are judged at drain
         self._remember(key, self._judge_path(path))
 
     def _join_cwd(self, pid, rel):
         try:
             return os.path.normpath(os.path.join(self.procfs.cwd(pid), rel))
         except HostLookupError:
-            return rel   # only basename rules (*.log) can match a bare relative path
+            return None
 
     def replay(self):
         """Judge every file already open on the host (they were opened before we looked).
@@ -108,7 +119,7 @@ class DestinationResolver:
                     st = os.stat(os.path.join(self.procfs.root, str(pid), "fd", str(fd)))
                 except OSError:
                     continue
-                kdev = (os.major(st.st_dev) << 20) | os.minor(st.st_dev)
+                kdev = kernel_dev(st.st_dev)
                 kind, value = parse_fd_target(target)
                 if stat.S_ISREG(st.st_mode) and kind == "file":
                     link = os.path.join(self.procfs.root, str(pid), "fd", str(fd))
@@ -120,8 +131,9 @@ class DestinationResolver:
                 elif stat.S_ISSOCK(st.st_mode):
                     if journald is None:
                         journald = self._journald_set()
-                    if st.st_ino in journald:
-                        self._remember((kdev, 0, st.st_ino), "journald:" + self._journald_label())
+                    key = (kdev, 0, st.st_ino)
+                    if st.st_ino in journald and key not in self._inodes:
+                        self._remember(key, "journald:" + journald[st.st_ino])
                         judged += 1
         return judged
 
@@ -138,7 +150,7 @@ class DestinationResolver:
         if count.kind == KIND_UNIX_SOCKET:
             verdict = self._judge_socket(count)
         else:
-            path = self._fd_path(count.tgid, count.fd, count.ino)
+            path = self._fd_path(count.tgid, count.fd, count.dev, count.gen, count.ino)
             if path is None:
                 return UNRESOLVED
             verdict = self._judge_path(path)
@@ -147,22 +159,23 @@ class DestinationResolver:
         return verdict
 
     def _journald_set(self):
-        try:
-            return self._journald_clients(self.rules.journald_sockets)
-        except EnvironmentProblem as e:
-            if not self._journald_warned:
-                log.warning("journald stream clients cannot be identified: %s", e)
-                self._journald_warned = True
-            return frozenset()
+        """{socket inode: journald socket path it is connected to}."""
+        clients = {}
+        for path in self.rules.journald_sockets:
+            try:
+                for ino in self._journald_clients((path,)):
+                    clients.setdefault(ino, path)
+            except EnvironmentProblem as e:
+                if not self._journald_warned:
+                    log.warning("journald stream clients cannot be identified: %s", e)
+                    self._journald_warned = True
+        return clients
 
     def _judge_socket(self, count):
         if self._journald is None:
             self._journald = self._journald_set()
         if count.ino in self._journald:
-            return "journald:" + self._journald_label()
+            return "journald:" + self._journald[count.ino]
         # a closed socket is not listed either: only a live one proves "not journald"
         return NOT_LOG if os.path.exists(os.path.join(self.procfs.root, str(count.tgid))) \
             else UNRESOLVED
-
-    def _journald_label(self):
-        return self.rules.journald_sockets[0] if self.rules.journald_sockets else "?"

@@ -30,10 +30,13 @@ class ABI:
         self.structs = {}
         for name, body in _STRUCT_RE.findall(text):
             fields = []
-            for line in body.splitlines():
-                m = _MEMBER_RE.match(line)
-                if not m:
+            for decl in body.split(";"):
+                if not decl.strip():
                     continue
+                m = _MEMBER_RE.match(decl.strip() + ";")
+                if not m:
+                    raise ValueError(f"bpf/common.h: struct {name}: cannot read member "
+                                     f"{decl.strip()!r}; use one fixed-width field per line")
                 ctype, member, dim = m.groups()
                 t = _CTYPES[ctype]
                 if dim:

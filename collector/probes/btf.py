@@ -84,11 +84,20 @@ class BTF:
                     members.append(Member(self._str(m_name), m_type, bits, bsize))
                 t.members = tuple(members)
             elif kind == KIND_ENUM:
+                fmt = "<i" if kflag else "<I"       # kind_flag: signed values
                 t.enumerators = tuple(
                     (self._str(struct.unpack_from("<I", buf, pos + 8 * i)[0]),
-                     struct.unpack_from("<i", buf, pos + 8 * i + 4)[0]) for i in range(vlen))
+                     struct.unpack_from(fmt, buf, pos + 8 * i + 4)[0]) for i in range(vlen))
                 pos += 8 * vlen
             elif kind == KIND_ENUM64:
+                values = []
+                for i in range(vlen):
+                    name, lo, hi = struct.unpack_from("<III", buf, pos + 12 * i)
+                    v = (hi << 32) | lo
+                    if kflag and v >= 1 << 63:
+                        v -= 1 << 64
+                    values.append((self._str(name), v))
+                t.enumerators = tuple(values)
                 pos += 12 * vlen
             elif kind in (KIND_FUNC_PROTO,):
                 pos += 8 * vlen
@@ -97,8 +106,9 @@ class BTF:
             elif kind == KIND_DATASEC:
                 pos += 12 * vlen
             self.types.append(t)
-            if t.name and kind in (KIND_STRUCT, KIND_UNION, KIND_ENUM):
-                self._by_name.setdefault((kind, t.name), len(self.types) - 1)
+            if t.name and kind in (KIND_STRUCT, KIND_UNION, KIND_ENUM, KIND_ENUM64):
+                index_kind = KIND_ENUM if kind == KIND_ENUM64 else kind
+                self._by_name.setdefault((index_kind, t.name), len(self.types) - 1)
 
     def _resolve(self, type_id):
         t = self.types[type_id]

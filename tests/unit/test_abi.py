@@ -189,10 +189,6 @@ def test_parser_unknown_type_is_an_error():
         ABI("struct t {\n    __u32 a;\n    size_t b;\n};\n")
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "abi.py silently drops struct members its regex cannot read (a two-word type such as "
-    "'unsigned int b;') or any declaration after the first on one line: the ctypes struct is "
-    "then shorter than the C one instead of the parse failing"))
 @pytest.mark.parametrize("text", [
     "struct t {\n    __u32 a;\n    unsigned int b;\n};\n",
     "struct t {\n    __u32 a; __u32 b;\n};\n",

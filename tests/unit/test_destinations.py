@@ -205,11 +205,6 @@ def test_relative_non_log_path_against_cwd(env):
     assert env.verdicts.calls == [(*ident, False)]
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "note_open: a relative path whose process is gone falls back to the bare name "
-    "(_join_cwd says 'only basename rules (*.log) can match'), but LogRules.is_log_path "
-    "rejects every non-absolute path, so 'app.log' is judged NOT_LOG and that verdict is "
-    "sent to the kernel, which then drops every later write to that log file"))
 def test_relative_log_name_of_gone_process_is_not_judged_not_log(env):
     log = env.file(env.logdir / "app.log")
     ident = kernel_id(log)
@@ -312,10 +307,6 @@ def test_drain_pseudo_file_target_is_unresolved(env):
     assert r.destination(count(100, 3, (1, 0, 31337))) is UNRESOLVED
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "_fd_path verifies /proc/PID/fd/FD by st_ino only, not by device: a file on another "
-    "filesystem with the same inode number (common: every fs numbers from small values) is "
-    "taken for the one the kernel counted, so its path and verdict are misattributed"))
 def test_drain_fd_to_same_inode_number_on_other_device_is_unresolved(env):
     log = env.file(env.logdir / "app.txt")
     dev, gen, ino = kernel_id(log)
@@ -324,10 +315,6 @@ def test_drain_fd_to_same_inode_number_on_other_device_is_unresolved(env):
     assert r.destination(count(100, 3, (dev + (1 << 20), gen, ino))) is UNRESOLVED
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "_fd_path ignores i_generation: after a counted file is deleted and its inode number "
-    "reused by a new file on the same fd, drain-time resolution attributes the old file's "
-    "writes (key with the old generation) to the new file"))
 def test_drain_fd_to_reused_inode_with_other_generation_is_unresolved(env):
     log = env.file(env.logdir / "app.txt")
     dev, gen, ino = kernel_id(log)
@@ -381,10 +368,6 @@ def test_socket_not_in_set_of_gone_process_is_unresolved(env):
     assert env.verdicts.calls == []
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "with several --journald-socket paths every journald client is labelled with the first "
-    "path: journald_clients() is asked for all paths at once and the label is "
-    "journald_sockets[0], so docs/stream.md's journald:<socket path> can name the wrong one"))
 def test_journald_label_names_the_socket_the_client_is_connected_to(env):
     other = "/run/user/1000/journal/stdout"
     env.rules = LogRules(dirs=(str(env.logdir),), journald_sockets=(JOURNAL, other))
@@ -495,10 +478,6 @@ def test_replay_does_not_judge_sockets_outside_journald(env, journal_socket):
     assert env.verdicts.calls == []
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "replay() has no already-judged check for journald sockets: a unit whose stdout and "
-    "stderr are the same journald stream socket is counted twice in the returned 'number of "
-    "inodes judged' and its verdict sent to the kernel twice"))
 def test_replay_judges_a_journald_socket_shared_by_two_fds_once(env, journal_socket):
     env.journald.inodes = {os.stat(journal_socket).st_ino}
     env.proc.process(100, cwd=env.home, fds={1: journal_socket, 2: journal_socket})
