@@ -48,12 +48,18 @@ class Collector:
                                  platform.release(), mode=mode, argv=argv)
 
     def begin(self):
-        """Mark the start of the first interval (call right after the probe is attached)."""
+        """Start the first interval now. What the probes counted while they were loading
+        (a second or more of bcc compiling) is drained and dropped, so the first interval
+        is as long as it claims to be."""
         self._last_boundary = self.clock()
+        self.interval()
+        self.seq = 0
+        self.last_writes = []
+        self.started_wall = self._boundary_wall
 
     def interval(self):
         """Close the current interval: returns (rate records, stats record)."""
-        boundary = self.clock()
+        boundary, self._boundary_wall = self.clock(), self.wallclock()
         interval_s = max(boundary - self._last_boundary, 1e-6)
         self._last_boundary = boundary
         t0 = time.perf_counter()

@@ -120,6 +120,7 @@ def run_snapshot(duration, interval, top, as_json, msgpack_path, rules, argv=(),
                 f"(kernel map full), {lost['lost_events']} open events lost\n")
     else:
         doc = snapshot_json(window, meta, top=top)
+        doc["started"] = collector.started_wall     # the window's real start (after loading)
         if collector.resets is not None:
             from collector.sinks.resets_view import resets_json
 

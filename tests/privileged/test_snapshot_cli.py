@@ -24,7 +24,7 @@ PACED = textwrap.dedent("""
             break
         if now < due:
             time.sleep(due - now)
-        os.write(fd, b"paced line of forty bytes, more or less\\n")
+        os.write(fd, b"%-39.6f\\n" % time.time())     # 40 bytes: the line's own timestamp
         n += 1
     print(n, time.monotonic() - start, flush=True)
 """)
@@ -47,8 +47,13 @@ def test_snapshot_rate_within_2_percent(tmp_path):
     service, path = rows[0]
     assert service["service"] == comm or service["service"].endswith((".service", ".scope"))
     assert writer.pid in path["pids"]
-    assert abs(path["writes_per_s"] - 400) <= 400 * 0.02, path
+    # ground truth: the lines whose own timestamps fall inside the snapshot's window
+    start, end = doc["started"], doc["started"] + doc["duration_s"]
+    stamps = [float(line) for line in log.read_text().split()]
+    actual_rate = sum(start <= t < end for t in stamps) / doc["duration_s"]
+    assert abs(path["writes_per_s"] - actual_rate) <= actual_rate * 0.02, (path, actual_rate)
     assert path["writes"] == pytest.approx(path["writes_per_s"] * doc["duration_s"])
+    assert path["bytes"] == path["writes"] * 40
     assert 3.9 < doc["duration_s"] < 4.2
 
 
