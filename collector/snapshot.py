@@ -2,7 +2,6 @@
 import sys
 
 from collector.aggregate.logrates import Window
-from collector.errors import SurgewatchError
 
 
 def probe_verdict(probe):
@@ -75,7 +74,6 @@ def run_snapshot(duration, interval, top, as_json, msgpack_path, rules, argv=(),
             sink.write_interval([meta])
         window = Window()
         title = f"surgewatch snapshot {meta['host']}"
-        state = {"next": interval}
 
         def on_interval(rates, stats):
             window.add_interval([r for r in rates if r["log_writes"] or r["paths"]],

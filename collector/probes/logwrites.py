@@ -1,6 +1,5 @@
 """The log-write probe: loads bpf/logwrites.c, feeds open events out, drains counts."""
 import ctypes
-import os
 import time
 from dataclasses import dataclass
 
@@ -8,6 +7,7 @@ from collector.errors import ProbeUnavailable
 from collector.probes import kernel
 from collector.probes.abi import BPF_DIR, abi
 from collector.probes.btf import BTF, BTFError
+from collector.probes.maps import HealthCounters, cstr, drain_table
 
 WRITE_SYSCALLS = ("write", "writev", "pwrite64", "pwritev", "pwritev2")
 OPEN_SYSCALLS = ("openat", "open", "creat", "openat2")
@@ -57,9 +57,6 @@ class WriteCount:
     cgroup_id: int
     comm: str
 
-
-def _cstr(raw):
-    return bytes(raw).split(b"\0", 1)[0].decode("utf-8", "replace")
 
 
 def btf_macros(btf):
@@ -111,7 +108,7 @@ class LogWriteProbe:
         self.attached = []
         self.available = {}
         self._epoch = 0
-        self._health_seen = [0] * abi().SW_HEALTH_MAX
+        self._health = HealthCounters(abi().SW_HEALTH_MAX)
 
     def cflags(self):
         macros, self.available = tracepoint_macros()
@@ -149,7 +146,7 @@ class LogWriteProbe:
     def _ringbuf_cb(self, _ctx, data, _size):
         ev = ctypes.cast(data, ctypes.POINTER(self._event_t)).contents
         self.on_open(OpenEvent(ev.tgid, ev.fd, ev.dev, ev.ino, ev.gen, ev.kind, ev.cgroup_id,
-                               _cstr(ev.comm), _cstr(ev.path)))
+                               cstr(ev.comm), cstr(ev.path)))
 
     def poll(self, timeout_ms):
         """Deliver pending open events to on_open, waiting at most timeout_ms."""
@@ -171,17 +168,14 @@ class LogWriteProbe:
         self.bpf.ring_buffer_consume()
         table = self.bpf[f"counts{idle}"]
         out = []
-        for k, v in _drain_table(table):
+        for k, v in drain_table(table):
             out.append(WriteCount(k.tgid, k.fd, k.dev, k.ino, k.gen, k.kind, v.writes, v.bytes,
-                                  v.cgroup_id, _cstr(v.comm)))
+                                  v.cgroup_id, cstr(v.comm)))
         return out
 
     def health(self):
         """Per-counter increase since the previous call (lost writes, lost events...)."""
-        table = self.bpf["health"]
-        now = [sum(table[ctypes.c_int(i)]) for i in range(len(self._health_seen))]
-        delta = [n - s for n, s in zip(now, self._health_seen)]
-        self._health_seen = now
+        delta = self._health.delta(self.bpf["health"])
         a = abi()
         return {
             "counts_full": delta[a.SW_HEALTH_COUNTS_FULL],
@@ -195,16 +189,3 @@ class LogWriteProbe:
             self.bpf.cleanup()
             self.bpf = None
 
-
-def _drain_table(table):
-    """Lookup-and-delete every entry: in batches when the kernel has it, else one by one."""
-    try:
-        return list(table.items_lookup_and_delete_batch())
-    except Exception:
-        items = list(table.items())
-        for k, _ in items:
-            try:
-                del table[k]
-            except KeyError:
-                pass
-        return items

@@ -18,7 +18,7 @@ from collector.errors import ProbeUnavailable
 from collector.probes import kernel
 from collector.probes.abi import BPF_DIR, abi
 from collector.probes.btf import BTF, BTFError
-from collector.probes.logwrites import _cstr, _drain_table
+from collector.probes.maps import HealthCounters, cstr, drain_table
 
 # (macro, struct, member path): the kernel struct fields bpf/resets.c reads
 BTF_FIELDS = (
@@ -238,7 +238,7 @@ class ResetProbe:
         self.traces_no_socket = False
         self.hz = None
         self._epoch = 0
-        self._health_seen = [0] * abi().SW_RHEALTH_MAX
+        self._health = HealthCounters(abi().SW_RHEALTH_MAX)
 
     def cflags(self):
         root = kernel.tracefs_root()
@@ -305,7 +305,7 @@ class ResetProbe:
 
     def decode_event(self, ev):
         return ResetEvent(
-            ts_ns=ev.ts_ns, skaddr=ev.skaddr, tgid=ev.tgid, comm=_cstr(ev.comm),
+            ts_ns=ev.ts_ns, skaddr=ev.skaddr, tgid=ev.tgid, comm=cstr(ev.comm),
             cgroup_id=ev.cgroup_id, direction=DIRECTIONS.get(ev.dir, str(ev.dir)),
             kind=KINDS.get(ev.kind), state=state_name(ev.state), reason=self._reason(ev.reason),
             family=ev.family, laddr=format_addr(ev.family, bytes(ev.laddr)), lport=ev.lport,
@@ -326,12 +326,12 @@ class ResetProbe:
         time.sleep(grace_s)
         self.bpf.ring_buffer_consume()
         out = []
-        for k, v in _drain_table(self.bpf[f"rcounts{idle}"]):
+        for k, v in drain_table(self.bpf[f"rcounts{idle}"]):
             out.append(ResetCount(
                 tgid=k.tgid, direction=DIRECTIONS.get(k.dir, str(k.dir)), kind=KINDS.get(k.kind),
                 state=state_name(k.state), reason=self._reason(k.reason), lport=k.lport,
                 family=k.family, count=v.count, idle_unknown=v.idle_unknown,
-                idle_hist=tuple(v.idle_hist), cgroup_id=v.cgroup_id, comm=_cstr(v.comm)))
+                idle_hist=tuple(v.idle_hist), cgroup_id=v.cgroup_id, comm=cstr(v.comm)))
         return out
 
     def owners_in_use(self):
@@ -339,10 +339,7 @@ class ResetProbe:
 
     def health(self):
         """Per-counter increase since the previous call."""
-        table = self.bpf["rhealth"]
-        now = [sum(table[ctypes.c_int(i)]) for i in range(len(self._health_seen))]
-        delta = [n - s for n, s in zip(now, self._health_seen)]
-        self._health_seen = now
+        delta = self._health.delta(self.bpf["rhealth"])
         a = abi()
         return {
             "counts_full": delta[a.SW_RHEALTH_COUNTS_FULL],
