@@ -212,11 +212,18 @@ fi
 export SURGEWATCH_LIBVIRT_DRIVER="$DRIVER"
 phase_done "$DRIVER$([ "$DRIVER" = qemu ] && echo ': software CPU (TCG), slow')"
 
+# vagrant's output, indented, into the log too; without the box upload's progress meter
+# (thousands of carriage-return updates on one line).
+show_vagrant() {
+    awk -v RS='[\r\n]+' '{ gsub(/\033\[K/, "") } !/^Progress: [0-9]+%$/ { print "    " $0; fflush() }' |
+        tee -a "$OUT/vagrant.log"
+}
+
 # --- 6. boot -------------------------------------------------------------------------------
 export SURGEWATCH_VM_CONSOLE_LOG="$OUT/console.log"
 phase boot "vagrant up --no-provision (box $BOX, driver $DRIVER)"
 VM_UP=1
-vagrant up --provider=libvirt --no-provision 2>&1 | tee -a "$OUT/vagrant.log" | sed -u 's/^/    /'
+vagrant up --provider=libvirt --no-provision 2>&1 | show_vagrant
 [ "${PIPESTATUS[0]}" -eq 0 ] || fail "vagrant up failed (see $OUT/vagrant.log and $OUT/console.log)"
 vagrant ssh-config > "$OUT/ssh-config" 2>>"$OUT/vagrant.log" || fail "vagrant ssh-config failed"
 vm() { ssh -F "$OUT/ssh-config" -o LogLevel=ERROR -o ConnectTimeout=60 default "$@"; }
@@ -224,7 +231,7 @@ phase_done
 
 # --- 7. provision --------------------------------------------------------------------------
 phase provision "vagrant provision (vagrant/provision.sh inside the VM)"
-vagrant provision 2>&1 | tee -a "$OUT/vagrant.log" | sed -u 's/^/    /'
+vagrant provision 2>&1 | show_vagrant
 [ "${PIPESTATUS[0]}" -eq 0 ] || fail "provisioning failed (see $OUT/vagrant.log)"
 phase_done
 
@@ -238,7 +245,8 @@ sed 's/^/    /' "$OUT/vm-info.txt"
 
 # --- 8. tests ----------------------------------------------------------------------------
 phase tests "$TEST_CMD (as root in $VM_DIR)"
-vm -n "sudo mkdir -p $VM_OUT && cd $VM_DIR && sudo -H env PYTEST_ADDOPTS='--junitxml=$VM_OUT/junit.xml -o junit_family=xunit2' $TEST_CMD" \
+# As in CI, privileged tests must run, not skip: the VM is root with BPF and kprobes.
+vm -n "sudo mkdir -p $VM_OUT && cd $VM_DIR && sudo -H env SURGEWATCH_REQUIRE_PRIVILEGED=1 PYTEST_ADDOPTS='--junitxml=$VM_OUT/junit.xml -o junit_family=xunit2' $TEST_CMD" \
     2>&1 | tee "$OUT/make-test.log" | sed -u 's/^/    /'
 TEST_RC=${PIPESTATUS[0]}
 phase_done "exit $TEST_RC"
