@@ -105,5 +105,28 @@ def snapshot(duration, interval, top, as_json, msgpack_path, resets_view, idle_t
                  idle_threshold=idle_threshold)
 
 
+
+@main.command("run")
+@click.option("--config", "config_path", type=click.Path(dir_okay=False), metavar="FILE",
+              help="TOML config (default /etc/surgewatch/surgewatch.toml; missing = defaults).")
+@click.option("--interval", type=click.FloatRange(min=0.05, max=3600), default=None,
+              help="Seconds between kernel map drains (overrides the config; default 1).")
+@click.option("--format", "fmt", type=click.Choice(["msgpack", "json", "none"]), default=None,
+              help="Records on stdout: msgpack stream, JSON lines, or none (default msgpack).")
+@click.option("--segments-dir", metavar="DIR", default=None,
+              help="Segment store directory (default /var/lib/surgewatch).")
+@click.option("--no-segments", is_flag=True, help="Do not write segment files.")
+@_rules_option
+def run_cmd(config_path, interval, fmt, segments_dir, no_segments, log_dirs, log_globs,
+            journald_sockets):
+    """Run the collector until SIGTERM/SIGINT; SIGHUP reloads the config."""
+    from collector.daemon import Overrides, run_daemon
+
+    overrides = Overrides(interval=interval, format=fmt, segments_dir=segments_dir,
+                          no_segments=no_segments, log_dirs=tuple(log_dirs),
+                          log_globs=tuple(log_globs), journald_sockets=tuple(journald_sockets))
+    sys.exit(run_daemon(config_path, overrides, argv=sys.argv))
+
+
 if __name__ == "__main__":
     main()
