@@ -128,5 +128,32 @@ def run_cmd(config_path, interval, fmt, segments_dir, no_segments, log_dirs, log
     sys.exit(run_daemon(config_path, overrides, argv=sys.argv))
 
 
+
+@main.command("tail")
+@click.argument("source", required=False, metavar="[SOURCE]")
+@click.option("--json", "as_json", is_flag=True, default=None,
+              help="JSON lines (default when stdout is not a terminal).")
+@click.option("-f", "--follow", is_flag=True, help="Keep waiting for new records.")
+@click.option("--since", metavar="WHEN",
+              help="Only records from then on: 30s, 10m, 2h, 1d ago, unix seconds, or ISO time.")
+@click.option("--service", "services", multiple=True, metavar="PATTERN",
+              help="Only rate records of services matching PATTERN (glob, repeatable).")
+@click.option("--config", "config_path", type=click.Path(dir_okay=False), metavar="FILE",
+              help="Config whose segment directory is the default SOURCE.")
+def tail_cmd(source, as_json, follow, since, services, config_path):
+    """Show records from a segment directory, a stream file or - (stdin).
+
+    SOURCE defaults to the configured segment directory (/var/lib/surgewatch).
+    """
+    from collector.tail import parse_since, run_tail
+
+    if source is None:
+        from collector.config import load
+
+        source = load(config_path).segments.dir
+    sys.exit(run_tail(source, as_json=as_json, follow=follow,
+                      since=parse_since(since) if since else None, services=services))
+
+
 if __name__ == "__main__":
     main()
