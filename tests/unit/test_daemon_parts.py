@@ -201,3 +201,33 @@ def test_closed_stdout_only_output_stops_with_1(tmp_path):
                                     lambda d, t: None, stdout=ClosedPipe())
     assert code == 1 and c.probe.closed
     assert "no outputs left" in err
+
+
+class FakeTable(dict):
+    def keys(self):
+        return iter(list(super().keys()))
+
+
+class FakeResolver:
+    def __init__(self):
+        self.rules = LogRules()
+        self._inodes = {(1, 0, 5): "/var/log/a.log", (1, 0, 6): object()}
+        self.replayed = 0
+
+    def replay(self):
+        self.replayed += 1
+        return 7
+
+
+def test_apply_rules_forgets_every_verdict_and_judges_again():
+    class C:
+        pass
+
+    c = C()
+    c.resolver = FakeResolver()
+    c.probe = FakeProbe()
+    c.probe.bpf = {"verdicts": FakeTable({(1, 0, 5): 1, (1, 0, 6): 2})}
+    new = LogRules(globs=("*.out",))
+    assert daemon.apply_rules(c, new) == 7
+    assert c.resolver.rules is new and c.resolver._inodes == {}
+    assert c.probe.bpf["verdicts"] == {} and c.resolver.replayed == 1
