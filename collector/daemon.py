@@ -178,16 +178,9 @@ def apply_rules(collector, rules):
     host are judged again. Writes meanwhile to an inode without a verdict are counted
     and judged at the next drain, as at start, so nothing is lost across the switch.
     """
-    resolver = collector.resolver
-    resolver.rules = rules
-    resolver._inodes.clear()
-    table = collector.probe.bpf["verdicts"]
-    for key in list(table.keys()):
-        try:
-            del table[key]
-        except KeyError:
-            pass
-    return resolver.replay()
+    collector.resolver.change_rules(rules)
+    collector.probe.clear_verdicts()
+    return collector.resolver.replay()
 
 
 def detach_probe(probe):

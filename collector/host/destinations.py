@@ -100,6 +100,12 @@ class DestinationResolver:
         except HostLookupError:
             return None
 
+    def change_rules(self, rules):
+        """Judge by new rules from now on: every verdict is forgotten (the caller clears
+        the kernel's copy and replays)."""
+        self.rules = rules
+        self._inodes.clear()
+
     def replay(self):
         """Judge every file already open on the host (they were opened before we looked).
 

@@ -158,6 +158,15 @@ class LogWriteProbe:
         table[table.Key(dev, gen, ino)] = ctypes.c_uint8(
             a.SW_VERDICT_LOG if is_log else a.SW_VERDICT_NOT_LOG)
 
+    def clear_verdicts(self):
+        """Forget every verdict: writes count as pending until judged again."""
+        table = self.bpf["verdicts"]
+        for key in list(table.keys()):
+            try:
+                del table[key]
+            except KeyError:
+                pass
+
     def drain(self, grace_s=0.005):
         """Swap count maps, let in-flight programs finish, read and clear the idle map."""
         self.bpf.ring_buffer_consume()
