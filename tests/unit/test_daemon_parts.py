@@ -103,6 +103,9 @@ class FakeProbe:
     def close(self):
         self.closed = True
 
+    def clear_verdicts(self):
+        self.bpf["verdicts"].clear()
+
 
 class FakeCollector:
     """Runs `script(daemon, tick)` each tick; emits one interval per tick."""
@@ -213,6 +216,10 @@ class FakeResolver:
         self.rules = LogRules()
         self._inodes = {(1, 0, 5): "/var/log/a.log", (1, 0, 6): object()}
         self.replayed = 0
+
+    def change_rules(self, rules):
+        self.rules = rules
+        self._inodes.clear()
 
     def replay(self):
         self.replayed += 1
