@@ -20,6 +20,7 @@
 # SURGEWATCH_DEBIAN_MIRROR (default http://deb.debian.org/debian),
 # SURGEWATCH_BOX_DISK_GB (virtual disk size, default 16).
 set -euo pipefail
+{   # the whole script is read before it runs: editing it during a run cannot derail the run
 
 CACHE="${SURGEWATCH_BOX_CACHE:-/var/cache/surgewatch/boxes}"
 MIRROR="${SURGEWATCH_DEBIAN_MIRROR:-http://deb.debian.org/debian}"
@@ -188,3 +189,4 @@ tar -C "$work" -cf "$BOX.tmp" metadata.json Vagrantfile box.img
 mv "$BOX.tmp" "$BOX"
 echo "$kver" > "$CACHE/surgewatch-bookworm.kernel"
 say "built $BOX ($(du -h "$BOX" | cut -f1), kernel $kver)"
+}

@@ -19,6 +19,7 @@
 #   SURGEWATCH_VM_OUT          report directory on the host (default build/vm-test)
 #   SURGEWATCH_VM_CPUS, SURGEWATCH_VM_MEMORY, SURGEWATCH_VM_BOOT_TIMEOUT: see Vagrantfile
 set -uo pipefail
+{   # the whole script is read before it runs: editing it during a run cannot derail the run
 
 HERE="$(cd "$(dirname "$0")" && pwd -P)"
 PROJECT_DIR="$(cd "$HERE/.." && pwd -P)"
@@ -194,9 +195,10 @@ kvm_works() {
         say "no kernel at $kernel to probe KVM with (public box in use?): trying KVM without a probe"
         return 0
     fi
-    timeout 120 qemu-system-x86_64 -accel kvm -cpu host -m 256 -smp 1 -nodefaults -display none \
+    # (in a subshell, so that QEMU aborting is reported in the log, not by this shell)
+    ( timeout 120 qemu-system-x86_64 -accel kvm -cpu host -m 256 -smp 1 -nodefaults -display none \
         -no-reboot -serial "file:$log" -kernel "$kernel" \
-        -append "console=ttyS0 panic=-1 root=/dev/nonexistent" >"$log.stderr" 2>&1
+        -append "console=ttyS0 panic=-1 root=/dev/nonexistent" ) >"$log.stderr" 2>&1
     if grep -q 'Kernel panic - not syncing: VFS' "$log" 2>/dev/null; then return 0; fi
     say "KVM probe failed: $(head -c 300 "$log.stderr" | tr '\n' ' ')"
     return 1
@@ -215,7 +217,8 @@ phase_done "$DRIVER$([ "$DRIVER" = qemu ] && echo ': software CPU (TCG), slow')"
 # vagrant's output, indented, into the log too; without the box upload's progress meter
 # (thousands of carriage-return updates on one line).
 show_vagrant() {
-    awk -v RS='[\r\n]+' '{ gsub(/\033\[K/, "") } !/^Progress: [0-9]+%$/ { print "    " $0; fflush() }' |
+    awk -v RS='[\r\n]+' '{ gsub(/\033\[K/, "") } !/^Progress: [0-9]+%$/ { print; fflush() }' |
+        while IFS= read -r line; do printf '    [%s] %s\n' "$(fmt $((SECONDS - T0)))" "$line"; done |
         tee -a "$OUT/vagrant.log"
 }
 
@@ -261,3 +264,4 @@ else
     [ "$TEST_RC" -ne 0 ] || TEST_RC=3
 fi
 # cleanup (trap) destroys the VM, stops our daemons and exits with TEST_RC.
+}
