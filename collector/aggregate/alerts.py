@@ -1,0 +1,392 @@
+"""Log floods and reset storms: per service and signal, a baseline, and alerts that open
+and close against it.
+
+Pure: `rate` (and `reset`) records in, alert events out; time comes in as arguments.
+The algorithm, its defaults and why are in docs/detection.md. In short, per service and
+signal (log writes/s, log bytes/s, resets sent/s, resets received/s):
+
+- the baseline is the median and MAD of the last `window` intervals (a quiet interval
+  counts as 0), learnt only while no alert is open;
+- an interval is *above* when its rate exceeds the largest of the signal's floor,
+  k x median, median + z x sigma (sigma = 1.4826 MAD) and burst_factor x p98 of the
+  window; a service still warming up (fewer than `warmup` intervals) is judged against
+  the signal's `new_floor` only, and only when it appeared after the detector's own
+  warm-up (at start every service is learning);
+- `open_after` consecutive above intervals open an alert; it closes after `close_after`
+  consecutive intervals below hysteresis x the threshold it opened at, or is accepted as
+  the new normal after `relearn_after` intervals (the baseline is then the rates seen
+  during the alert).
+"""
+from collections import Counter, deque
+from dataclasses import dataclass, field
+
+from collector.aggregate.baseline import RobustWindow
+
+LOG_WRITES = "log_writes_per_s"
+LOG_BYTES = "log_bytes_per_s"
+RESETS_SENT = "resets_sent_per_s"
+RESETS_RECEIVED = "resets_received_per_s"
+SIGNALS = (LOG_WRITES, LOG_BYTES, RESETS_SENT, RESETS_RECEIVED)
+RESET_SIGNALS = {RESETS_SENT: "sent", RESETS_RECEIVED: "received"}
+
+OPEN, CLOSE = "open", "close"
+# why an alert opened
+ABOVE_BASELINE, NEW_SERVICE = "above_baseline", "new_service"
+# why an alert closed
+RECOVERED, RELEARNED = "recovered", "relearned"
+
+IDLE_BUCKETS = 24          # as bpf/resets.c (collector.aggregate.resets)
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Absolute limits of one signal, in its unit per second."""
+
+    floor: float       # never above unless the rate exceeds this
+    new_floor: float   # a service without a baseline yet is above only past this
+
+
+DEFAULT_LIMITS = {
+    LOG_WRITES: Limits(floor=100.0, new_floor=1000.0),
+    LOG_BYTES: Limits(floor=100_000.0, new_floor=1_000_000.0),
+    RESETS_SENT: Limits(floor=10.0, new_floor=50.0),
+    RESETS_RECEIVED: Limits(floor=10.0, new_floor=50.0),
+}
+
+
+@dataclass(frozen=True)
+class DetectorConfig:
+    window: int = 300            # intervals in the baseline window
+    warmup: int = 30             # intervals a service is learnt before the ratio test applies
+    k: float = 3.0               # above when rate > k x median ...
+    z: float = 6.0               # ... and > median + z x sigma
+    burst_factor: float = 1.5    # ... and > burst_factor x p98 (regular bursts are normal)
+    open_after: int = 2          # consecutive above intervals that open an alert
+    close_after: int = 5         # consecutive intervals below hysteresis x threshold to close
+    hysteresis: float = 0.5
+    relearn_after: int = 1800    # an alert open this long becomes the new baseline
+    expire_after: int = 900      # a service quiet this long (no open alert) is forgotten
+    max_services: int = 1000     # beyond this the longest-quiet services are forgotten
+    top: int = 3                 # contributors (paths, peers) carried by an alert
+    limits: dict = field(default_factory=lambda: dict(DEFAULT_LIMITS))
+
+    def __post_init__(self):
+        for name in ("window", "warmup", "open_after", "close_after", "relearn_after",
+                     "expire_after", "max_services", "top"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)!r}")
+        if self.warmup > self.window:
+            raise ValueError(f"warmup ({self.warmup}) must not exceed window ({self.window})")
+        if not self.k > 1:
+            raise ValueError(f"k must be > 1, got {self.k!r}")
+        if not 0 < self.hysteresis <= 1:
+            raise ValueError(f"hysteresis must be within (0, 1], got {self.hysteresis!r}")
+        missing = set(SIGNALS) - set(self.limits)
+        if missing:
+            raise ValueError(f"limits missing for {', '.join(sorted(missing))}")
+
+
+def signal_value(rec, signal):
+    """The rate of `signal` in one `rate` record, or None when the record does not carry it
+    (reset fields without the resets probe)."""
+    if signal in (LOG_WRITES, LOG_BYTES):
+        v = rec.get(signal)
+        return float(v) if isinstance(v, (int, float)) else None
+    count = rec.get("resets_sent" if signal == RESETS_SENT else "resets_received")
+    interval = rec.get("interval")
+    if not isinstance(count, (int, float)) or not isinstance(interval, (int, float)) \
+            or interval <= 0:
+        return None
+    return count / interval
+
+
+def _peer(rec):
+    addr, port = rec.get("remote"), rec.get("remote_port")
+    if rec.get("family") == "ipv6":
+        return f"[{addr}]:{port}"
+    return f"{addr}:{port}"
+
+
+def contributors(signal, rec, resets, top=3):
+    """What an operator looks at next: for log signals the top paths (by writes or bytes)
+    and the pids; for reset signals the top peers and the idle-before-reset buckets, from
+    the interval's `reset` records of this service and direction (a sample: at most 100
+    records per interval)."""
+    from collector.aggregate.resets import bucket_label, bucket_of
+
+    out = {}
+    if rec is not None:
+        out["pids"] = list(rec.get("pids") or [])[:20]
+        out["comms"] = list(rec.get("comms") or [])[:10]
+    if signal in (LOG_WRITES, LOG_BYTES):
+        paths = list((rec or {}).get("paths") or [])
+        key = "bytes" if signal == LOG_BYTES else "writes"
+        paths.sort(key=lambda p: (-(p.get(key) or 0), str(p.get("path"))))
+        interval = (rec or {}).get("interval") or 1.0
+        out["paths"] = [{"path": p.get("path"),
+                         "writes_per_s": (p.get("writes") or 0) / interval,
+                         "bytes_per_s": (p.get("bytes") or 0) / interval,
+                         "pids": list(p.get("pids") or [])[:10]} for p in paths[:top]]
+        return out
+    direction = RESET_SIGNALS[signal]
+    peers, idle, sampled = Counter(), Counter(), 0
+    for r in resets:
+        if r.get("direction") != direction:
+            continue
+        sampled += 1
+        peers[_peer(r)] += 1
+        ms = r.get("idle_ms")
+        if isinstance(ms, (int, float)):
+            idle[bucket_of(ms, IDLE_BUCKETS)] += 1
+    out["sampled_resets"] = sampled
+    out["peers"] = [{"peer": p, "resets": n}
+                    for p, n in sorted(peers.items(), key=lambda kv: (-kv[1], kv[0]))[:top]]
+    out["idle"] = [{"bucket": bucket_label(b, IDLE_BUCKETS), "resets": idle[b]}
+                   for b in sorted(idle)]
+    return out
+
+
+class Alert:
+    """One alert of one service and signal, from open to close."""
+
+    def __init__(self, service, signal, started, rate, baseline, sigma, threshold, reason,
+                 top):
+        self.service, self.signal = service, signal
+        self.started = started            # start of the first interval above, unix s
+        self.rate = rate                  # rate of the latest interval
+        self.baseline = baseline          # median of the window (None: no baseline yet)
+        self.sigma = sigma
+        self.threshold = threshold        # the threshold it opened at (fixed while open)
+        self.reason = reason
+        self.top = top                    # contributors of the latest above interval
+        self.peak = rate
+        self.intervals = 0                # intervals since it opened
+        self.ended = None
+        self.close_reason = None
+
+    @property
+    def ratio(self):
+        if not self.baseline:
+            return None
+        return self.rate / self.baseline
+
+    def fields(self, state):
+        """The body of an `alert` record (see docs/stream.md)."""
+        body = {
+            "state": state, "service": self.service, "signal": self.signal,
+            "rate": float(self.rate), "baseline": self.baseline, "spread": self.sigma,
+            "ratio": self.ratio, "threshold": float(self.threshold), "reason": self.reason,
+            "started": float(self.started), "peak": float(self.peak),
+            "intervals": self.intervals, "top": self.top,
+        }
+        if state == CLOSE:
+            body.update(ended=float(self.ended), duration_s=float(self.ended - self.started),
+                        close_reason=self.close_reason)
+        return body
+
+    def __repr__(self):
+        return (f"Alert({self.service!r}, {self.signal}, rate={self.rate:g}, "
+                f"baseline={self.baseline}, started={self.started})")
+
+
+@dataclass(frozen=True)
+class AlertEvent:
+    state: str                # OPEN or CLOSE
+    alert: Alert
+    ts: float
+
+    def fields(self):
+        return self.alert.fields(self.state)
+
+
+class _Signal:
+    __slots__ = ("window", "above", "below", "pending_started", "alert", "shadow", "last")
+
+    def __init__(self, size, zeros=0):
+        self.window = RobustWindow(size, [0.0] * min(zeros, size))
+        self.above = 0
+        self.below = 0
+        self.pending_started = None
+        self.alert = None
+        self.shadow = None
+        self.last = 0.0
+
+
+class _Service:
+    __slots__ = ("signals", "intervals", "quiet", "new")
+
+    def __init__(self, new):
+        self.signals = {}
+        self.intervals = 0        # intervals tracked
+        self.quiet = 0            # consecutive intervals without a rate record
+        self.new = new            # appeared after the detector's warm-up
+
+
+class Detector:
+    """Feed it every interval with observe(); it returns the alerts that opened or closed."""
+
+    def __init__(self, config=None):
+        self.config = config or DetectorConfig()
+        self.services = {}
+        self.intervals = 0
+
+    # -- the interval ----------------------------------------------------------------
+    def observe(self, ts, interval_s, rates, resets=()):
+        """One interval ending at ts (unix s) of interval_s seconds: its `rate` records
+        and (optional) `reset` records. Returns [AlertEvent], closes before opens."""
+        cfg = self.config
+        by_service = {}
+        for rec in rates:
+            name = rec.get("service")
+            if isinstance(name, str):
+                by_service[name] = rec
+        resets_by_service = {}
+        for r in resets:
+            resets_by_service.setdefault(r.get("service"), []).append(r)
+        detector_warm = self.intervals >= cfg.warmup
+        events = []
+        for name in by_service:
+            if name not in self.services:
+                self.services[name] = _Service(new=detector_warm)
+        for name, svc in self.services.items():
+            rec = by_service.get(name)
+            svc.quiet = 0 if rec is not None else svc.quiet + 1
+            for signal in SIGNALS:
+                value = signal_value(rec, signal) if rec is not None else 0.0
+                st = svc.signals.get(signal)
+                if st is None:
+                    if not value:          # None or 0: nothing to learn from yet
+                        continue
+                    st = svc.signals[signal] = _Signal(cfg.window, zeros=svc.intervals)
+                ev = self._step(name, svc, signal, st, value or 0.0, ts, interval_s, rec,
+                                resets_by_service.get(name, ()))
+                if ev is not None:
+                    events.append(ev)
+            svc.intervals += 1
+        self.intervals += 1
+        self._expire()
+        events.sort(key=lambda e: (e.state != CLOSE, e.alert.service, e.alert.signal))
+        return events
+
+    def _step(self, name, svc, signal, st, v, ts, interval_s, rec, resets):
+        cfg = self.config
+        limits = cfg.limits[signal]
+        st.last = v
+        a = st.alert
+        if a is not None:
+            a.intervals += 1
+            a.rate = v
+            st.shadow.append(v)
+            if v > a.peak:
+                a.peak = v
+            if v > a.threshold:
+                a.top = contributors(signal, rec, resets, cfg.top)
+            st.below = st.below + 1 if v < cfg.hysteresis * a.threshold else 0
+            if st.below >= cfg.close_after:
+                return self._close(st, ts, RECOVERED)
+            if a.intervals >= cfg.relearn_after:
+                st.window = RobustWindow(cfg.window, st.shadow)
+                return self._close(st, ts, RELEARNED)
+            return None
+        above, base, threshold, reason = False, None, None, None
+        if v > limits.floor:            # every threshold is >= the floor: cheap test first
+            if len(st.window) >= cfg.warmup:
+                base = st.window.summary()
+                threshold = base.threshold(cfg.k, cfg.z, cfg.burst_factor, limits.floor)
+                reason = ABOVE_BASELINE
+            elif svc.new:
+                base = st.window.summary() if len(st.window) else None
+                threshold = max(limits.floor, limits.new_floor)
+                reason = NEW_SERVICE
+            above = threshold is not None and v > threshold
+        if not above:
+            st.above = 0
+            st.pending_started = None
+            st.window.add(v)
+            return None
+        st.above += 1
+        if st.above == 1:
+            st.pending_started = ts - interval_s
+        if st.above < cfg.open_after:
+            st.window.add(v)              # a lone spike is part of normal life
+            return None
+        baseline = base.median if base is not None else None
+        sigma = base.sigma if base is not None else None
+        st.alert = Alert(name, signal, st.pending_started, v, baseline, sigma, threshold,
+                         reason, contributors(signal, rec, resets, cfg.top))
+        st.shadow = deque(maxlen=cfg.window)
+        st.below = 0
+        st.above = 0
+        st.pending_started = None
+        return AlertEvent(OPEN, st.alert, ts)
+
+    @staticmethod
+    def _close(st, ts, why):
+        a = st.alert
+        a.ended = ts
+        a.close_reason = why
+        st.alert = None
+        st.shadow = None
+        st.below = 0
+        return AlertEvent(CLOSE, a, ts)
+
+    def _expire(self):
+        cfg = self.config
+
+        def has_alert(svc):
+            return any(s.alert is not None for s in svc.signals.values())
+
+        gone = [n for n, s in self.services.items()
+                if s.quiet >= cfg.expire_after and not has_alert(s)]
+        for n in gone:
+            del self.services[n]
+        excess = len(self.services) - cfg.max_services
+        if excess > 0:
+            idle = sorted((n for n, s in self.services.items() if not has_alert(s)),
+                          key=lambda n: (-self.services[n].quiet, n))
+            for n in idle[:excess]:
+                del self.services[n]
+
+    # -- views ------------------------------------------------------------------------
+    def open_alerts(self):
+        """The alerts open now, by service and signal."""
+        return [st.alert for name in sorted(self.services)
+                for sig, st in sorted(self.services[name].signals.items())
+                if st.alert is not None]
+
+    def status(self):
+        """{(service, signal): (alerting, rate of the last interval)} of every tracked
+        signal: what a Prometheus gauge per service and signal shows."""
+        return {(name, sig): (st.alert is not None, st.last)
+                for name, svc in self.services.items() for sig, st in svc.signals.items()}
+
+    def baseline(self, service, signal):
+        """The current Baseline of one service and signal, or None (untracked, empty)."""
+        st = self.services.get(service, _Service(False)).signals.get(signal)
+        if st is None or not len(st.window):
+            return None
+        return st.window.summary()
+
+
+def format_event(ev):
+    """One line for the daemon's log."""
+    a = ev.alert
+    unit = "lines/s" if a.signal == LOG_WRITES else (
+        "bytes/s" if a.signal == LOG_BYTES else "resets/s")
+    what = {LOG_WRITES: "log writes", LOG_BYTES: "log bytes", RESETS_SENT: "resets sent",
+            RESETS_RECEIVED: "resets received"}[a.signal]
+    if ev.state == OPEN:
+        if a.reason == NEW_SERVICE:
+            base = f"new service, no baseline yet (floor {a.threshold:g})"
+        else:
+            ratio = f"{a.ratio:.1f}x " if a.ratio is not None else ""
+            base = f"{ratio}baseline {a.baseline:.3g} {unit}"
+        where = ""
+        top = a.top or {}
+        if top.get("paths"):
+            where = f"; top: {top['paths'][0]['path']}"
+        elif top.get("peers"):
+            where = f"; top peer: {top['peers'][0]['peer']}"
+        return f"alert open: {a.service} {what} {a.rate:.3g} {unit} ({base}){where}"
+    return (f"alert closed ({a.close_reason}): {a.service} {what} now {a.rate:.3g} {unit}, "
+            f"peak {a.peak:.3g} over {a.ended - a.started:.0f}s")
