@@ -19,8 +19,11 @@
 #define SW_HEALTH_COUNTS_FULL 0     /* write not counted: counts map full (lost) */
 #define SW_HEALTH_EVENTS_LOST 1     /* open event not delivered: ring buffer full */
 #define SW_HEALTH_FDWALK_FAILED 2   /* fd -> file walk failed (fd raced with close) */
-#define SW_HEALTH_STASH_FULL 3      /* write entered but could not be stashed for exit */
+#define SW_HEALTH_IOV_TRUNCATED 3   /* writev with more iovecs than summed: bytes undercounted */
 #define SW_HEALTH_MAX 4
+
+/* iovecs summed per writev-family call (UIO_MAXIOV is 1024; loggers use a handful) */
+#define SW_MAX_IOV 64
 
 /* counts key: one process writing one open file through one fd */
 struct sw_write_key {
@@ -34,8 +37,8 @@ struct sw_write_key {
 };
 
 struct sw_write_val {
-    __u64 writes;   /* successful write-family calls */
-    __u64 bytes;    /* bytes they returned as written */
+    __u64 writes;   /* write-family calls */
+    __u64 bytes;    /* bytes they asked to write */
     __u64 cgroup_id;
     char comm[SW_COMM_LEN];
 };

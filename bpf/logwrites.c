@@ -1,6 +1,6 @@
 /* surgewatch log-write probe.
  *
- * Counts successful write-family syscalls and the bytes they wrote, per process, fd and
+ * Counts write-family syscalls and the bytes they ask to write, per process, fd and
  * file, in kernel maps that userspace drains once per interval. No per-write event leaves
  * the kernel. A write is looked up by walking the task's real fd table (offsets from BTF,
  * passed as OFF_* macros), so fd reuse, dup, fork and exec can never point a count at the
@@ -10,8 +10,9 @@
  *
  * Macros supplied by collector/probes/logwrites.py:
  *   OFF_* / SZ_*         struct member offsets and sizes from the running kernel's BTF
- *   TP_FD_OFF, TP_RET_OFF, TP_OPEN_*_OFF   syscall tracepoint field offsets (live format)
+ *   TP_*_OFF             syscall tracepoint field offsets (live format)
  *   HAVE_<syscall>       for each tracepoint that exists on this kernel
+ *   SW_RAW_SYSCALLS, NR_*, OFF_PT_REGS_*   the raw sys_enter hook, where the arch is known
  *   SW_MAX_KEYS, SW_MAX_INODES, SW_RINGBUF_PAGES
  */
 #include <uapi/linux/ptrace.h>
@@ -30,7 +31,6 @@
 BPF_HASH(counts0, struct sw_write_key, struct sw_write_val, SW_MAX_KEYS);
 BPF_HASH(counts1, struct sw_write_key, struct sw_write_val, SW_MAX_KEYS);
 BPF_TABLE("lru_hash", struct sw_inode, u8, verdicts, SW_MAX_INODES);
-BPF_TABLE("lru_hash", u32, struct sw_write_key, inflight, 16384);   /* tid -> write in progress */
 BPF_TABLE("lru_hash", u32, u64, opening, 16384);                    /* tid -> user path pointer */
 BPF_ARRAY(ctl, u32, 1);
 BPF_PERCPU_ARRAY(health, u64, SW_HEALTH_MAX);
@@ -105,10 +105,29 @@ static __always_inline int inode_of_fd(s32 fd, struct sw_write_key *k)
     return 0;
 }
 
-static __always_inline int write_enter(void *ctx)
+/* Sum of iov_len over a writev-family call's iovecs (user memory). */
+static __always_inline u64 iov_bytes(u64 vec, u64 vlen)
+{
+    u64 total = 0;
+    if (vlen > SW_MAX_IOV)
+        health_inc(SW_HEALTH_IOV_TRUNCATED);
+    for (int i = 0; i < SW_MAX_IOV; i++) {
+        if (i >= vlen)
+            break;
+        struct { u64 base; u64 len; } iov = {};
+        if (bpf_probe_read_user(&iov, sizeof(iov), (void *)(vec + i * sizeof(iov))))
+            break;
+        total += iov.len;
+    }
+    return total;
+}
+
+/* Count one write-family call to fd, if its file may be a log. Counted at entry: no exit
+ * hook (each hook costs every write on the host), so `writes` are calls and `bytes` the
+ * bytes they asked to write. */
+static __always_inline int count_write(s32 fd, u64 a1, u64 a2, int vectored)
 {
     struct sw_write_key k = {};
-    s32 fd = (s32)TP_U64(ctx, TP_FD_OFF);
     int rc = inode_of_fd(fd, &k);
     if (rc != 0) {
         if (rc < 0)
@@ -119,32 +138,14 @@ static __always_inline int write_enter(void *ctx)
     u8 *verdict = verdicts.lookup(&id);
     if (verdict && *verdict == SW_VERDICT_NOT_LOG)
         return 0;
-    u64 pid_tgid = bpf_get_current_pid_tgid();
-    u32 tid = (u32)pid_tgid;
-    k.tgid = pid_tgid >> 32;
+    k.tgid = bpf_get_current_pid_tgid() >> 32;
     k.fd = fd;
-    if (inflight.update(&tid, &k))
-        health_inc(SW_HEALTH_STASH_FULL);
-    return 0;
-}
-
-static __always_inline int write_exit(void *ctx)
-{
-    u32 tid = (u32)bpf_get_current_pid_tgid();
-    struct sw_write_key *kp = inflight.lookup(&tid);
-    if (!kp)
-        return 0;
-    struct sw_write_key k = *kp;
-    inflight.delete(&tid);
-    s64 ret = (s64)TP_U64(ctx, TP_RET_OFF);
-    if (ret < 0)
-        return 0;
+    u64 bytes = vectored ? iov_bytes(a1, a2) : a2;
 
     u32 zero = 0;
     u32 *epoch = ctl.lookup(&zero);
-    struct sw_write_val *val;
     int odd = epoch && (*epoch & 1);
-    val = odd ? counts1.lookup(&k) : counts0.lookup(&k);
+    struct sw_write_val *val = odd ? counts1.lookup(&k) : counts0.lookup(&k);
     if (!val) {
         struct sw_write_val init = {};
         init.cgroup_id = bpf_get_current_cgroup_id();
@@ -161,19 +162,64 @@ static __always_inline int write_exit(void *ctx)
         }
     }
     __sync_fetch_and_add(&val->writes, 1);
-    __sync_fetch_and_add(&val->bytes, (u64)ret);
+    __sync_fetch_and_add(&val->bytes, bytes);
     return 0;
 }
 
-#define WRITE_PROBES(name)                                                   \
-    int enter_##name(void *ctx) { return write_enter(ctx); }                 \
-    int exit_##name(void *ctx) { return write_exit(ctx); }
+#ifdef SW_RAW_SYSCALLS
+/* raw_syscalls:sys_enter: every syscall passes here, so the id test comes first and is
+ * all most syscalls pay. Arguments are read from the saved user registers. */
+int raw_sys_enter(struct bpf_raw_tracepoint_args *ctx)
+{
+    long id = (long)ctx->args[1];
+    int vectored;
+    if (id == NR_write || id == NR_pwrite64)
+        vectored = 0;
+    else if (id == NR_writev || id == NR_pwritev || id == NR_pwritev2)
+        vectored = 1;
+    else
+        return 0;
+    char *regs = (char *)ctx->args[0];
+#ifdef OFF_PT_REGS_CS
+    u64 cs = 0;   /* a 32-bit task's syscall numbers mean other syscalls */
+    if (bpf_probe_read_kernel(&cs, sizeof(cs), regs + OFF_PT_REGS_CS) || cs != USER64_CS)
+        return 0;
+#endif
+    u64 a0 = 0, a1 = 0, a2 = 0;
+    bpf_probe_read_kernel(&a0, sizeof(a0), regs + OFF_PT_REGS_ARG0);
+    bpf_probe_read_kernel(&a1, sizeof(a1), regs + OFF_PT_REGS_ARG1);
+    bpf_probe_read_kernel(&a2, sizeof(a2), regs + OFF_PT_REGS_ARG2);
+    return count_write((s32)a0, a1, a2, vectored);
+}
+#endif
 
-WRITE_PROBES(write)
-WRITE_PROBES(writev)
-WRITE_PROBES(pwrite64)
-WRITE_PROBES(pwritev)
-WRITE_PROBES(pwritev2)
+/* Fallback: one syscalls:sys_enter_* tracepoint per write syscall (dearer per call). */
+int enter_write(void *ctx)
+{
+    return count_write((s32)TP_U64(ctx, TP_FD_OFF), 0, TP_U64(ctx, TP_WRITE_COUNT_OFF), 0);
+}
+
+int enter_pwrite64(void *ctx)
+{
+    return count_write((s32)TP_U64(ctx, TP_FD_OFF), 0, TP_U64(ctx, TP_PWRITE64_COUNT_OFF), 0);
+}
+
+#define VECTORED_PROBE(name, NAME)                                                  \
+    int enter_##name(void *ctx)                                                     \
+    {                                                                               \
+        return count_write((s32)TP_U64(ctx, TP_FD_OFF), TP_U64(ctx, TP_##NAME##_VEC_OFF), \
+                           TP_U64(ctx, TP_##NAME##_VLEN_OFF), 1);                   \
+    }
+
+#ifdef HAVE_writev
+VECTORED_PROBE(writev, WRITEV)
+#endif
+#ifdef HAVE_pwritev
+VECTORED_PROBE(pwritev, PWRITEV)
+#endif
+#ifdef HAVE_pwritev2
+VECTORED_PROBE(pwritev2, PWRITEV2)
+#endif
 
 /* Opens for writing: tell userspace the path of an inode it has not judged yet, while the
  * process still exists (short-lived writers are often gone by the next drain). */

@@ -77,7 +77,8 @@ class Collector:
             keys=len(counts), map_capacity=self.probe.max_keys,
             evictions=0, lost_events=health["events_lost"],
             unresolved_writes=unresolved, cpu_s=cpu - self._cpu_seen, rss_bytes=_rss_bytes())
-        stats["lost_writes"] = health["counts_full"] + health["stash_full"]
+        stats["lost_writes"] = health["counts_full"]
+        stats["iov_truncated"] = health["iov_truncated"]
         stats["fd_walk_failed"] = health["fdwalk_failed"]
         if self.resets is not None:
             rates = self._add_resets(rates, stats, ts, interval_s)

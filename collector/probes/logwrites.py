@@ -1,5 +1,6 @@
 """The log-write probe: loads bpf/logwrites.c, feeds open events out, drains counts."""
 import ctypes
+import platform
 import time
 from dataclasses import dataclass
 
@@ -10,6 +11,17 @@ from collector.probes.btf import BTF, BTFError
 from collector.probes.maps import HealthCounters, cstr, drain_table
 
 WRITE_SYSCALLS = ("write", "writev", "pwrite64", "pwritev", "pwritev2")
+VECTORED = ("writev", "pwritev", "pwritev2")
+
+# Syscall numbers and the user registers holding arguments 0-2, per architecture, for the
+# raw sys_enter hook. An architecture not listed uses the syscalls:* tracepoints instead.
+RAW_SYSCALL_ABI = {
+    "x86_64": {
+        "nr": {"write": 1, "pwrite64": 18, "writev": 20, "pwritev": 296, "pwritev2": 328},
+        "regs": ("di", "si", "dx"),
+        "cs": ("cs", 0x33),          # __USER_CS: a 64-bit task (ia32 numbers differ)
+    },
+}
 OPEN_SYSCALLS = ("openat", "open", "creat", "openat2")
 
 # (macro, struct, member path): the kernel struct fields the C code reads
@@ -59,6 +71,24 @@ class WriteCount:
 
 
 
+def raw_syscall_macros(btf, machine=None):
+    """Macros for the raw sys_enter hook, or {} when this arch/kernel is not supported."""
+    abi_ = RAW_SYSCALL_ABI.get(machine or platform.machine())
+    if abi_ is None:
+        return {}
+    try:
+        macros = {f"OFF_PT_REGS_ARG{i}": btf.member("pt_regs", reg)[0]
+                  for i, reg in enumerate(abi_["regs"])}
+        if abi_.get("cs"):
+            macros["OFF_PT_REGS_CS"] = btf.member("pt_regs", abi_["cs"][0])[0]
+            macros["USER64_CS"] = abi_["cs"][1]
+    except BTFError:
+        return {}
+    macros.update({f"NR_{name}": nr for name, nr in abi_["nr"].items()})
+    macros["SW_RAW_SYSCALLS"] = 1
+    return macros
+
+
 def btf_macros(btf):
     macros = {}
     for macro, struct_name, member in BTF_FIELDS:
@@ -80,7 +110,8 @@ def tracepoint_macros(root=None):
     if not fmt or not ret:
         raise ProbeUnavailable("log-write probe: tracepoint syscalls:sys_enter_write is missing; "
                                "the kernel needs CONFIG_FTRACE_SYSCALLS")
-    macros = {"TP_FD_OFF": fmt["fd"].offset, "TP_RET_OFF": ret["ret"].offset}
+    macros = {"TP_FD_OFF": fmt["fd"].offset, "TP_RET_OFF": ret["ret"].offset,
+              "TP_WRITE_COUNT_OFF": fmt["count"].offset}
     available = {}
     for sc in WRITE_SYSCALLS + OPEN_SYSCALLS:
         f = kernel.tracepoint_format("syscalls", f"sys_enter_{sc}", root)
@@ -90,7 +121,7 @@ def tracepoint_macros(root=None):
         macros[f"HAVE_{sc}"] = 1
         if sc in WRITE_SYSCALLS and f["fd"].offset != macros["TP_FD_OFF"]:
             raise ProbeUnavailable(f"log-write probe: unexpected sys_enter_{sc} format")
-        for field in ("filename", "pathname", "flags", "how"):
+        for field in ("filename", "pathname", "flags", "how", "count", "vec", "vlen"):
             if field in f:
                 macros[f"TP_{sc.upper()}_{field.upper()}_OFF"] = f[field].offset
     if not available["openat"]:
@@ -101,7 +132,11 @@ def tracepoint_macros(root=None):
 class LogWriteProbe:
     name = "logwrites"
 
-    def __init__(self, max_keys=65536, max_inodes=131072, ringbuf_pages=64, on_open=None):
+    def __init__(self, max_keys=65536, max_inodes=131072, ringbuf_pages=64, on_open=None,
+                 hook="auto"):
+        """hook: "raw" (raw_syscalls:sys_enter with an id filter), "tracepoints"
+        (one syscalls:sys_enter_* per write syscall), or "auto" (raw where supported)."""
+        self.hook = hook
         self.max_keys, self.max_inodes, self.ringbuf_pages = max_keys, max_inodes, ringbuf_pages
         self.on_open = on_open or (lambda ev: None)
         self.bpf = None
@@ -112,7 +147,14 @@ class LogWriteProbe:
 
     def cflags(self):
         macros, self.available = tracepoint_macros()
-        macros.update(btf_macros(BTF.load()))
+        btf = BTF.load()
+        macros.update(btf_macros(btf))
+        raw = raw_syscall_macros(btf) if self.hook in ("auto", "raw") else {}
+        if self.hook == "raw" and not raw:
+            raise ProbeUnavailable("log-write probe: no raw sys_enter support for "
+                                   f"{platform.machine()}; use the tracepoint hook")
+        macros.update(raw)
+        self.uses_raw = bool(raw)
         macros.update(SW_MAX_KEYS=self.max_keys, SW_MAX_INODES=self.max_inodes,
                       SW_RINGBUF_PAGES=self.ringbuf_pages)
         return [f"-I{BPF_DIR}"] + [f"-D{k}={v}" for k, v in sorted(macros.items())]
@@ -127,10 +169,16 @@ class LogWriteProbe:
         except Exception as e:  # bcc raises bare Exception on compile/load failure
             raise ProbeUnavailable(f"log-write probe failed to compile/load: {e}") from e
         self.compile_s = time.monotonic() - t0
-        for sc in WRITE_SYSCALLS:
-            if self.available.get(sc):
-                self._attach(f"sys_enter_{sc}", f"enter_{sc}")
-                self._attach(f"sys_exit_{sc}", f"exit_{sc}")
+        if self.uses_raw:
+            try:
+                self.bpf.attach_raw_tracepoint(tp="sys_enter", fn_name="raw_sys_enter")
+                self.attached.append("raw_syscalls:sys_enter")
+            except Exception:   # raw tracepoints refused: fall back to per-syscall ones
+                self.uses_raw = False
+        if not self.uses_raw:
+            for sc in WRITE_SYSCALLS:
+                if self.available.get(sc):
+                    self._attach(f"sys_enter_{sc}", f"enter_{sc}")
         for sc in OPEN_SYSCALLS:
             if self.available.get(sc):
                 self._attach(f"sys_enter_{sc}", f"enter_{sc}")
@@ -190,7 +238,7 @@ class LogWriteProbe:
             "counts_full": delta[a.SW_HEALTH_COUNTS_FULL],
             "events_lost": delta[a.SW_HEALTH_EVENTS_LOST],
             "fdwalk_failed": delta[a.SW_HEALTH_FDWALK_FAILED],
-            "stash_full": delta[a.SW_HEALTH_STASH_FULL],
+            "iov_truncated": delta[a.SW_HEALTH_IOV_TRUNCATED],
         }
 
     def close(self):

@@ -34,26 +34,35 @@ def main():
         "write 1 B to /dev/null (unwatched)": ["write", "/dev/null", str(N)],
         "getppid (unrelated syscall)": ["getppid", "-", str(N)],
     }
-    results = {name: {"untraced": [], "traced": []} for name in cases}
+    hooks = ("raw", "tracepoints")
+    results = {name: {h: [] for h in ("untraced",) + hooks} for name in cases}
     os.sched_setaffinity(0, {1})
     for r in range(ROUNDS):
         for name, args in cases.items():
             results[name]["untraced"].append(run_loop(exe, args))
-        collector = build_collector(LogRules())
-        collector.begin()
-        try:
-            for name, args in cases.items():
-                results[name]["traced"].append(run_loop(exe, args))
-                collector.interval()          # drain as the daemon would
-        finally:
-            collector.probe.close()
+        for hook in hooks:
+            collector = build_collector(LogRules(), probe_kwargs={"hook": hook})
+            collector.begin()
+            try:
+                for name, args in cases.items():
+                    results[name][hook].append(run_loop(exe, args))
+                    collector.interval()          # drain as the daemon would
+            finally:
+                collector.probe.close()
         os.truncate(log, 0)
         print(f"round {r + 1}/{ROUNDS} done", file=sys.stderr)
-    print(f"{'case':40} {'untraced ns':>12} {'traced ns':>10} {'+ns':>7} {'ratio':>6}")
+    print(f"{'case':38} {'untraced':>9} " + " ".join(f"{h + ' ns':>15} {'+ns':>6} {'ratio':>5}"
+                                                     for h in hooks))
     for name, res in results.items():
-        u, t = statistics.median(res["untraced"]), statistics.median(res["traced"])
-        print(f"{name:40} {u:12.1f} {t:10.1f} {t - u:7.1f} {t / u:6.2f}")
-    print(f"(medians of {ROUNDS} alternating rounds of {N} calls, loop pinned to CPU 0)")
+        u = statistics.median(res["untraced"])
+        cols = []
+        for h in hooks:
+            t = statistics.median(res[h])
+            cols.append(f"{t:15.1f} {t - u:6.1f} {t / u:5.2f}")
+        print(f"{name:38} {u:9.1f} " + " ".join(cols))
+    print(f"(ns per call: medians of {ROUNDS} alternating rounds of {N} calls, loop pinned "
+          f"to CPU 0; 'raw' = raw_syscalls:sys_enter with an id filter, 'tracepoints' = "
+          f"syscalls:sys_enter_* per write syscall)")
 
 
 if __name__ == "__main__":

@@ -54,13 +54,21 @@ class Harness:
         return {pid: v for (pid, p), v in totals.items() if p == path}
 
 
+@pytest.fixture(scope="session", params=["raw", "tracepoints"])
+def hook(request):
+    """Both ways of hooking write syscalls must count exactly the same."""
+    return request.param
+
+
 @pytest.fixture(scope="session")
-def harness():
+def harness(hook):
     from collector.host.logdest import LogRules
     from collector.snapshot import build_collector
 
     rules = LogRules(journald_sockets=("/run/surgewatch-test/journal.sock",))
-    collector = build_collector(rules)
+    collector = build_collector(rules, probe_kwargs={"hook": hook})
+    if hook == "raw":
+        assert collector.probe.uses_raw, "raw sys_enter hook not used on this host"
     try:
         yield Harness(collector)
     finally:

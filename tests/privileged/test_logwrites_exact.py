@@ -37,7 +37,7 @@ def test_fast_writer_100k_lines(harness, tmp_path):
     assert log.stat().st_size == 100000 * 48
 
 
-def test_file_opened_before_start_and_after(tmp_path, workload_bin):
+def test_file_opened_before_start_and_after(tmp_path, workload_bin, hook):
     """A writer whose log was open before the probe loaded is counted like a new one."""
     from collector.host.logdest import LogRules
     from collector.snapshot import build_collector
@@ -55,7 +55,7 @@ def test_file_opened_before_start_and_after(tmp_path, workload_bin):
             os.write(fd2, b"late\\n")
         """, before, after, stdin=subprocess.PIPE, stdout=subprocess.PIPE)
     assert p.stdout.readline() == b"open\n"
-    collector = build_collector(LogRules())       # attaches after `before.log` was opened
+    collector = build_collector(LogRules(), probe_kwargs={"hook": hook})   # after the open
     try:
         from tests.privileged.conftest import Harness
         h = Harness(collector)
