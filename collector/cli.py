@@ -116,15 +116,26 @@ def snapshot(duration, interval, top, as_json, msgpack_path, resets_view, idle_t
 @click.option("--segments-dir", metavar="DIR", default=None,
               help="Segment store directory (default /var/lib/surgewatch).")
 @click.option("--no-segments", is_flag=True, help="Do not write segment files.")
+@click.option("--socket", "socket_path", metavar="PATH", default=None,
+              help="Stream socket for subscribers (default /run/surgewatch/stream.sock).")
+@click.option("--no-socket", is_flag=True, help="No stream socket.")
+@click.option("--prometheus", "prometheus_listen", metavar="HOST:PORT", default=None,
+              help="Serve Prometheus /metrics here (default 127.0.0.1:9477).")
+@click.option("--no-prometheus", is_flag=True, help="No Prometheus endpoint.")
+@click.option("--no-resets", is_flag=True, help="Do not load the TCP reset probe.")
 @_rules_option
-def run_cmd(config_path, interval, fmt, segments_dir, no_segments, log_dirs, log_globs,
+def run_cmd(config_path, interval, fmt, segments_dir, no_segments, socket_path, no_socket,
+            prometheus_listen, no_prometheus, no_resets, log_dirs, log_globs,
             journald_sockets):
     """Run the collector until SIGTERM/SIGINT; SIGHUP reloads the config."""
     from collector.daemon import Overrides, run_daemon
 
     overrides = Overrides(interval=interval, format=fmt, segments_dir=segments_dir,
                           no_segments=no_segments, log_dirs=tuple(log_dirs),
-                          log_globs=tuple(log_globs), journald_sockets=tuple(journald_sockets))
+                          log_globs=tuple(log_globs), journald_sockets=tuple(journald_sockets),
+                          socket_path=socket_path, no_socket=no_socket,
+                          prometheus_listen=prometheus_listen, no_prometheus=no_prometheus,
+                          no_resets=no_resets)
     sys.exit(run_daemon(config_path, overrides, argv=sys.argv))
 
 
@@ -140,19 +151,29 @@ def run_cmd(config_path, interval, fmt, segments_dir, no_segments, log_dirs, log
               help="Only rate records of services matching PATTERN (glob, repeatable).")
 @click.option("--config", "config_path", type=click.Path(dir_okay=False), metavar="FILE",
               help="Config whose segment directory is the default SOURCE.")
-def tail_cmd(source, as_json, follow, since, services, config_path):
-    """Show records from a segment directory, a stream file or - (stdin).
+@click.option("--socket", "from_socket", is_flag=True,
+              help="Read the live stream of the running daemon from its socket "
+                   "(SOURCE, else the configured outputs.socket.path).")
+def tail_cmd(source, as_json, follow, since, services, config_path, from_socket):
+    """Show records from a segment directory, a stream file, the daemon's stream socket
+    or - (stdin).
 
-    SOURCE defaults to the configured segment directory (/var/lib/surgewatch).
+    SOURCE defaults to the configured segment directory (/var/lib/surgewatch); with
+    --socket, to the configured socket (/run/surgewatch/stream.sock).
     """
     from collector.tail import parse_since, run_tail
 
+    if from_socket and source is None:
+        from collector.config import load
+
+        source = load(config_path).socket.path
     if source is None:
         from collector.config import load
 
         source = load(config_path).segments.dir
     sys.exit(run_tail(source, as_json=as_json, follow=follow,
-                      since=parse_since(since) if since else None, services=services))
+                      since=parse_since(since) if since else None, services=services,
+                      socket=from_socket))
 
 
 if __name__ == "__main__":

@@ -28,12 +28,37 @@ class SegmentsConfig:
 
 
 @dataclass(frozen=True)
+class SocketConfig:
+    enabled: bool = True
+    path: str = "/run/surgewatch/stream.sock"
+    mode: int = 0o660
+    queue_records: int = 10000
+
+
+@dataclass(frozen=True)
+class PrometheusConfig:
+    enabled: bool = True
+    listen: str = "127.0.0.1:9477"
+    max_services: int = 200
+    max_paths_per_service: int = 5
+    label_idle_s: float = 3600.0
+
+
+@dataclass(frozen=True)
+class ResetsConfig:
+    enabled: bool = True
+
+
+@dataclass(frozen=True)
 class Config:
     path: str = DEFAULT_PATH      # the file it came from (or would have)
     interval: float = 1.0
     log_rules: LogRules = field(default_factory=LogRules)
     stdout_format: str = "msgpack"
     segments: SegmentsConfig = field(default_factory=SegmentsConfig)
+    socket: SocketConfig = field(default_factory=SocketConfig)
+    prometheus: PrometheusConfig = field(default_factory=PrometheusConfig)
+    resets: ResetsConfig = field(default_factory=ResetsConfig)
 
     def replace(self, **changes):
         return dataclasses.replace(self, **changes)
@@ -79,7 +104,7 @@ def _kind(value):
 def parse(data, path=DEFAULT_PATH):
     """Config from a parsed TOML mapping; BadInput "PATH: key: reason" on any problem."""
     c = _Checker(path)
-    top = c.table(data, "", ("interval", "log_rules", "outputs"))
+    top = c.table(data, "", ("interval", "log_rules", "outputs", "resets"))
     cfg = Config(path=path)
     if "interval" in top:
         cfg = cfg.replace(interval=c.number(top, "interval", "interval",
@@ -91,7 +116,8 @@ def parse(data, path=DEFAULT_PATH):
         except BadInput as e:
             raise BadInput(f"{path}: {e}") from None
     if "outputs" in top:
-        outputs = c.table(top["outputs"], "outputs", ("stdout", "segments"))
+        outputs = c.table(top["outputs"], "outputs", ("stdout", "segments", "socket",
+                                                       "prometheus"))
         if "stdout" in outputs:
             so = c.table(outputs["stdout"], "outputs.stdout", ("format",))
             if "format" in so:
@@ -104,7 +130,89 @@ def parse(data, path=DEFAULT_PATH):
                 cfg = cfg.replace(stdout_format=fmt)
         if "segments" in outputs:
             cfg = cfg.replace(segments=_segments(c, outputs["segments"]))
+        if "socket" in outputs:
+            cfg = cfg.replace(socket=_socket(c, outputs["socket"]))
+        if "prometheus" in outputs:
+            cfg = cfg.replace(prometheus=_prometheus(c, outputs["prometheus"]))
+    if "resets" in top:
+        r = c.table(top["resets"], "resets", ("enabled",))
+        if "enabled" in r:
+            cfg = cfg.replace(resets=ResetsConfig(enabled=_bool(c, r, "enabled", "resets.enabled")))
     return cfg
+
+
+def _bool(c, table, key, name):
+    if not isinstance(table[key], bool):
+        c.fail(name, f"expected true or false, got {_kind(table[key])}")
+    return table[key]
+
+
+def _abs_path(c, table, key, name):
+    p = table[key]
+    if not isinstance(p, str):
+        c.fail(name, f"expected a string, got {_kind(p)}")
+    if not p.startswith("/"):
+        c.fail(name, f"{p!r} is not an absolute path")
+    return p
+
+
+def _socket(c, value):
+    where = "outputs.socket"
+    t = c.table(value, where, ("enabled", "path", "mode", "queue_records"))
+    changes = {}
+    if "enabled" in t:
+        changes["enabled"] = _bool(c, t, "enabled", f"{where}.enabled")
+    if "path" in t:
+        p = _abs_path(c, t, "path", f"{where}.path")
+        if len(p.encode("utf-8", "surrogateescape")) > 107:
+            c.fail(f"{where}.path", "longer than 107 bytes (the limit of a unix socket path)")
+        changes["path"] = p
+    if "mode" in t:
+        changes["mode"] = c.number(t, "mode", f"{where}.mode", 0, 0o777, integer=True)
+    if "queue_records" in t:
+        changes["queue_records"] = c.number(t, "queue_records", f"{where}.queue_records",
+                                            10, 10_000_000, integer=True)
+    return dataclasses.replace(SocketConfig(), **changes)
+
+
+def parse_listen(text):
+    """(host, port) from "HOST:PORT" or "[V6]:PORT"; ValueError saying why not."""
+    if not isinstance(text, str):
+        raise ValueError(f"expected a string \"HOST:PORT\", got {_kind(text)}")
+    if text.startswith("["):
+        host, sep, port = text[1:].partition("]:")
+    else:
+        host, sep, port = text.rpartition(":")
+        if ":" in host:
+            raise ValueError(f"{text!r}: write an IPv6 address as [ADDR]:PORT")
+    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ValueError(f"{text!r} is not HOST:PORT (port 1..65535)")
+    return host, int(port)
+
+
+def _prometheus(c, value):
+    where = "outputs.prometheus"
+    t = c.table(value, where, ("enabled", "listen", "max_services", "max_paths_per_service",
+                               "label_idle_s"))
+    changes = {}
+    if "enabled" in t:
+        changes["enabled"] = _bool(c, t, "enabled", f"{where}.enabled")
+    if "listen" in t:
+        try:
+            parse_listen(t["listen"])
+        except ValueError as e:
+            c.fail(f"{where}.listen", str(e))
+        changes["listen"] = t["listen"]
+    if "max_services" in t:
+        changes["max_services"] = c.number(t, "max_services", f"{where}.max_services",
+                                           1, 100_000, integer=True)
+    if "max_paths_per_service" in t:
+        changes["max_paths_per_service"] = c.number(
+            t, "max_paths_per_service", f"{where}.max_paths_per_service", 0, 1000, integer=True)
+    if "label_idle_s" in t:
+        changes["label_idle_s"] = c.number(t, "label_idle_s", f"{where}.label_idle_s",
+                                           10, 365 * 86400)
+    return dataclasses.replace(PrometheusConfig(), **changes)
 
 
 def _segments(c, value):

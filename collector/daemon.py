@@ -137,6 +137,11 @@ class Overrides:
     log_dirs: tuple = ()
     log_globs: tuple = ()
     journald_sockets: tuple = ()
+    socket_path: str | None = None
+    no_socket: bool = False
+    prometheus_listen: str | None = None
+    no_prometheus: bool = False
+    no_resets: bool = False
 
     def apply(self, cfg):
         from collector.host.logdest import LogRules
@@ -151,6 +156,24 @@ class Overrides:
             cfg = cfg.with_segments(dir=self.segments_dir, enabled=True)
         if self.no_segments:
             cfg = cfg.with_segments(enabled=False)
+        if self.socket_path is not None:
+            if not self.socket_path.startswith("/"):
+                raise BadInput(f"--socket: {self.socket_path!r} is not an absolute path")
+            cfg = cfg.replace(socket=dataclasses.replace(cfg.socket, path=self.socket_path,
+                                                         enabled=True))
+        if self.no_socket:
+            cfg = cfg.replace(socket=dataclasses.replace(cfg.socket, enabled=False))
+        if self.prometheus_listen is not None:
+            try:
+                config_mod.parse_listen(self.prometheus_listen)
+            except ValueError as e:
+                raise BadInput(f"--prometheus: {e}") from None
+            cfg = cfg.replace(prometheus=dataclasses.replace(
+                cfg.prometheus, listen=self.prometheus_listen, enabled=True))
+        if self.no_prometheus:
+            cfg = cfg.replace(prometheus=dataclasses.replace(cfg.prometheus, enabled=False))
+        if self.no_resets:
+            cfg = cfg.replace(resets=dataclasses.replace(cfg.resets, enabled=False))
         if self.log_dirs or self.log_globs or self.journald_sockets:
             r = cfg.log_rules
             cfg = cfg.replace(log_rules=LogRules(
@@ -161,9 +184,10 @@ class Overrides:
 
 def load_config(path, overrides):
     cfg = overrides.apply(config_mod.load(path))
-    if cfg.stdout_format == "none" and not cfg.segments.enabled:
+    if cfg.stdout_format == "none" and not cfg.segments.enabled and not cfg.socket.enabled \
+            and not cfg.prometheus.enabled:
         raise BadInput(f"{cfg.path}: outputs: nothing to write to (stdout format is none and "
-                       "segments are disabled); enable one of them")
+                       "segments, socket and prometheus are disabled); enable one of them")
     return cfg
 
 
@@ -248,21 +272,39 @@ class Daemon:
                                 max_segment_age_s=s.max_segment_age_s,
                                 max_total_bytes=s.max_total_bytes,
                                 on_drop=self._segment_drop)
+        if name == "socket":
+            if not cfg.socket.enabled:
+                return None
+            from collector.sinks.unixsock import UnixSocketSink
+
+            s = cfg.socket
+            return UnixSocketSink(s.path, mode=s.mode, queue_records=s.queue_records)
+        if name == "prometheus":
+            if not cfg.prometheus.enabled:
+                return None
+            from collector.sinks.prometheus import PrometheusSink
+
+            return PrometheusSink.from_config(cfg.prometheus)
         raise ValueError(name)
+
+    OUTPUTS = ("stdout", "segments", "socket", "prometheus")
 
     @staticmethod
     def _output_key(name, cfg):
-        return cfg.stdout_format if name == "stdout" else cfg.segments
+        return cfg.stdout_format if name == "stdout" else getattr(cfg, name)
 
     def _open_outputs(self, cfg, old_cfg=None):
         """{name: sink} for cfg, keeping the sinks whose settings did not change."""
         out = {}
         try:
-            for name in ("stdout", "segments"):
+            for name in self.OUTPUTS:
                 if old_cfg is not None and name in self.outputs and \
                         self._output_key(name, cfg) == self._output_key(name, old_cfg):
                     out[name] = self.outputs[name]
                     continue
+                if name in ("socket", "prometheus") and name in self.outputs:
+                    # holds a path/port the new one may need: closed first
+                    self.outputs.pop(name).close()
                 sink = self._make_output(name, cfg)
                 if sink is not None:
                     if self.collector is not None and hasattr(sink, "set_meta"):

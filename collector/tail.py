@@ -1,4 +1,5 @@
-"""`surgewatch tail [SOURCE]`: show records from a segment directory or a stream file.
+"""`surgewatch tail [SOURCE]`: show records from a segment directory, a stream file or the
+live stream socket of `surgewatch run` (collector/sinks/unixsock.py).
 
 Pretty lines in a terminal, JSON lines otherwise (or with --json). --follow waits for new
 records (from the end, or from --since); --since and --service filter. A segment cut by
@@ -42,6 +43,8 @@ def keep(rec, since=None, services=()):
         ts = rec.get("ts")
         if isinstance(ts, (int, float)) and ts < since:
             return False
+    if rec.get("type") == "dropped":
+        return True                 # a gap in this reader's stream is always shown
     if services:
         if rec.get("type") != "rate":
             return False
@@ -90,6 +93,9 @@ def format_record(rec):
         if not losses:
             return None
         return f"{head} #{rec.get('seq', '?'):<6} undercount: {' '.join(losses)}"
+    if kind == "dropped":
+        return (f"{head} gap     {rec.get('dropped', '?')} records dropped for this reader "
+                f"(it read too slowly; {rec.get('dropped_total', '?')} in all)")
     return f"{head} {escape(str(kind))}"
 
 
@@ -113,7 +119,7 @@ class _Out:
 
 
 def run_tail(source, as_json=None, follow=False, since=None, services=(), stdout=None,
-             stderr=None, poll_s=0.5, should_stop=lambda: False):
+             stderr=None, poll_s=0.5, should_stop=lambda: False, socket=False):
     """Print the records of source; returns the exit code."""
     from collector.sinks.segments import SegmentFollower, read_file, read_segments
 
@@ -137,6 +143,8 @@ def run_tail(source, as_json=None, follow=False, since=None, services=(), stdout
 
     source = str(source)
     stdin = source == "-"
+    if socket or (not stdin and _is_socket(source)):
+        return _tail_socket(source, out, on_problem, since, services, state, stdout)
     if not stdin and not os.path.exists(source):
         raise BadInput(f"{source}: no such file or directory; give a segment directory "
                        "(default /var/lib/surgewatch) or a stream file")
@@ -179,12 +187,44 @@ def run_tail(source, as_json=None, follow=False, since=None, services=(), stdout
     return EXIT_USAGE if state["corrupt"] else EXIT_OK
 
 
-def _read_stream(raw, on_problem):
+def _read_stream(raw, on_problem, name="<stdin>"):
     """Records from a pipe as they arrive (stdin: `surgewatch run | surgewatch tail -`)."""
     from collector.errors import StreamError
     from collector.stream import read_records
 
     try:
-        yield from read_records(raw, "<stdin>")
+        yield from read_records(raw, name)
     except StreamError as e:
         on_problem(e, "cut" if e.reason.startswith("truncated record") else "corrupt")
+
+
+def _is_socket(path):
+    import stat
+
+    try:
+        return stat.S_ISSOCK(os.stat(path).st_mode)
+    except OSError:
+        return False
+
+
+def _tail_socket(path, out, on_problem, since, services, state, stdout):
+    """The live stream of a running daemon: records as they come, until it stops."""
+    from collector.sinks.unixsock import subscribe
+
+    sock = subscribe(path)
+    try:
+        raw = sock.makefile("rb", buffering=0)    # read() returns what has arrived
+        for rec in _read_stream(raw, on_problem, name=path):
+            if keep(rec, since, services):
+                out.write(rec)
+                out.flush()
+    except BrokenPipeError:
+        try:
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, stdout.fileno())
+        except (AttributeError, OSError, ValueError):
+            pass
+        return EXIT_OK
+    finally:
+        sock.close()
+    return EXIT_USAGE if state["corrupt"] else EXIT_OK

@@ -33,6 +33,10 @@ globs = {globs}
 [outputs.segments]
 dir = "{seg}"
 max_segment_age_s = {age}
+[outputs.socket]
+enabled = false
+[outputs.prometheus]
+enabled = false
 """
 
 

@@ -75,7 +75,21 @@ BAD = [
     ("[log_rules]\ndirs = ['var/log']", "log_rules.dirs", "not an absolute path"),
     ("[log_rules]\nglobs = [1]", "log_rules.globs", "item 0 is int"),
     ("[log_rules]\nglobs = ['']", "log_rules.globs", "empty string"),
-    ("[outputs]\nsocket = {}", "outputs.socket", "unknown key"),
+    ("[outputs]\nkafka = {}", "outputs.kafka", "unknown key"),
+    ("[outputs.socket]\npath = 'run/s.sock'", "outputs.socket.path", "not an absolute path"),
+    ("[outputs.socket]\npath = '/" + "x" * 120 + "'", "outputs.socket.path", "107 bytes"),
+    ("[outputs.socket]\nmode = 0o1777", "outputs.socket.mode", "must be between"),
+    ("[outputs.socket]\nqueue_records = 1", "outputs.socket.queue_records", "must be between"),
+    ("[outputs.socket]\nenabled = 1", "outputs.socket.enabled", "expected true or false"),
+    ("[outputs.prometheus]\nlisten = '127.0.0.1'", "outputs.prometheus.listen", "HOST:PORT"),
+    ("[outputs.prometheus]\nlisten = '::1:9477'", "outputs.prometheus.listen", "[ADDR]:PORT"),
+    ("[outputs.prometheus]\nlisten = 'localhost:0'", "outputs.prometheus.listen", "port"),
+    ("[outputs.prometheus]\nlisten = 9477", "outputs.prometheus.listen", "expected a string"),
+    ("[outputs.prometheus]\nmax_services = 0", "outputs.prometheus.max_services",
+     "must be between"),
+    ("[outputs.prometheus]\nport = 1", "outputs.prometheus.port", "unknown key"),
+    ("[resets]\nenabled = 'no'", "resets.enabled", "expected true or false"),
+    ("[resets]\nlimit = 3", "resets.limit", "unknown key"),
     ("outputs = []", "outputs", "expected a table, got an array"),
     ("[outputs.stdout]\nformat = 'xml'", "outputs.stdout.format", "'xml' is not one of"),
     ("[outputs.stdout]\nformat = 1", "outputs.stdout.format", "expected a string"),
@@ -123,3 +137,28 @@ def test_unparseable_file(tmp_path, data, reason):
 def test_directory_is_refused(tmp_path):
     with pytest.raises(BadInput, match="is a directory"):
         config.load(str(tmp_path))
+
+
+def test_socket_prometheus_resets_sections(tmp_path):
+    cfg = config.load(write(tmp_path, """
+        [outputs.socket]
+        enabled = true
+        path = "/tmp/sw/s.sock"
+        mode = 0o600
+        queue_records = 50
+        [outputs.prometheus]
+        listen = "[::1]:9999"
+        max_services = 10
+        max_paths_per_service = 0
+        label_idle_s = 60
+        [resets]
+        enabled = false
+    """))
+    assert cfg.socket == config.SocketConfig(True, "/tmp/sw/s.sock", 0o600, 50)
+    assert cfg.prometheus == config.PrometheusConfig(True, "[::1]:9999", 10, 0, 60.0)
+    assert config.parse_listen(cfg.prometheus.listen) == ("::1", 9999)
+    assert not cfg.resets.enabled
+    d = config.load(write(tmp_path, "", "empty.toml"))
+    assert d.socket.path == "/run/surgewatch/stream.sock" and d.socket.mode == 0o660
+    assert d.prometheus.listen == "127.0.0.1:9477" and d.prometheus.enabled
+    assert d.resets.enabled

@@ -88,7 +88,8 @@ def test_overrides_win_over_the_file(tmp_path):
 
 def test_nothing_to_write_to_is_refused(tmp_path):
     cfg = tmp_path / "c.toml"
-    cfg.write_text('[outputs.stdout]\nformat = "none"\n[outputs.segments]\nenabled = false\n')
+    cfg.write_text('[outputs.stdout]\nformat = "none"\n[outputs.segments]\nenabled = false\n'
+                   + NO_LISTENERS)
     with pytest.raises(BadInput, match="nothing to write to"):
         daemon.load_config(str(cfg), daemon.Overrides())
 
@@ -136,9 +137,13 @@ class FakeCollector:
             tick += 1
 
 
+# the fake daemons must not take the host's real socket path and port
+NO_LISTENERS = "\n[outputs.socket]\nenabled = false\n[outputs.prometheus]\nenabled = false\n"
+
+
 def run_fake(tmp_path, cfg_text, script, stdout=None):
     cfg = tmp_path / "c.toml"
-    cfg.write_text(cfg_text)
+    cfg.write_text(cfg_text + NO_LISTENERS)
     out = stdout if stdout is not None else io.BytesIO()
     err = io.StringIO()
     holder = {}
@@ -180,7 +185,8 @@ def test_bad_reload_keeps_running_config(tmp_path):
             os.kill(os.getpid(), signal.SIGHUP)
         if tick == 1:
             (tmp_path / "c.toml").write_text('[outputs.stdout]\nformat = "json"\n'
-                                             "[outputs.segments]\nenabled = false\n")
+                                             "[outputs.segments]\nenabled = false\n"
+                                             + NO_LISTENERS)
             os.kill(os.getpid(), signal.SIGHUP)
         if tick == 2:
             os.kill(os.getpid(), signal.SIGINT)

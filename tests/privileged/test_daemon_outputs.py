@@ -1,0 +1,151 @@
+"""`surgewatch run` outputs as real processes: the stream socket with two subscribers,
+Prometheus /metrics scraped over loopback, after a known workload."""
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+
+import pytest
+
+pytestmark = pytest.mark.privileged
+SURGEWATCH = os.path.join(os.path.dirname(sys.executable), "surgewatch")
+
+CONFIG = """
+interval = 0.3
+[log_rules]
+dirs = ["{logdir}"]
+globs = []
+journald_sockets = []
+[outputs.stdout]
+format = "none"
+[outputs.segments]
+enabled = false
+[outputs.socket]
+enabled = {socket}
+path = "{sock}"
+[outputs.prometheus]
+enabled = {prom}
+listen = "127.0.0.1:{port}"
+"""
+
+
+def free_port():
+    while True:
+        s = socket.socket()
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+        s.close()
+        if port != 2024:
+            return port
+
+
+def unique_writer(workload_bin, tmp_path, name):
+    """The logwriter workload under a name (its comm, hence its service) of its own."""
+    exe = tmp_path / name
+    shutil.copy(workload_bin("logwriter"), exe)
+    return str(exe)
+
+
+class Daemon:
+    def __init__(self, tmp_path, socket_on=True, prom_on=False, extra=()):
+        self.logdir = tmp_path / "logs"
+        self.logdir.mkdir()
+        self.sock = str(tmp_path / "run" / "stream.sock")
+        self.port = free_port()
+        self.cfg = tmp_path / "sw.toml"
+        self.cfg.write_text(CONFIG.format(logdir=self.logdir, sock=self.sock,
+                                          port=self.port, socket=str(socket_on).lower(),
+                                          prom=str(prom_on).lower()))
+        self.proc = subprocess.Popen([SURGEWATCH, "run", "--config", str(self.cfg), *extra],
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                                     text=True)
+
+    def wait_started(self, check, timeout=60):
+        end = time.monotonic() + timeout
+        while time.monotonic() < end:
+            if self.proc.poll() is not None:
+                pytest.fail(f"daemon exited {self.proc.returncode}: {self.proc.stderr.read()}")
+            try:
+                if check():
+                    return
+            except OSError:
+                pass
+            time.sleep(0.1)
+        pytest.fail("daemon did not start")
+
+    def stop(self):
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+        try:
+            _, err = self.proc.communicate(timeout=30)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            _, err = self.proc.communicate()
+        return self.proc.returncode, err
+
+
+def test_socket_two_subscribers_get_the_whole_live_stream(tmp_path, workload_bin):
+    from collector.sinks.unixsock import subscribe
+    from collector.stream import read_records
+
+    writer = unique_writer(workload_bin, tmp_path, f"swsock{os.getpid() % 10000}")
+    d = Daemon(tmp_path)
+    tail = None
+    try:
+        d.wait_started(lambda: os.path.exists(d.sock))
+        raw = subscribe(d.sock, timeout=60)
+        it = read_records(raw.makefile("rb", buffering=0), d.sock)
+        assert next(it)["type"] == "meta"          # probes attached (meta follows loading)
+        tail = subprocess.Popen([SURGEWATCH, "tail", "--socket", d.sock, "--json"],
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        first = tail.stdout.readline()
+        assert json.loads(first)["type"] == "meta", tail.stderr.read()
+        log = d.logdir / "app.log"
+        for _ in range(3):
+            subprocess.run([writer, str(log), "700", "40"], check=True)
+        time.sleep(0.5)
+        code, err = d.stop()
+        raw_recs = list(it)                         # the daemon hung up at its stop
+        tail_out, tail_err = tail.communicate(timeout=30)
+    finally:
+        d.stop()
+        if tail is not None and tail.poll() is None:
+            tail.kill()
+            tail.wait()
+    assert code == 0, err
+    assert tail.returncode == 0, tail_err
+    tail_recs = [json.loads(l) for l in tail_out.splitlines()]
+    for recs in (raw_recs, tail_recs):
+        stats = [r for r in recs if r["type"] == "stats"]
+        assert not any(r["type"] == "dropped" for r in recs)
+        paths = [p for r in recs if r["type"] == "rate" for p in r["paths"]
+                 if p["path"] == str(log)]
+        assert sum(p["writes"] for p in paths) == 2100
+        assert sum(p["bytes"] for p in paths) == 2100 * 40
+        assert stats and stats[-1]["seq"] == max(r["seq"] for r in recs if "seq" in r)
+    # both saw the same intervals from the moment they subscribed to the daemon's stop
+    raw_last = [r["seq"] for r in raw_recs if r["type"] == "stats"][-1]
+    tail_last = [r["seq"] for r in tail_recs if r["type"] == "stats"][-1]
+    assert raw_last == tail_last
+    assert not os.path.exists(d.sock)               # removed at stop
+
+
+def test_socket_path_taken_by_a_file_exits_2(tmp_path):
+    d_sock = tmp_path / "run" / "stream.sock"
+    d_sock.parent.mkdir()
+    d_sock.write_text("not a socket")
+    cfg = tmp_path / "sw.toml"
+    cfg.write_text(f'[outputs.socket]\npath = "{d_sock}"\n[outputs.prometheus]\n'
+                   'enabled = false\n[outputs.segments]\nenabled = false\n')
+    res = subprocess.run([SURGEWATCH, "run", "--config", str(cfg), "--format", "none"],
+                         capture_output=True, text=True, timeout=60)
+    assert res.returncode == 2
+    assert res.stderr.strip() == (f"surgewatch: error: socket {d_sock}: the path is taken by "
+                                  "a file that is not a socket; remove it or set "
+                                  "outputs.socket.path to another path")
+    assert d_sock.read_text() == "not a socket"
