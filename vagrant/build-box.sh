@@ -189,4 +189,5 @@ tar -C "$work" -cf "$BOX.tmp" metadata.json Vagrantfile box.img
 mv "$BOX.tmp" "$BOX"
 echo "$kver" > "$CACHE/surgewatch-bookworm.kernel"
 say "built $BOX ($(du -h "$BOX" | cut -f1), kernel $kver)"
+exit 0
 }

@@ -198,7 +198,7 @@ kvm_works() {
     # (in a subshell, so that QEMU aborting is reported in the log, not by this shell)
     ( timeout 120 qemu-system-x86_64 -accel kvm -cpu host -m 256 -smp 1 -nodefaults -display none \
         -no-reboot -serial "file:$log" -kernel "$kernel" \
-        -append "console=ttyS0 panic=-1 root=/dev/nonexistent" ) >"$log.stderr" 2>&1
+        -append "console=ttyS0 panic=-1 root=/dev/nonexistent"; : ) >"$log.stderr" 2>&1
     if grep -q 'Kernel panic - not syncing: VFS' "$log" 2>/dev/null; then return 0; fi
     say "KVM probe failed: $(head -c 300 "$log.stderr" | tr '\n' ' ')"
     return 1
@@ -217,9 +217,12 @@ phase_done "$DRIVER$([ "$DRIVER" = qemu ] && echo ': software CPU (TCG), slow')"
 # vagrant's output, indented, into the log too; without the box upload's progress meter
 # (thousands of carriage-return updates on one line).
 show_vagrant() {
-    awk -v RS='[\r\n]+' '{ gsub(/\033\[K/, "") } !/^Progress: [0-9]+%$/ { print; fflush() }' |
-        while IFS= read -r line; do printf '    [%s] %s\n' "$(fmt $((SECONDS - T0)))" "$line"; done |
-        tee -a "$OUT/vagrant.log"
+    local line
+    stdbuf -oL tr '\r' '\n' | while IFS= read -r line; do
+        line="${line//$'\e'[K/}"
+        [[ -z "$line" || "$line" =~ ^Progress:\ [0-9]+%$ ]] && continue
+        printf '    [%s] %s\n' "$(fmt $((SECONDS - T0)))" "$line"
+    done | tee -a "$OUT/vagrant.log"
 }
 
 # --- 6. boot -------------------------------------------------------------------------------
@@ -264,4 +267,5 @@ else
     [ "$TEST_RC" -ne 0 ] || TEST_RC=3
 fi
 # cleanup (trap) destroys the VM, stops our daemons and exits with TEST_RC.
+exit    # the trap (cleanup) exits with the tests' status
 }
