@@ -401,10 +401,15 @@ class Daemon:
             self.log("info", f"collecting every {self.cfg.interval:g}s to "
                              f"{', '.join(self.outputs) or 'nothing'}", key="start")
 
+            from collector.alertstage import AlertStage      # docs/detection.md
+            self.alerts = AlertStage(self.meta["host"], self.log)
+
             def on_interval(rates, stats):
                 seg = self.outputs.get("segments")
                 if seg is not None:
                     stats["segment_dropped_records"] = seg.take_dropped()
+                rates = rates + self.alerts.interval(
+                    rates, stats, getattr(self.collector, "last_reset_records", ()))
                 self._write(rates + [stats])
 
             def on_tick(_elapsed):

@@ -7,7 +7,7 @@ aggregate -> sinks: stream records (dicts, see docs/stream.md)
 from dataclasses import dataclass
 
 # "MAJOR.MINOR": readers accept any minor of their major, refuse a newer major.
-SCHEMA_VERSION = "1.1"   # 1.1: rate.resets_*, stats.resets_*, `reset` records
+SCHEMA_VERSION = "1.2"   # 1.1: rate.resets_*, stats.resets_*, `reset` records; 1.2: `alert`
 SCHEMA_MAJOR = 1
 
 
@@ -31,8 +31,8 @@ RECORD_META = "meta"
 RECORD_RATE = "rate"
 RECORD_STATS = "stats"
 RECORD_RESET = "reset"        # built by collector.resetstage.reset_record
-# Planned type (not emitted by this version): "alert".
-RECORD_TYPES = (RECORD_META, RECORD_RATE, RECORD_STATS, RECORD_RESET)
+RECORD_ALERT = "alert"        # schema 1.2, built by alert_record
+RECORD_TYPES = (RECORD_META, RECORD_RATE, RECORD_STATS, RECORD_RESET, RECORD_ALERT)
 
 
 def schema_major(version):
@@ -146,4 +146,31 @@ def stats_record(host, ts, *, seq, interval, drain_ms, keys, map_capacity, evict
         cpu_s=float(cpu_s),
         rss_bytes=int(rss_bytes),
     )
+    return rec
+
+
+ALERT_STATES = ("open", "close")
+
+
+def alert_record(host, ts, *, seq, state, service, signal, rate, baseline, spread, ratio,
+                 threshold, reason, started, peak, intervals, top, ended=None,
+                 duration_s=None, close_reason=None):
+    """An alert opened or closed (body from collector.aggregate.alerts.Alert.fields).
+
+    baseline, spread and ratio are None when the service has no baseline yet (or a
+    baseline of 0 for ratio); ended, duration_s and close_reason only on state "close".
+    """
+    if state not in ALERT_STATES:
+        raise ValueError(f"alert state must be one of {ALERT_STATES}, got {state!r}")
+    rec = _base(RECORD_ALERT, host, ts)
+    rec.update(
+        seq=int(seq), state=state, service=service, signal=signal, rate=float(rate),
+        baseline=None if baseline is None else float(baseline),
+        spread=None if spread is None else float(spread),
+        ratio=None if ratio is None else float(ratio),
+        threshold=float(threshold), reason=reason, started=float(started),
+        peak=float(peak), intervals=int(intervals), top=dict(top or {}),
+    )
+    if state == "close":
+        rec.update(ended=float(ended), duration_s=float(duration_s), close_reason=close_reason)
     return rec
