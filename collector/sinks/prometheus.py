@@ -107,6 +107,7 @@ class PrometheusSink:
                                   lambda: _Service(self.max_paths, self.idle_s))
         self._counters = {k: 0.0 for k in _STATS_COUNTERS}
         self._gauges = {}
+        self._alerts = {}          # (service, signal) -> 1 open / 0 closed (`alert` records)
         self._intervals = 0
         self.registry = CollectorRegistry(auto_describe=False)
         self.registry.register(_Exporter(self))
@@ -139,6 +140,15 @@ class PrometheusSink:
                     self._rate(rec, now)
                 elif kind == "stats":
                     self._stats(rec, now)
+                elif kind == "alert":
+                    self._alert(rec)
+
+    def _alert(self, rec):
+        """surgewatch_alert{service,signal}: 1 while open, 0 once closed; closed series
+        leave with their service's label; at most 4 x max_services series."""
+        key = (_label(rec.get("service", "?")), _label(rec.get("signal", "?")))
+        if key in self._alerts or len(self._alerts) < 4 * self._services.limit:
+            self._alerts[key] = 1 if rec.get("state") == "open" else 0
 
     def _rate(self, rec, now):
         svc = self._services.get(_label(rec.get("service", "?")), now)
@@ -184,6 +194,9 @@ class PrometheusSink:
         g["map_fill_ratio"] = g["map_keys"] / cap if cap else 0.0
         g["rss_bytes"] = float(rec.get("rss_bytes", 0))
         self._services.expire(now)
+        for key in [k for k, v in self._alerts.items()
+                    if not v and k[0] not in self._services.items]:
+            del self._alerts[key]
         for _, (svc, _) in self._services.items.items():
             svc.paths.expire(now)
 
@@ -233,8 +246,15 @@ class PrometheusSink:
                     idle.add_metric([name], buckets, sum_value=None)
             counters = dict(self._counters)
             gauges = dict(self._gauges)
+            alerts = sorted(self._alerts.items())
             intervals = self._intervals
         out = [writes, wbytes, pwrites, pbytes, resets, kinds, idle]
+        alert = GaugeMetricFamily(f"{P}_alert", "1 while an alert is open for the service and "
+                                  "signal (docs/detection.md), 0 once it closed.",
+                                  labels=["service", "signal"])
+        for (name, sig), v in alerts:
+            alert.add_metric([name, sig], v)
+        out.append(alert)
         out.append(CounterMetricFamily(f"{P}_intervals", "Collection intervals completed.",
                                        value=intervals))
         for key, (metric, doc) in _STATS_COUNTERS.items():
