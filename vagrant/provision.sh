@@ -31,6 +31,24 @@ apt_install() {
 apt_install python3-bpfcc bpfcc-tools libbpfcc python3-venv python3-pip bpftool \
             make gcc libc6-dev iproute2 tcpdump
 
+# 1b. Debian's Prometheus server, for tests/e2e (which starts its own, on loopback, with a
+#     temporary config). Installing must not start the packaged service (it would listen on
+#     every address): a temporary policy-rc.d keeps it down, and under systemd it is disabled.
+if [ ! -x /usr/bin/prometheus ]; then
+    made_policy=0
+    if [ ! -e /usr/sbin/policy-rc.d ]; then
+        printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d
+        chmod 0755 /usr/sbin/policy-rc.d
+        made_policy=1
+        trap 'rm -f /usr/sbin/policy-rc.d' EXIT
+    fi
+    apt_install prometheus
+    if [ $made_policy -eq 1 ]; then rm -f /usr/sbin/policy-rc.d; trap - EXIT; fi
+    if [ -d /run/systemd/system ]; then
+        systemctl disable --now prometheus.service >/dev/null 2>&1 || true
+    fi
+fi
+
 # 2. Kernel headers for bcc's clang: the running kernel's own package when the distro has
 #    one, else the distro's generic headers linked under /lib/modules/$KREL/.
 if [ ! -e "/lib/modules/$KREL/build/include" ]; then

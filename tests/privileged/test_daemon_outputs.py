@@ -149,3 +149,53 @@ def test_socket_path_taken_by_a_file_exits_2(tmp_path):
                                   "a file that is not a socket; remove it or set "
                                   "outputs.socket.path to another path")
     assert d_sock.read_text() == "not a socket"
+
+
+def scrape(port):
+    from prometheus_client.parser import text_string_to_metric_families
+
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as r:
+        assert r.status == 200
+        text = r.read().decode("utf-8")
+    out = {}
+    for fam in text_string_to_metric_families(text):
+        for s in fam.samples:
+            out[(s.name, frozenset(s.labels.items()))] = s.value
+    return out
+
+
+def test_prometheus_endpoint_exact_counters_after_a_known_workload(tmp_path, workload_bin):
+    service = f"swprom{os.getpid() % 10000}"
+    writer = unique_writer(workload_bin, tmp_path, service)
+    d = Daemon(tmp_path, socket_on=False, prom_on=True)
+    assert d.port != 2024
+    try:
+        # the endpoint is up before the probes load; an interval means they are attached
+        d.wait_started(lambda: scrape(d.port).get(("surgewatch_intervals_total",
+                                                   frozenset()), 0) >= 1)
+        log = d.logdir / "prom.log"
+        for lines in (500, 300, 200):
+            subprocess.run([writer, str(log), str(lines), "64"], check=True)
+        key_w = ("surgewatch_log_writes_total", frozenset({("service", service)}))
+        key_b = ("surgewatch_log_write_bytes_total", frozenset({("service", service)}))
+        key_p = ("surgewatch_log_path_writes_total",
+                 frozenset({("service", service), ("path", str(log))}))
+        end = time.monotonic() + 10
+        while time.monotonic() < end and scrape(d.port).get(key_w) != 1000:
+            time.sleep(0.1)
+        time.sleep(0.7)                         # two more intervals: nothing more arrives
+        m = scrape(d.port)
+        code, err = d.stop()
+    finally:
+        d.stop()
+    assert m.get(key_w) == 1000
+    assert m.get(key_b) == 1000 * 64
+    assert m.get(key_p) == 1000
+    assert m[("surgewatch_intervals_total", frozenset())] >= 3
+    assert m[("surgewatch_map_capacity", frozenset())] > 0
+    assert 0 <= m[("surgewatch_map_fill_ratio", frozenset())] <= 1
+    assert m[("surgewatch_lost_writes_total", frozenset())] == 0
+    assert m[("surgewatch_rss_bytes", frozenset())] > 1e6
+    assert code == 0, err
+    with pytest.raises(OSError):                # the endpoint went with the daemon
+        socket.create_connection(("127.0.0.1", d.port), timeout=2).close()

@@ -1,0 +1,130 @@
+"""A real Prometheus (Debian's package) scrapes a running `surgewatch run` over loopback;
+its own query API must return the exact counts of a known workload."""
+import json
+import os
+import signal
+import subprocess
+import time
+import urllib.parse
+import urllib.request
+
+import pytest
+
+from tests.privileged.test_daemon_outputs import Daemon, free_port, unique_writer
+
+PROMETHEUS = "/usr/bin/prometheus"
+
+pytestmark = [
+    pytest.mark.privileged,
+    pytest.mark.skipif(os.geteuid() != 0 and not os.environ.get("SURGEWATCH_REQUIRE_PRIVILEGED"),
+                       reason="needs root: run `make test` as root"),
+    pytest.mark.skipif(not os.path.exists(PROMETHEUS) and
+                       not os.environ.get("SURGEWATCH_REQUIRE_PRIVILEGED"),
+                       reason="Debian's prometheus is not installed (make setup installs it)"),
+]
+
+SCRAPE = """
+global:
+  scrape_interval: 1s
+  evaluation_interval: 1s
+scrape_configs:
+  - job_name: surgewatch
+    scrape_interval: 1s
+    static_configs:
+      - targets: ["127.0.0.1:{port}"]
+"""
+
+
+@pytest.fixture
+def workload_bin(tmp_path_factory):
+    from tests.workloads.build import build
+
+    d = tmp_path_factory.mktemp("bin")
+    return lambda name: build(name, d)
+
+
+class Prometheus:
+    def __init__(self, tmp_path, target_port):
+        self.port = free_port()
+        cfg = tmp_path / "prometheus.yml"
+        cfg.write_text(SCRAPE.format(port=target_port))
+        self.log = open(tmp_path / "prometheus.log", "w+")
+        self.proc = subprocess.Popen(
+            [PROMETHEUS, f"--config.file={cfg}", f"--storage.tsdb.path={tmp_path / 'tsdb'}",
+             f"--web.listen-address=127.0.0.1:{self.port}", "--log.level=warn"],
+            stdout=self.log, stderr=subprocess.STDOUT)
+        self.url = f"http://127.0.0.1:{self.port}"
+
+    def get(self, path):
+        with urllib.request.urlopen(self.url + path, timeout=5) as r:
+            return r.read().decode()
+
+    def wait_ready(self, timeout=60):
+        end = time.monotonic() + timeout
+        while time.monotonic() < end:
+            assert self.proc.poll() is None, self.output()
+            try:
+                self.get("/-/ready")
+                return
+            except OSError:
+                time.sleep(0.2)
+        pytest.fail("prometheus not ready: " + self.output())
+
+    def query(self, expr):
+        body = json.loads(self.get("/api/v1/query?" + urllib.parse.urlencode({"query": expr})))
+        assert body["status"] == "success", body
+        return body["data"]["result"]
+
+    def output(self):
+        self.log.seek(0)
+        return self.log.read()[-4000:]
+
+    def stop(self):
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.log.close()
+
+
+def test_prometheus_scrapes_exact_log_writes(tmp_path, workload_bin):
+    service = f"swe2e{os.getpid() % 100000}"
+    writer = unique_writer(workload_bin, tmp_path, service)
+    d = Daemon(tmp_path, socket_on=False, prom_on=True)
+    prom = Prometheus(tmp_path, d.port)
+    try:
+        prom.wait_ready()
+        up = 'up{job="surgewatch"}'
+        intervals = "surgewatch_intervals_total"
+
+        def scraped_an_interval():
+            res = prom.query(intervals)
+            return res and float(res[0]["value"][1]) >= 1
+
+        d.wait_started(scraped_an_interval)     # probes attached and Prometheus scraping
+        log = d.logdir / "e2e.log"
+        for lines in (400, 350, 250):
+            subprocess.run([writer, str(log), str(lines), "50"], check=True)
+        expr = f'surgewatch_log_writes_total{{service="{service}"}}'
+        end, res = time.monotonic() + 30, []
+        while time.monotonic() < end:
+            res = prom.query(expr)
+            if res and float(res[0]["value"][1]) == 1000:
+                break
+            time.sleep(0.5)
+        assert [r["value"][1] for r in res] == ["1000"], prom.output()
+        assert res[0]["metric"]["job"] == "surgewatch"
+        b = prom.query(f'surgewatch_log_write_bytes_total{{service="{service}"}}')
+        assert [r["value"][1] for r in b] == ["50000"]
+        p = prom.query(f'surgewatch_log_path_writes_total{{service="{service}",'
+                       f'path="{log}"}}')
+        assert [r["value"][1] for r in p] == ["1000"]
+        assert [r["value"][1] for r in prom.query(up)] == ["1"]
+        code, err = d.stop()
+    finally:
+        d.stop()
+        prom.stop()
+    assert code == 0, err
