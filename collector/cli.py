@@ -176,5 +176,63 @@ def tail_cmd(source, as_json, follow, since, services, config_path, from_socket)
                       socket=from_socket))
 
 
+
+@main.command("record")
+@click.option("-o", "--output", "output", required=True, metavar="PROFILE",
+              help="Profile file to write (JSON, docs/detection.md; - for stdout).")
+@click.option("--duration", type=click.FloatRange(min=0.1), default=None, metavar="S",
+              help="Seconds to watch live (default 60); with --from: the last S seconds.")
+@click.option("--interval", default=1.0, show_default=True, type=click.FloatRange(min=0.05),
+              help="Seconds between kernel map drains (live).")
+@click.option("--from", "source", metavar="SEGMENTS_DIR_OR_FILE", default=None,
+              help="Profile stored records (segment directory or stream file) instead of "
+                   "watching the host.")
+@click.option("--since", metavar="WHEN", help="With --from: only records from then on.")
+@_rules_option
+def record_cmd(output, duration, interval, source, since, log_dirs, log_globs,
+               journald_sockets):
+    """Record a profile: per-service rates and their spread over a window."""
+    from collector.gate import record_from, record_live, write_profile
+    from collector.tail import parse_since
+
+    if source is not None:
+        doc = record_from(source, duration=duration,
+                          since=parse_since(since) if since else None)
+    else:
+        if since:
+            raise click.BadParameter("only with --from", param_hint="--since")
+        duration = 60.0 if duration is None else duration
+        if interval > duration:
+            raise click.BadParameter(f"--interval {interval} is longer than --duration "
+                                     f"{duration}", param_hint="--interval")
+        doc = record_live(duration, interval, _rules(log_dirs, log_globs, journald_sockets),
+                          argv=sys.argv)
+    write_profile(doc, output)
+    if output != "-":
+        click.echo(f"surgewatch: {len(doc['services'])} services over {doc['duration_s']:.1f}s "
+                   f"written to {output}", err=True)
+
+
+@main.command("compare")
+@click.argument("baseline", metavar="BASELINE")
+@click.argument("current", metavar="CURRENT")
+@click.option("--max-ratio", default=3.0, show_default=True, type=click.FloatRange(min=1.0),
+              help="Fail when a service's rate is more than this many times its baseline.")
+@click.option("--min-rate", default=10.0, show_default=True, type=click.FloatRange(min=0),
+              help="Rates (log writes/s, resets/s) at or below this never fail.")
+@click.option("--min-bytes-rate", default=10240.0, show_default=True,
+              type=click.FloatRange(min=0), help="The same for log bytes/s.")
+@click.option("--stat", type=click.Choice(["mean", "median", "p90", "max"]), default="mean",
+              show_default=True, help="Which rate of each profile to compare.")
+@click.option("--json", "as_json", is_flag=True, help="JSON instead of the table.")
+def compare_cmd(baseline, current, max_ratio, min_rate, min_bytes_rate, stat, as_json):
+    """Compare two profiles (services by name): exit 0 within the limits, 1 when a service
+    exceeds them, 2 on bad input."""
+    from collector.gate import run_compare
+
+    sys.exit(run_compare(baseline, current, max_ratio=max_ratio, min_rate=min_rate,
+                         min_bytes_rate=min_bytes_rate, stat=stat, as_json=as_json))
+
+
 if __name__ == "__main__":
     main()

@@ -1,0 +1,276 @@
+"""Profiles (per-service rates and their spread over a window) and comparing two of them.
+
+Pure: records in, plain dicts out; no I/O. The file format is in docs/detection.md
+("The gate"); reading and writing it is collector/gate.py.
+
+Per service and signal a profile keeps the exact mean rate (total / window length), the
+spread of the per-interval rates (standard deviation, median, p10, p90, max) and how many
+intervals the service was active in. Per-interval rates go into a log-bucketed histogram
+(8 buckets per doubling: quantiles within about 4.5%), so memory stays bounded however
+long the window; mean, standard deviation and max are exact.
+"""
+import math
+
+from collector.aggregate.alerts import LOG_BYTES, LOG_WRITES, RESETS_RECEIVED, RESETS_SENT, \
+    SIGNALS, signal_value
+
+PROFILE_FORMAT = "surgewatch-profile"
+PROFILE_VERSION = 1
+OTHER_PATHS = "(other)"
+STATS = ("mean", "median", "p90", "max")
+SIGNAL_LABELS = {LOG_WRITES: "log writes/s", LOG_BYTES: "log bytes/s",
+                 RESETS_SENT: "resets sent/s", RESETS_RECEIVED: "resets received/s"}
+
+
+class RateHistogram:
+    """Per-interval rates of one signal: exact count, sum, sum of squares, max; quantiles
+    from log buckets (8 per doubling, each with its count and sum) plus an exact count of zero intervals."""
+
+    PER_DOUBLING = 8
+
+    def __init__(self):
+        self.n = 0
+        self.zeros = 0
+        self.total = 0.0
+        self.total_sq = 0.0
+        self.max = 0.0
+        self.buckets = {}
+
+    def add(self, v, count=1):
+        if v < 0 or v != v:
+            raise ValueError(f"rate must be >= 0, got {v!r}")
+        self.n += count
+        self.total += v * count
+        self.total_sq += v * v * count
+        if v > self.max:
+            self.max = v
+        if v == 0:
+            self.zeros += count
+            return
+        b = math.floor(self.PER_DOUBLING * math.log2(v))
+        slot = self.buckets.setdefault(b, [0, 0.0])
+        slot[0] += count
+        slot[1] += v * count
+
+    def quantile(self, q):
+        """Quantile q of the rates: the mean of the bucket it falls in (exact when the
+        bucket holds one value; 0 for no data)."""
+        if self.n == 0:
+            return 0.0
+        rank = q * (self.n - 1)
+        seen = self.zeros
+        if rank < seen:
+            return 0.0
+        for b in sorted(self.buckets):
+            n, total = self.buckets[b]
+            seen += n
+            if rank < seen:
+                return total / n
+        return self.max
+
+    def sd(self):
+        if self.n < 2:
+            return 0.0
+        mean = self.total / self.n
+        return math.sqrt(max(0.0, self.total_sq / self.n - mean * mean))
+
+
+class _ServiceProfile:
+    def __init__(self, signals, max_paths):
+        self.hist = {s: RateHistogram() for s in signals}
+        self.totals = {s: 0.0 for s in signals}     # rate x interval summed: counts
+        self.active = 0
+        self.intervals = 0                         # intervals since first seen
+        self.paths = {}                            # path -> [writes, bytes]
+        self.max_paths = max_paths
+
+
+class ProfileBuilder:
+    """Feed a stream's records in order (add()); profile() gives the profile dict.
+
+    A `rate` record belongs to the interval of the next `stats` record (the order every
+    surgewatch stream has); a service absent from an interval counts as 0 in it.
+    Reset signals are kept only when the stream carries them (resets probe loaded).
+    """
+
+    def __init__(self, max_paths=5, max_services=10_000):
+        self.max_paths = max_paths
+        self.max_services = max_services
+        self.services = {}
+        self.duration = 0.0
+        self.intervals = 0
+        self.hosts = set()
+        self.first_ts = None
+        self.last_ts = None
+        self.resets_seen = False
+        self.folded_services = 0
+        self._pending = []
+
+    def add(self, rec):
+        kind = rec.get("type")
+        host = rec.get("host")
+        if isinstance(host, str) and kind in ("meta", "rate", "stats"):
+            self.hosts.add(host)
+        if kind == "meta":
+            self._pending = []           # a restart: rates without stats are dropped
+        elif kind == "rate":
+            self._pending.append(rec)
+        elif kind == "stats":
+            self._interval(rec)
+
+    def add_interval(self, rates, stats):
+        for r in rates:
+            self.add(r)
+        self.add(stats)
+
+    def _interval(self, stats):
+        interval = stats.get("interval")
+        ts = stats.get("ts")
+        if not isinstance(interval, (int, float)) or interval <= 0:
+            self._pending = []
+            return
+        if isinstance(ts, (int, float)):
+            start = ts - interval
+            self.first_ts = start if self.first_ts is None else min(self.first_ts, start)
+            self.last_ts = ts if self.last_ts is None else max(self.last_ts, ts)
+        self.intervals += 1
+        self.duration += interval
+        seen = {}
+        for rec in self._pending:
+            name = rec.get("service")
+            if isinstance(name, str):
+                seen[name] = rec
+                if "resets_sent" in rec or "resets_received" in rec:
+                    self.resets_seen = True
+        self._pending = []
+        for name, rec in seen.items():
+            if name not in self.services:
+                if len(self.services) >= self.max_services:
+                    self.folded_services += 1
+                    continue
+                svc = self.services[name] = _ServiceProfile(SIGNALS, self.max_paths)
+                # intervals before it appeared were zeros
+                for h in svc.hist.values():
+                    if self.intervals > 1:
+                        h.add(0.0, self.intervals - 1)
+                svc.intervals = self.intervals - 1
+        for name, svc in self.services.items():
+            rec = seen.get(name)
+            svc.intervals += 1
+            if rec is None:
+                for h in svc.hist.values():
+                    h.add(0.0)
+                continue
+            svc.active += 1
+            for sig in SIGNALS:
+                v = signal_value(rec, sig) or 0.0
+                svc.hist[sig].add(v)
+                svc.totals[sig] += v * interval
+            for p in rec.get("paths") or ():
+                path = p.get("path")
+                if not isinstance(path, str):
+                    continue
+                if path not in svc.paths and len(svc.paths) >= 100:
+                    path = OTHER_PATHS
+                t = svc.paths.setdefault(path, [0, 0])
+                t[0] += int(p.get("writes") or 0)
+                t[1] += int(p.get("bytes") or 0)
+
+    def profile(self, source, meta=None):
+        """The profile dict (docs/detection.md); meta: extra top-level fields."""
+        if self.intervals == 0:
+            raise ValueError("no complete interval in the window (no stats record)")
+        signals = [LOG_WRITES, LOG_BYTES] + ([RESETS_SENT, RESETS_RECEIVED]
+                                             if self.resets_seen else [])
+        dur = self.duration
+        services = {}
+        for name in sorted(self.services):
+            svc = self.services[name]
+            body = {"active_intervals": svc.active}
+            for sig in signals:
+                h = svc.hist[sig]
+                body[sig] = {
+                    "mean": svc.totals[sig] / dur,
+                    "sd": h.sd(),
+                    "median": h.quantile(0.5),
+                    "p10": h.quantile(0.1),
+                    "p90": h.quantile(0.9),
+                    "max": h.max,
+                }
+            top = sorted(svc.paths.items(), key=lambda kv: (-kv[1][0], kv[0]))[:self.max_paths]
+            body["paths"] = [{"path": p, "writes_per_s": w / dur, "bytes_per_s": b / dur}
+                             for p, (w, b) in top]
+            services[name] = body
+        doc = {
+            "format": PROFILE_FORMAT, "version": PROFILE_VERSION,
+            "source": source, "hosts": sorted(self.hosts),
+            "started": self.first_ts, "ended": self.last_ts,
+            "duration_s": dur, "intervals": self.intervals,
+            "signals": signals, "services": services,
+        }
+        if self.folded_services:
+            doc["services_not_kept"] = self.folded_services
+        if meta:
+            doc.update(meta)
+        return doc
+
+
+# -- checking a loaded profile ---------------------------------------------------------------
+def check_profile(doc, name):
+    """Why doc is not a usable profile (one line), or None."""
+    if not isinstance(doc, dict) or doc.get("format") != PROFILE_FORMAT:
+        return f"{name}: not a surgewatch profile (no \"format\": \"{PROFILE_FORMAT}\")"
+    v = doc.get("version")
+    if not isinstance(v, int) or isinstance(v, bool):
+        return f"{name}: malformed profile version {v!r}"
+    if v > PROFILE_VERSION:
+        return (f"{name}: profile version {v} is newer than this surgewatch reads "
+                f"({PROFILE_VERSION}); upgrade surgewatch")
+    signals = doc.get("signals")
+    services = doc.get("services")
+    if not isinstance(signals, list) or not all(s in SIGNALS for s in signals) \
+            or not isinstance(services, dict):
+        return f"{name}: malformed profile (signals/services)"
+    for svc, body in services.items():
+        if not isinstance(body, dict):
+            return f"{name}: malformed profile: service {svc!r}"
+        for sig in signals:
+            st = body.get(sig)
+            if not isinstance(st, dict) or not all(
+                    isinstance(st.get(k), (int, float)) and not isinstance(st.get(k), bool)
+                    and st.get(k) >= 0 for k in STATS):
+                return f"{name}: malformed profile: service {svc!r} signal {sig}"
+    return None
+
+
+# -- compare ------------------------------------------------------------------------------
+def compare(base, cur, max_ratio=3.0, min_rate=10.0, min_bytes_rate=10240.0, stat="mean"):
+    """Compare two profiles service by service (matched by name).
+
+    A signal of a service exceeds the limits when its current rate is above the minimum
+    (min_rate; min_bytes_rate for log bytes/s) and more than max_ratio x its baseline
+    rate (a service new in `cur` has a baseline of 0: any rate above the minimum exceeds).
+    Vanished services are reported, never a failure. Signals only one profile recorded
+    (resets) are not compared. Returns {"ok", "rows", ...}; rows sorted by service.
+    """
+    if stat not in STATS:
+        raise ValueError(f"stat must be one of {STATS}")
+    signals = [s for s in SIGNALS if s in base["signals"] and s in cur["signals"]]
+    rows = []
+    bsvc, csvc = base["services"], cur["services"]
+    for name in sorted(set(bsvc) | set(csvc)):
+        status = "new" if name not in bsvc else ("gone" if name not in csvc else "")
+        cells = {}
+        for sig in signals:
+            b = bsvc[name][sig][stat] if name in bsvc else 0.0
+            c = csvc[name][sig][stat] if name in csvc else 0.0
+            ratio = c / b if b > 0 else (None if c == 0 else math.inf)
+            floor = min_bytes_rate if sig == LOG_BYTES else min_rate
+            exceeds = c > floor and (b == 0 or c / b > max_ratio)
+            cells[sig] = {"baseline": b, "current": c, "ratio": ratio, "exceeds": exceeds}
+        rows.append({"service": name, "status": status, "signals": cells,
+                     "exceeds": any(x["exceeds"] for x in cells.values())})
+    skipped = [s for s in SIGNALS if (s in base["signals"]) != (s in cur["signals"])]
+    return {"ok": not any(r["exceeds"] for r in rows), "stat": stat, "max_ratio": max_ratio,
+            "min_rate": min_rate, "min_bytes_rate": min_bytes_rate, "signals": signals,
+            "signals_not_compared": skipped, "rows": rows}
