@@ -49,6 +49,24 @@ if [ ! -x /usr/bin/prometheus ]; then
     fi
 fi
 
+# 1c. HAProxy and nginx from Debian, for tests/e2e's incident scenarios (each test starts
+#     its own, inside network namespaces it creates, with a temporary config). The packaged
+#     services must not start (they would listen on every address): same policy-rc.d guard.
+if [ ! -x /usr/sbin/haproxy ] || [ ! -x /usr/sbin/nginx ]; then
+    made_policy=0
+    if [ ! -e /usr/sbin/policy-rc.d ]; then
+        printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d
+        chmod 0755 /usr/sbin/policy-rc.d
+        made_policy=1
+        trap 'rm -f /usr/sbin/policy-rc.d' EXIT
+    fi
+    apt_install haproxy nginx
+    if [ $made_policy -eq 1 ]; then rm -f /usr/sbin/policy-rc.d; trap - EXIT; fi
+    if [ -d /run/systemd/system ]; then
+        systemctl disable --now haproxy.service nginx.service >/dev/null 2>&1 || true
+    fi
+fi
+
 # 2. Kernel headers for bcc's clang: the running kernel's own package when the distro has
 #    one, else the distro's generic headers linked under /lib/modules/$KREL/.
 if [ ! -e "/lib/modules/$KREL/build/include" ]; then
