@@ -234,5 +234,25 @@ def compare_cmd(baseline, current, max_ratio, min_rate, min_bytes_rate, stat, as
                          min_bytes_rate=min_bytes_rate, stat=stat, as_json=as_json))
 
 
+
+@main.command("plot")
+@click.argument("source", metavar="SOURCE")
+@click.option("-o", "--output", "output", required=True, metavar="FILE",
+              help="FILE.png or FILE.svg (matplotlib: the plot extra), or FILE.html "
+                   "(self-contained, nothing to install).")
+@click.option("--top", default=6, show_default=True, type=click.IntRange(min=1),
+              help="Services drawn per panel; the rest are summed as (others).")
+def plot_cmd(source, output, top):
+    """Draw log-write and reset rates per service over time, from a segment directory or
+    a stream file, with alert spans shaded."""
+    from collector.plot import plot
+
+    series = plot(source, output, top=top)
+    for note in getattr(series, "notes", ()):
+        click.echo(f"surgewatch: note: {note}", err=True)
+    click.echo(f"surgewatch: {len(series.ends)} intervals, {len(series.alerts)} alerts "
+               f"drawn to {output}", err=True)
+
+
 if __name__ == "__main__":
     main()
