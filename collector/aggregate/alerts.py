@@ -68,11 +68,12 @@ class DetectorConfig:
     expire_after: int = 900      # a service quiet this long (no open alert) is forgotten
     max_services: int = 1000     # beyond this the longest-quiet services are forgotten
     top: int = 3                 # contributors (paths, peers) carried by an alert
+    refresh: int = 10            # recompute a baseline after this many new samples
     limits: dict = field(default_factory=lambda: dict(DEFAULT_LIMITS))
 
     def __post_init__(self):
         for name in ("window", "warmup", "open_after", "close_after", "relearn_after",
-                     "expire_after", "max_services", "top"):
+                     "expire_after", "max_services", "top", "refresh"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)!r}")
         if self.warmup > self.window:
@@ -291,11 +292,11 @@ class Detector:
         above, base, threshold, reason = False, None, None, None
         if v > limits.floor:            # every threshold is >= the floor: cheap test first
             if len(st.window) >= cfg.warmup:
-                base = st.window.summary()
+                base = st.window.summary(cfg.refresh - 1)
                 threshold = base.threshold(cfg.k, cfg.z, cfg.burst_factor, limits.floor)
                 reason = ABOVE_BASELINE
             elif svc.new:
-                base = st.window.summary() if len(st.window) else None
+                base = st.window.summary(cfg.refresh - 1) if len(st.window) else None
                 threshold = max(limits.floor, limits.new_floor)
                 reason = NEW_SERVICE
             above = threshold is not None and v > threshold

@@ -29,7 +29,7 @@ def _quantile_sorted(values, q):
 class RobustWindow:
     """The last `size` samples, with median, MAD and quantiles."""
 
-    __slots__ = ("size", "_order", "_sorted")
+    __slots__ = ("size", "_order", "_sorted", "_summary", "_stale")
 
     def __init__(self, size, samples=()):
         if size < 1:
@@ -37,6 +37,8 @@ class RobustWindow:
         self.size = int(size)
         self._order = deque(maxlen=self.size)
         self._sorted = array("d")
+        self._summary = None
+        self._stale = 0               # samples added since _summary was computed
         for x in samples:
             self.add(x)
 
@@ -52,10 +54,12 @@ class RobustWindow:
             del self._sorted[bisect_left(self._sorted, old)]
         self._order.append(x)
         insort(self._sorted, x)
+        self._stale += 1
 
     def clear(self):
         self._order.clear()
         del self._sorted[:]
+        self._summary = None
 
     def samples(self):
         """The samples, oldest first."""
@@ -75,11 +79,19 @@ class RobustWindow:
         devs = sorted(abs(x - m) for x in self._sorted)
         return _quantile_sorted(devs, 0.5)
 
-    def summary(self):
-        """Baseline of the window: {n, median, sigma, p98} (sigma = 1.4826 MAD)."""
+    def summary(self, max_stale=0):
+        """Baseline of the window: {n, median, sigma, p98} (sigma = 1.4826 MAD).
+
+        The one computed before is returned while at most max_stale samples were added
+        since (the MAD costs a sort; a slowly adapting baseline need not be recomputed
+        every interval)."""
+        if self._summary is not None and self._stale <= max_stale:
+            return self._summary
         m = self.median()
-        return Baseline(n=len(self), median=m, sigma=MAD_TO_SIGMA * self.mad(m),
-                        p98=self.quantile(0.98))
+        self._summary = Baseline(n=len(self), median=m, sigma=MAD_TO_SIGMA * self.mad(m),
+                                 p98=self.quantile(0.98))
+        self._stale = 0
+        return self._summary
 
 
 class Baseline:

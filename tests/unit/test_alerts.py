@@ -429,3 +429,20 @@ def test_records_without_service_are_ignored():
     f = Feed()
     f.step([{"type": "rate", "interval": 1.0}])
     assert f.det.services == {}
+
+
+def test_summary_is_cached_for_a_few_samples():
+    w = RobustWindow(10, [1, 2, 3])
+    first = w.summary(max_stale=2)
+    assert w.summary(max_stale=2) is first
+    w.add(100)
+    w.add(100)
+    assert w.summary(max_stale=2) is first
+    w.add(100)
+    again = w.summary(max_stale=2)
+    assert again is not first and again.median == 51.5
+    w.add(7)
+    assert w.summary() is not again            # max_stale 0: any new sample recomputes
+    w.clear()
+    with pytest.raises(ValueError):
+        w.summary()
