@@ -133,10 +133,11 @@ def _peer(ev):
 def _inventory(services, idle_threshold):
     """Open TCP connections per service (sock_diag), or None when it cannot be read."""
     from collector.errors import EnvironmentProblem
-    from collector.host.sockdiag import inventory, socket_owners, tcp_connections
+    from collector.host.sockdiag import (inventory, socket_owners,
+                                         tcp_connections_all_namespaces)
 
     try:
-        conns = tcp_connections()
+        conns = tcp_connections_all_namespaces(services.procfs)
     except EnvironmentProblem as e:
         sys.stderr.write(f"surgewatch: note: no connection inventory: {e}\n")
         return None

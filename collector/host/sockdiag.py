@@ -4,11 +4,15 @@ inet_diag dumps every TCP socket of this network namespace with its tcp_info, wh
 tcpi_last_data_sent / tcpi_last_data_recv say (in ms) how long ago data last went out
 or came in: the connection's idle time. The socket's inode ties it to the processes that
 hold it (/proc/<pid>/fd/* -> "socket:[<inode>]").
+sock_diag answers for one network namespace only; tcp_connections_all_namespaces() asks
+each namespace that holds a process (entering it from a short-lived thread), so the
+inventory also covers containers and other namespaces.
 
 Used for the open-connection inventory ("which pooled connections will the balancer
 kill next") and to name the local listener of a port when the kernel answered a segment
 with a reset for which no socket existed.
 """
+import os
 import socket
 from typing import NamedTuple
 
@@ -75,6 +79,94 @@ def tcp_connections(families=(socket.AF_INET, socket.AF_INET6), states=ALL_STATE
     except (OSError, NetlinkError) as e:
         raise EnvironmentProblem(f"TCP socket diagnostics failed ({e}); "
                                  "fix: run as root, modprobe inet_diag tcp_diag") from e
+    return out
+
+
+CLONE_NEWNET = 0x40000000
+
+
+def _setns(fd):
+    import ctypes
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.setns(fd, CLONE_NEWNET) != 0:
+        err = ctypes.get_errno()
+        raise OSError(err, os.strerror(err))
+
+
+def tcp_connections_in(netns_path, dump=None):
+    """tcp_connections() of the network namespace at netns_path (/proc/PID/ns/net, or
+    /run/netns/NAME). A netlink socket belongs to the namespace of the thread that made
+    it, so a short-lived thread enters the namespace, dumps and leaves; the caller's
+    threads never change namespace."""
+    import threading
+
+    dump = dump or tcp_connections
+    result = {}
+
+    def work():
+        own = os.open("/proc/thread-self/ns/net", os.O_RDONLY)
+        try:
+            target = os.open(netns_path, os.O_RDONLY)
+            try:
+                _setns(target)
+                try:
+                    result["conns"] = dump()
+                finally:
+                    _setns(own)
+            finally:
+                os.close(target)
+        except BaseException as e:       # handed to the caller
+            result["error"] = e
+        finally:
+            os.close(own)
+
+    t = threading.Thread(target=work, name="sockdiag-netns")
+    t.start()
+    t.join()
+    if "error" in result:
+        e = result["error"]
+        if isinstance(e, OSError):
+            raise EnvironmentProblem(f"cannot enter network namespace {netns_path} ({e}); "
+                                     "fix: run as root (CAP_SYS_ADMIN)") from e
+        raise e
+    return result["conns"]
+
+
+def network_namespaces(procfs):
+    """{netns inode: /proc/PID/ns/net of one process in it} for every network namespace a
+    process of this host is in (the caller's own first)."""
+    found = {}
+    try:
+        found[os.stat("/proc/self/ns/net").st_ino] = "/proc/self/ns/net"
+    except OSError:
+        pass
+    for pid in procfs.pids():
+        path = os.path.join(procfs.root, str(pid), "ns", "net")
+        try:
+            ino = os.stat(path).st_ino
+        except OSError:              # gone, or hidden from us
+            continue
+        found.setdefault(ino, path)
+    return found
+
+
+def tcp_connections_all_namespaces(procfs, dump=None):
+    """Every TCP socket of every network namespace that holds a process (sock_diag only
+    sees the namespace it is asked from: a pooled connection of a containerised frontend
+    lives in the container's namespace). A namespace that cannot be entered, or whose
+    processes exit while we look, is skipped; the caller's own must answer."""
+    dump = dump or tcp_connections
+    namespaces = network_namespaces(procfs)
+    own = os.stat("/proc/self/ns/net").st_ino
+    out = list(dump())
+    for ino, path in namespaces.items():
+        if ino == own:
+            continue
+        try:
+            out.extend(tcp_connections_in(path, dump))
+        except EnvironmentProblem:
+            continue
     return out
 
 
