@@ -201,7 +201,7 @@ def render_matplotlib(series, out_path, source, top=6):
 
     panels = [p for p in PANELS if p[0] == "log" or series.has_resets]
     fig, axes = plt.subplots(len(panels), 1, sharex=True, squeeze=False,
-                             figsize=(12, 3.6 * len(panels) + 0.6))
+                             figsize=(13, 3.6 * len(panels) + 0.6))
     axes = [a[0] for a in axes]
     fig.suptitle(_title(series, source), fontsize=10, x=0.01, ha="left")
     for ax, (panel, label) in zip(axes, panels):
@@ -225,7 +225,8 @@ def render_matplotlib(series, out_path, source, top=6):
         ax.set_ylim(0, max(peak, 1.0) * 1.2)          # room for the alert labels on top
         ax.grid(True, alpha=0.3)
         if data:
-            ax.legend(loc="upper left", fontsize=8, framealpha=0.8)
+            ax.legend(loc="upper left", bbox_to_anchor=(1.005, 1.0), fontsize=8,
+                      frameon=False)
         else:
             ax.text(0.5, 0.5, "none", transform=ax.transAxes, ha="center", color="#888")
     axes[-1].xaxis.set_major_formatter(mdates.DateFormatter("%H:%M:%S"))
@@ -240,16 +241,27 @@ def render_matplotlib(series, out_path, source, top=6):
 
 
 # -- HTML with an inline SVG (no matplotlib, no JavaScript) -----------------------------------
-def peak_labels(data, panel_peak):
-    """[(name, index, value)]: the peak of each drawn service worth a label (at least 5%
-    of the panel's peak), not (others)."""
-    out = []
+def peak_labels(data, panel_peak, most=4):
+    """[(name, index, value)]: the peaks worth a label: at least 5% of the panel's peak,
+    the highest first, at most `most`, none too close to a label already placed (within
+    8% of the width and 8% of the height), never (others)."""
+    cand = []
     for name, ys in data:
         if name == OTHERS or not ys:
             continue
         k = max(range(len(ys)), key=ys.__getitem__)
         if ys[k] > 0 and ys[k] >= 0.05 * panel_peak:
-            out.append((name, k, ys[k]))
+            cand.append((name, k, ys[k]))
+    cand.sort(key=lambda c: -c[2])
+    n = max((len(ys) for _, ys in data), default=1)
+    out = []
+    for name, k, v in cand:
+        if len(out) == most:
+            break
+        if any(abs(k - k2) < 0.08 * n and abs(v - v2) < 0.08 * panel_peak
+               for _, k2, v2 in out):
+            continue
+        out.append((name, k, v))
     return out
 
 

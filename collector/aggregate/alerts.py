@@ -369,6 +369,14 @@ class Detector:
         return st.window.summary()
 
 
+def _num(v):
+    if v >= 1e6:
+        return f"{v / 1e6:.3g}M"
+    if v >= 1e4:
+        return f"{v / 1e3:.3g}k"
+    return f"{v:.0f}" if v >= 100 else f"{v:.3g}"
+
+
 def format_event(ev):
     """One line for the daemon's log."""
     a = ev.alert
@@ -378,16 +386,16 @@ def format_event(ev):
             RESETS_RECEIVED: "resets received"}[a.signal]
     if ev.state == OPEN:
         if a.reason == NEW_SERVICE:
-            base = f"new service, no baseline yet (floor {a.threshold:g})"
+            base = f"new service, no baseline yet (floor {_num(a.threshold)})"
         else:
             ratio = f"{a.ratio:.1f}x " if a.ratio is not None else ""
-            base = f"{ratio}baseline {a.baseline:.3g} {unit}"
+            base = f"{ratio}baseline {_num(a.baseline)} {unit}"
         where = ""
         top = a.top or {}
         if top.get("paths"):
             where = f"; top: {top['paths'][0]['path']}"
         elif top.get("peers"):
             where = f"; top peer: {top['peers'][0]['peer']}"
-        return f"alert open: {a.service} {what} {a.rate:.3g} {unit} ({base}){where}"
-    return (f"alert closed ({a.close_reason}): {a.service} {what} now {a.rate:.3g} {unit}, "
-            f"peak {a.peak:.3g} over {a.ended - a.started:.0f}s")
+        return f"alert open: {a.service} {what} {_num(a.rate)} {unit} ({base}){where}"
+    return (f"alert closed ({a.close_reason}): {a.service} {what} now {_num(a.rate)} {unit}, "
+            f"peak {_num(a.peak)} over {a.ended - a.started:.0f}s")

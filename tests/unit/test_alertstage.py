@@ -49,7 +49,7 @@ def test_flood_gives_open_and_close_records_and_log_lines():
     buf = io.BytesIO(b"".join(encode(r) for r in out))
     assert list(read_records(buf, "x")) == [msgpack.unpackb(encode(r)) for r in out]
     assert [lvl for lvl, _ in lines] == ["warning", "warning", "notice", "notice"]
-    assert "alert open: app.service log writes 5e+03 lines/s (500.0x baseline 10 lines/s)" \
+    assert "alert open: app.service log writes 5000 lines/s (500.0x baseline 10 lines/s)" \
         in lines[1][1] + lines[0][1]
 
 
