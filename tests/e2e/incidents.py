@@ -200,7 +200,8 @@ def flood_incident(topo, workdir, interval=0.25, base_rate=30, flood_rate=3000, 
     r.jump_ts = min(ts for ts, phase in r.lines if phase == 1)
     r.flood_end_ts = max(ts for ts, phase in r.lines if phase == 1)
     with open(topo.nginx_log) as f:
-        r.nginx_lines = sum(1 for line in f if line.strip())
+        r.nginx_stamps = [float(line.split()[0]) for line in f if line.strip()]
+    r.nginx_lines = len(r.nginx_stamps)
     return r
 
 

@@ -66,7 +66,9 @@ http {{
     fastcgi_temp_path {dir}/tmp_fastcgi;
     uwsgi_temp_path {dir}/tmp_uwsgi;
     scgi_temp_path {dir}/tmp_scgi;
-    access_log {dir}/access.log;
+    # $msec first: each line carries its own time (ms), the tests' ground truth
+    log_format stamped '$msec $remote_addr "$request" $status $body_bytes_sent';
+    access_log {dir}/access.log stamped;
     keepalive_timeout 300s;
     keepalive_requests 100000;
     server {{
