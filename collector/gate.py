@@ -63,14 +63,12 @@ def record_live(duration, interval, rules, argv=()):
     collector = build_collector(rules, resets=True)
     builder = ProfileBuilder()
     try:
-        meta = collector.meta(interval, "record", argv)
         collector.run(duration, interval, builder.add_interval)
     finally:
         collector.probe.close()
         if collector.resets is not None:
             collector.resets.close()
-    return builder.profile("live", {"interval_s": float(interval),
-                                    "version_written": meta.get("version")})
+    return builder.profile("live", {"interval_s": float(interval)})
 
 
 def _records(source, on_note):
