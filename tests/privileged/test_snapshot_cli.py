@@ -72,7 +72,9 @@ def test_snapshot_msgpack_stream(tmp_path):
         records = list(read_records(f, str(out)))
     assert records[0]["type"] == "meta"
     stats = [r for r in records if r["type"] == "stats"]
-    assert [s["seq"] for s in stats] == [0, 1]
+    # contiguous intervals covering the window (a loaded machine may merge two into one)
+    assert [s["seq"] for s in stats] == list(range(len(stats))) and 1 <= len(stats) <= 2
+    assert 1.95 < sum(s["interval"] for s in stats) < 2.5
     mine = [p for r in records if r["type"] == "rate" for p in r["paths"] if p["path"] == str(log)]
     assert mine and all(writer.pid in p["pids"] for p in mine)
 
