@@ -47,6 +47,7 @@ class PrometheusConfig:
 @dataclass(frozen=True)
 class ResetsConfig:
     enabled: bool = True
+    max_records: int = 100
 
 
 @dataclass(frozen=True)
@@ -135,9 +136,14 @@ def parse(data, path=DEFAULT_PATH):
         if "prometheus" in outputs:
             cfg = cfg.replace(prometheus=_prometheus(c, outputs["prometheus"]))
     if "resets" in top:
-        r = c.table(top["resets"], "resets", ("enabled",))
+        r = c.table(top["resets"], "resets", ("enabled", "max_records"))
+        changes = {}
         if "enabled" in r:
-            cfg = cfg.replace(resets=ResetsConfig(enabled=_bool(c, r, "enabled", "resets.enabled")))
+            changes["enabled"] = _bool(c, r, "enabled", "resets.enabled")
+        if "max_records" in r:
+            changes["max_records"] = c.number(r, "max_records", "resets.max_records",
+                                              0, 100_000, integer=True)
+        cfg = cfg.replace(resets=ResetsConfig(**changes))
     return cfg
 
 

@@ -354,6 +354,10 @@ class Daemon:
             self.log("notice", f"interval {new.interval:g}s takes effect at restart; "
                                f"keeping {self.cfg.interval:g}s", key="reload-interval")
             new = new.replace(interval=self.cfg.interval)
+        if new.resets != self.cfg.resets:
+            self.log("notice", "resets settings take effect at restart; keeping the running "
+                               "ones", key="reload-resets")
+            new = new.replace(resets=self.cfg.resets)
         try:
             outputs = self._open_outputs(new, self.cfg)
         except SurgewatchError as e:
@@ -390,8 +394,16 @@ class Daemon:
     def _run(self):
         build = self._build
         if build is None:
-            from collector.snapshot import build_collector as build
+            from collector.snapshot import build_collector
+
+            def build(rules):
+                return build_collector(rules, resets=self.cfg.resets.enabled)
         self.collector = build(self.cfg.log_rules)
+        stage = getattr(self.collector, "resets", None)
+        if stage is not None:
+            from collector.aggregate.resets import EventBudget
+
+            stage.budget = EventBudget(self.cfg.resets.max_records)
         try:
             self.meta = self.collector.meta(self.cfg.interval, "run", self.argv)
             for sink in self.outputs.values():
@@ -408,9 +420,13 @@ class Daemon:
                 seg = self.outputs.get("segments")
                 if seg is not None:
                     stats["segment_dropped_records"] = seg.take_dropped()
-                rates = rates + self.alerts.interval(
-                    rates, stats, getattr(self.collector, "last_reset_records", ()))
-                self._write(rates + [stats])
+                resets = list(getattr(self.collector, "last_reset_records", ()) or ())
+                if stage is not None:
+                    prom = self.outputs.get("prometheus")
+                    if prom is not None:
+                        prom.add_reset_details(stage.last)
+                alerts = self.alerts.interval(rates, stats, resets)
+                self._write(rates + resets + alerts + [stats])
 
             def on_tick(_elapsed):
                 if self._reload:
@@ -419,13 +435,29 @@ class Daemon:
             self.collector.run(None, self.cfg.interval, on_interval, on_tick=on_tick,
                                tick_s=0.1, should_stop=self._should_stop)
         finally:
-            detach_probe(self.collector.probe)
+            _detach_all(self.collector)
         if self.failed:
             self.log("error", f"stopping: {self.failed}")
             return 1
         name = signal.Signals(self._stop_signal).name if self._stop_signal else "?"
         self.log("info", f"stopped by {name}; probes detached", key="stop")
         return 0
+
+
+def _detach_all(collector):
+    """Detach the log-write probe and the reset probe (if loaded) at the same time."""
+    import threading
+
+    stage = getattr(collector, "resets", None)
+    t = None
+    if stage is not None:
+        t = threading.Thread(target=detach_probe, args=(stage.probe,), daemon=True)
+        t.start()
+    try:
+        detach_probe(collector.probe)
+    finally:
+        if t is not None:
+            t.join(timeout=10.0)
 
 
 def _isatty(stream):

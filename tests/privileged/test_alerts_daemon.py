@@ -39,7 +39,7 @@ def _run_flags():
     help_text = subprocess.run([SURGEWATCH, "run", "--help"], capture_output=True,
                                text=True).stdout
     flags = ["--no-segments"]
-    flags += [f for f in ("--no-socket", "--no-prometheus") if f in help_text]
+    flags += [f for f in ("--no-socket", "--no-prometheus", "--no-resets") if f in help_text]
     return flags
 
 

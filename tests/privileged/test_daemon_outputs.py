@@ -52,7 +52,8 @@ def unique_writer(workload_bin, tmp_path, name):
 
 
 class Daemon:
-    def __init__(self, tmp_path, socket_on=True, prom_on=False, extra=()):
+    def __init__(self, tmp_path, socket_on=True, prom_on=False, extra=(),
+                 stdout=subprocess.DEVNULL, config_extra=""):
         self.logdir = tmp_path / "logs"
         self.logdir.mkdir()
         self.sock = str(tmp_path / "run" / "stream.sock")
@@ -60,9 +61,9 @@ class Daemon:
         self.cfg = tmp_path / "sw.toml"
         self.cfg.write_text(CONFIG.format(logdir=self.logdir, sock=self.sock,
                                           port=self.port, socket=str(socket_on).lower(),
-                                          prom=str(prom_on).lower()))
+                                          prom=str(prom_on).lower()) + config_extra)
         self.proc = subprocess.Popen([SURGEWATCH, "run", "--config", str(self.cfg), *extra],
-                                     stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                                     stdout=stdout, stderr=subprocess.PIPE,
                                      text=True)
 
     def wait_started(self, check, timeout=60):
@@ -82,10 +83,10 @@ class Daemon:
         if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)
         try:
-            _, err = self.proc.communicate(timeout=30)
+            self.out, err = self.proc.communicate(timeout=30)
         except subprocess.TimeoutExpired:
             self.proc.kill()
-            _, err = self.proc.communicate()
+            self.out, err = self.proc.communicate()
         return self.proc.returncode, err
 
 
@@ -199,3 +200,91 @@ def test_prometheus_endpoint_exact_counters_after_a_known_workload(tmp_path, wor
     assert code == 0, err
     with pytest.raises(OSError):                # the endpoint went with the daemon
         socket.create_connection(("127.0.0.1", d.port), timeout=2).close()
+
+
+RESET_SERVER = """
+import ctypes, socket, struct, sys, time
+ctypes.CDLL(None).prctl(15, sys.argv[2].encode(), 0, 0, 0)   # PR_SET_NAME: its service
+n = int(sys.argv[1])
+srv = socket.socket()
+srv.bind(("127.0.0.1", 0))
+srv.listen(64)
+print(srv.getsockname()[1], flush=True)
+conns = [srv.accept()[0] for _ in range(n)]
+for c in conns:
+    assert c.recv(5) == b"hello"
+time.sleep(0.3)
+for c in conns:
+    c.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    c.close()                                  # RST instead of FIN
+"""
+
+RESET_CLIENT = """
+import ctypes, socket, sys
+ctypes.CDLL(None).prctl(15, sys.argv[3].encode(), 0, 0, 0)
+n, port = int(sys.argv[1]), int(sys.argv[2])
+conns = []
+for _ in range(n):
+    c = socket.create_connection(("127.0.0.1", port))
+    c.sendall(b"hello")
+    conns.append(c)
+got = 0
+for c in conns:
+    try:
+        c.recv(16)
+    except ConnectionResetError:
+        got += 1
+print(got, flush=True)
+"""
+
+
+def test_run_counts_resets_exactly_with_bounded_reset_records(tmp_path):
+    n = 12
+    tag = os.getpid() % 10000
+    srv_name, cli_name = f"swrsts{tag}", f"swrstc{tag}"
+    d = Daemon(tmp_path, socket_on=False, prom_on=True, extra=("--format", "json"),
+               stdout=subprocess.PIPE, config_extra="[resets]\nmax_records = 3\n")
+    try:
+        first = d.proc.stdout.readline()         # meta: both probes attached
+        meta = json.loads(first)
+        assert meta["type"] == "meta" and "resets" in meta["probes"], meta
+        server = subprocess.Popen([sys.executable, "-c", RESET_SERVER, str(n), srv_name],
+                                  stdout=subprocess.PIPE, text=True)
+        port = int(server.stdout.readline())
+        client = subprocess.run([sys.executable, "-c", RESET_CLIENT, str(n), str(port),
+                                 cli_name], capture_output=True, text=True, timeout=60)
+        assert client.stdout.strip() == str(n), client.stderr
+        assert server.wait(timeout=30) == 0
+        time.sleep(0.7)                          # two more intervals
+        m = scrape(d.port)
+        code, err = d.stop()
+    finally:
+        d.stop()
+    assert code == 0, err
+    recs = [json.loads(l) for l in d.out.splitlines()]
+    rates = [r for r in recs if r["type"] == "rate"]
+    assert all("resets_sent" in r and "resets_received" in r for r in rates)
+    assert sum(r["resets_sent"] for r in rates if r["service"] == srv_name) == n
+    assert sum(r["resets_received"] for r in rates if r["service"] == srv_name) == 0
+    assert sum(r["resets_received"] for r in rates if r["service"] == cli_name) == n
+    assert sum(r["resets_sent"] for r in rates if r["service"] == cli_name) == 0
+    # reset records: bounded per interval, the rest counted
+    resets = [r for r in recs if r["type"] == "reset"]
+    stats = {r["seq"]: r for r in recs if r["type"] == "stats"}
+    per_seq = {}
+    for r in resets:
+        per_seq[r["seq"]] = per_seq.get(r["seq"], 0) + 1
+    assert max(per_seq.values()) <= 3
+    assert sum(s["reset_records_suppressed"] for s in stats.values()) >= 2 * n - len(resets)
+    for r in resets:
+        if r["service"] == srv_name:
+            assert r["direction"] == "sent" and r["kind"] == "abort"
+            assert r["local_port"] == port
+    # records of an interval: rate, then reset, then stats
+    rank = {"rate": 0, "reset": 1, "alert": 2, "stats": 3}
+    body = [(r["seq"], rank[r["type"]]) for r in recs[1:] if r["type"] in rank and "seq" in r]
+    assert body == sorted(body)
+    svc = lambda name, **kw: frozenset({("service", name), *kw.items()})
+    assert m[("surgewatch_tcp_resets_total", svc(srv_name, direction="sent"))] == n
+    assert m[("surgewatch_tcp_resets_total", svc(cli_name, direction="received"))] == n
+    assert m[("surgewatch_tcp_resets_sent_by_kind_total", svc(srv_name, kind="abort"))] == n

@@ -90,6 +90,7 @@ BAD = [
     ("[outputs.prometheus]\nport = 1", "outputs.prometheus.port", "unknown key"),
     ("[resets]\nenabled = 'no'", "resets.enabled", "expected true or false"),
     ("[resets]\nlimit = 3", "resets.limit", "unknown key"),
+    ("[resets]\nmax_records = -1", "resets.max_records", "must be between"),
     ("outputs = []", "outputs", "expected a table, got an array"),
     ("[outputs.stdout]\nformat = 'xml'", "outputs.stdout.format", "'xml' is not one of"),
     ("[outputs.stdout]\nformat = 1", "outputs.stdout.format", "expected a string"),
@@ -153,11 +154,12 @@ def test_socket_prometheus_resets_sections(tmp_path):
         label_idle_s = 60
         [resets]
         enabled = false
+        max_records = 7
     """))
     assert cfg.socket == config.SocketConfig(True, "/tmp/sw/s.sock", 0o600, 50)
     assert cfg.prometheus == config.PrometheusConfig(True, "[::1]:9999", 10, 0, 60.0)
     assert config.parse_listen(cfg.prometheus.listen) == ("::1", 9999)
-    assert not cfg.resets.enabled
+    assert cfg.resets == config.ResetsConfig(False, 7)
     d = config.load(write(tmp_path, "", "empty.toml"))
     assert d.socket.path == "/run/surgewatch/stream.sock" and d.socket.mode == 0o660
     assert d.prometheus.listen == "127.0.0.1:9477" and d.prometheus.enabled
