@@ -6,7 +6,7 @@ PYTEST_ADDOPTS ?=
 # tiers present in this checkout (an empty tier is not an error)
 TIERS := $(foreach t,unit privileged e2e,$(if $(wildcard tests/$(t)/test_*.py),tests/$(t)))
 
-.PHONY: setup snapshot test test-unit test-privileged test-e2e bench doctor vm-test clean
+.PHONY: setup snapshot test test-unit test-privileged test-e2e bench doctor vm-test clean demo
 
 setup:
 	@bash vagrant/provision.sh "$(CURDIR)"
@@ -31,6 +31,10 @@ test-e2e: setup
 
 bench: setup
 	$(PY) -m tests.bench
+
+# both production incidents, real HAProxy and nginx in network namespaces (docs/walkthrough.md)
+demo: setup
+	$(PY) -m tests.e2e.demo $(if $(KEEP),--keep $(KEEP))
 
 vm-test:
 	@bash vagrant/vm-test.sh

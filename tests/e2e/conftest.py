@@ -1,6 +1,7 @@
 """tests/e2e: real servers (Debian's HAProxy, nginx, Prometheus) in network namespaces the
 tests make, watched by the real surgewatch. Root only; in CI they must not skip."""
 import os
+import uuid
 
 import pytest
 
@@ -36,7 +37,10 @@ def topology(tmp_path_factory):
     resets on timeout) in lb; everything removed afterwards, also on failure."""
     _require_tools()
     workdir = tmp_path_factory.mktemp("incident")
-    topo = Topology(workdir, idle_timeout_s=3)
+    # per-run subnets and unit names (frontend-<tag>.service): another run on the same
+    # host (surgewatch sees every namespace) cannot be mistaken for this one
+    tag = uuid.uuid4().hex[:6]
+    topo = Topology(workdir, idle_timeout_s=3, tag=tag, unit_suffix=f"-{tag}")
     try:
         topo.up()
         topo.start_backend()

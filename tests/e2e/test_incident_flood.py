@@ -29,6 +29,7 @@ def run(topology):
     assert r.daemon_rc == 0, r.stderr
     assert (r.chatty_rc, r.client_rc) == (0, 0)
     r.topo = topology
+    r.chatty, r.nginx = topology.units["chatty"], topology.units["nginx"]
     r.windows = interval_windows(r.records)
     return r
 
@@ -45,7 +46,7 @@ def test_nginx_access_log_rate_matches_requests_served(run):
     served = [e for e in run.events if e["kind"] == "request" and e["ok"]]
     assert len(served) == POOL * BURSTS
     assert run.nginx_lines == len(served)
-    recs = _rates(run, "nginx.service")
+    recs = _rates(run, run.nginx)
     writes = sum(_path_writes(x, run.topo.nginx_log) for x in recs)
     assert writes == run.nginx_lines
     # only nginx writes its access log, and nothing else of nginx's is counted as a log
@@ -63,8 +64,8 @@ def test_nginx_access_log_rate_matches_requests_served(run):
 def test_chatty_jump_seen_with_service_file_and_rate(run):
     writers = {x["service"] for x in run.records if x["type"] == "rate"
                for p in x["paths"] if p["path"] == run.log}
-    assert writers == {"chatty.service"}
-    recs = {x["seq"]: x for x in _rates(run, "chatty.service")}
+    assert writers == {run.chatty}
+    recs = {x["seq"]: x for x in _rates(run, run.chatty)}
     # every line it wrote was counted, once
     assert sum(_path_writes(x, run.log) for x in recs.values()) == len(run.lines)
     # the intervals wholly inside the flood: rate within 5% of the lines stamped in them
@@ -85,7 +86,7 @@ def test_chatty_jump_seen_with_service_file_and_rate(run):
 
 def test_run_opens_an_alert_naming_chatty_and_its_file(run):
     alerts = [x for x in run.records if x["type"] == "alert" and x["state"] == "open"
-              and x["service"] == "chatty.service" and x["signal"] == "log_writes_per_s"]
+              and x["service"] == run.chatty and x["signal"] == "log_writes_per_s"]
     assert len(alerts) == 1, alerts
     a = alerts[0]
     jump_seq = min(s for s, (_a, b) in run.windows.items() if b > run.jump_ts)
@@ -99,10 +100,10 @@ def test_run_opens_an_alert_naming_chatty_and_its_file(run):
     assert a["ratio"] > 30
     # nothing else of the topology alerted on log writes
     others = {x["service"] for x in run.records if x["type"] == "alert"
-              and x["service"] in ("nginx.service", "haproxy.service", "frontend.service")}
+              and x["service"] in {run.topo.units[k] for k in ("nginx", "haproxy", "frontend")}}
     assert not others
     # the daemon said it in its log too
-    assert "alert open: chatty.service log writes" in run.stderr
+    assert f"alert open: {run.chatty} log writes" in run.stderr
 
 
 def _write_stream(path, records):
@@ -139,5 +140,5 @@ def test_gate_profile_before_vs_after_the_change_fails(run, tmp_path):
     assert gate.returncode == 1, gate.stdout + gate.stderr
     doc = json.loads(gate.stdout)
     text = json.dumps(doc)
-    assert "chatty.service" in text
+    assert run.chatty in text
     os.environ.get("SURGEWATCH_E2E_KEEP") and print(gate.stdout)

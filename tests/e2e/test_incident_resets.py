@@ -14,7 +14,7 @@ Expected, exactly: 2 long gaps end in a reset of the pool before the client ends
 import pytest
 
 from tests.e2e.incidents import interval_windows, resets_incident
-from tests.e2e.topology import FE_ADDR, LB_FE_ADDR, LB_PORT, pcap_resets
+from tests.e2e.topology import LB_PORT, pcap_resets
 
 pytestmark = pytest.mark.e2e
 
@@ -34,6 +34,7 @@ def run(topology):
     assert r.snapshot_rc == 0, r.snapshot_err
     assert r.client_rc == 0
     r.topo = topology
+    r.fe, r.lb, r.be = (topology.units[k] for k in ("frontend", "haproxy", "nginx"))
     return r
 
 
@@ -42,8 +43,8 @@ def _service(doc, name):
     return found[0] if found else None
 
 
-def _ours(rec):
-    return any(rec[k].startswith("10.250.") for k in ("local", "remote"))
+def _ours(run, rec):
+    return any(run.topo.owns_address(rec[k]) for k in ("local", "remote"))
 
 
 def _frontend_ports(events):
@@ -53,25 +54,24 @@ def _frontend_ports(events):
 def test_idle_resets_attributed_to_the_frontend(run):
     doc = run.doc
     assert run.topo.idle_timeout_s == 3
-    fe = _service(doc, "frontend.service")
+    fe = _service(doc, run.fe)
     assert fe is not None, doc["resets"]["services"]
     # the frontend receives them (it owns the sockets), it sends none
     assert (fe["resets_received"], fe["resets_sent"]) == (EXPECTED_RESETS, 0)
     assert fe["comms"] == ["python3"] or all(c.startswith("python") for c in fe["comms"])
     # HAProxy sends them, to both sides; nginx receives its half; nothing is left to the
     # kernel or to an unknown owner
-    lb = _service(doc, "haproxy.service")
+    lb = _service(doc, run.lb)
     assert lb is not None and lb["resets_sent"] == 2 * EXPECTED_RESETS
     assert lb["resets_received"] == 0
-    be = _service(doc, "nginx.service")
+    be = _service(doc, run.be)
     assert be is not None and be["resets_received"] == EXPECTED_RESETS
     assert doc["resets"]["events_lost"] == 0
     # every reset on the topology's addresses has one of its three services as owner:
     # none left to "kernel (no socket)" or "unknown (socket predates probe)" (the host's
     # other resets, e.g. other tests on loopback, are not looked at)
-    ours = [x for x in run.records if x["type"] == "reset" and _ours(x)]
-    assert {x["service"] for x in ours} == {"frontend.service", "haproxy.service",
-                                            "nginx.service"}
+    ours = [x for x in run.records if x["type"] == "reset" and _ours(run, x)]
+    assert {x["service"] for x in ours} == {run.fe, run.lb, run.be}
     suppressed = sum(x.get("reset_records_suppressed", 0) for x in run.records
                      if x["type"] == "stats")
     if suppressed == 0:       # a busy host can crowd them out of the 100 records/interval
@@ -84,10 +84,10 @@ def test_idle_resets_attributed_to_the_frontend(run):
     # each reset, as a stream record: received from the balancer's address. HAProxy 2.6
     # sends a FIN and, microseconds later, the RST (shutdown, then close with SO_LINGER 0),
     # so the frontend's socket is usually in CLOSE_WAIT when the reset arrives
-    recs = [x for x in run.records if x["type"] == "reset" and x["service"] == "frontend.service"]
+    recs = [x for x in run.records if x["type"] == "reset" and x["service"] == run.fe]
     assert len(recs) == EXPECTED_RESETS
     assert {(x["direction"], x["remote"], x["remote_port"]) for x in recs} == \
-        {("received", LB_FE_ADDR, LB_PORT)}
+        {("received", run.topo.lb_fe_addr, LB_PORT)}
     assert {x["state"] for x in recs} <= {"ESTABLISHED", "CLOSE_WAIT"}
     assert {x["local_port"] for x in recs} <= _frontend_ports(run.events)
     assert all(2048 <= x["idle_ms"] < 4096 for x in recs), [x["idle_ms"] for x in recs]
@@ -97,29 +97,29 @@ def test_capture_counts_the_same_resets(run):
     rsts = pcap_resets(run.pcap)
     assert len(rsts) == EXPECTED_RESETS, rsts
     # all from the balancer to the frontend's pooled connections, none the other way
-    assert {(s, sp, d) for s, sp, d, _ in rsts} == {(LB_FE_ADDR, LB_PORT, FE_ADDR)}
-    recs = [x for x in run.records if x["type"] == "reset" and x["service"] == "frontend.service"]
+    assert {(s, sp, d) for s, sp, d, _ in rsts} == {(run.topo.lb_fe_addr, LB_PORT, run.topo.fe_addr)}
+    recs = [x for x in run.records if x["type"] == "reset" and x["service"] == run.fe]
     assert sorted(dp for *_, dp in rsts) == sorted(x["local_port"] for x in recs)
 
 
 def test_inventory_flags_the_pool_before_the_balancer_kills_it(run):
     inv = run.inventory
     assert THRESHOLD_S <= run.inventory_idle_s < run.topo.idle_timeout_s
-    rows = inv.get("frontend.service")
+    rows = inv.get(run.fe)
     assert rows, sorted(inv)
     # the frontend's sockets live in its own network namespace: seen through sock_diag
     # in that namespace, owned by the frontend process
-    pooled = [x for x in rows if x["remote"] == f"{LB_FE_ADDR}:{LB_PORT}"]
+    pooled = [x for x in rows if x["remote"] == f"{run.topo.lb_fe_addr}:{LB_PORT}"]
     assert len(pooled) == POOL, rows
     assert all(x["at_risk"] and THRESHOLD_S <= x["idle_s"] < run.topo.idle_timeout_s
                for x in pooled), pooled
     # ... and those very connections are the ones the balancer reset afterwards
     at_risk_ports = {int(x["local"].rsplit(":", 1)[1]) for x in pooled}
-    later = [x for x in run.records if x["type"] == "reset" and x["service"] == "frontend.service"
+    later = [x for x in run.records if x["type"] == "reset" and x["service"] == run.fe
              and x["ts"] >= run.inventory_ts]
     assert {x["local_port"] for x in later} == at_risk_ports
     # the balancer's own connections idle just as long: flagged under haproxy.service
-    lb_rows = inv.get("haproxy.service", [])
+    lb_rows = inv.get(run.lb, [])
     assert sum(1 for x in lb_rows if x["at_risk"]) == 2 * POOL, lb_rows
 
 
@@ -136,7 +136,7 @@ def test_too_little_load_makes_the_resets(run):
     # surgewatch, per interval: nothing while the gaps were short, all of them after
     quiet_start = min(e["ts"] for e in quiet)
     windows = interval_windows(run.records)
-    fe_rates = [x for x in run.records if x["type"] == "rate" and x["service"] == "frontend.service"]
+    fe_rates = [x for x in run.records if x["type"] == "rate" and x["service"] == run.fe]
     before = sum(x.get("resets_received", 0) for x in fe_rates if windows[x["seq"]][1] <= quiet_start)
     after = sum(x.get("resets_received", 0) for x in fe_rates if windows[x["seq"]][1] > quiet_start)
     assert (before, after) == (0, EXPECTED_RESETS)

@@ -3,17 +3,21 @@ a chatty service, each started by us and torn down by us (tests/e2e, tests/e2e/d
 
     frontend ns                lb ns                         backend ns
     frontend.service  --veth-- haproxy.service (TCP) --veth-- nginx.service
-    10.250.1.1                 10.250.1.2 | 10.250.2.1        10.250.2.2:8080
+    10.250.A.1                 10.250.A.2 | 10.250.B.1        10.250.B.2:8080
                                :8080
 
 Addresses are private and live only on the veths made here, inside these namespaces:
-nothing is routed and no traffic leaves them. Processes are started with nsenter in the
+nothing is routed and no traffic leaves them. A and B (B = A + 1) are picked per run
+unless given, and the tests add the run's tag to the unit names
+(frontend-<tag>.service): two runs at once on one host (surgewatch sees every
+namespace) then never mistake each other's resets or log writes for their own. Processes are started with nsenter in the
 namespace and moved into their own cgroup2 group named like a systemd unit
 (<cgroup2>/surgewatch-e2e-<tag>.slice/<name>.service) before they exec, so surgewatch
 names them "frontend.service", "haproxy.service", ... Only pids started here are killed.
 """
 import json
 import os
+import random
 import shutil
 import signal
 import subprocess
@@ -27,7 +31,6 @@ NGINX = shutil.which("nginx") or "/usr/sbin/nginx"
 TCPDUMP = shutil.which("tcpdump") or "/usr/bin/tcpdump"
 NSENTER = shutil.which("nsenter") or "/usr/bin/nsenter"
 
-FE_ADDR, LB_FE_ADDR, LB_BE_ADDR, BE_ADDR = "10.250.1.1", "10.250.1.2", "10.250.2.1", "10.250.2.2"
 LB_PORT = 8080
 BE_PORT = 8080
 
@@ -100,8 +103,14 @@ class Topology:
     every process started here and removes the namespaces and cgroups, whatever state
     up() reached (call it from a finally)."""
 
-    def __init__(self, workdir, idle_timeout_s=3, tag=None):
+    def __init__(self, workdir, idle_timeout_s=3, tag=None, subnet=None, unit_suffix=""):
         self.tag = tag or uuid.uuid4().hex[:6]
+        a = subnet if subnet is not None else 2 * random.randrange(8, 124)
+        self.fe_net, self.be_net = f"10.250.{a}.", f"10.250.{a + 1}."
+        self.fe_addr, self.lb_fe_addr = self.fe_net + "1", self.fe_net + "2"
+        self.lb_be_addr, self.be_addr = self.be_net + "1", self.be_net + "2"
+        self.units = {role: f"{role}{unit_suffix}.service"
+                      for role in ("frontend", "haproxy", "nginx", "chatty")}
         self.dir = str(workdir)
         self.idle_timeout_s = idle_timeout_s
         self.ns = {role: f"sw{role[:2]}-{self.tag}" for role in ("frontend", "lb", "backend")}
@@ -119,15 +128,14 @@ class Topology:
             self.created_ns.append(self.ns[role])
         # veth pairs are made inside a namespace with the peer created directly in the
         # other one: no interface ever appears in the host's namespace
-        pairs = (("frontend", "fe0", FE_ADDR, "lb", "lbfe0", LB_FE_ADDR),
-                 ("lb", "lbbe0", LB_BE_ADDR, "backend", "be0", BE_ADDR))
-        for a, a_if, a_addr, b, b_if, b_addr in pairs:
+        pairs = (("frontend", "fe0", "lb", "lbfe0"), ("lb", "lbbe0", "backend", "be0"))
+        for a, a_if, b, b_if in pairs:
             with IPRoute(netns=self.ns[a]) as ipr:
                 ipr.link("add", ifname=a_if, kind="veth",
                          peer={"ifname": b_if, "net_ns_fd": self.ns[b]})
-        for role, ifs in (("frontend", [("fe0", FE_ADDR)]),
-                          ("lb", [("lbfe0", LB_FE_ADDR), ("lbbe0", LB_BE_ADDR)]),
-                          ("backend", [("be0", BE_ADDR)])):
+        for role, ifs in (("frontend", [("fe0", self.fe_addr)]),
+                          ("lb", [("lbfe0", self.lb_fe_addr), ("lbbe0", self.lb_be_addr)]),
+                          ("backend", [("be0", self.be_addr)])):
             with IPRoute(netns=self.ns[role]) as ipr:
                 ipr.link("set", index=ipr.link_lookup(ifname="lo")[0], state="up")
                 for ifname, addr in ifs:
@@ -137,6 +145,10 @@ class Topology:
         os.makedirs(self.cg_slice, exist_ok=True)
         self.cgroups.append(self.cg_slice)
         return self
+
+    def owns_address(self, addr):
+        """Is addr one of this topology's addresses?"""
+        return addr.startswith((self.fe_net, self.be_net))
 
     def netns_path(self, role):
         return f"/var/run/netns/{self.ns[role]}"
@@ -169,12 +181,12 @@ class Topology:
         os.makedirs(d, exist_ok=True)
         conf = os.path.join(d, "nginx.conf")
         with open(conf, "w") as f:
-            f.write(NGINX_CFG.format(dir=d, be=BE_ADDR, be_port=BE_PORT))
+            f.write(NGINX_CFG.format(dir=d, be=self.be_addr, be_port=BE_PORT))
         self.nginx_log = os.path.join(d, "access.log")
         self.nginx_out = open(os.path.join(d, "stderr.txt"), "w")
-        self.nginx = self.spawn("backend", [NGINX, "-p", d, "-c", conf], unit="nginx.service",
+        self.nginx = self.spawn("backend", [NGINX, "-p", d, "-c", conf], unit=self.units["nginx"],
                                 stdout=self.nginx_out, stderr=subprocess.STDOUT)
-        self.wait_listening("backend", BE_ADDR, BE_PORT, self.nginx, "nginx")
+        self.wait_listening("backend", self.be_addr, BE_PORT, self.nginx, "nginx")
         return self.nginx
 
     def start_lb(self):
@@ -182,13 +194,13 @@ class Topology:
         os.makedirs(d, exist_ok=True)
         conf = os.path.join(d, "haproxy.cfg")
         with open(conf, "w") as f:
-            f.write(HAPROXY_CFG.format(dir=d, idle=f"{self.idle_timeout_s}s", lb_fe=LB_FE_ADDR,
-                                       lb_port=LB_PORT, be=BE_ADDR, be_port=BE_PORT))
+            f.write(HAPROXY_CFG.format(dir=d, idle=f"{self.idle_timeout_s}s", lb_fe=self.lb_fe_addr,
+                                       lb_port=LB_PORT, be=self.be_addr, be_port=BE_PORT))
         self.haproxy_out = open(os.path.join(d, "stderr.txt"), "w")
         # -db: foreground, no daemon; -Ws would need systemd
-        self.haproxy = self.spawn("lb", [HAPROXY, "-db", "-f", conf], unit="haproxy.service",
+        self.haproxy = self.spawn("lb", [HAPROXY, "-db", "-f", conf], unit=self.units["haproxy"],
                                   stdout=self.haproxy_out, stderr=subprocess.STDOUT)
-        self.wait_listening("lb", LB_FE_ADDR, LB_PORT, self.haproxy, "haproxy")
+        self.wait_listening("lb", self.lb_fe_addr, LB_PORT, self.haproxy, "haproxy")
         return self.haproxy
 
     def wait_listening(self, role, addr, port, proc, name, timeout=10.0):
@@ -218,15 +230,15 @@ class Topology:
     def start_frontend(self, pool, phases, events_path):
         """The frontend client service (tests/e2e/frontend_client.py) in `frontend`."""
         return self.spawn("frontend", [sys.executable, os.path.join(HERE, "frontend_client.py"),
-                                       f"{LB_FE_ADDR}:{LB_PORT}", str(pool), events_path,
+                                       f"{self.lb_fe_addr}:{LB_PORT}", str(pool), events_path,
                                        *[f"{n}:{gap}" for n, gap in phases]],
-                          unit="frontend.service")
+                          unit=self.units["frontend"])
 
     def start_chatty(self, log_path, phases, ready_path=None):
         """The chatty service (tests/e2e/chatty.py) in the host namespace."""
         argv = [sys.executable, os.path.join(HERE, "chatty.py"), log_path]
         argv += [f"{d}:{r}" for d, r in phases]
-        return self.spawn(None, argv, unit="chatty.service")
+        return self.spawn(None, argv, unit=self.units["chatty"])
 
     def start_capture(self, pcap_path, ports=(LB_PORT,)):
         """tcpdump in `frontend` on our own ports only; returns once it is capturing."""
