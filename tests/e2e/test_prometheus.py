@@ -4,13 +4,15 @@ import json
 import os
 import signal
 import subprocess
+import sys
 import time
 import urllib.parse
 import urllib.request
 
 import pytest
 
-from tests.privileged.test_daemon_outputs import Daemon, free_port, unique_writer
+from tests.privileged.test_daemon_outputs import (RESET_CLIENT, RESET_SERVER, Daemon,
+                                                  free_port, unique_writer)
 
 PROMETHEUS = "/usr/bin/prometheus"
 
@@ -123,8 +125,51 @@ def test_prometheus_scrapes_exact_log_writes(tmp_path, workload_bin):
                        f'path="{log}"}}')
         assert [r["value"][1] for r in p] == ["1000"]
         assert [r["value"][1] for r in prom.query(up)] == ["1"]
+        # resets: a server aborts n loopback connections (SO_LINGER 0)
+        n, tag = 9, os.getpid() % 10000
+        srv_name, cli_name = f"swe2es{tag}", f"swe2ec{tag}"
+        server = subprocess.Popen([sys.executable, "-c", RESET_SERVER, str(n), srv_name],
+                                  stdout=subprocess.PIPE, text=True)
+        port = int(server.stdout.readline())
+        client = subprocess.run([sys.executable, "-c", RESET_CLIENT, str(n), str(port),
+                                 cli_name], capture_output=True, text=True, timeout=60)
+        assert client.stdout.strip() == str(n), client.stderr
+        assert server.wait(timeout=30) == 0
+        sent = f'surgewatch_tcp_resets_total{{service="{srv_name}",direction="sent"}}'
+        received = f'surgewatch_tcp_resets_total{{service="{cli_name}",direction="received"}}'
+        end = time.monotonic() + 30
+        while time.monotonic() < end:
+            got = [r["value"][1] for q in (sent, received) for r in prom.query(q)]
+            if got == [str(n), str(n)]:
+                break
+            time.sleep(0.5)
+        assert got == [str(n), str(n)], prom.output()
+        kind = prom.query(f'surgewatch_tcp_resets_sent_by_kind_total{{service="{srv_name}"}}')
+        assert [(r["metric"]["kind"], r["value"][1]) for r in kind] == [("abort", str(n))]
         code, err = d.stop()
     finally:
         d.stop()
         prom.stop()
     assert code == 0, err
+
+
+def test_documented_fleet_config_and_rules_are_valid(tmp_path):
+    """The scrape config and rules in docs/operations.md pass Debian's promtool."""
+    import re
+    from pathlib import Path
+
+    promtool = "/usr/bin/promtool"
+    if not os.path.exists(promtool):
+        pytest.skip("promtool (Debian's prometheus) not installed")
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "operations.md").read_text()
+    blocks = {m.group(1).split("\n", 1)[0].lstrip("# ").strip(): m.group(1)
+              for m in re.finditer(r"```yaml\n(.*?)```", doc, re.S)}
+    assert set(blocks) >= {"prometheus.yml", "surgewatch-rules.yml"}, blocks.keys()
+    for name, text in blocks.items():
+        (tmp_path / name).write_text(text)
+    rules = subprocess.run([promtool, "check", "rules", str(tmp_path / "surgewatch-rules.yml")],
+                           capture_output=True, text=True)
+    assert rules.returncode == 0, rules.stdout + rules.stderr
+    conf = subprocess.run([promtool, "check", "config", str(tmp_path / "prometheus.yml")],
+                          capture_output=True, text=True)
+    assert conf.returncode == 0, conf.stdout + conf.stderr
