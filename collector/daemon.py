@@ -377,6 +377,7 @@ class Daemon:
     def run(self):
         """Run until a stop signal; returns the exit code."""
         self.cfg = load_config(self.config_path, self.overrides)
+        self._lock = acquire_run_lock()       # held until this process exits
         old = {s: signal.signal(s, self._on_stop) for s in STOP_SIGNALS}
         old[signal.SIGHUP] = signal.signal(signal.SIGHUP, self._on_hup)
         try:
@@ -390,6 +391,7 @@ class Daemon:
                     self.log("error", f"closing {getattr(sink, 'name', sink)}: {e}")
             for s, h in old.items():
                 signal.signal(s, h)
+            self._lock.close()                 # releases the flock
 
     def _run(self):
         build = self._build
@@ -442,6 +444,36 @@ class Daemon:
         name = signal.Signals(self._stop_signal).name if self._stop_signal else "?"
         self.log("info", f"stopped by {name}; probes detached", key="stop")
         return 0
+
+
+LOCK_PATH = "/run/surgewatch/surgewatch.lock"
+
+
+def acquire_run_lock(path=None):
+    """One `surgewatch run` per host: an flock on LOCK_PATH (SURGEWATCH_LOCK_FILE overrides
+    it, for tests). The kernel releases it when the process dies, also by SIGKILL, so a
+    stale file never blocks a restart. Returns the open file; keep it open."""
+    import fcntl
+
+    path = path or os.environ.get("SURGEWATCH_LOCK_FILE") or LOCK_PATH
+    try:
+        os.makedirs(os.path.dirname(path), mode=0o755, exist_ok=True)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    except OSError as e:
+        raise BadInput(f"{path}: cannot open the run lock: {e.strerror or e}") from None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        try:
+            other = os.pread(fd, 32, 0).decode("ascii", "replace").strip()
+        except OSError:
+            other = ""
+        os.close(fd)
+        raise BadInput(f"another surgewatch run is running (pid {other or '?'}, lock {path}); "
+                       "stop it first, or give this one another SURGEWATCH_LOCK_FILE") from None
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+    return os.fdopen(fd, "r+b", buffering=0)
 
 
 def _detach_all(collector):

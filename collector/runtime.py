@@ -44,6 +44,8 @@ class Collector:
         if self.resets is not None:
             probes[self.resets.probe.name] = {"enabled": True,
                                               "tracepoints": list(self.resets.probe.attached)}
+        for name, reason in (getattr(self, "disabled_probes", None) or {}).items():
+            probes.setdefault(name, {"enabled": False, "reason": reason})
         return model.meta_record(self.host, self.wallclock(), interval_s, probes,
                                  platform.release(), mode=mode, argv=argv)
 

@@ -31,11 +31,14 @@ def build_collector(rules, probe_kwargs=None, resets=False):
     holder["resolver"] = resolver
     probe.load()
     resolver.replay()
-    stage = _reset_stage(procfs, services) if resets else None
-    return Collector(probe, resolver, services, resets=stage)
+    disabled = {}
+    stage = _reset_stage(procfs, services, disabled) if resets else None
+    collector = Collector(probe, resolver, services, resets=stage)
+    collector.disabled_probes = disabled      # name -> reason, shown in the meta record
+    return collector
 
 
-def _reset_stage(procfs, services):
+def _reset_stage(procfs, services, disabled=None):
     """The TCP reset probe and its enrichment, or None (with a note) when it cannot run."""
     import socket
 
@@ -48,6 +51,8 @@ def _reset_stage(procfs, services):
         probe = ResetProbe().load()
     except ProbeUnavailable as e:
         sys.stderr.write(f"surgewatch: note: TCP resets not watched: {e}\n")
+        if disabled is not None:
+            disabled[ResetProbe.name] = str(e)
         return None
     return ResetStage(probe, ResetAttributor(services, ListenerLookup(procfs)),
                       socket.gethostname())

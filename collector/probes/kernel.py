@@ -67,10 +67,20 @@ def parse_format(text):
     return fields
 
 
+def disabled_tracepoints():
+    """Tracepoints to treat as missing: SURGEWATCH_DISABLE_TRACEPOINTS="cat:event,...".
+
+    A test seam (docs/reliability.md): it makes a kernel without those tracepoints
+    reproducible on any host, so a probe's "missing tracepoint" path can be exercised.
+    """
+    raw = os.environ.get("SURGEWATCH_DISABLE_TRACEPOINTS", "")
+    return {t.strip() for t in raw.split(",") if t.strip()}
+
+
 def tracepoint_format(category, event, root=None):
     """{field: Field} of a tracepoint as the running kernel defines it, or None if absent."""
     root = root or tracefs_root()
-    if not root:
+    if not root or f"{category}:{event}" in disabled_tracepoints():
         return None
     try:
         with open(os.path.join(root, "events", category, event, "format")) as f:
@@ -81,6 +91,8 @@ def tracepoint_format(category, event, root=None):
 
 def tracepoint_exists(category, event, root=None):
     root = root or tracefs_root()
+    if f"{category}:{event}" in disabled_tracepoints():
+        return False
     return bool(root) and os.path.isdir(os.path.join(root, "events", category, event))
 
 
