@@ -200,7 +200,7 @@ kvm_works() {
         -no-reboot -serial "file:$log" -kernel "$kernel" \
         -append "console=ttyS0 panic=-1 root=/dev/nonexistent"; : ) >"$log.stderr" 2>&1
     if grep -q 'Kernel panic - not syncing: VFS' "$log" 2>/dev/null; then return 0; fi
-    say "KVM probe failed: $(head -c 300 "$log.stderr" | tr '\n' ' ')"
+    say "KVM probe failed: $(grep -m2 -v Aborted "$log.stderr" | tr '\n' ' ' | cut -c1-300)"
     return 1
 }
 phase driver "choosing the libvirt driver"
@@ -245,7 +245,7 @@ vm -n 'set +e; echo "kernel: $(uname -r)"
   echo "headers: $(readlink -f /lib/modules/$(uname -r)/build) ($(dpkg-query -W -f="\${Version}" linux-headers-$(uname -r) 2>/dev/null || echo "no package"))"
   echo "kprobes: $(grep -q "^CONFIG_KPROBES=y" /boot/config-$(uname -r) && echo yes || echo no)"
   echo "bcc: $(dpkg-query -W -f="\${Version}" python3-bpfcc)"
-  echo "cpus: $(nproc), memory: $(free -m | awk "/Mem:/ {print \$2}") MiB"' \
+  echo "cpus: $(nproc) ($(grep -q -w avx2 /proc/cpuinfo && echo "AVX2: x86-64-v3" || { grep -q -w sse4_2 /proc/cpuinfo && echo "SSE4.2: x86-64-v2" || echo "no SSE4.2: below x86-64-v2"; })), memory: $(free -m | awk "/Mem:/ {print \$2}") MiB"' \
     > "$OUT/vm-info.txt" 2>&1
 sed 's/^/    /' "$OUT/vm-info.txt"
 
