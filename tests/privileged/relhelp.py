@@ -126,7 +126,9 @@ class RunDaemon:
         return rec
 
     def wait_stats(self, n=1, timeout=30):
-        """Read records until n more `stats` records came; returns them."""
+        """Read records until n `stats` records written from now on came; returns them
+        (records already queued are kept in self.records first)."""
+        self.drain_pending()
         got = []
         while len(got) < n:
             rec = self.next(timeout)
@@ -141,6 +143,7 @@ class RunDaemon:
             except queue.Empty:
                 return
             if rec is None:
+                self.lines.put(None)         # keep the end mark for next()
                 return
             self.records.append(rec)
 
