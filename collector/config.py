@@ -6,6 +6,7 @@ Keys and defaults are documented in docs/operations.md.
 """
 import dataclasses
 import math
+import os
 import tomllib
 from dataclasses import dataclass, field
 
@@ -258,12 +259,27 @@ def _segments(c, value):
     return out
 
 
+def _check_owner(path, st, euid=None):
+    """Refuse a config that someone other than its reader (root for the daemon) could
+    have written: owned by another user, or group- or world-writable. Whoever can write
+    it chooses what the privileged daemon reads, writes and listens on."""
+    euid = os.geteuid() if euid is None else euid
+    if st.st_uid not in (0, euid):
+        raise BadInput(f"{path}: owned by uid {st.st_uid}, not by root; a config is trusted "
+                       f"only from root: chown root {path}")
+    if st.st_mode & 0o022:
+        who = "others" if st.st_mode & 0o002 else "its group"
+        raise BadInput(f"{path}: writable by {who} (mode {st.st_mode & 0o7777:04o}); a config "
+                       f"is trusted only when only its owner can write it: chmod go-w {path}")
+
+
 def load(path=None):
     """The config from `path` (None: DEFAULT_PATH, where a missing file means defaults)."""
     explicit = path is not None
     path = str(path) if explicit else DEFAULT_PATH
     try:
         with open(path, "rb") as f:
+            _check_owner(path, os.fstat(f.fileno()))
             raw = f.read()
     except FileNotFoundError:
         if not explicit:

@@ -333,6 +333,10 @@ class Daemon:
         if not self.outputs:
             self.failed = "no outputs left (the last one was closed)"
 
+    def _drop_privileges(self):
+        if self._build is None:              # a real pipeline (tests inject fakes)
+            _drop_privileges_after_load(self.log)
+
     # signals ---------------------------------------------------------------------
     def _on_stop(self, signum, _frame):
         self._stop_signal = signum
@@ -406,6 +410,7 @@ class Daemon:
             from collector.aggregate.resets import EventBudget
 
             stage.budget = EventBudget(self.cfg.resets.max_records)
+        self._drop_privileges()
         try:
             self.meta = self.collector.meta(self.cfg.interval, "run", self.argv)
             for sink in self.outputs.values():
@@ -474,6 +479,20 @@ def acquire_run_lock(path=None):
     os.ftruncate(fd, 0)
     os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
     return os.fdopen(fd, "r+b", buffering=0)
+
+
+def _drop_privileges_after_load(log):
+    """Probes are loaded: keep only what reading /proc needs (collector/privileges.py)."""
+    from collector import privileges
+
+    try:
+        kept = privileges.drop_to()
+    except OSError as e:
+        log("warning", f"could not drop capabilities after loading the probes: {e}",
+            key="caps")
+        return
+    log("info", "capabilities after loading the probes: "
+                f"{', '.join(privileges.names(kept)) or 'none'}", key="caps")
 
 
 def _detach_all(collector):
