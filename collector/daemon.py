@@ -207,29 +207,37 @@ def apply_rules(collector, rules):
     return collector.resolver.replay()
 
 
-def detach_probe(probe):
-    """probe.close(), with its tracepoints detached in parallel first.
+def _detach_tracepoints(probe):
+    """Detach a probe's perf tracepoints in parallel threads; probe.close() finishes.
 
     Each detach waits for an RCU grace period in the kernel (~70 ms here), one after the
     other; 18 tracepoints took 1.3 s, most of the 2 s a stop may take. In threads (bcc
-    releases the GIL in its C calls) the waits overlap about half. Any failure falls
-    back to the plain close.
+    releases the GIL in its C calls) the waits overlap. Only the perf-event detaches run
+    in threads: destroying bcc modules concurrently crashed the process (SIGSEGV), so
+    close() always runs on the calling thread, one probe after the other.
     """
     import threading
 
     bpf = getattr(probe, "bpf", None)
     fds = getattr(bpf, "tracepoint_fds", None)
-    if bpf is not None and isinstance(fds, dict) and len(fds) > 1:
-        def detach(tp):
-            try:
-                bpf.detach_tracepoint(tp)
-            except Exception:
-                pass          # probe.close() below tries again and reports
-        threads = [threading.Thread(target=detach, args=(tp,), daemon=True) for tp in list(fds)]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join(timeout=5.0)
+    if bpf is None or not isinstance(fds, dict) or len(fds) < 2:
+        return []
+
+    def detach(tp):
+        try:
+            bpf.detach_tracepoint(tp)
+        except Exception:
+            pass          # probe.close() below tries again and reports
+    threads = [threading.Thread(target=detach, args=(tp,), daemon=True) for tp in list(fds)]
+    for t in threads:
+        t.start()
+    return threads
+
+
+def detach_probe(probe):
+    """probe.close(), with its tracepoints detached in parallel first."""
+    for t in _detach_tracepoints(probe):
+        t.join(timeout=5.0)
     probe.close()
 
 
@@ -496,19 +504,17 @@ def _drop_privileges_after_load(log):
 
 
 def _detach_all(collector):
-    """Detach the log-write probe and the reset probe (if loaded) at the same time."""
-    import threading
-
+    """Detach the log-write probe and the reset probe (if loaded): perf detaches of both
+    in parallel, then each bcc module closed in turn on this thread."""
+    probes = [collector.probe]
     stage = getattr(collector, "resets", None)
-    t = None
     if stage is not None:
-        t = threading.Thread(target=detach_probe, args=(stage.probe,), daemon=True)
-        t.start()
-    try:
-        detach_probe(collector.probe)
-    finally:
-        if t is not None:
-            t.join(timeout=10.0)
+        probes.append(stage.probe)
+    threads = [t for p in probes for t in _detach_tracepoints(p)]
+    for t in threads:
+        t.join(timeout=5.0)
+    for p in probes:
+        p.close()
 
 
 def _isatty(stream):
