@@ -80,7 +80,7 @@ class RunDaemon:
     """`surgewatch run --config` with JSON lines on stdout, collected by a thread."""
 
     def __init__(self, tmp, interval=0.5, segments=False, socket_on=False, prom_port=None,
-                 env=None, extra=(), config_text=None, lock=None):
+                 env=None, extra=(), config_text=None, lock=None, umask=None):
         self.tmp = tmp
         self.logdir = tmp / "logs"
         self.logdir.mkdir(exist_ok=True)
@@ -100,7 +100,9 @@ class RunDaemon:
         e.update(env or {})
         self.proc = subprocess.Popen([SURGEWATCH, "run", "--config", str(self.cfg), *extra],
                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                     env=e, text=True)
+                                     env=e, text=True,
+                                     preexec_fn=None if umask is None
+                                     else (lambda: os.umask(umask)))
         self.pid = self.proc.pid
         self.lines = queue.Queue()
         self.records = []

@@ -94,6 +94,110 @@ def test_capabilities_dropped_after_load_counting_still_exact(tmp_path):
     assert eff == keep and prm == keep and bnd == keep, privileges.names(eff)
     assert out["a"] == 500 and out["b"] == 250
     assert out["resets_sent"] >= 1
-    assert held and not held & {x["id"] for x in bpf_programs()}
+    assert held
+    deadline = time.monotonic() + 10          # programs are freed after an RCU grace period
+    while held & {x["id"] for x in bpf_programs()} and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not held & {x["id"] for x in bpf_programs()}
     record_figure("caps", before=privileges.names(out["before"][0]),
                   after=privileges.names(eff))
+
+
+SECRET = "sw-secret-4f1c9e-DO-NOT-LEAK"
+
+SECRET_WRITER = textwrap.dedent("""
+    import os, sys
+    fd = os.open(sys.argv[1], os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    line = ("password=" + sys.argv[2] + "\\n").encode()
+    for _ in range(200):
+        os.write(fd, line)
+        os.writev(fd, [b"token ", sys.argv[2].encode(), b"\\n"])
+        os.pwrite(fd, line, 0)
+    os.close(fd)
+""")
+
+
+def _listening(port):
+    """Local addresses (hex, as /proc/net/tcp{,6} shows them) listening on port."""
+    found = []
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        with open(table) as f:
+            next(f)
+            for line in f:
+                local, state = line.split()[1], line.split()[3]
+                addr, p = local.split(":")
+                if int(p, 16) == port and state == "0A":
+                    found.append(addr)
+    return found
+
+
+def test_modes_loopback_and_no_written_content_in_any_output(tmp_path):
+    from tests.privileged.test_daemon_outputs import free_port
+
+    port = free_port()
+    d = RunDaemon(tmp_path, interval=0.3, segments=True, socket_on=True, prom_port=port,
+                  umask=0)                               # the daemon's umask is no defence
+    sub = None
+    try:
+        d.wait_meta()
+        from collector.sinks.unixsock import subscribe
+        sub = subscribe(str(d.sock))
+        log = str(d.logdir / "app.log")
+        assert subprocess.run([sys.executable, "-c", SECRET_WRITER, log, SECRET]).returncode == 0
+        d.wait_stats(3)
+        metrics = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10).read()
+        sock_mode = os.stat(d.sock).st_mode & 0o777
+        lock_mode = os.stat(tmp_path / "run.lock").st_mode & 0o777
+        addrs = _listening(port)
+        sub.settimeout(0.5)
+        streamed = b""
+        end = time.monotonic() + 1.0            # what was queued for us, the live stream goes on
+        try:
+            while time.monotonic() < end:
+                chunk = sub.recv(1 << 16)
+                if not chunk:
+                    break
+                streamed += chunk
+        except socket.timeout:
+            pass
+    finally:
+        if sub is not None:
+            sub.close()
+        rc = d.stop()
+    assert rc == 0, d.err
+    # modes: nothing readable or writable by others
+    assert sock_mode == 0o660, oct(sock_mode)
+    assert lock_mode == 0o600, oct(lock_mode)
+    assert os.stat(d.segdir).st_mode & 0o777 == 0o750
+    segs = sorted(d.segdir.iterdir())
+    assert segs and all(p.stat().st_mode & 0o777 == 0o640 for p in segs)
+    # Prometheus: bound to loopback only
+    assert addrs == ["0100007F"], addrs
+    # the writes were counted (so the probe saw them) ...
+    assert writes_by_path(d.records, log)[0] == 600
+    # ... and the content never appears anywhere
+    outputs = {"stdout": "\n".join(map(str, d.records)).encode(), "stderr": d.err.encode(),
+               "metrics": metrics, "socket": streamed,
+               **{p.name: p.read_bytes() for p in segs}}
+    for name, data in outputs.items():
+        assert SECRET.encode() not in data, name
+        assert b"password=" not in data and b"token " not in data, name
+    assert len(streamed) > 0
+    record_figure("modes", socket=oct(sock_mode), lock=oct(lock_mode),
+                  segments=oct(segs[0].stat().st_mode & 0o777), prometheus_bind=addrs)
+
+
+def test_snapshot_outputs_never_hold_written_content(tmp_path):
+    logdir = tmp_path / "logs"
+    logdir.mkdir()
+    mp = tmp_path / "out.msgpack"
+    snap = subprocess.Popen([SURGEWATCH, "snapshot", "--duration", "3", "--json", "--msgpack",
+                             str(mp), "--log-dir", str(logdir) + "/"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    time.sleep(2.0)             # compiled and attached by now on this machine
+    subprocess.run([sys.executable, "-c", SECRET_WRITER, str(logdir / "s.log"), SECRET],
+                   check=True)
+    out, err = snap.communicate(timeout=120)
+    assert snap.returncode == 0, err
+    for data in (out, err, mp.read_bytes()):
+        assert SECRET.encode() not in data and b"password=" not in data
