@@ -326,6 +326,9 @@ class Daemon:
         return out
 
     def _segment_drop(self, n, err):
+        if n == 0:                      # a problem the store recovered from, nothing lost
+            self.log("warning", f"segment store: {err}", key="segment-problem")
+            return
         self.log("warning", f"segment store: {n} record{'s' if n != 1 else ''} dropped: {err}; "
                             "the drop is counted in the next stats record",
                  key="segment-drop")

@@ -94,6 +94,7 @@ class SegmentStore:
         return n
 
     def _open_segment(self):
+        os.makedirs(self.dir, mode=0o750, exist_ok=True)     # removed while we ran
         path = os.path.join(self.dir, segment_name(self._next_index))
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND | os.O_CLOEXEC,
                      0o640)
@@ -121,9 +122,28 @@ class SegmentStore:
         cur = self._cur
         if cur is None or cur.broken:
             return True
+        if self._removed(cur):
+            return True
         if cur.size > 0 and cur.size + nbytes > self.max_segment_bytes:
             return True
         return cur.size > 0 and self.clock() - cur.opened >= self.max_segment_age_s
+
+    def _removed(self, cur):
+        """The current segment was deleted from under us (its directory removed): what
+        we append would vanish. Reported, and a new segment (and directory) is started."""
+        try:
+            gone = os.fstat(cur.fd).st_nlink == 0
+        except OSError:
+            gone = True
+        if gone:
+            self._closed = [c for c in self._closed if os.path.exists(c[0])]
+            cur.size = 0                  # nothing of it is left to close or to cap
+            try:
+                self.on_drop(0, f"{cur.path} was deleted while open (segment directory "
+                                "removed?); continuing in a new segment")
+            except Exception:
+                pass
+        return gone
 
     def _write_all(self, fd, data):
         view = memoryview(data)
