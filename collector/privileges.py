@@ -69,11 +69,12 @@ def drop_to(keep=KEEP_AFTER_LOAD):
     for c in keep:
         want |= 1 << c
     want &= prm
-    for cap in range(last_cap() + 1):            # bounding set first: needs CAP_SETPCAP
-        if not want >> cap & 1 and libc.prctl(PR_CAPBSET_DROP, cap, 0, 0, 0) != 0:
-            err = ctypes.get_errno()
-            if err != 22:                          # EINVAL: cap unknown to this kernel
-                raise OSError(err, f"PR_CAPBSET_DROP {cap}: {os.strerror(err)}")
+    if eff >> CAP_SETPCAP & 1:                   # bounding set first: needs CAP_SETPCAP
+        for cap in range(last_cap() + 1):        # (systemd's unit already cut it)
+            if not want >> cap & 1 and libc.prctl(PR_CAPBSET_DROP, cap, 0, 0, 0) != 0:
+                err = ctypes.get_errno()
+                if err != 22:                      # EINVAL: cap unknown to this kernel
+                    raise OSError(err, f"PR_CAPBSET_DROP {cap}: {os.strerror(err)}")
     libc.prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0)
     hdr = _Header(_LINUX_CAPABILITY_VERSION_3, 0)
     data = (_Data * 2)()

@@ -80,7 +80,7 @@ class RunDaemon:
     """`surgewatch run --config` with JSON lines on stdout, collected by a thread."""
 
     def __init__(self, tmp, interval=0.5, segments=False, socket_on=False, prom_port=None,
-                 env=None, extra=(), config_text=None, lock=None, umask=None):
+                 env=None, extra=(), config_text=None, lock=None, umask=None, wrap=()):
         self.tmp = tmp
         self.logdir = tmp / "logs"
         self.logdir.mkdir(exist_ok=True)
@@ -98,7 +98,8 @@ class RunDaemon:
         e = dict(os.environ)
         e["SURGEWATCH_LOCK_FILE"] = str(lock or tmp / "run.lock")
         e.update(env or {})
-        self.proc = subprocess.Popen([SURGEWATCH, "run", "--config", str(self.cfg), *extra],
+        self.proc = subprocess.Popen([*wrap, SURGEWATCH, "run", "--config", str(self.cfg),
+                                      *extra],
                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                      env=e, text=True,
                                      preexec_fn=None if umask is None

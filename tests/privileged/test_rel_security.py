@@ -201,3 +201,31 @@ def test_snapshot_outputs_never_hold_written_content(tmp_path):
     assert snap.returncode == 0, err
     for data in (out, err, mp.read_bytes()):
         assert SECRET.encode() not in data and b"password=" not in data
+
+
+def test_daemon_under_the_units_bounding_set_keeps_two_caps_and_counts(tmp_path):
+    """As docs/surgewatch.service runs it: bounding set cut to four capabilities (so no
+    CAP_SETPCAP); after loading, the daemon's effective and permitted sets hold two."""
+    from collector import privileges
+
+    wrap = ("setpriv", "--bounding-set", "-all,+bpf,+perfmon,+sys_ptrace,+dac_read_search",
+            "--inh-caps=-all")
+    d = RunDaemon(tmp_path, interval=0.3, wrap=wrap)
+    try:
+        d.wait_meta()
+        d.wait_stats(1)
+        eff, prm, _ = (int(line.split()[1], 16) for line in open(f"/proc/{d.pid}/status")
+                       if line.startswith(("CapEff", "CapPrm", "CapBnd")))
+        log = str(d.logdir / "caps.log")
+        fd = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+        for _ in range(400):
+            os.write(fd, b"caps\n")
+        os.close(fd)
+        d.wait_stats(3)
+    finally:
+        rc = d.stop()
+    assert rc == 0, d.err
+    keep = (1 << privileges.CAP_SYS_PTRACE) | (1 << privileges.CAP_DAC_READ_SEARCH)
+    assert eff == keep and prm == keep, (hex(eff), hex(prm))
+    assert "capabilities after loading the probes: CAP_DAC_READ_SEARCH, CAP_SYS_PTRACE" in d.err
+    assert writes_by_path(d.records, log)[0] == 400
