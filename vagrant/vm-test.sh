@@ -77,8 +77,11 @@ cleanup() {
         say "SURGEWATCH_VM_KEEP=1: VM left running (cd vagrant && vagrant ssh; vagrant destroy -f)"
     fi
     if [ "${SURGEWATCH_VM_KEEP:-0}" != 1 ]; then
-        for pid in "${STARTED_PIDS[@]}"; do
-            kill "$pid" 2>/dev/null && say "stopped daemon pid $pid (started by this run)"
+        for entry in "${STARTED_PIDS[@]}"; do
+            pid="${entry%%:*}" name="${entry#*:}"
+            # only that very process: still alive and still the daemon this run started
+            [ "$(cat "/proc/$pid/comm" 2>/dev/null)" = "$name" ] || continue
+            kill "$pid" && say "stopped $name (pid $pid, started by this run)"
         done
     fi
     {
@@ -120,8 +123,8 @@ start_daemon() {   # name pidfile: start "$name -d" unless its pidfile names a l
         [ -s "$pidfile" ] && pid="$(cat "$pidfile")" && kill -0 "$pid" 2>/dev/null && break
         sleep 0.2
     done
-    [ -n "${pid:-}" ] || fail "$name did not write $pidfile"
-    STARTED_PIDS=("$pid" "${STARTED_PIDS[@]}")     # stopped in reverse order
+    [ -n "${pid:-}" ] && kill -0 "$pid" 2>/dev/null || fail "$name did not write a live pid to $pidfile"
+    STARTED_PIDS=("$pid:$name" "${STARTED_PIDS[@]}")     # stopped in reverse order
     say "started $name (pid $pid)"
 }
 if ! virsh version >/dev/null 2>&1; then
@@ -133,7 +136,7 @@ if ! virsh version >/dev/null 2>&1; then
         start_daemon virtlogd /run/virtlogd.pid
         start_daemon libvirtd /run/libvirtd.pid
     fi
-    for _ in $(seq 50); do virsh version >/dev/null 2>&1 && break; sleep 0.2; done
+    for _ in $(seq 300); do virsh version >/dev/null 2>&1 && break; sleep 0.2; done
     virsh version >/dev/null 2>&1 || fail "libvirtd does not answer on $LIBVIRT_DEFAULT_URI"
 fi
 phase_done
