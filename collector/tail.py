@@ -176,15 +176,19 @@ def run_tail(source, as_json=None, follow=False, since=None, services=(), stdout
                         out.flush()
             out.flush()
     except BrokenPipeError:
-        # the reader (head, less) went away: stop quietly, and keep Python from
-        # complaining about the unflushable stdout at exit
-        try:
-            devnull = os.open(os.devnull, os.O_WRONLY)
-            os.dup2(devnull, stdout.fileno())
-        except (AttributeError, OSError, ValueError):
-            pass
-        return EXIT_OK
+        return _reader_gone(stdout)
     return EXIT_USAGE if state["corrupt"] else EXIT_OK
+
+
+def _reader_gone(stdout):
+    """The reader (head, less) went away: stop quietly, and keep Python from complaining
+    about the unflushable stdout at exit."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, stdout.fileno())
+    except (AttributeError, OSError, ValueError):
+        pass
+    return EXIT_OK
 
 
 def _read_stream(raw, on_problem, name="<stdin>"):
@@ -219,12 +223,7 @@ def _tail_socket(path, out, on_problem, since, services, state, stdout):
                 out.write(rec)
                 out.flush()
     except BrokenPipeError:
-        try:
-            devnull = os.open(os.devnull, os.O_WRONLY)
-            os.dup2(devnull, stdout.fileno())
-        except (AttributeError, OSError, ValueError):
-            pass
-        return EXIT_OK
+        return _reader_gone(stdout)
     finally:
         sock.close()
     return EXIT_USAGE if state["corrupt"] else EXIT_OK
