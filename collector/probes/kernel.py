@@ -140,13 +140,28 @@ def has_cap(caps, cap):
     return bool(caps & (1 << cap))
 
 
-def privilege_problems(caps=None):
+def perf_event_paranoid(path="/proc/sys/kernel/perf_event_paranoid"):
+    try:
+        with open(path) as f:
+            return int(f.read())
+    except (OSError, ValueError):
+        return None
+
+
+def privilege_problems(caps=None, paranoid=None):
     """Lines naming what is missing to load the probes, empty when all is there."""
     caps = effective_caps() if caps is None else caps
+    paranoid = perf_event_paranoid() if paranoid is None else paranoid
     problems = []
     if not (has_cap(caps, CAP_SYS_ADMIN) or (has_cap(caps, CAP_BPF) and has_cap(caps, CAP_PERFMON))):
         problems.append("needs root or CAP_BPF+CAP_PERFMON to load BPF programs; "
                         "fix: run as root (sudo surgewatch ...)")
+    elif paranoid is not None and paranoid > 2 and not has_cap(caps, CAP_SYS_ADMIN):
+        # Debian's kernels add level 3, where perf_event_open (how tracepoints are
+        # attached) wants CAP_SYS_ADMIN whatever CAP_PERFMON says
+        problems.append(f"kernel.perf_event_paranoid={paranoid} lets only CAP_SYS_ADMIN attach "
+                        "tracepoints; fix: grant CAP_SYS_ADMIN (docs/surgewatch.service does; "
+                        "it is dropped after loading) or sysctl kernel.perf_event_paranoid=2")
     if not (has_cap(caps, CAP_SYS_PTRACE) or has_cap(caps, CAP_DAC_READ_SEARCH)
             or has_cap(caps, CAP_SYS_ADMIN)):
         problems.append("needs CAP_SYS_PTRACE to read other processes' /proc/PID/fd; "

@@ -188,7 +188,13 @@ class LogWriteProbe:
         return self
 
     def _attach(self, tp, fn):
-        self.bpf.attach_tracepoint(tp=f"syscalls:{tp}", fn_name=fn)
+        try:
+            self.bpf.attach_tracepoint(tp=f"syscalls:{tp}", fn_name=fn)
+        except Exception as e:   # bcc raises bare Exception; libbcc printed the errno
+            self.close()
+            raise ProbeUnavailable(f"log-write probe: cannot attach syscalls:{tp} ({e}); "
+                                   "fix: run `surgewatch doctor` to see what this host "
+                                   "lacks") from e
         self.attached.append(tp)
 
     def _ringbuf_cb(self, _ctx, data, _size):

@@ -11,6 +11,7 @@ import urllib.request
 
 import pytest
 
+from tests.owncgroup import unit_cgroup
 from tests.privileged.test_daemon_outputs import (RESET_CLIENT, RESET_SERVER, Daemon,
                                                   free_port, unique_writer)
 
@@ -93,8 +94,15 @@ class Prometheus:
 
 
 def test_prometheus_scrapes_exact_log_writes(tmp_path, workload_bin):
-    service = f"swe2e{os.getpid() % 100000}"
-    writer = unique_writer(workload_bin, tmp_path, service)
+    tag = os.getpid() % 10000
+    writer = unique_writer(workload_bin, tmp_path, f"swe2e{tag}")
+    with unit_cgroup(f"swe2e{tag}") as cg, unit_cgroup(f"swe2es{tag}") as srv_cg, \
+            unit_cgroup(f"swe2ec{tag}") as cli_cg:
+        _scrape_exact_counts(tmp_path, writer, cg, srv_cg, cli_cg)
+
+
+def _scrape_exact_counts(tmp_path, writer, cg, srv_cg, cli_cg):
+    service = cg.service
     d = Daemon(tmp_path, socket_on=False, prom_on=True)
     prom = Prometheus(tmp_path, d.port)
     try:
@@ -109,7 +117,8 @@ def test_prometheus_scrapes_exact_log_writes(tmp_path, workload_bin):
         d.wait_started(scraped_an_interval)     # probes attached and Prometheus scraping
         log = d.logdir / "e2e.log"
         for lines in (400, 350, 250):
-            subprocess.run([writer, str(log), str(lines), "50"], check=True)
+            subprocess.run([writer, str(log), str(lines), "50"], check=True,
+                           preexec_fn=cg.enter)
         expr = f'surgewatch_log_writes_total{{service="{service}"}}'
         end, res = time.monotonic() + 30, []
         while time.monotonic() < end:
@@ -126,13 +135,14 @@ def test_prometheus_scrapes_exact_log_writes(tmp_path, workload_bin):
         assert [r["value"][1] for r in p] == ["1000"]
         assert [r["value"][1] for r in prom.query(up)] == ["1"]
         # resets: a server aborts n loopback connections (SO_LINGER 0)
-        n, tag = 9, os.getpid() % 10000
-        srv_name, cli_name = f"swe2es{tag}", f"swe2ec{tag}"
-        server = subprocess.Popen([sys.executable, "-c", RESET_SERVER, str(n), srv_name],
-                                  stdout=subprocess.PIPE, text=True)
+        n = 9
+        srv_name, cli_name = srv_cg.service, cli_cg.service
+        server = subprocess.Popen([sys.executable, "-c", RESET_SERVER, str(n), "swe2es"],
+                                  stdout=subprocess.PIPE, text=True, preexec_fn=srv_cg.enter)
         port = int(server.stdout.readline())
         client = subprocess.run([sys.executable, "-c", RESET_CLIENT, str(n), str(port),
-                                 cli_name], capture_output=True, text=True, timeout=60)
+                                 "swe2ec"], capture_output=True, text=True, timeout=60,
+                                preexec_fn=cli_cg.enter)
         assert client.stdout.strip() == str(n), client.stderr
         assert server.wait(timeout=30) == 0
         sent = f'surgewatch_tcp_resets_total{{service="{srv_name}",direction="sent"}}'

@@ -12,6 +12,8 @@ import urllib.request
 
 import pytest
 
+from tests.owncgroup import unit_cgroup
+
 pytestmark = pytest.mark.privileged
 SURGEWATCH = os.path.join(os.path.dirname(sys.executable), "surgewatch")
 
@@ -166,21 +168,34 @@ def scrape(port):
 
 
 def test_prometheus_endpoint_exact_counters_after_a_known_workload(tmp_path, workload_bin):
-    service = f"swprom{os.getpid() % 10000}"
-    writer = unique_writer(workload_bin, tmp_path, service)
+    name = f"swprom{os.getpid() % 10000}"
+    writer = unique_writer(workload_bin, tmp_path, name)
     d = Daemon(tmp_path, socket_on=False, prom_on=True)
     assert d.port != 2024
+    with unit_cgroup(name) as cg:
+        service = cg.service
+        m, code, err = _prometheus_workload(d, writer, service, cg)
+    assert m.get(("surgewatch_log_writes_total", frozenset({("service", service)}))) == 1000
+    assert m.get(("surgewatch_log_write_bytes_total", frozenset({("service", service)}))) == 64000
+    assert m.get(("surgewatch_log_path_writes_total",
+                  frozenset({("service", service), ("path", str(d.logdir / "prom.log"))}))) == 1000
+    assert m[("surgewatch_intervals_total", frozenset())] >= 3
+    assert m[("surgewatch_map_capacity", frozenset())] > 0
+    assert 0 <= m[("surgewatch_map_fill_ratio", frozenset())] <= 1
+    assert m[("surgewatch_lost_writes_total", frozenset())] == 0
+    assert m[("surgewatch_rss_bytes", frozenset())] > 1e6
+    assert code == 0, err
+
+
+def _prometheus_workload(d, writer, service, cg):
     try:
         # the endpoint is up before the probes load; an interval means they are attached
         d.wait_started(lambda: scrape(d.port).get(("surgewatch_intervals_total",
                                                    frozenset()), 0) >= 1)
         log = d.logdir / "prom.log"
         for lines in (500, 300, 200):
-            subprocess.run([writer, str(log), str(lines), "64"], check=True)
+            subprocess.run([writer, str(log), str(lines), "64"], check=True, preexec_fn=cg.enter)
         key_w = ("surgewatch_log_writes_total", frozenset({("service", service)}))
-        key_b = ("surgewatch_log_write_bytes_total", frozenset({("service", service)}))
-        key_p = ("surgewatch_log_path_writes_total",
-                 frozenset({("service", service), ("path", str(log))}))
         end = time.monotonic() + 10
         while time.monotonic() < end and scrape(d.port).get(key_w) != 1000:
             time.sleep(0.1)
@@ -189,15 +204,7 @@ def test_prometheus_endpoint_exact_counters_after_a_known_workload(tmp_path, wor
         code, err = d.stop()
     finally:
         d.stop()
-    assert m.get(key_w) == 1000
-    assert m.get(key_b) == 1000 * 64
-    assert m.get(key_p) == 1000
-    assert m[("surgewatch_intervals_total", frozenset())] >= 3
-    assert m[("surgewatch_map_capacity", frozenset())] > 0
-    assert 0 <= m[("surgewatch_map_fill_ratio", frozenset())] <= 1
-    assert m[("surgewatch_lost_writes_total", frozenset())] == 0
-    assert m[("surgewatch_rss_bytes", frozenset())] > 1e6
-    assert code == 0, err
+    return m, code, err
     with pytest.raises(OSError):                # the endpoint went with the daemon
         socket.create_connection(("127.0.0.1", d.port), timeout=2).close()
 
@@ -241,25 +248,27 @@ print(got, flush=True)
 def test_run_counts_resets_exactly_with_bounded_reset_records(tmp_path):
     n = 12
     tag = os.getpid() % 10000
-    srv_name, cli_name = f"swrsts{tag}", f"swrstc{tag}"
     d = Daemon(tmp_path, socket_on=False, prom_on=True, extra=("--format", "json"),
                stdout=subprocess.PIPE, config_extra="[resets]\nmax_records = 3\n")
-    try:
-        first = d.proc.stdout.readline()         # meta: both probes attached
-        meta = json.loads(first)
-        assert meta["type"] == "meta" and "resets" in meta["probes"], meta
-        server = subprocess.Popen([sys.executable, "-c", RESET_SERVER, str(n), srv_name],
-                                  stdout=subprocess.PIPE, text=True)
-        port = int(server.stdout.readline())
-        client = subprocess.run([sys.executable, "-c", RESET_CLIENT, str(n), str(port),
-                                 cli_name], capture_output=True, text=True, timeout=60)
-        assert client.stdout.strip() == str(n), client.stderr
-        assert server.wait(timeout=30) == 0
-        time.sleep(0.7)                          # two more intervals
-        m = scrape(d.port)
-        code, err = d.stop()
-    finally:
-        d.stop()
+    with unit_cgroup(f"swrsts{tag}") as srv_cg, unit_cgroup(f"swrstc{tag}") as cli_cg:
+        srv_name, cli_name = srv_cg.service, cli_cg.service
+        try:
+            first = d.proc.stdout.readline()         # meta: both probes attached
+            meta = json.loads(first)
+            assert meta["type"] == "meta" and "resets" in meta["probes"], meta
+            server = subprocess.Popen([sys.executable, "-c", RESET_SERVER, str(n), "swrsts"],
+                                      stdout=subprocess.PIPE, text=True, preexec_fn=srv_cg.enter)
+            port = int(server.stdout.readline())
+            client = subprocess.run([sys.executable, "-c", RESET_CLIENT, str(n), str(port),
+                                     "swrstc"], capture_output=True, text=True, timeout=60,
+                                    preexec_fn=cli_cg.enter)
+            assert client.stdout.strip() == str(n), client.stderr
+            assert server.wait(timeout=30) == 0
+            time.sleep(0.7)                          # two more intervals
+            m = scrape(d.port)
+            code, err = d.stop()
+        finally:
+            d.stop()
     assert code == 0, err
     recs = [json.loads(l) for l in d.out.splitlines()]
     rates = [r for r in recs if r["type"] == "rate"]

@@ -78,7 +78,7 @@ def _check_names(service, comms, paths, logdir):
 def test_snapshot_json_with_hostile_names(tmp_path, odd_cgroup):
     logdir = tmp_path / "logs"
     logdir.mkdir()
-    p = _start(logdir, odd_cgroup, 8)
+    p = _start(logdir, odd_cgroup, 600)             # until terminated, however slow the load
     try:
         res = subprocess.run([SURGEWATCH, "snapshot", "--duration", "3", "--json",
                               "--log-dir", str(logdir) + "/"],

@@ -8,6 +8,7 @@ import sys
 import textwrap
 import time
 import urllib.request
+from pathlib import Path
 
 import pytest
 
@@ -204,11 +205,15 @@ def test_snapshot_outputs_never_hold_written_content(tmp_path):
 
 
 def test_daemon_under_the_units_bounding_set_keeps_two_caps_and_counts(tmp_path):
-    """As docs/surgewatch.service runs it: bounding set cut to four capabilities (so no
+    """As docs/surgewatch.service runs it: bounding set cut to the unit's list (so no
     CAP_SETPCAP); after loading, the daemon's effective and permitted sets hold two."""
     from collector import privileges
 
-    wrap = ("setpriv", "--bounding-set", "-all,+bpf,+perfmon,+sys_ptrace,+dac_read_search",
+    unit = (Path(__file__).parents[2] / "docs" / "surgewatch.service").read_text()
+    caps = next(line.split("=", 1)[1].split() for line in unit.splitlines()
+                if line.startswith("CapabilityBoundingSet="))
+    wrap = ("setpriv", "--bounding-set",
+            "-all," + ",".join("+" + c.removeprefix("CAP_").lower() for c in caps),
             "--inh-caps=-all")
     d = RunDaemon(tmp_path, interval=0.3, wrap=wrap)
     try:

@@ -32,14 +32,20 @@ PACED = textwrap.dedent("""
 
 def test_snapshot_rate_within_2_percent(tmp_path):
     log = tmp_path / "paced.log"
-    writer = subprocess.Popen([sys.executable, "-c", PACED, str(log), "400", "9"],
+    # the writer runs before, during and after the snapshot window, however long the
+    # probes take to load (seconds here, much longer under an emulated CPU)
+    writer = subprocess.Popen([sys.executable, "-c", PACED, str(log), "400", "600"],
                               stdout=subprocess.PIPE, text=True)
-    time.sleep(1.0)        # the writer runs before, during and after the snapshot window
+    time.sleep(1.0)
     with open(f"/proc/{writer.pid}/comm") as f:
         comm = f.read().strip()
-    snap = subprocess.run([SURGEWATCH, "snapshot", "--duration", "4", "--interval", "1", "--json"],
-                          capture_output=True, text=True, timeout=60)
-    writer.wait(timeout=30)
+    try:
+        snap = subprocess.run([SURGEWATCH, "snapshot", "--duration", "4", "--interval", "1",
+                               "--json"], capture_output=True, text=True, timeout=120)
+        time.sleep(0.5)
+    finally:
+        writer.terminate()
+        writer.wait(timeout=30)
     assert snap.returncode == 0, snap.stderr
     doc = json.loads(snap.stdout)
     rows = [(s, p) for s in doc["services"] for p in s["paths"] if p["path"] == str(log)]
@@ -62,11 +68,14 @@ def test_snapshot_msgpack_stream(tmp_path):
 
     out = tmp_path / "snap.msgpack"
     log = tmp_path / "m.log"
-    writer = subprocess.Popen([sys.executable, "-c", PACED, str(log), "200", "4"],
+    writer = subprocess.Popen([sys.executable, "-c", PACED, str(log), "200", "600"],
                               stdout=subprocess.PIPE, text=True)
-    snap = subprocess.run([SURGEWATCH, "snapshot", "--duration", "2", "--msgpack", str(out)],
-                          capture_output=True, text=True, timeout=60)
-    writer.wait(timeout=30)
+    try:
+        snap = subprocess.run([SURGEWATCH, "snapshot", "--duration", "2", "--msgpack", str(out)],
+                              capture_output=True, text=True, timeout=120)
+    finally:
+        writer.terminate()
+        writer.wait(timeout=30)
     assert snap.returncode == 0, snap.stderr
     with open(out, "rb") as f:
         records = list(read_records(f, str(out)))

@@ -272,20 +272,20 @@ def caps(*numbers):
 
 
 def test_privilege_problems_none_for_full_root_set():
-    assert privilege_problems((1 << 41) - 1) == []
+    assert privilege_problems((1 << 41) - 1, paranoid=2) == []
 
 
 def test_privilege_problems_sys_admin_alone_is_enough():
-    assert privilege_problems(caps(CAP_SYS_ADMIN)) == []
+    assert privilege_problems(caps(CAP_SYS_ADMIN), paranoid=2) == []
 
 
 def test_privilege_problems_bpf_perfmon_and_ptrace():
-    assert privilege_problems(caps(CAP_BPF, CAP_PERFMON, CAP_SYS_PTRACE)) == []
-    assert privilege_problems(caps(CAP_BPF, CAP_PERFMON, CAP_DAC_READ_SEARCH)) == []
+    assert privilege_problems(caps(CAP_BPF, CAP_PERFMON, CAP_SYS_PTRACE), paranoid=2) == []
+    assert privilege_problems(caps(CAP_BPF, CAP_PERFMON, CAP_DAC_READ_SEARCH), paranoid=2) == []
 
 
 def test_privilege_problems_no_caps_names_both():
-    problems = privilege_problems(0)
+    problems = privilege_problems(0, paranoid=2)
     assert len(problems) == 2
     assert "CAP_BPF+CAP_PERFMON" in problems[0] and "fix:" in problems[0]
     assert "CAP_SYS_PTRACE" in problems[1] and "fix:" in problems[1]
@@ -293,12 +293,12 @@ def test_privilege_problems_no_caps_names_both():
 
 
 def test_privilege_problems_bpf_without_perfmon_cannot_load():
-    problems = privilege_problems(caps(CAP_BPF, CAP_SYS_PTRACE))
+    problems = privilege_problems(caps(CAP_BPF, CAP_SYS_PTRACE), paranoid=2)
     assert len(problems) == 1 and "CAP_BPF+CAP_PERFMON" in problems[0]
 
 
 def test_privilege_problems_loading_without_proc_access():
-    problems = privilege_problems(caps(CAP_BPF, CAP_PERFMON))
+    problems = privilege_problems(caps(CAP_BPF, CAP_PERFMON), paranoid=2)
     assert len(problems) == 1 and "CAP_SYS_PTRACE" in problems[0]
 
 
@@ -324,3 +324,11 @@ def test_effective_caps_without_capeff_line_is_zero(tmp_path):
 
 def test_effective_caps_of_this_process_is_an_int():
     assert isinstance(effective_caps(), int)
+
+
+def test_privilege_problems_debian_paranoid_3_wants_sys_admin():
+    problems = privilege_problems(caps(CAP_BPF, CAP_PERFMON, CAP_SYS_PTRACE), paranoid=3)
+    assert len(problems) == 1
+    assert "perf_event_paranoid=3" in problems[0] and "CAP_SYS_ADMIN" in problems[0]
+    assert "fix:" in problems[0] and "\n" not in problems[0]
+    assert privilege_problems(caps(CAP_SYS_ADMIN), paranoid=3) == []
