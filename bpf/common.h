@@ -102,7 +102,14 @@ struct sw_open_event {
 #define SW_RHEALTH_EVENTS_LOST 1   /* reset counted but its event not delivered: ring buffer full */
 #define SW_RHEALTH_OWNERS_FULL 2   /* owner not recorded: owners map update failed */
 #define SW_RHEALTH_NO_OWNER 3      /* reset on a socket whose owner was never seen */
-#define SW_RHEALTH_MAX 4
+#define SW_RHEALTH_EVENTS_OVER_BUDGET 4  /* reset counted, no event: interval's budget spent */
+#define SW_RHEALTH_MAX 5
+
+/* the resets probe's `rctl` array: the epoch (which count map is live), and how many
+ * reset events an interval may send (the rest are only counted: a storm costs userspace
+ * nothing per reset) */
+#define SW_RCTL_EPOCH 0
+#define SW_RCTL_EVENT_BUDGET 1
 
 /* owner of a socket, keyed by the struct sock pointer */
 struct sw_sock_owner {

@@ -60,7 +60,8 @@ BPF_TABLE("lru_hash", u64, struct sw_sock_owner, owners, SW_MAX_OWNERS);
 BPF_TABLE("lru_hash", u16, struct sw_sock_owner, listeners, 4096);   /* local port -> owner */
 BPF_HASH(rcounts0, struct sw_reset_key, struct sw_reset_val, SW_MAX_RKEYS);
 BPF_HASH(rcounts1, struct sw_reset_key, struct sw_reset_val, SW_MAX_RKEYS);
-BPF_ARRAY(rctl, u32, 1);
+BPF_ARRAY(rctl, u32, 2);                  /* SW_RCTL_* */
+BPF_ARRAY(rsent, u64, 2);                 /* events sent, per epoch parity */
 BPF_PERCPU_ARRAY(rhealth, u64, SW_RHEALTH_MAX);
 BPF_RINGBUF_OUTPUT(reset_events, SW_RINGBUF_PAGES);
 
@@ -354,9 +355,31 @@ static __always_inline void fill_socket(struct sw_reset_event *ev, u64 sk, int t
     ev->idle_valid = 1;
 }
 
+/* Room for one more event in this interval? Counted per epoch parity and zeroed by
+ * userspace when it drains that parity; racing CPUs may overshoot by a few. */
+static __always_inline int event_budget_left(void)
+{
+    u32 e = SW_RCTL_EPOCH, b = SW_RCTL_EVENT_BUDGET;
+    u32 *epoch = rctl.lookup(&e), *budget = rctl.lookup(&b);
+    if (!epoch || !budget)
+        return 1;
+    u32 parity = *epoch & 1;
+    u64 *sent = rsent.lookup(&parity);
+    if (!sent)
+        return 1;
+    if (*sent >= *budget) {
+        rhealth_inc(SW_RHEALTH_EVENTS_OVER_BUDGET);
+        return 0;
+    }
+    __sync_fetch_and_add(sent, 1);
+    return 1;
+}
+
 static __always_inline void emit(struct sw_reset_event *ev)
 {
     count_reset(ev);
+    if (!event_budget_left())
+        return;
     struct sw_reset_event *out = reset_events.ringbuf_reserve(sizeof(struct sw_reset_event));
     if (!out) {
         rhealth_inc(SW_RHEALTH_EVENTS_LOST);

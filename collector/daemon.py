@@ -418,9 +418,7 @@ class Daemon:
         self.collector = build(self.cfg.log_rules)
         stage = getattr(self.collector, "resets", None)
         if stage is not None:
-            from collector.aggregate.resets import EventBudget
-
-            stage.budget = EventBudget(self.cfg.resets.max_records)
+            stage.set_max_records(self.cfg.resets.max_records)
         self._drop_privileges()
         try:
             self.meta = self.collector.meta(self.cfg.interval, "run", self.argv)

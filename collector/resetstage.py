@@ -17,6 +17,12 @@ class ResetStage:
         self.last_events = []
         probe.on_event = self.pending.append
 
+    def set_max_records(self, n):
+        """At most n `reset` records per interval; the kernel then sends no more events than
+        that (the daemon, which has no other use for them)."""
+        self.budget = EventBudget(n)
+        self.probe.set_event_budget(n)
+
     def poll(self, timeout_ms):
         self.probe.poll(timeout_ms)
 
@@ -40,7 +46,9 @@ class ResetStage:
             "resets_lost": health["counts_full"],
             "resets_owner_unknown": health["no_owner"],
             "resets_owner_map_full": health["owners_full"],
-            "reset_records_suppressed": self.budget.next_interval(),
+            # over the records budget here, or over the kernel's event budget (not sent)
+            "reset_records_suppressed": self.budget.next_interval()
+            + health["events_over_budget"],
         }
         return self.last, records, stats
 

@@ -1,5 +1,6 @@
 """The log-write probe: loads bpf/logwrites.c, feeds open events out, drains counts."""
 import ctypes
+import os
 import platform
 import time
 from dataclasses import dataclass
@@ -134,8 +135,16 @@ class LogWriteProbe:
 
     def __init__(self, max_keys=65536, max_inodes=131072, ringbuf_pages=64, on_open=None,
                  hook="auto"):
-        """hook: "raw" (raw_syscalls:sys_enter with an id filter), "tracepoints"
-        (one syscalls:sys_enter_* per write syscall), or "auto" (raw where supported)."""
+        """hook: "tracepoints" (one syscalls:sys_enter_* per write syscall), "raw"
+        (raw_syscalls:sys_enter with an id filter), or "auto": $SURGEWATCH_WRITE_HOOK, else
+        tracepoints. Measured (docs/performance.md): the raw hook runs a program on every
+        syscall of the host, which costs other syscalls twice what the syscall
+        tracepoints' shared entry path does, and saves little on writes."""
+        if hook == "auto":
+            hook = os.environ.get("SURGEWATCH_WRITE_HOOK", "tracepoints")
+        if hook not in ("raw", "tracepoints"):
+            raise ProbeUnavailable(f"log-write probe: unknown hook {hook!r}; "
+                                   "fix: SURGEWATCH_WRITE_HOOK=tracepoints or raw")
         self.hook = hook
         self.max_keys, self.max_inodes, self.ringbuf_pages = max_keys, max_inodes, ringbuf_pages
         self.on_open = on_open or (lambda ev: None)
@@ -149,7 +158,7 @@ class LogWriteProbe:
         macros, self.available = tracepoint_macros()
         btf = BTF.load()
         macros.update(btf_macros(btf))
-        raw = raw_syscall_macros(btf) if self.hook in ("auto", "raw") else {}
+        raw = raw_syscall_macros(btf) if self.hook == "raw" else {}
         if self.hook == "raw" and not raw:
             raise ProbeUnavailable("log-write probe: no raw sys_enter support for "
                                    f"{platform.machine()}; use the tracepoint hook")

@@ -227,8 +227,12 @@ def syscall_macros(root=None):
 class ResetProbe:
     name = "resets"
 
-    def __init__(self, max_owners=65536, max_keys=4096, ringbuf_pages=16, on_event=None):
+    def __init__(self, max_owners=65536, max_keys=4096, ringbuf_pages=16, on_event=None,
+                 event_budget=1000):
+        """event_budget: reset events (for `reset` records and peers) sent to userspace per
+        interval; every reset is counted in the kernel whatever the budget."""
         self.max_owners, self.max_keys, self.ringbuf_pages = max_owners, max_keys, ringbuf_pages
+        self.event_budget = event_budget
         self.on_event = on_event or (lambda ev: None)
         self.bpf = None
         self.attached = []
@@ -271,6 +275,7 @@ class ResetProbe:
         except Exception as e:  # bcc raises bare Exception on compile/load failure
             raise ProbeUnavailable(f"resets probe failed to compile/load: {e}") from e
         self.compile_s = time.monotonic() - t0
+        self.set_event_budget(self.event_budget)
         try:
             self._attach("sock:inet_sock_set_state", "sw_set_state")
             if "HAVE_DESTROY" in self.macros:
@@ -313,6 +318,11 @@ class ResetProbe:
             idle_ms=ev.idle_ms if ev.idle_valid else None,
             owner_source=OWNER_SOURCES.get(ev.source))
 
+    def set_event_budget(self, n):
+        self.event_budget = n
+        self.bpf["rctl"][ctypes.c_uint32(abi().SW_RCTL_EVENT_BUDGET)] = \
+            ctypes.c_uint32(min(int(n), 0xFFFFFFFF))
+
     def poll(self, timeout_ms):
         """Deliver pending reset events to on_event, waiting at most timeout_ms."""
         self.bpf.ring_buffer_poll(timeout=int(timeout_ms))
@@ -322,9 +332,10 @@ class ResetProbe:
         self.bpf.ring_buffer_consume()
         idle = self._epoch & 1
         self._epoch += 1
-        self.bpf["rctl"][ctypes.c_uint32(0)] = ctypes.c_uint32(self._epoch)
+        self.bpf["rctl"][ctypes.c_uint32(abi().SW_RCTL_EPOCH)] = ctypes.c_uint32(self._epoch)
         time.sleep(grace_s)
         self.bpf.ring_buffer_consume()
+        self.bpf["rsent"][ctypes.c_uint32(idle)] = ctypes.c_uint64(0)   # its budget refills
         out = []
         for k, v in drain_table(self.bpf[f"rcounts{idle}"]):
             out.append(ResetCount(
@@ -346,6 +357,7 @@ class ResetProbe:
             "events_lost": delta[a.SW_RHEALTH_EVENTS_LOST],
             "owners_full": delta[a.SW_RHEALTH_OWNERS_FULL],
             "no_owner": delta[a.SW_RHEALTH_NO_OWNER],
+            "events_over_budget": delta[a.SW_RHEALTH_EVENTS_OVER_BUDGET],
         }
 
     def close(self):
