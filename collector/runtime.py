@@ -84,6 +84,7 @@ class Collector:
         stats["fd_walk_failed"] = health["fdwalk_failed"]
         if self.resets is not None:
             rates = self._add_resets(rates, stats, ts, interval_s)
+        self.services.end_drain()
         self._cpu_seen = cpu
         self.seq += 1
         return rates, stats
@@ -109,6 +110,7 @@ class Collector:
 
     def _enrich(self, counts):
         self.resolver.start_drain()
+        self.services.start_drain()
         writes, unresolved = [], 0
         for c in counts:
             dest = self.resolver.destination(c)

@@ -33,6 +33,7 @@ def build_collector(rules, probe_kwargs=None, resets=False):
     resolver.replay()
     disabled = {}
     stage = _reset_stage(procfs, services, disabled) if resets else None
+    kernel.release_compiler_memory()          # the compiler's work is done for this run
     collector = Collector(probe, resolver, services, resets=stage)
     collector.disabled_probes = disabled      # name -> reason, shown in the meta record
     return collector

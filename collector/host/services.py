@@ -108,33 +108,53 @@ class ServiceResolver:
         self.cgroups = cgroups
         self.max_entries = max_entries
         self._cache = OrderedDict()  # key -> (kind, name) or None
+        self._this_drain = None      # during a drain: (pid, cgroup_id) -> answer
+
+    def start_drain(self):
+        """A drain holds many keys per process: until end_drain(), look each (pid, cgroup)
+        up once. Within one drain a reused pid in the same cgroup gets the same answer
+        anyway (the service follows from the cgroup)."""
+        self._this_drain = {}
+
+    def end_drain(self):
+        self._this_drain = None
 
     def resolve(self, pid, comm, cgroup_id=None):
+        memo = self._this_drain
+        if memo is None:
+            return service_label(self._resolve(pid, cgroup_id), comm)
+        key = (pid, cgroup_id)
+        if key not in memo:
+            memo[key] = self._resolve(pid, cgroup_id)
+        return service_label(memo[key], comm)
+
+    def _resolve(self, pid, cgroup_id):
+        """(kind, name) or None (then the service is the comm)."""
         try:
             key = (pid, self.procfs.start_time(pid), cgroup_id)
         except HostLookupError:
-            return self._resolve_gone(comm, cgroup_id)
+            return self._resolve_gone(cgroup_id)
         if key in self._cache:
             self._cache.move_to_end(key)
-            return service_label(self._cache[key], comm)
+            return self._cache[key]
         try:
             lines = self.procfs.cgroup(pid)
             # The pid could have died and been reused between the two reads.
             if self.procfs.start_time(pid) != key[1]:
-                return self._resolve_gone(comm, cgroup_id)
+                return self._resolve_gone(cgroup_id)
         except HostLookupError:
-            return self._resolve_gone(comm, cgroup_id)
+            return self._resolve_gone(cgroup_id)
         found = service_from_cgroup(lines)
         self._cache[key] = found
         if len(self._cache) > self.max_entries:
             self._cache.popitem(last=False)
-        return service_label(found, comm)
+        return found
 
-    def _resolve_gone(self, comm, cgroup_id):
+    def _resolve_gone(self, cgroup_id):
         # The process exited before we looked: its cgroup (id from the probe) still
         # tells which unit or container it belonged to, even if the cgroup is gone too.
         if cgroup_id is not None and self.cgroups is not None:
             path = self.cgroups.path(cgroup_id)
             if path is not None:
-                return service_label(service_from_cgroup([f"0::{path}"]), comm)
-        return comm
+                return service_from_cgroup([f"0::{path}"])
+        return None

@@ -3,13 +3,15 @@ import ctypes
 import os
 import platform
 import time
+import struct
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from collector.errors import ProbeUnavailable
 from collector.probes import kernel
 from collector.probes.abi import BPF_DIR, abi
 from collector.probes.btf import BTF, BTFError
-from collector.probes.maps import HealthCounters, cstr, drain_table
+from collector.probes.maps import HealthCounters, RawDrain, cstr, drain_table
 
 WRITE_SYSCALLS = ("write", "writev", "pwrite64", "pwritev", "pwritev2")
 VECTORED = ("writev", "pwritev", "pwritev2")
@@ -57,8 +59,13 @@ class OpenEvent:
     path: str
 
 
-@dataclass(frozen=True)
-class WriteCount:
+# struct sw_write_key / sw_write_val (bpf/common.h) as struct layouts for the raw drain;
+# checked against the ctypes view of the header when a probe is made
+KEY_LAYOUT = struct.Struct("=IiIIQII")     # tgid fd dev kind ino gen pad
+VAL_LAYOUT = struct.Struct("=QQQ16s")      # writes bytes cgroup_id comm
+
+
+class WriteCount(NamedTuple):     # a tuple: one is built per drained key
     tgid: int
     fd: int
     dev: int
@@ -153,6 +160,10 @@ class LogWriteProbe:
         self.available = {}
         self._epoch = 0
         self._health = HealthCounters(abi().SW_HEALTH_MAX)
+        self._raw_drains = {}
+        a = abi()
+        assert (KEY_LAYOUT.size, VAL_LAYOUT.size) == (
+            ctypes.sizeof(a.sw_write_key), ctypes.sizeof(a.sw_write_val)), "ABI changed"
 
     def cflags(self):
         macros, self.available = tracepoint_macros()
@@ -239,11 +250,15 @@ class LogWriteProbe:
         time.sleep(grace_s)   # a tracepoint program runs for microseconds
         self.bpf.ring_buffer_consume()
         table = self.bpf[f"counts{idle}"]
-        out = []
-        for k, v in drain_table(table):
-            out.append(WriteCount(k.tgid, k.fd, k.dev, k.ino, k.gen, k.kind, v.writes, v.bytes,
-                                  v.cgroup_id, cstr(v.comm)))
-        return out
+        raw = self._raw_drains.setdefault(idle, RawDrain(table)).drain()
+        if raw is None:
+            return [WriteCount(k.tgid, k.fd, k.dev, k.ino, k.gen, k.kind, v.writes, v.bytes,
+                               v.cgroup_id, cstr(v.comm)) for k, v in drain_table(table)]
+        keys, vals = raw
+        return [WriteCount(tgid, fd, dev, ino, gen, kind, writes, nbytes, cgroup_id,
+                           comm.split(b"\0", 1)[0].decode("utf-8", "replace"))
+                for (tgid, fd, dev, kind, ino, gen, _pad), (writes, nbytes, cgroup_id, comm)
+                in zip(KEY_LAYOUT.iter_unpack(keys), VAL_LAYOUT.iter_unpack(vals))]
 
     def health(self):
         """Per-counter increase since the previous call (lost writes, lost events...)."""

@@ -129,6 +129,7 @@ class FakeProc:
         self.cgroup_reads = 0
 
     def start_time(self, pid):
+        self.stat_reads = getattr(self, "stat_reads", 0) + 1
         if pid not in self.table:
             raise NoSuchProcess(pid)
         return self.table[pid][0]
@@ -255,3 +256,29 @@ def test_resolver_on_copied_fixture_after_process_exit(tmp_path):
     assert resolver.resolve(812, "nginx") == "nginx.service"
     shutil.rmtree(root / "812")
     assert resolver.resolve(812, "nginx") == "nginx"
+
+
+def test_one_proc_lookup_per_process_per_drain_and_fresh_after_it():
+    proc = FakeProc({10: (100, ["0::/system.slice/a.service"])})
+    resolver = ServiceResolver(proc)
+    resolver.start_drain()
+    for fd in range(50):                   # 50 keys (files) of one process in one drain
+        assert resolver.resolve(10, "a", cgroup_id=7) == "a.service"
+    assert proc.stat_reads == 2 and proc.cgroup_reads == 1   # start time checked around it
+    resolver.end_drain()
+    proc.table[10] = (250, ["0::/system.slice/b.service"])  # pid reused after the drain
+    resolver.start_drain()
+    assert resolver.resolve(10, "b", cgroup_id=7) == "b.service"
+    assert resolver.resolve(10, "b", cgroup_id=7) == "b.service"
+    assert proc.cgroup_reads == 2
+    resolver.end_drain()
+
+
+def test_same_pid_other_cgroup_in_one_drain_is_looked_up_again():
+    proc = FakeProc({10: (100, ["0::/system.slice/a.service"])})
+    resolver = ServiceResolver(proc)
+    resolver.start_drain()
+    assert resolver.resolve(10, "a", cgroup_id=7) == "a.service"
+    proc.table[10] = (100, ["0::/system.slice/c.service"])  # moved: new cgroup id
+    assert resolver.resolve(10, "a", cgroup_id=8) == "c.service"
+    resolver.end_drain()
