@@ -10,6 +10,7 @@
  *
  * Macros supplied by collector/probes/logwrites.py:
  *   OFF_* / SZ_*         struct member offsets and sizes from the running kernel's BTF
+ *   SW_FDT_CHUNK, SW_INODE_CHUNK  where set, read those leading bytes of the struct at once
  *   TP_*_OFF             syscall tracepoint field offsets (live format)
  *   HAVE_<syscall>       for each tracepoint that exists on this kernel
  *   SW_RAW_SYSCALLS, NR_*, OFF_PT_REGS_*   the raw sys_enter hook, where the arch is known
@@ -58,18 +59,33 @@ static __always_inline int inode_of_fd(s32 fd, struct sw_write_key *k)
         return -1;
     if (bpf_probe_read_kernel(&fdt, sizeof(fdt), files + OFF_FILES_FDT) || !fdt)
         return -1;
+#ifdef SW_FDT_CHUNK
+    u64 fdtc[SW_FDT_CHUNK / 8];
+    if (bpf_probe_read_kernel(fdtc, sizeof(fdtc), fdt))
+        return -1;
+    __builtin_memcpy(&max_fds, (char *)fdtc + OFF_FDT_MAX_FDS, sizeof(max_fds));
+    __builtin_memcpy(&fdarr, (char *)fdtc + OFF_FDT_FD, sizeof(fdarr));
+#else
     if (bpf_probe_read_kernel(&max_fds, sizeof(max_fds), fdt + OFF_FDT_MAX_FDS))
         return -1;
-    if ((unsigned int)fd >= max_fds)
+    if (bpf_probe_read_kernel(&fdarr, sizeof(fdarr), fdt + OFF_FDT_FD))
         return -1;
-    if (bpf_probe_read_kernel(&fdarr, sizeof(fdarr), fdt + OFF_FDT_FD) || !fdarr)
+#endif
+    if ((unsigned int)fd >= max_fds || !fdarr)
         return -1;
     if (bpf_probe_read_kernel(&file, sizeof(file), fdarr + (u64)fd * sizeof(void *)) || !file)
         return -1;
     if (bpf_probe_read_kernel(&inode, sizeof(inode), file + OFF_FILE_F_INODE) || !inode)
         return -1;
+#ifdef SW_INODE_CHUNK
+    u64 ic[SW_INODE_CHUNK / 8];
+    if (bpf_probe_read_kernel(ic, sizeof(ic), inode))
+        return -1;
+    __builtin_memcpy(&mode, (char *)ic + OFF_INODE_I_MODE, sizeof(mode));
+#else
     if (bpf_probe_read_kernel(&mode, sizeof(mode), inode + OFF_INODE_I_MODE))
         return -1;
+#endif
 
     if ((mode & S_IFMT_) == S_IFREG_) {
         k->kind = SW_FILE_REGULAR;
@@ -89,15 +105,20 @@ static __always_inline int inode_of_fd(s32 fd, struct sw_write_key *k)
         return 1;
     }
     u64 ino = 0;
-    u32 dev = 0;
+    u32 dev = 0, gen = 0;
+#ifdef SW_INODE_CHUNK
+    __builtin_memcpy(&ino, (char *)ic + OFF_INODE_I_INO, SZ_INODE_I_INO);
+    __builtin_memcpy(&sb, (char *)ic + OFF_INODE_I_SB, sizeof(sb));
+    __builtin_memcpy(&gen, (char *)ic + OFF_INODE_I_GENERATION, sizeof(gen));
+#else
     if (bpf_probe_read_kernel(&ino, SZ_INODE_I_INO, inode + OFF_INODE_I_INO))
         return -1;
-    if (bpf_probe_read_kernel(&sb, sizeof(sb), inode + OFF_INODE_I_SB) || !sb)
+    if (bpf_probe_read_kernel(&sb, sizeof(sb), inode + OFF_INODE_I_SB))
         return -1;
-    if (bpf_probe_read_kernel(&dev, sizeof(dev), sb + OFF_SB_S_DEV))
-        return -1;
-    u32 gen = 0;
     if (bpf_probe_read_kernel(&gen, sizeof(gen), inode + OFF_INODE_I_GENERATION))
+        return -1;
+#endif
+    if (!sb || bpf_probe_read_kernel(&dev, sizeof(dev), sb + OFF_SB_S_DEV))
         return -1;
     k->ino = ino;
     k->dev = dev;

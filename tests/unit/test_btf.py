@@ -434,7 +434,7 @@ def test_real_vmlinux_btf_has_every_logwrite_field():
 
     btf = BTF.load()
     macros = btf_macros(btf)
-    assert len(macros) == 2 * len(BTF_FIELDS)
+    assert len([m for m in macros if m.startswith(("OFF_", "SZ_"))]) == 2 * len(BTF_FIELDS)
     for macro, _struct, _member in BTF_FIELDS:
         assert macros[f"OFF_{macro}"] >= 0 and macros[f"SZ_{macro}"] > 0, macro
     # pointers are 8 bytes; the scalar fields have their fixed kernel types
@@ -448,3 +448,15 @@ def test_real_vmlinux_btf_has_every_logwrite_field():
     assert macros["SZ_INODE_I_INO"] in (4, 8)
     assert macros["SZ_SOCKET_ALLOC_VFS_INODE"] == btf.size_of(btf.struct("inode"))
     assert os.path.exists(B.VMLINUX_BTF)
+
+
+def test_chunk_macros_cover_the_fields_rounded_to_8_and_skip_far_ones():
+    from collector.probes.logwrites import chunk_macros
+
+    near = {"OFF_FDT_MAX_FDS": 0, "SZ_FDT_MAX_FDS": 4, "OFF_FDT_FD": 8, "SZ_FDT_FD": 8,
+            "OFF_INODE_I_MODE": 0, "SZ_INODE_I_MODE": 2, "OFF_INODE_I_SB": 40,
+            "SZ_INODE_I_SB": 8, "OFF_INODE_I_INO": 64, "SZ_INODE_I_INO": 8,
+            "OFF_INODE_I_GENERATION": 124, "SZ_INODE_I_GENERATION": 4}
+    assert chunk_macros(near) == {"SW_FDT_CHUNK": 16, "SW_INODE_CHUNK": 128}
+    far = dict(near, OFF_INODE_I_GENERATION=600)     # a layout where one field is far off
+    assert chunk_macros(far) == {"SW_FDT_CHUNK": 16}
