@@ -155,10 +155,6 @@ static __always_inline int count_write(s32 fd, u64 a1, u64 a2, int vectored)
             health_inc(SW_HEALTH_FDWALK_FAILED);
         return 0;
     }
-    struct sw_inode id = {.dev = k.dev, .gen = k.gen, .ino = k.ino};
-    u8 *verdict = verdicts.lookup(&id);
-    if (verdict && *verdict == SW_VERDICT_NOT_LOG)
-        return 0;
     k.tgid = bpf_get_current_pid_tgid() >> 32;
     k.fd = fd;
     u64 bytes = vectored ? iov_bytes(a1, a2) : a2;
@@ -166,8 +162,15 @@ static __always_inline int count_write(s32 fd, u64 a1, u64 a2, int vectored)
     u32 zero = 0;
     u32 *epoch = ctl.lookup(&zero);
     int odd = epoch && (*epoch & 1);
+    /* counted already this interval: go straight to the add (the verdict was looked up
+     * when the key was inserted; a key judged "not a log" since then stops at the next
+     * swap and its counts are dropped in userspace) */
     struct sw_write_val *val = odd ? counts1.lookup(&k) : counts0.lookup(&k);
     if (!val) {
+        struct sw_inode id = {.dev = k.dev, .gen = k.gen, .ino = k.ino};
+        u8 *verdict = verdicts.lookup(&id);
+        if (verdict && *verdict == SW_VERDICT_NOT_LOG)
+            return 0;
         struct sw_write_val init = {};
         init.cgroup_id = bpf_get_current_cgroup_id();
         bpf_get_current_comm(&init.comm, sizeof(init.comm));

@@ -60,6 +60,8 @@ def run(workdir, procs=200, files_each=50, rate=100_000, seconds=14, hook="trace
         "drain_ms": statistics.median(drain_ms),
         "keys": statistics.median(keys),
         "drain_us_per_key": statistics.median(1000 * dm / k for dm, k in zip(drain_ms, keys) if k),
+        # all of the daemon's CPU in the steady window, per key drained per interval
+        "cpu_us_per_key": 1e6 * (cpu1 - cpu0) / (w1 - w0) / statistics.median(keys),
         "intervals": len(stats), "steady_intervals": len(steady),
         "load_s": t_load - t_attached,
     }
