@@ -1,4 +1,5 @@
 """`surgewatch snapshot`: build the pipeline, run it for a window, show the result."""
+import gc
 import sys
 
 from collector.aggregate.logrates import Window
@@ -34,6 +35,7 @@ def build_collector(rules, probe_kwargs=None, resets=False):
     disabled = {}
     stage = _reset_stage(procfs, services, disabled) if resets else None
     kernel.release_compiler_memory()          # the compiler's work is done for this run
+    gc.freeze()        # what loading built lives for the whole run: never rescan it
     collector = Collector(probe, resolver, services, resets=stage)
     collector.disabled_probes = disabled      # name -> reason, shown in the meta record
     return collector

@@ -42,7 +42,7 @@ def aggregate_interval(writes, seq, interval_s):
             {"path": path, "writes": n, "bytes": b, "pids": sorted(pids)}
             for path, (n, b, pids) in svc["paths"].items()
         ]
-        paths.sort(key=lambda p: _by_writes(p["writes"], p["path"]))
+        paths.sort(key=lambda p: (-p["writes"], p["path"]))     # _by_writes, inlined: hot
         total_writes = sum(p["writes"] for p in paths)
         total_bytes = sum(p["bytes"] for p in paths)
         bodies.append({
