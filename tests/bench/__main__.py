@@ -87,7 +87,7 @@ def report_startup(r):
 
 
 CASES = {
-    "syscalls": (lambda w: syscalls.run(w, ROUNDS, N, logger_lines=100_000), report_syscalls),
+    "syscalls": (lambda w: syscalls.run(w, ROUNDS, N, logger_lines=50_000), report_syscalls),
     "userspace": (userspace.run, report_userspace),
     "resets": (resetstorm.run, report_resets),
     "startup": (startup.run, report_startup),
