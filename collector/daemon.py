@@ -421,6 +421,9 @@ class Daemon:
             stage.set_max_records(self.cfg.resets.max_records)
         self._drop_privileges()
         try:
+            # the first interval starts before the meta record announces the probes: a
+            # write made after it is never dropped as a load-time count
+            self.collector.begin()
             self.meta = self.collector.meta(self.cfg.interval, "run", self.argv)
             for sink in self.outputs.values():
                 if hasattr(sink, "set_meta"):

@@ -37,6 +37,7 @@ class Collector:
         self.seq = 0
         self.last_writes = []
         self._last_boundary = None
+        self.begun = False
         self._cpu_seen = _cpu_seconds()
 
     def meta(self, interval_s, mode, argv=()):
@@ -59,6 +60,7 @@ class Collector:
         self.seq = 0
         self.last_writes = []
         self.started_wall = self._boundary_wall
+        self.begun = True
 
     def interval(self):
         """Close the current interval: returns (rate records, stats record)."""
@@ -137,8 +139,11 @@ class Collector:
 
     def run(self, duration_s, interval_s, on_interval, on_tick=None, tick_s=0.25,
             should_stop=lambda: False):
-        """Drain every interval_s until duration_s (None: until should_stop())."""
-        self.begin()
+        """Drain every interval_s until duration_s (None: until should_stop()). Starts the
+        first interval unless the caller did (begin() before announcing the probes, so
+        that nothing written after the announcement is dropped as a load-time count)."""
+        if not self.begun:
+            self.begin()
         start = self._last_boundary
         deadline = start + interval_s
         while True:

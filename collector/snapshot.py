@@ -77,6 +77,7 @@ def run_snapshot(duration, interval, top, as_json, msgpack_path, rules, argv=(),
     collector = build_collector(rules, resets=True)
     rwindow = ResetWindow()
     try:
+        collector.begin()            # before the meta record says the probes are attached
         meta = collector.meta(interval, "snapshot", argv)
         if sink:
             sink.write_interval([meta])

@@ -116,8 +116,13 @@ class FakeCollector:
         self.probe = FakeProbe()
         self.resolver = None
         self.seq = 0
+        self.begun = False
+
+    def begin(self):
+        self.begun = True
 
     def meta(self, interval, mode, argv):
+        assert self.begun, "the first interval starts before the meta record"
         return model.meta_record("h", 1.0, interval, {}, "6.1", mode=mode, argv=argv,
                                  version="0")
 
