@@ -34,7 +34,6 @@ def build_collector(rules, probe_kwargs=None, resets=False):
     resolver.replay()
     disabled = {}
     stage = _reset_stage(procfs, services, disabled) if resets else None
-    kernel.release_compiler_memory()          # the compiler's work is done for this run
     gc.freeze()        # what loading built lives for the whole run: never rescan it
     collector = Collector(probe, resolver, services, resets=stage)
     collector.disabled_probes = disabled      # name -> reason, shown in the meta record

@@ -1,6 +1,5 @@
 """What this kernel offers the probes: tracefs, tracepoints and their live formats,
 headers for bcc's compiler, BTF, privileges. Detect, never assume."""
-import ctypes
 import os
 import platform
 import re
@@ -197,30 +196,3 @@ def import_bcc():
             "(Debian's python3-bpfcc in a venv made with --system-site-packages)") from e
     return BPF
 
-
-MADV_PAGEOUT = 21           # Linux 5.4+: reclaim these pages now
-_COMPILER_LIBS = ("libLLVM", "libclang", "libbcc")
-
-
-def release_compiler_memory(maps_path="/proc/self/maps"):
-    """After the probes are loaded bcc's compiler is idle for the rest of the run, yet its
-    heap and the code pages of LLVM and clang it touched stay in our RSS (~110 MB
-    measured). Give the freed heap back (malloc_trim) and let the kernel reclaim the
-    libraries' clean file pages (MADV_PAGEOUT; they fault back in if ever used).
-    Best effort: returns the bytes advised, 0 where unsupported."""
-    try:
-        libc = ctypes.CDLL("libc.so.6", use_errno=True)
-        libc.malloc_trim(0)
-        libc.madvise.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
-        advised = 0
-        with open(maps_path) as f:
-            for line in f:
-                parts = line.split()
-                if len(parts) < 6 or not any(n in parts[5] for n in _COMPILER_LIBS):
-                    continue
-                lo, hi = (int(x, 16) for x in parts[0].split("-"))
-                if libc.madvise(lo, hi - lo, MADV_PAGEOUT) == 0:
-                    advised += hi - lo
-        return advised
-    except (OSError, AttributeError, ValueError):
-        return 0

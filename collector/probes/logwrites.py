@@ -271,7 +271,9 @@ class LogWriteProbe:
         time.sleep(grace_s)   # a tracepoint program runs for microseconds
         self.bpf.ring_buffer_consume()
         table = self.bpf[f"counts{idle}"]
-        raw = self._raw_drains.setdefault(idle, RawDrain(table)).drain()
+        if idle not in self._raw_drains:          # buffers made once per map, then reused
+            self._raw_drains[idle] = RawDrain(table)
+        raw = self._raw_drains[idle].drain()
         if raw is None:
             return [WriteCount(k.tgid, k.fd, k.dev, k.ino, k.gen, k.kind, v.writes, v.bytes,
                                v.cgroup_id, cstr(v.comm)) for k, v in drain_table(table)]
