@@ -9,6 +9,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "pace.h"
+
 #define STEP_NS 10000000L
 
 int main(int argc, char **argv)
@@ -39,12 +41,7 @@ int main(int argc, char **argv)
                 return 1;
             next = (next + 1) % files;
         }
-        due.tv_nsec += STEP_NS;
-        while (due.tv_nsec >= 1000000000L) {
-            due.tv_nsec -= 1000000000L;
-            due.tv_sec++;
-        }
-        clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &due, NULL);
+        pace_next(&due, STEP_NS);
     }
     printf("%ld\n", written);
     return 0;

@@ -10,6 +10,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "pace.h"
+
 #define STEP_NS 1000000L
 
 int main(int argc, char **argv)
@@ -40,12 +42,7 @@ int main(int argc, char **argv)
             close(c);      /* RST to sfd */
             close(sfd);
         }
-        due.tv_nsec += STEP_NS;
-        while (due.tv_nsec >= 1000000000L) {
-            due.tv_nsec -= 1000000000L;
-            due.tv_sec++;
-        }
-        clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &due, NULL);
+        pace_next(&due, STEP_NS);
     }
     printf("%ld\n", done);
     return 0;
