@@ -17,6 +17,9 @@ DEFAULT_PATH = "/etc/surgewatch/surgewatch.toml"
 STDOUT_FORMATS = ("msgpack", "json", "none")
 MIN_INTERVAL_S, MAX_INTERVAL_S = 0.05, 3600.0
 MIN_SEGMENT_BYTES = 4096
+# Paths a `rate` record lists per service, by writes; the rest are summed exactly in one
+# "(other)" entry (docs/stream.md, schema 1.3). 0: every path. Collector.max_paths.
+RATE_MAX_PATHS = 20
 
 
 @dataclass(frozen=True)

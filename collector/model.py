@@ -7,7 +7,8 @@ aggregate -> sinks: stream records (dicts, see docs/stream.md)
 from typing import NamedTuple
 
 # "MAJOR.MINOR": readers accept any minor of their major, refuse a newer major.
-SCHEMA_VERSION = "1.2"   # 1.1: rate.resets_*, stats.resets_*, `reset` records; 1.2: `alert`
+SCHEMA_VERSION = "1.3"   # 1.1: rate.resets_*, stats.resets_*, `reset` records; 1.2: `alert`;
+#                          1.3: rate.paths bounded, the rest in one "(other)" entry
 SCHEMA_MAJOR = 1
 
 

@@ -12,8 +12,10 @@ import socket
 import time
 
 from collector import model
-from collector.aggregate.logrates import aggregate_interval
-from collector.host.destinations import NOT_LOG, UNRESOLVED
+from collector.aggregate.logrates import rate_bodies
+from collector.config import RATE_MAX_PATHS
+from collector.host.keycache import KeyCache
+from collector.model import LogWrite
 
 
 def _cpu_seconds():
@@ -35,6 +37,10 @@ class Collector:
         self.host = host or socket.gethostname()
         self.clock, self.wallclock = clock, wallclock
         self.seq = 0
+        # paths per rate record before the rest is folded into "(other)"; 0: every path
+        self.max_paths = RATE_MAX_PATHS
+        self.keys = KeyCache(resolver, services)
+        self._last_counts = ()
         self.last_writes = []
         self._last_boundary = None
         self.begun = False
@@ -50,6 +56,20 @@ class Collector:
             probes.setdefault(name, {"enabled": False, "reason": reason})
         return model.meta_record(self.host, self.wallclock(), interval_s, probes,
                                  platform.release(), mode=mode, argv=argv)
+
+    @property
+    def last_writes(self):
+        """The last interval's log writes per drained key ([LogWrite]), built on demand:
+        the interval itself only keeps per-(service, path) totals."""
+        if self._last_writes is None:
+            self._last_writes = [LogWrite(*w) for w in self.keys.writes(self._last_counts)]
+            self._last_counts = ()
+        return self._last_writes
+
+    @last_writes.setter
+    def last_writes(self, writes):
+        self._last_writes = list(writes)
+        self._last_counts = ()
 
     def begin(self):
         """Start the first interval now. What the probes counted while they were loading
@@ -80,13 +100,13 @@ class Collector:
         self._last_boundary = boundary
         t0 = time.perf_counter()
         counts = self.probe.drain()
-        writes, unresolved = self._enrich(counts)
-        self.last_writes = writes
+        accs, unresolved = self._enrich(counts)
+        self._last_counts, self._last_writes = counts, None
         drain_ms = (time.perf_counter() - t0) * 1000.0
         health = self.probe.health()
         ts = self.wallclock()
         rates = [model.rate_record(self.host, ts, **body)
-                 for body in aggregate_interval(writes, self.seq, interval_s)]
+                 for body in rate_bodies(accs, self.seq, interval_s, self.max_paths)]
         cpu = _cpu_seconds()
         stats = model.stats_record(
             self.host, ts, seq=self.seq, interval=interval_s, drain_ms=drain_ms,
@@ -123,19 +143,11 @@ class Collector:
         return rates
 
     def _enrich(self, counts):
+        """(per-(service, path) accumulators, unresolved writes): collector.host.keycache
+        keeps each key's answer across intervals, so a known key is a dict lookup."""
         self.resolver.start_drain()
-        self.services.start_drain()
-        writes, unresolved = [], 0
-        for c in counts:
-            dest = self.resolver.destination(c)
-            if dest is NOT_LOG:
-                continue
-            if dest is UNRESOLVED:
-                unresolved += c.writes
-                continue
-            service = self.services.resolve(c.tgid, c.comm, c.cgroup_id)
-            writes.append(model.LogWrite(c.tgid, c.comm, service, dest, c.writes, c.bytes))
-        return writes, unresolved
+        self.services.start_drain()       # also what the resets stage resolves, memoized
+        return self.keys.enrich(counts, object())
 
     def run(self, duration_s, interval_s, on_interval, on_tick=None, tick_s=0.25,
             should_stop=lambda: False):

@@ -5,6 +5,7 @@ file object; read_records() decodes a stream back, refusing corrupt or truncated
 and records from a newer schema major version with a StreamError naming the offset.
 """
 import io
+import threading
 
 import msgpack
 
@@ -28,15 +29,32 @@ def _clean(obj):
     return obj
 
 
+_local = threading.local()
+
+
+def _packer():
+    # One Packer per thread, reused: msgpack.packb() makes a new one per call, with a
+    # 256 KiB buffer (malloc'd and freed for every record of every sink).
+    p = getattr(_local, "packer", None)
+    if p is None:
+        p = _local.packer = msgpack.Packer(use_bin_type=True)
+    return p
+
+
 def encode(record):
     """One record as msgpack bytes (str as msgpack str, bytes as bin)."""
     if not isinstance(record, dict) or "v" not in record or "type" not in record:
         raise TypeError("a stream record is a dict with at least 'v' and 'type'")
+    packer = _packer()
     try:
-        return msgpack.packb(record, use_bin_type=True)
+        return packer.pack(record)
     except UnicodeEncodeError:
+        packer.reset()        # a failed pack may leave a partial record in the buffer
         # A name with undecodable bytes (lone surrogates): escape it, keep the record.
-        return msgpack.packb(_clean(record), use_bin_type=True)
+        return packer.pack(_clean(record))
+    except BaseException:
+        packer.reset()
+        raise
 
 
 class StreamWriter:

@@ -7,9 +7,16 @@ per (service, path).
 
 Ordering everywhere: writes descending, ties by name (service, then path) ascending.
 """
+import heapq
 from dataclasses import dataclass, field
+from itertools import compress
+from operator import itemgetter, not_
 
 OTHERS = "(others)"
+# The remainder entry of a rate record's paths (schema 1.3): every path past the top N,
+# summed exactly. Real paths are absolute or "journald:...", so the name cannot collide.
+OTHER_PATH = "(other)"
+DEFAULT_MAX_PATHS = 20
 
 
 def _by_writes(writes, *names):
@@ -51,6 +58,89 @@ def aggregate_interval(writes, seq, interval_s):
             "service": name,
             "pids": sorted(svc["pids"]),
             "comms": sorted(svc["comms"]),
+            "log_writes": total_writes,
+            "log_bytes": total_bytes,
+            "log_writes_per_s": total_writes / interval_s,
+            "log_bytes_per_s": total_bytes / interval_s,
+            "paths": paths,
+        })
+    bodies.sort(key=lambda r: _by_writes(r["log_writes"], r["service"]))
+    return bodies
+
+
+_W, _B, _PC, _EXTRA, _SVC = (itemgetter(i) for i in (1, 2, 3, 4, 5))
+
+
+def _pids(accs):
+    pcs = set(map(_PC, accs))
+    for extra in filter(None, map(_EXTRA, accs)):
+        pcs |= extra
+    return pcs
+
+
+def _path_entry(acc):
+    extra = acc[4]
+    if extra is None:
+        pids = [acc[3][0]]
+    else:
+        pids = sorted({pc[0] for pc in extra} | {acc[3][0]})
+    return {"path": acc[6], "writes": acc[1], "bytes": acc[2], "pids": pids}
+
+
+def rate_bodies(accs, seq, interval_s, max_paths=DEFAULT_MAX_PATHS):
+    """Rate record bodies from per-(service, path) accumulators of one interval.
+
+    accs: sequences [_, writes, bytes, (pid, comm), extra {(pid, comm)} or None, service,
+    path] (collector.host.keycache builds them), one per (service, path). Each body holds
+    at most max_paths paths (by writes descending, ties by path) and then, if any are
+    left, one OTHER_PATH entry with their exact sums, the union of their pids and
+    `folded` (how many paths it holds); max_paths 0 or None keeps every path. Totals are
+    exact either way. Same fields and order as aggregate_interval().
+    """
+    if not interval_s > 0:
+        raise ValueError(f"interval_s must be > 0, got {interval_s!r}")
+    groups = {}
+    for acc in accs:
+        g = groups.get(acc[5])
+        if g is None:
+            groups[acc[5]] = [acc]
+        else:
+            g.append(acc)
+    by_path = itemgetter(6)
+    bodies = []
+    for name, group in groups.items():
+        total_writes = sum(map(_W, group))
+        total_bytes = sum(map(_B, group))
+        pcs = _pids(group)
+        if max_paths and len(group) > max_paths:
+            # per path only C-level passes (map, compress, heapq): a service may have
+            # 10,000 paths. The N-th largest count, the paths above it, then the ties at
+            # it by path name.
+            ws = list(map(_W, group))
+            floor = heapq.nlargest(max_paths, ws)[-1]
+            top = list(compress(group, map(floor.__lt__, ws)))
+            top.sort(key=by_path)
+            top.sort(key=_W, reverse=True)       # stable: ties stay by path
+            ties = compress(group, map(floor.__eq__, ws))
+            top += heapq.nsmallest(max_paths - len(top), ties, key=by_path)
+            kept = set(map(id, top))
+            rest = list(compress(group, map(not_, map(kept.__contains__, map(id, group)))))
+            paths = [_path_entry(a) for a in top]
+            paths.append({"path": OTHER_PATH,
+                          "writes": total_writes - sum(map(_W, top)),
+                          "bytes": total_bytes - sum(map(_B, top)),
+                          "pids": sorted({pc[0] for pc in _pids(rest)}),
+                          "folded": len(rest)})
+        else:
+            group.sort(key=by_path)
+            group.sort(key=_W, reverse=True)
+            paths = [_path_entry(a) for a in group]
+        bodies.append({
+            "seq": seq,
+            "interval": float(interval_s),
+            "service": name,
+            "pids": sorted({pc[0] for pc in pcs}),
+            "comms": sorted({pc[1] for pc in pcs}),
             "log_writes": total_writes,
             "log_bytes": total_bytes,
             "log_writes_per_s": total_writes / interval_s,

@@ -120,35 +120,42 @@ class ServiceResolver:
         self._this_drain = None
 
     def resolve(self, pid, comm, cgroup_id=None):
+        return service_label(self.identify(pid, cgroup_id)[0], comm)
+
+    def identify(self, pid, cgroup_id=None):
+        """((kind, name) or None, start time or None): the answer and the process it is
+        for; start time None when the process was gone (answered from its cgroup id)."""
         memo = self._this_drain
         if memo is None:
-            return service_label(self._resolve(pid, cgroup_id), comm)
+            return self._resolve(pid, cgroup_id)
         key = (pid, cgroup_id)
-        if key not in memo:
-            memo[key] = self._resolve(pid, cgroup_id)
-        return service_label(memo[key], comm)
+        got = memo.get(key)
+        if got is None:
+            got = memo[key] = self._resolve(pid, cgroup_id)
+        return got
 
     def _resolve(self, pid, cgroup_id):
-        """(kind, name) or None (then the service is the comm)."""
+        """((kind, name) or None (then the service is the comm), start time or None)."""
         try:
-            key = (pid, self.procfs.start_time(pid), cgroup_id)
+            start = self.procfs.start_time(pid)
         except HostLookupError:
-            return self._resolve_gone(cgroup_id)
+            return self._resolve_gone(cgroup_id), None
+        key = (pid, start, cgroup_id)
         if key in self._cache:
             self._cache.move_to_end(key)
-            return self._cache[key]
+            return self._cache[key], start
         try:
             lines = self.procfs.cgroup(pid)
             # The pid could have died and been reused between the two reads.
-            if self.procfs.start_time(pid) != key[1]:
-                return self._resolve_gone(cgroup_id)
+            if self.procfs.start_time(pid) != start:
+                return self._resolve_gone(cgroup_id), None
         except HostLookupError:
-            return self._resolve_gone(cgroup_id)
+            return self._resolve_gone(cgroup_id), None
         found = service_from_cgroup(lines)
         self._cache[key] = found
         if len(self._cache) > self.max_entries:
             self._cache.popitem(last=False)
-        return found
+        return found, start
 
     def _resolve_gone(self, cgroup_id):
         # The process exited before we looked: its cgroup (id from the probe) still

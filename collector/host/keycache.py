@@ -1,0 +1,260 @@
+"""Drained (process, fd, inode) keys -> (service, path), kept across intervals.
+
+A busy host drains the same keys every interval. A key's answer (the log path from its
+inode's verdict, the service from its process's cgroup and comm) only changes when:
+- the process does: it exits (and its pid may be reused). Each process is watched with a
+  pidfd: one epoll check per drain lists the processes that exited, whose keys are then
+  forgotten. A reused pid implies its old owner was reaped, so its exit is already
+  visible when a drain that holds the new owner's writes is checked. Where pidfds cannot
+  be used (a fixture /proc tree, fd budget spent) the start time is read again once per
+  process per drain, as ServiceResolver always did;
+- the comm (exec) or cgroup id (a move): the kernel sends both with every key, and a
+  difference recomputes the service;
+- the log rules: a new rules object forgets everything.
+Nothing here runs when the drain is empty.
+
+Per-interval totals go into path accumulators shared by every key of one (service, path)
+(lists, for speed): [stamp, writes, bytes, (pid, comm), extra {(pid, comm)} or None,
+service, path]. An accumulator whose stamp is not the current interval's counts as 0.
+"""
+import os
+import resource
+import select
+
+from collector.errors import HostLookupError
+from collector.host.destinations import NOT_LOG, UNRESOLVED
+from collector.host.services import service_label
+
+
+class _Proc:
+    __slots__ = ("pid", "start", "ok", "fd", "keys")
+
+    def __init__(self, pid, start):
+        self.pid, self.start = pid, start
+        self.ok = True         # False: check the start time again before trusting it
+        self.fd = None         # pidfd when watched
+        self.keys = []
+
+
+class PidWatch:
+    """Exit notification for processes by pidfd (Linux 5.3+), at most `limit` at once."""
+
+    def __init__(self, limit=None):
+        if limit is None:
+            soft = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+            limit = 4096 if soft == resource.RLIM_INFINITY else max(0, min(4096, soft // 2))
+        self.limit = limit
+        self._ep = select.epoll() if hasattr(os, "pidfd_open") and limit else None
+        self._procs = {}       # pidfd -> _Proc
+
+    def watch(self, proc):
+        """True when proc's exit will be reported by exited()."""
+        if self._ep is None or len(self._procs) >= self.limit:
+            return False
+        try:
+            fd = os.pidfd_open(proc.pid)
+        except OSError:
+            return False
+        self._procs[fd] = proc
+        proc.fd = fd
+        self._ep.register(fd, select.EPOLLIN)
+        return True
+
+    def exited(self):
+        """Watched processes that exited since the last call (no longer watched)."""
+        if not self._procs:
+            return ()
+        out = []
+        for fd, _ in self._ep.poll(0):
+            proc = self._procs.pop(fd, None)
+            self.unwatch(proc, fd)
+            if proc is not None:
+                out.append(proc)
+        return out
+
+    def unwatch(self, proc, fd=None):
+        fd = proc.fd if fd is None and proc is not None else fd
+        if fd is None:
+            return
+        self._procs.pop(fd, None)
+        try:
+            self._ep.unregister(fd)
+        except (OSError, ValueError):
+            pass
+        os.close(fd)
+        if proc is not None:
+            proc.fd = None
+
+    def close(self):
+        for fd in list(self._procs):
+            self.unwatch(self._procs[fd], fd)
+        if self._ep is not None:
+            self._ep.close()
+
+
+class KeyCache:
+    def __init__(self, resolver, services, max_keys=262144, watch=None):
+        self.resolver, self.services = resolver, services
+        self.max_keys = max_keys
+        procfs = getattr(services, "procfs", None)
+        live = getattr(procfs, "root", None) == "/proc"
+        self.watch = watch if watch is not None else (PidWatch() if live else None)
+        self._identify = getattr(services, "identify", None)
+        self._keys = {}        # (tgid, fd, dev, ino, gen) -> entry (see _entry)
+        self._paths = {}       # (service, path) -> accumulator
+        self._procs = {}       # pid -> _Proc
+        self._unwatched = []   # _Proc checked again each drain
+        self._rules = getattr(resolver, "rules", None)
+        self.stamp = None
+        self._once = {}        # this interval's entries for processes not identified
+
+    def clear(self):
+        if self.watch is not None:
+            for proc in self._procs.values():
+                self.watch.unwatch(proc)
+        self._keys.clear()
+        self._paths.clear()
+        self._procs.clear()
+        self._unwatched = []
+
+    def _forget(self, proc):
+        keys = self._keys
+        for k in proc.keys:
+            keys.pop(k, None)
+        if self._procs.get(proc.pid) is proc:
+            del self._procs[proc.pid]
+        proc.ok = False
+
+    def _begin(self):
+        rules = getattr(self.resolver, "rules", None)
+        if rules is not self._rules:
+            self._rules = rules
+            self.clear()
+        if len(self._keys) > self.max_keys or len(self._paths) > self.max_keys:
+            self.clear()        # bound: rare, the next drain rebuilds what is live
+        if self.watch is not None:
+            for proc in self.watch.exited():
+                self._forget(proc)
+        for proc in self._unwatched:
+            proc.ok = False
+
+    def enrich(self, counts, stamp):
+        """(accumulators touched in this interval, unresolved writes) for drained counts;
+        stamp: a new object per interval."""
+        self.stamp = stamp
+        self._once = {}
+        if not counts:
+            return [], 0
+        self._begin()
+        get = self._keys.get
+        slow = self._slow
+        touched = []
+        append = touched.append
+        unresolved = 0
+        for c in counts:
+            e = get(c[:5])
+            if e is None or not e[0].ok or e[1] != c[9] or e[2] != c[8]:
+                e = slow(c)
+                if e is None:
+                    unresolved += c[6]
+                    continue
+            pa = e[3]
+            if pa is None:                  # not a log
+                continue
+            w = c[6]
+            b = c[7]
+            if not (w or b):
+                continue
+            if pa[0] is stamp:
+                pa[1] += w
+                pa[2] += b
+                pc = e[4]
+                if pa[3] is not pc and pa[3] != pc:
+                    if pa[4] is None:
+                        pa[4] = {pc}
+                    else:
+                        pa[4].add(pc)
+            else:
+                pa[0] = stamp
+                pa[1] = w
+                pa[2] = b
+                pa[3] = e[4]
+                pa[4] = None
+                append(pa)
+        return touched, unresolved
+
+    def _proc(self, pid, cgroup_id):
+        """(_Proc or None when the process is not identified, (kind, name) or None)."""
+        if self._identify is None:
+            return None, None
+        found, start = self._identify(pid, cgroup_id)
+        if start is None:
+            return None, found
+        proc = self._procs.get(pid)
+        if proc is not None and proc.start == start:
+            proc.ok = True
+            return proc, found
+        if proc is not None:              # the pid was reused
+            if self.watch is not None:
+                self.watch.unwatch(proc)
+            self._forget(proc)
+        proc = _Proc(pid, start)
+        watched = self.watch is not None and self.watch.watch(proc)
+        if watched:
+            try:          # the pidfd must be the process the answer is for
+                same = self.services.procfs.start_time(pid) == start
+            except HostLookupError:
+                same = False
+            if not same:
+                self.watch.unwatch(proc)
+                return None, found
+        else:
+            self._unwatched.append(proc)
+        self._procs[pid] = proc
+        return proc, found
+
+    def _slow(self, c):
+        tgid, comm, cgroup_id = c[0], c[9], c[8]
+        dest = self.resolver.destination(c)
+        if dest is UNRESOLVED:
+            return None
+        proc, found = self._proc(tgid, cgroup_id)
+        if self._identify is None:
+            service = self.services.resolve(tgid, comm, cgroup_id)
+        else:
+            service = service_label(found, comm)
+        pc = (tgid, comm)
+        if dest is NOT_LOG:
+            pa = None
+        else:
+            pa = self._paths.get((service, dest))
+            if pa is None:
+                pa = self._paths[(service, dest)] = [None, 0, 0, pc, None, service, dest]
+        e = [proc if proc is not None else _ONCE, comm, cgroup_id, pa, pc, service, dest]
+        key = c[:5]
+        if proc is not None:
+            self._keys[key] = e
+            proc.keys.append(key)
+        else:
+            self._once[key] = e
+        return e
+
+    def writes(self, counts):
+        """(pid, comm, service, path, writes, bytes) per count of the last enrich() that
+        was a log write (for callers that want per-key detail)."""
+        get, once = self._keys.get, self._once.get
+        out = []
+        for c in counts:
+            key = c[:5]
+            e = once(key) or get(key)
+            if e is None or e[3] is None:
+                continue
+            out.append((c[0], c[9], e[5], e[6], c[6], c[7]))
+        return out
+
+
+class _Never:
+    ok = False
+
+
+_ONCE = _Never()      # an entry for an unidentified process: used once, never cached
