@@ -215,6 +215,15 @@ class KeyCache:
 
     def _slow(self, c):
         tgid, comm, cgroup_id = c[0], c[9], c[8]
+        key = c[:5]
+        e = self._keys.get(key)
+        if e is not None and not e[0].ok and self._identify is not None:
+            # an unwatched process: is it still the one its keys were answered for? (one
+            # start time read per process per drain: its other keys then pass)
+            proc = e[0]
+            if self._proc(tgid, cgroup_id)[0] is proc and e[1] == comm \
+                    and e[2] == cgroup_id:
+                return e
         dest = self.resolver.destination(c)
         if dest is UNRESOLVED:
             return None
@@ -231,7 +240,6 @@ class KeyCache:
             if pa is None:
                 pa = self._paths[(service, dest)] = [None, 0, 0, pc, None, service, dest]
         e = [proc if proc is not None else _ONCE, comm, cgroup_id, pa, pc, service, dest]
-        key = c[:5]
         if proc is not None:
             self._keys[key] = e
             proc.keys.append(key)

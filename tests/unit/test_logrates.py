@@ -145,3 +145,87 @@ def test_window_stats():
     assert s["rss_bytes_max"] == 300 and s["cpu_s"] == pytest.approx(0.04)
     assert s["cpu_percent"] == pytest.approx(1.0)
     assert s["lost_writes"] == 5 and "note" not in s and "flag" not in s   # extra counters summed
+
+
+# -- rate_bodies: bounded paths (schema 1.3) ------------------------------------------
+def _acc(service, path, writes, nbytes, pid, comm="app", extra=None):
+    return [None, writes, nbytes, (pid, comm), extra, service, path]
+
+
+def test_rate_bodies_keep_top_paths_and_fold_the_rest_exactly():
+    from collector.aggregate.logrates import OTHER_PATH, rate_bodies
+
+    accs = [_acc("s", f"/l/{i:03d}.log", 100 - i, 10 * (100 - i), 1000 + i % 7)
+            for i in range(100)]
+    accs.append(_acc("s", "/l/shared.log", 3, 30, 1, extra={(2, "other"), (1, "app")}))
+    (body,) = rate_bodies(accs, 4, 2.0, max_paths=5)
+    paths = body["paths"]
+    assert [p["path"] for p in paths] == [f"/l/{i:03d}.log" for i in range(5)] + [OTHER_PATH]
+    other = paths[-1]
+    assert other["folded"] == 96
+    assert sum(p["writes"] for p in paths) == body["log_writes"] == sum(a[1] for a in accs)
+    assert sum(p["bytes"] for p in paths) == body["log_bytes"] == sum(a[2] for a in accs)
+    assert other["pids"] == [1, 2] + sorted({1000 + i % 7 for i in range(5, 100)})
+    assert body["pids"] == [1, 2] + list(range(1000, 1007))
+    assert body["comms"] == ["app", "other"]
+    assert body["log_writes_per_s"] == body["log_writes"] / 2.0
+
+
+def test_rate_bodies_ties_at_the_cut_go_by_path():
+    from collector.aggregate.logrates import rate_bodies
+
+    accs = [_acc("s", p, 5, 5, 1) for p in ("/d", "/b", "/e", "/a", "/c")]
+    accs.append(_acc("s", "/z", 9, 9, 1))
+    (body,) = rate_bodies(accs, 0, 1.0, max_paths=3)
+    assert [p["path"] for p in body["paths"]] == ["/z", "/a", "/b", "(other)"]
+    assert body["paths"][-1]["writes"] == 15 and body["paths"][-1]["folded"] == 3
+
+
+def test_rate_bodies_unbounded_equal_aggregate_interval():
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+
+    from collector.aggregate.logrates import rate_bodies
+    from collector.model import LogWrite
+
+    writes_st = st.lists(st.tuples(st.integers(1, 4), st.sampled_from("ab"),
+                                   st.sampled_from(["s1", "s2"]),
+                                   st.sampled_from(["/x", "/y", "/z"]),
+                                   st.integers(1, 50), st.integers(1, 500)), max_size=30)
+
+    @settings(max_examples=200, deadline=None)
+    @given(writes_st, st.sampled_from([0, 1, 2, 100]))
+    def check(rows, max_paths):
+        writes = [LogWrite(*r) for r in rows]
+        accs = {}
+        for w in writes:
+            a = accs.get((w.service, w.path))
+            if a is None:
+                accs[(w.service, w.path)] = _acc(w.service, w.path, w.writes, w.bytes, w.pid,
+                                                 w.comm)
+            else:
+                a[1] += w.writes
+                a[2] += w.bytes
+                if a[3] != (w.pid, w.comm):
+                    a[4] = (a[4] or set()) | {(w.pid, w.comm)}
+        got = rate_bodies(list(accs.values()), 1, 1.0, max_paths=max_paths)
+        want = aggregate_interval(writes, 1, 1.0)
+        if max_paths in (0, 100):
+            assert got == want
+        else:
+            assert [(b["service"], b["log_writes"], b["log_bytes"], b["pids"], b["comms"])
+                    for b in got] == \
+                [(b["service"], b["log_writes"], b["log_bytes"], b["pids"], b["comms"])
+                 for b in want]
+            for g, w in zip(got, want):
+                n = len(w["paths"])
+                assert g["paths"][:max_paths] == w["paths"][:max_paths]
+                if n > max_paths:
+                    rest = w["paths"][max_paths:]
+                    assert g["paths"][-1] == {
+                        "path": "(other)", "writes": sum(p["writes"] for p in rest),
+                        "bytes": sum(p["bytes"] for p in rest),
+                        "pids": sorted({q for p in rest for q in p["pids"]}),
+                        "folded": len(rest)}
+
+    check()

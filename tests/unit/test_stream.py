@@ -185,3 +185,15 @@ def test_valid_prefix_then_garbage(garbage, cut):
         assert 0 <= e.offset <= len(data)
     else:
         assert n >= 0
+
+
+def test_encode_reuses_one_packer_and_recovers_after_a_bad_name():
+    import io
+
+    from collector.stream import encode, read_records
+
+    bad = {"v": "1.3", "type": "rate", "service": "x\udcff"}
+    good = {"v": "1.3", "type": "stats", "seq": 1}
+    data = encode(good) + encode(bad) + encode(good)
+    recs = list(read_records(io.BytesIO(data), "t"))
+    assert recs == [good, {"v": "1.3", "type": "rate", "service": "x\\xff"}, good]

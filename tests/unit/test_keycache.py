@@ -1,0 +1,189 @@
+"""collector.host.keycache: a key's (service, path) is kept across intervals and dropped
+exactly when its process, comm, cgroup or the rules change."""
+import subprocess
+import sys
+
+from collector.aggregate.logrates import aggregate_interval, rate_bodies
+from collector.errors import NoSuchProcess
+from collector.host.destinations import NOT_LOG, UNRESOLVED
+from collector.host.keycache import KeyCache, PidWatch
+from collector.host.procfs import ProcFS
+from collector.host.services import ServiceResolver
+from collector.model import LogWrite
+from collector.probes.logwrites import WriteCount
+from collector.runtime import Collector
+
+
+class FakeProc:
+    root = "/fixture"          # not the live /proc: no pidfds
+
+    def __init__(self, table):
+        self.table = table       # pid -> (start_time, cgroup lines)
+        self.stat_reads = 0
+
+    def start_time(self, pid):
+        self.stat_reads += 1
+        if pid not in self.table:
+            raise NoSuchProcess(pid)
+        return self.table[pid][0]
+
+    def cgroup(self, pid):
+        if pid not in self.table:
+            raise NoSuchProcess(pid)
+        return self.table[pid][1]
+
+
+class Resolver:
+    def __init__(self, paths):
+        self.paths = paths       # ino -> path | NOT_LOG | UNRESOLVED
+        self.rules = object()
+        self.asked = 0
+
+    def start_drain(self):
+        pass
+
+    def destination(self, c):
+        self.asked += 1
+        return self.paths[c.ino]
+
+
+def wc(pid, fd, ino, writes, comm="app", cgroup=7):
+    return WriteCount(pid, fd, 1, ino, 0, 1, writes, writes * 10, cgroup, comm)
+
+
+def run(cache, services, counts):
+    services.start_drain()
+    accs, unresolved = cache.enrich(counts, object())
+    services.end_drain()
+    return rate_bodies(accs, 0, 1.0), unresolved
+
+
+def setup(table=None, paths=None):
+    proc = FakeProc(table or {10: (100, ["0::/system.slice/a.service"]), 11: (5, ["0::/"])})
+    services = ServiceResolver(proc)
+    resolver = Resolver(paths or {1: "/var/log/a.log", 2: "/var/log/b.log", 3: NOT_LOG,
+                                  4: UNRESOLVED})
+    return proc, services, resolver, KeyCache(resolver, services)
+
+
+def test_known_keys_are_not_judged_again_and_sums_are_exact():
+    proc, services, resolver, cache = setup()
+    counts = [wc(10, 3, 1, 5), wc(10, 4, 2, 7), wc(11, 3, 1, 2, comm="sh"), wc(10, 5, 3, 9),
+              wc(10, 6, 4, 4)]
+    bodies, unresolved = run(cache, services, counts)
+    assert unresolved == 4
+    asked = resolver.asked
+    for _ in range(3):
+        again, unresolved = run(cache, services, counts)
+        assert again == bodies and unresolved == 4
+    assert resolver.asked == asked + 3           # only the unresolved key, each time
+    writes = [LogWrite(c.tgid, c.comm, "a.service" if c.tgid == 10 else "sh",
+                       {1: "/var/log/a.log", 2: "/var/log/b.log"}[c.ino], c.writes, c.bytes)
+              for c in counts if c.ino in (1, 2)]
+    assert bodies == aggregate_interval(writes, 0, 1.0)
+
+
+def test_pid_reuse_without_pidfds_is_seen_at_the_next_drain():
+    proc, services, resolver, cache = setup()
+    run(cache, services, [wc(10, 3, 1, 5)])
+    proc.table[10] = (250, ["0::/system.slice/b.service"])    # a died, b got its pid
+    bodies, _ = run(cache, services, [wc(10, 3, 1, 6)])
+    assert [(b["service"], b["log_writes"]) for b in bodies] == [("b.service", 6)]
+
+
+def test_start_time_read_once_per_process_per_drain_without_pidfds():
+    proc, services, resolver, cache = setup()
+    counts = [wc(10, fd, 1 + fd % 2, 1) for fd in range(50)]
+    run(cache, services, counts)
+    reads = proc.stat_reads
+    run(cache, services, counts)
+    assert proc.stat_reads - reads == 1
+
+
+def test_comm_and_cgroup_changes_recompute_the_service():
+    proc, services, resolver, cache = setup()
+    assert run(cache, services, [wc(11, 3, 1, 1, comm="bash")])[0][0]["service"] == "bash"
+    assert run(cache, services, [wc(11, 3, 1, 1, comm="python3")])[0][0]["service"] \
+        == "python3"
+    proc.table[11] = (5, ["0::/system.slice/run-u7.scope"])
+    assert run(cache, services, [wc(11, 3, 1, 1, comm="python3", cgroup=8)])[0][0][
+        "service"] == "run-u7.scope"
+
+
+def test_new_rules_forget_every_answer():
+    proc, services, resolver, cache = setup()
+    run(cache, services, [wc(10, 3, 1, 1)])
+    resolver.paths[1] = NOT_LOG
+    assert run(cache, services, [wc(10, 3, 1, 1)])[0] != []      # still the cached verdict
+    resolver.rules = object()
+    assert run(cache, services, [wc(10, 3, 1, 1)])[0] == []
+
+
+def test_gone_process_is_named_each_time_and_not_cached():
+    proc, services, resolver, cache = setup(table={})
+    bodies, _ = run(cache, services, [wc(42, 3, 1, 3, comm="short")])
+    assert bodies[0]["service"] == "short" and not cache._keys
+
+
+def test_pidfd_reports_a_real_exit_and_its_keys_are_forgotten():
+    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        services = ServiceResolver(ProcFS())
+        resolver = Resolver({1: "/var/log/a.log"})
+        cache = KeyCache(resolver, services, watch=PidWatch(limit=8))
+        run(cache, services, [wc(child.pid, 3, 1, 1, comm="python3")])
+        assert child.pid in cache._procs and cache._procs[child.pid].fd is not None
+        assert (child.pid, 3, 1, 1, 0) in cache._keys
+        child.kill()
+        child.wait()
+        assert [p.pid for p in cache.watch.exited()] == [child.pid]
+    finally:
+        if child.poll() is None:
+            child.kill()
+            child.wait()
+        cache.watch.close()
+
+
+def test_exit_seen_at_drain_drops_the_process_entry():
+    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    services = ServiceResolver(ProcFS())
+    resolver = Resolver({1: "/var/log/a.log", 2: "/var/log/b.log"})
+    cache = KeyCache(resolver, services, watch=PidWatch(limit=8))
+    try:
+        run(cache, services, [wc(child.pid, 3, 1, 1, comm="python3")])
+        child.kill()
+        child.wait()
+        run(cache, services, [wc(1, 99, 2, 1, comm="init")])       # any non-empty drain
+        assert child.pid not in cache._procs
+        assert (child.pid, 3, 1, 1, 0) not in cache._keys
+    finally:
+        if child.poll() is None:
+            child.kill()
+            child.wait()
+        cache.watch.close()
+
+
+def test_collector_last_writes_are_per_key():
+    class Probe:
+        max_keys = 16
+        name = "logwrites"
+
+        def __init__(self, counts):
+            self.counts = counts
+
+        def drain(self):
+            return list(self.counts)
+
+        def health(self):
+            return {"counts_full": 0, "events_lost": 0, "fdwalk_failed": 0,
+                    "iov_truncated": 0}
+
+    proc, services, resolver, _ = setup()
+    counts = [wc(10, 3, 1, 5), wc(10, 4, 1, 2), wc(10, 6, 4, 4)]
+    c = Collector(Probe(counts), resolver, services, host="h")
+    c.begin()
+    rates, stats = c.interval()
+    assert stats["unresolved_writes"] == 4
+    assert rates[0]["log_writes"] == 7 and rates[0]["paths"][0]["pids"] == [10]
+    assert c.last_writes == [LogWrite(10, "app", "a.service", "/var/log/a.log", 5, 50),
+                             LogWrite(10, "app", "a.service", "/var/log/a.log", 2, 20)]
