@@ -207,40 +207,6 @@ def apply_rules(collector, rules):
     return collector.resolver.replay()
 
 
-def _detach_tracepoints(probe):
-    """Detach a probe's perf tracepoints in parallel threads; probe.close() finishes.
-
-    Each detach waits for an RCU grace period in the kernel (~70 ms here), one after the
-    other; 18 tracepoints took 1.3 s, most of the 2 s a stop may take. In threads (bcc
-    releases the GIL in its C calls) the waits overlap. Only the perf-event detaches run
-    in threads: destroying bcc modules concurrently crashed the process (SIGSEGV), so
-    close() always runs on the calling thread, one probe after the other.
-    """
-    import threading
-
-    bpf = getattr(probe, "bpf", None)
-    fds = getattr(bpf, "tracepoint_fds", None)
-    if bpf is None or not isinstance(fds, dict) or len(fds) < 2:
-        return []
-
-    def detach(tp):
-        try:
-            bpf.detach_tracepoint(tp)
-        except Exception:
-            pass          # probe.close() below tries again and reports
-    threads = [threading.Thread(target=detach, args=(tp,), daemon=True) for tp in list(fds)]
-    for t in threads:
-        t.start()
-    return threads
-
-
-def detach_probe(probe):
-    """probe.close(), with its tracepoints detached in parallel first."""
-    for t in _detach_tracepoints(probe):
-        t.join(timeout=5.0)
-    probe.close()
-
-
 # -- the daemon -----------------------------------------------------------------------
 class Daemon:
     def __init__(self, config_path, overrides, argv=(), log=None, stdout=None,
@@ -508,15 +474,19 @@ def _drop_privileges_after_load(log):
 
 
 def _detach_all(collector):
-    """Detach the log-write probe and the reset probe (if loaded): perf detaches of both
-    in parallel, then each bcc module closed in turn on this thread."""
+    """Detach the log-write probe and the reset probe (if loaded): the attachment fds of
+    both closed in one parallel batch (each close waits for an RCU grace period), then
+    the maps."""
+    from collector.probes.loader import close_fds_parallel
+
     probes = [collector.probe]
     stage = getattr(collector, "resets", None)
     if stage is not None:
         probes.append(stage.probe)
-    threads = [t for p in probes for t in _detach_tracepoints(p)]
-    for t in threads:
-        t.join(timeout=5.0)
+    handovers = [h for h in (getattr(p, "handover", None) for p in probes) if h is not None]
+    close_fds_parallel([fd for h in handovers for fd in h.links.values()])
+    for h in handovers:
+        h.links = {}
     for p in probes:
         p.close()
 

@@ -11,7 +11,10 @@ def probe_verdict(probe):
 
 def build_collector(rules, probe_kwargs=None, resets=False):
     """The log-write pipeline, probe loaded and attached. Caller closes collector.probe
-    (and collector.resets when resets=True loaded the TCP reset probe)."""
+    (and collector.resets when resets=True loaded the TCP reset probe).
+
+    Each probe compiles in its own loader child (collector/probes/loader.py), both at
+    once: on two cores start-up takes the longer compile, not the sum."""
     from collector.host.cgroups import CgroupIndex
     from collector.host.destinations import DestinationResolver
     from collector.host.procfs import ProcFS
@@ -30,31 +33,63 @@ def build_collector(rules, probe_kwargs=None, resets=False):
     resolver = DestinationResolver(procfs, rules, probe_verdict(probe),
                                    journald_stream_clients)
     holder["resolver"] = resolver
-    probe.load()
-    resolver.replay()
     disabled = {}
-    stage = _reset_stage(procfs, services, disabled) if resets else None
+    pending = probe.start_load()
+    reset_load = _start_resets(disabled) if resets else None
+    try:
+        probe.finish_load(pending)
+    except BaseException:
+        if reset_load is not None:
+            reset_load[1].cancel()
+        raise
+    stage = None
+    if reset_load is not None:
+        try:
+            stage = _reset_stage(procfs, services, reset_load, disabled)
+        except BaseException:
+            probe.close()
+            raise
+    resolver.replay()
     gc.freeze()        # what loading built lives for the whole run: never rescan it
     collector = Collector(probe, resolver, services, resets=stage)
     collector.disabled_probes = disabled      # name -> reason, shown in the meta record
     return collector
 
 
-def _reset_stage(procfs, services, disabled=None):
+def _start_resets(disabled):
+    """(probe, pending load) of the TCP reset probe, or None (with a note) when its
+    plan cannot be made here."""
+    from collector.errors import ProbeUnavailable
+    from collector.probes.resets import ResetProbe
+
+    probe = ResetProbe()
+    try:
+        return probe, probe.start_load()
+    except ProbeUnavailable as e:
+        _resets_unavailable(e, disabled)
+        return None
+
+
+def _resets_unavailable(e, disabled):
+    from collector.probes.resets import ResetProbe
+
+    sys.stderr.write(f"surgewatch: note: TCP resets not watched: {e}\n")
+    disabled[ResetProbe.name] = str(e)
+
+
+def _reset_stage(procfs, services, reset_load, disabled):
     """The TCP reset probe and its enrichment, or None (with a note) when it cannot run."""
     import socket
 
     from collector.errors import ProbeUnavailable
     from collector.host.sockdiag import ListenerLookup, ResetAttributor
-    from collector.probes.resets import ResetProbe
     from collector.resetstage import ResetStage
 
+    probe, pending = reset_load
     try:
-        probe = ResetProbe().load()
+        probe.finish_load(pending)
     except ProbeUnavailable as e:
-        sys.stderr.write(f"surgewatch: note: TCP resets not watched: {e}\n")
-        if disabled is not None:
-            disabled[ResetProbe.name] = str(e)
+        _resets_unavailable(e, disabled)
         return None
     return ResetStage(probe, ResetAttributor(services, ListenerLookup(procfs)),
                       socket.gethostname())

@@ -8,10 +8,11 @@ from dataclasses import dataclass
 from typing import NamedTuple
 
 from collector.errors import ProbeUnavailable
-from collector.probes import kernel
+from collector.probes import kernel, loader
 from collector.probes.abi import BPF_DIR, abi
 from collector.probes.btf import BTF, BTFError
-from collector.probes.maps import HealthCounters, RawDrain, cstr, drain_table
+from collector.probes.libbpf import BatchDrain, RingBuffer
+from collector.probes.maps import HealthCounters, cstr
 
 WRITE_SYSCALLS = ("write", "writev", "pwrite64", "pwritev", "pwritev2")
 VECTORED = ("writev", "pwritev", "pwritev2")
@@ -26,6 +27,7 @@ RAW_SYSCALL_ABI = {
     },
 }
 OPEN_SYSCALLS = ("openat", "open", "creat", "openat2")
+MAPS = ("counts0", "counts1", "verdicts", "ctl", "health", "open_events")   # bpf/logwrites.c
 
 # (macro, struct, member path): the kernel struct fields the C code reads
 BTF_FIELDS = (
@@ -176,12 +178,12 @@ class LogWriteProbe:
         self.hook = hook
         self.max_keys, self.max_inodes, self.ringbuf_pages = max_keys, max_inodes, ringbuf_pages
         self.on_open = on_open or (lambda ev: None)
-        self.bpf = None
+        self.handover, self.maps, self._ring = None, {}, None
+        self.uses_raw = False
         self.attached = []
         self.available = {}
         self._epoch = 0
         self._health = HealthCounters(abi().SW_HEALTH_MAX)
-        self._raw_drains = {}
         a = abi()
         assert (KEY_LAYOUT.size, VAL_LAYOUT.size) == (
             ctypes.sizeof(a.sw_write_key), ctypes.sizeof(a.sw_write_val)), "ABI changed"
@@ -200,83 +202,99 @@ class LogWriteProbe:
                       SW_RINGBUF_PAGES=self.ringbuf_pages)
         return [f"-I{BPF_DIR}"] + [f"-D{k}={v}" for k, v in sorted(macros.items())]
 
-    def load(self):
-        kernel.require_environment()
-        BPF = kernel.import_bcc()
+    def plan(self):
+        """What the loader child compiles and attaches (collector/probes/loader.py)."""
         flags = self.cflags()
-        t0 = time.monotonic()
-        try:
-            self.bpf = BPF(src_file=str(BPF_DIR / "logwrites.c"), cflags=flags)
-        except Exception as e:  # bcc raises bare Exception on compile/load failure
-            raise ProbeUnavailable(f"log-write probe failed to compile/load: {e}") from e
-        self.compile_s = time.monotonic() - t0
-        if self.uses_raw:
-            try:
-                self.bpf.attach_raw_tracepoint(tp="sys_enter", fn_name="raw_sys_enter")
-                self.attached.append("raw_syscalls:sys_enter")
-            except Exception:   # raw tracepoints refused: fall back to per-syscall ones
-                self.uses_raw = False
-        if not self.uses_raw:
-            for sc in WRITE_SYSCALLS:
-                if self.available.get(sc):
-                    self._attach(f"sys_enter_{sc}", f"enter_{sc}")
+        writes = [{"kind": "tracepoint", "tp": f"syscalls:sys_enter_{sc}", "fn": f"enter_{sc}"}
+                  for sc in WRITE_SYSCALLS if self.available.get(sc)]
+        steps = [{"kind": "raw", "tp": "sys_enter", "fn": "raw_sys_enter", "else": writes}] \
+            if self.uses_raw else writes
         for sc in OPEN_SYSCALLS:
             if self.available.get(sc):
-                self._attach(f"sys_enter_{sc}", f"enter_{sc}")
-                self._attach(f"sys_exit_{sc}", "exit_open_any")
-        self.bpf["open_events"].open_ring_buffer(self._ringbuf_cb)
-        self._event_t = abi().sw_open_event
+                steps.append({"kind": "tracepoint", "tp": f"syscalls:sys_enter_{sc}",
+                              "fn": f"enter_{sc}"})
+                steps.append({"kind": "tracepoint", "tp": f"syscalls:sys_exit_{sc}",
+                              "fn": "exit_open_any"})
+        return loader.Plan(str(BPF_DIR / "logwrites.c"), flags, steps, list(MAPS))
+
+    def load_kwargs(self):
+        return {"max_keys": self.max_keys, "max_inodes": self.max_inodes,
+                "ringbuf_pages": self.ringbuf_pages, "hook": self.hook}
+
+    def plan_state(self):
+        """What plan() found about the kernel, for the daemon's copy of the probe."""
+        return {"available": self.available, "uses_raw": self.uses_raw}
+
+    def start_load(self):
+        """Start making the plan and compiling in a child; finish_load() adopts the fds."""
+        kernel.require_environment()
+        return loader.Pending(self.name, self.load_kwargs())
+
+    def finish_load(self, pending):
+        try:
+            handover = pending.wait()
+        except loader.LoadFailed as e:
+            if e.stage == "attach":
+                raise ProbeUnavailable(f"log-write probe: cannot attach {e.tp} ({e.detail}); "
+                                       "fix: run `surgewatch doctor` to see what this host "
+                                       "lacks") from None
+            if e.stage == "plan":
+                raise ProbeUnavailable(e.detail) from None
+            raise ProbeUnavailable(f"log-write probe failed to compile/load: {e.detail}") \
+                from None
+        self.adopt(handover)
         return self
 
-    def _attach(self, tp, fn):
-        try:
-            self.bpf.attach_tracepoint(tp=f"syscalls:{tp}", fn_name=fn)
-        except Exception as e:   # bcc raises bare Exception; libbcc printed the errno
-            self.close()
-            raise ProbeUnavailable(f"log-write probe: cannot attach syscalls:{tp} ({e}); "
-                                   "fix: run `surgewatch doctor` to see what this host "
-                                   "lacks") from e
-        self.attached.append(tp)
+    def load(self):
+        return self.finish_load(self.start_load())
 
-    def _ringbuf_cb(self, _ctx, data, _size):
+    def adopt(self, handover):
+        self.handover = handover
+        self.maps = handover.maps
+        self.compile_s = handover.info.get("compile_s")
+        self.available = handover.info["state"]["available"]
+        self.uses_raw = handover.info["state"]["uses_raw"]
+        if "sys_enter" in handover.info.get("fallbacks", ()):
+            self.uses_raw = False       # raw tracepoints refused: per-syscall ones attached
+        self.attached = ["raw_syscalls:sys_enter" if tp == "raw:sys_enter"
+                         else tp.removeprefix("syscalls:") for tp in handover.links]
+        self._event_t = abi().sw_open_event
+        self._ring = RingBuffer(self.maps["open_events"], self._ringbuf_cb)
+        self._drains = {i: BatchDrain(self.maps[f"counts{i}"]) for i in (0, 1)}
+
+    def _ringbuf_cb(self, data, _size):
         ev = ctypes.cast(data, ctypes.POINTER(self._event_t)).contents
         self.on_open(OpenEvent(ev.tgid, ev.fd, ev.dev, ev.ino, ev.gen, ev.kind, ev.cgroup_id,
                                cstr(ev.comm), cstr(ev.path)))
 
     def poll(self, timeout_ms):
         """Deliver pending open events to on_open, waiting at most timeout_ms."""
-        self.bpf.ring_buffer_poll(timeout=int(timeout_ms))
+        self._ring.poll(timeout_ms)
 
     def set_verdict(self, dev, gen, ino, is_log):
         a = abi()
-        table = self.bpf["verdicts"]
-        table[table.Key(dev, gen, ino)] = ctypes.c_uint8(
-            a.SW_VERDICT_LOG if is_log else a.SW_VERDICT_NOT_LOG)
+        self.maps["verdicts"].update(a.sw_inode(dev, gen, ino), ctypes.c_uint8(
+            a.SW_VERDICT_LOG if is_log else a.SW_VERDICT_NOT_LOG))
 
     def clear_verdicts(self):
         """Forget every verdict: writes count as pending until judged again."""
-        table = self.bpf["verdicts"]
-        for key in list(table.keys()):
-            try:
-                del table[key]
-            except KeyError:
-                pass
+        verdicts = self.maps["verdicts"]
+        for key in verdicts.keys():
+            verdicts.delete(ctypes.create_string_buffer(key, len(key)))
 
     def drain(self, grace_s=0.005):
         """Swap count maps, let in-flight programs finish, read and clear the idle map."""
-        self.bpf.ring_buffer_consume()
+        self._ring.consume()
         idle = self._epoch & 1
         self._epoch += 1
-        self.bpf["ctl"][ctypes.c_uint32(0)] = ctypes.c_uint32(self._epoch)
+        self.maps["ctl"].update(ctypes.c_uint32(0), ctypes.c_uint32(self._epoch))
         time.sleep(grace_s)   # a tracepoint program runs for microseconds
-        self.bpf.ring_buffer_consume()
-        table = self.bpf[f"counts{idle}"]
-        if idle not in self._raw_drains:          # buffers made once per map, then reused
-            self._raw_drains[idle] = RawDrain(table)
-        raw = self._raw_drains[idle].drain()
-        if raw is None:
-            return [WriteCount(k.tgid, k.fd, k.dev, k.ino, k.gen, k.kind, v.writes, v.bytes,
-                               v.cgroup_id, cstr(v.comm)) for k, v in drain_table(table)]
+        self._ring.consume()
+        drain = self._drains[idle]
+        raw = drain.drain()
+        if raw is None:                      # no batch ops (< 5.6): key by key
+            pairs = drain.drain_slow()
+            raw = (b"".join(k for k, _ in pairs), b"".join(v for _, v in pairs))
         keys, vals = raw
         return [WriteCount(tgid, fd, dev, ino, gen, kind, writes, nbytes, cgroup_id,
                            comm.split(b"\0", 1)[0].decode("utf-8", "replace"))
@@ -285,7 +303,7 @@ class LogWriteProbe:
 
     def health(self):
         """Per-counter increase since the previous call (lost writes, lost events...)."""
-        delta = self._health.delta(self.bpf["health"])
+        delta = self._health.delta(self.maps["health"])
         a = abi()
         return {
             "counts_full": delta[a.SW_HEALTH_COUNTS_FULL],
@@ -295,7 +313,11 @@ class LogWriteProbe:
         }
 
     def close(self):
-        if self.bpf is not None:
-            self.bpf.cleanup()
-            self.bpf = None
+        """Detach every program and close the maps (idempotent)."""
+        if self._ring is not None:
+            self._ring.close()
+            self._ring = None
+        if self.handover is not None:
+            self.handover.close()
+            self.handover = None
 

@@ -15,10 +15,11 @@ import time
 from dataclasses import dataclass
 
 from collector.errors import ProbeUnavailable
-from collector.probes import kernel
+from collector.probes import kernel, loader
 from collector.probes.abi import BPF_DIR, abi
 from collector.probes.btf import BTF, BTFError
-from collector.probes.maps import HealthCounters, cstr, drain_table
+from collector.probes.libbpf import BatchDrain, RingBuffer
+from collector.probes.maps import HealthCounters, cstr
 
 # (macro, struct, member path): the kernel struct fields bpf/resets.c reads
 BTF_FIELDS = (
@@ -41,6 +42,7 @@ BTF_FIELDS = (
 # syscalls whose fd argument (enter) names a socket the caller uses: refresh its owner
 IO_SYSCALLS = ("sendto", "sendmsg", "recvfrom", "recvmsg")
 ACCEPT_SYSCALLS = ("accept", "accept4")
+MAPS = ("owners", "rcounts0", "rcounts1", "rctl", "rsent", "rhealth", "reset_events")  # bpf/resets.c
 
 TCP_STATES = {
     1: "ESTABLISHED", 2: "SYN_SENT", 3: "SYN_RECV", 4: "FIN_WAIT1", 5: "FIN_WAIT2",
@@ -234,7 +236,7 @@ class ResetProbe:
         self.max_owners, self.max_keys, self.ringbuf_pages = max_owners, max_keys, ringbuf_pages
         self.event_budget = event_budget
         self.on_event = on_event or (lambda ev: None)
-        self.bpf = None
+        self.handover, self.maps, self._ring = None, {}, None
         self.attached = []
         self.available = {}
         self.reasons = {}
@@ -264,47 +266,73 @@ class ResetProbe:
         self.macros = macros
         return [f"-I{BPF_DIR}"] + [f"-D{k}={v}" for k, v in sorted(macros.items())]
 
-    def load(self):
-        from bcc import BPF  # deferred: unit tests and `doctor` run without bcc loaded
-
-        kernel.require_environment()
+    def plan(self):
+        """What the loader child compiles and attaches (collector/probes/loader.py)."""
         flags = self.cflags()
-        t0 = time.monotonic()
+        tps = [("sock:inet_sock_set_state", "sw_set_state")]
+        if "HAVE_DESTROY" in self.macros:
+            tps.append(("tcp:tcp_destroy_sock", "sw_destroy"))
+        tps += [(f"syscalls:sys_exit_{sc}", "sw_exit_accept")
+                for sc in ACCEPT_SYSCALLS if self.available.get(sc)]
+        tps += [(f"syscalls:sys_enter_{sc}", "sw_enter_io")
+                for sc in IO_SYSCALLS if self.available.get(sc)]
+        tps += [("tcp:tcp_send_reset", "sw_send_reset"),
+                ("tcp:tcp_receive_reset", "sw_receive_reset")]
+        steps = [{"kind": "tracepoint", "tp": tp, "fn": fn} for tp, fn in tps]
+        return loader.Plan(str(BPF_DIR / "resets.c"), flags, steps, list(MAPS))
+
+    def load_kwargs(self):
+        return {"max_owners": self.max_owners, "max_keys": self.max_keys,
+                "ringbuf_pages": self.ringbuf_pages, "event_budget": self.event_budget}
+
+    def plan_state(self):
+        """What plan() found about the kernel, for the daemon's copy of the probe."""
+        return {"available": self.available, "has_reason": self.has_reason,
+                "traces_no_socket": self.traces_no_socket, "hz": self.hz,
+                "reasons": sorted(self.reasons.items()), "macros": self.macros}
+
+    def start_load(self):
+        """Start making the plan and compiling in a child; finish_load() adopts the fds."""
+        kernel.require_environment()
+        return loader.Pending(self.name, self.load_kwargs())
+
+    def finish_load(self, pending):
         try:
-            self.bpf = BPF(src_file=str(BPF_DIR / "resets.c"), cflags=flags)
-        except Exception as e:  # bcc raises bare Exception on compile/load failure
-            raise ProbeUnavailable(f"resets probe failed to compile/load: {e}") from e
-        self.compile_s = time.monotonic() - t0
-        self.set_event_budget(self.event_budget)
-        try:
-            self._attach("sock:inet_sock_set_state", "sw_set_state")
-            if "HAVE_DESTROY" in self.macros:
-                self._attach("tcp:tcp_destroy_sock", "sw_destroy")
-            for sc in ACCEPT_SYSCALLS:
-                if self.available.get(sc):
-                    self._attach(f"syscalls:sys_exit_{sc}", "sw_exit_accept")
-            for sc in IO_SYSCALLS:
-                if self.available.get(sc):
-                    self._attach(f"syscalls:sys_enter_{sc}", "sw_enter_io")
-            self._attach("tcp:tcp_send_reset", "sw_send_reset")
-            self._attach("tcp:tcp_receive_reset", "sw_receive_reset")
-            self.bpf["reset_events"].open_ring_buffer(self._ringbuf_cb)
-        except Exception as e:
-            self.close()
-            raise ProbeUnavailable(f"resets probe failed to attach: {e}") from e
-        self._event_t = abi().sw_reset_event
+            handover = pending.wait()
+        except loader.LoadFailed as e:
+            if e.stage == "attach":
+                raise ProbeUnavailable(f"resets probe failed to attach: {e.tp}: {e.detail}") \
+                    from None
+            if e.stage == "plan":
+                raise ProbeUnavailable(e.detail) from None
+            raise ProbeUnavailable(f"resets probe failed to compile/load: {e.detail}") \
+                from None
+        self.adopt(handover)
         return self
 
-    def _attach(self, tp, fn):
-        self.bpf.attach_tracepoint(tp=tp, fn_name=fn)
-        self.attached.append(tp)
+    def load(self):
+        return self.finish_load(self.start_load())
+
+    def adopt(self, handover):
+        self.handover, self.maps = handover, handover.maps
+        self.compile_s = handover.info.get("compile_s")
+        st = handover.info["state"]
+        self.available, self.hz, self.macros = st["available"], st["hz"], st["macros"]
+        self.has_reason, self.traces_no_socket = st["has_reason"], st["traces_no_socket"]
+        self.reasons = {int(k): v for k, v in st["reasons"]}
+        self.attached = list(handover.links)
+        self._event_t = abi().sw_reset_event
+        self._key_t, self._val_t = abi().sw_reset_key, abi().sw_reset_val
+        self._ring = RingBuffer(self.maps["reset_events"], self._ringbuf_cb)
+        self._drains = {i: BatchDrain(self.maps[f"rcounts{i}"]) for i in (0, 1)}
+        self.set_event_budget(self.event_budget)
 
     def _reason(self, n):
         if not self.has_reason or n == abi().SW_RST_REASON_NONE:
             return None
         return self.reasons.get(n, str(n))
 
-    def _ringbuf_cb(self, _ctx, data, _size):
+    def _ringbuf_cb(self, data, _size):
         ev = ctypes.cast(data, ctypes.POINTER(self._event_t)).contents
         self.on_event(self.decode_event(ev))
 
@@ -320,24 +348,24 @@ class ResetProbe:
 
     def set_event_budget(self, n):
         self.event_budget = n
-        self.bpf["rctl"][ctypes.c_uint32(abi().SW_RCTL_EVENT_BUDGET)] = \
-            ctypes.c_uint32(min(int(n), 0xFFFFFFFF))
+        self.maps["rctl"].update(ctypes.c_uint32(abi().SW_RCTL_EVENT_BUDGET),
+                                 ctypes.c_uint32(min(int(n), 0xFFFFFFFF)))
 
     def poll(self, timeout_ms):
         """Deliver pending reset events to on_event, waiting at most timeout_ms."""
-        self.bpf.ring_buffer_poll(timeout=int(timeout_ms))
+        self._ring.poll(timeout_ms)
 
     def drain(self, grace_s=0.005):
         """Swap count maps, let in-flight programs finish, read and clear the idle one."""
-        self.bpf.ring_buffer_consume()
+        self._ring.consume()
         idle = self._epoch & 1
         self._epoch += 1
-        self.bpf["rctl"][ctypes.c_uint32(abi().SW_RCTL_EPOCH)] = ctypes.c_uint32(self._epoch)
+        self.maps["rctl"].update(ctypes.c_uint32(abi().SW_RCTL_EPOCH), ctypes.c_uint32(self._epoch))
         time.sleep(grace_s)
-        self.bpf.ring_buffer_consume()
-        self.bpf["rsent"][ctypes.c_uint32(idle)] = ctypes.c_uint64(0)   # its budget refills
+        self._ring.consume()
+        self.maps["rsent"].update(ctypes.c_uint32(idle), ctypes.c_uint64(0))  # budget refills
         out = []
-        for k, v in drain_table(self.bpf[f"rcounts{idle}"]):
+        for k, v in self._drained(idle):
             out.append(ResetCount(
                 tgid=k.tgid, direction=DIRECTIONS.get(k.dir, str(k.dir)), kind=KINDS.get(k.kind),
                 state=state_name(k.state), reason=self._reason(k.reason), lport=k.lport,
@@ -345,12 +373,23 @@ class ResetProbe:
                 idle_hist=tuple(v.idle_hist), cgroup_id=v.cgroup_id, comm=cstr(v.comm)))
         return out
 
+    def _drained(self, idle):
+        drain = self._drains[idle]
+        raw = drain.drain()
+        if raw is None:                       # no batch ops (< 5.6): key by key
+            return [(self._key_t.from_buffer_copy(k), self._val_t.from_buffer_copy(v))
+                    for k, v in drain.drain_slow()]
+        keys, vals = raw
+        ks, vs = ctypes.sizeof(self._key_t), ctypes.sizeof(self._val_t)
+        return [(self._key_t.from_buffer_copy(keys, i * ks),
+                 self._val_t.from_buffer_copy(vals, i * vs)) for i in range(len(keys) // ks)]
+
     def owners_in_use(self):
-        return sum(1 for _ in self.bpf["owners"].keys())
+        return self.maps["owners"].count()
 
     def health(self):
         """Per-counter increase since the previous call."""
-        delta = self._health.delta(self.bpf["rhealth"])
+        delta = self._health.delta(self.maps["rhealth"])
         a = abi()
         return {
             "counts_full": delta[a.SW_RHEALTH_COUNTS_FULL],
@@ -361,9 +400,13 @@ class ResetProbe:
         }
 
     def close(self):
-        if self.bpf is not None:
-            self.bpf.cleanup()
-            self.bpf = None
+        """Detach every program and close the maps (idempotent)."""
+        if self._ring is not None:
+            self._ring.close()
+            self._ring = None
+        if self.handover is not None:
+            self.handover.close()
+            self.handover = None
 
 
 def format_addr(family, raw):

@@ -60,8 +60,31 @@ def programs_of(pid):
                         held.add(int(line.split()[1]))
         except OSError:
             continue
+    # programs the loader child attached and handed over: the process holds their
+    # perf-event / raw tracepoint fds, not the program fds (bpftool perf names the holder)
+    out = subprocess.run(["bpftool", "-j", "perf"], capture_output=True, text=True,
+                         check=True).stdout
+    held |= {a["prog_id"] for a in json.loads(out or "[]") if a.get("pid") == pid}
     names = {p["id"]: p.get("name") for p in bpf_programs()}
     return {i for i in held if names.get(i) in PROG_NAMES}
+
+
+def attachments_of(pid):
+    """Tracepoints (bpftool perf names) with a program attached through an fd of `pid`."""
+    out = subprocess.run(["bpftool", "-j", "perf"], capture_output=True, text=True,
+                         check=True).stdout
+    return sorted(a.get("tracepoint", "?") for a in json.loads(out or "[]")
+                  if a.get("pid") == pid)
+
+
+def attached_programs():
+    """Ids of our programs attached anywhere on the host (bpftool perf): the oracle for
+    'nothing left attached'."""
+    out = subprocess.run(["bpftool", "-j", "perf"], capture_output=True, text=True,
+                         check=True).stdout
+    names = {p["id"]: p.get("name") for p in bpf_programs()}
+    return {a["prog_id"] for a in json.loads(out or "[]")
+            if names.get(a["prog_id"]) in PROG_NAMES}
 
 
 def rss_kb(pid):

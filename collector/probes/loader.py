@@ -1,0 +1,307 @@
+"""Compile, load and attach a probe in a short-lived child; hand its fds to the daemon.
+
+bcc compiles C with LLVM at load time and keeps that compiler mapped for the life of the
+process (~150 MB); parsing the kernel's BTF for struct offsets builds ~50 MB of Python
+objects. So the daemon does neither: for each probe it starts a child
+(`python -m collector.probes.loader`) and sends it the probe's name and settings over a
+SOCK_SEQPACKET socketpair. The child makes the probe's plan (BTF offsets, live tracepoint
+formats -> cflags; what to attach; which maps the daemon needs), compiles, attaches, and
+sends back in one SCM_RIGHTS message the fds of those maps and of every attachment
+(perf-event or raw tracepoint fds: a program stays attached while one is open), with a
+small JSON description (which fd is which, what was found about the kernel). The child
+then leaves with os._exit, skipping bcc's clean-up, whose PERF_EVENT_IOC_DISABLE would
+switch off the events the daemon now shares.
+
+If the child dies or hangs, its fds die with it (nothing stays attached) and the daemon
+reports one line. If the daemon dies, the kernel closes its fds and every program detaches;
+a child still compiling is killed with it (PR_SET_PDEATHSIG).
+"""
+import ctypes
+import json
+import os
+import select
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+
+from collector.errors import ProbeUnavailable
+
+DEFAULT_TIMEOUT_S = 120.0       # bcc's compile takes ~1-2 s here, ~5x that under QEMU TCG
+MAX_MESSAGE = 1 << 20
+FAULT_ENV = "SURGEWATCH_LOADER_FAULT"      # test seam: "probe:point:action,...", below
+
+
+def load_timeout_s():
+    raw = os.environ.get("SURGEWATCH_LOAD_TIMEOUT", "")
+    try:
+        return float(raw) if raw else DEFAULT_TIMEOUT_S
+    except ValueError:
+        return DEFAULT_TIMEOUT_S
+
+
+# the probes a child can load: name -> (module, class); each has load_kwargs(), plan()
+# and plan_state() (run in the child) and adopt(handover) (run in the daemon)
+PROBES = {"logwrites": ("collector.probes.logwrites", "LogWriteProbe"),
+          "resets": ("collector.probes.resets", "ResetProbe")}
+LABELS = {"logwrites": "log-write probe", "resets": "resets probe"}   # as errors name them
+
+
+@dataclass
+class Plan:
+    """What the child does: compile `source` with `cflags`, then attach `steps` in order.
+
+    A step is {"kind": "tracepoint"|"raw", "tp": ..., "fn": ...}; a step with "else" (a list
+    of steps) runs those instead when it cannot attach (the raw hook's fallback).
+    """
+    source: str
+    cflags: list
+    steps: list
+    maps: list
+
+
+class LoadFailed(ProbeUnavailable):
+    """The child reported a failure: stage "plan" (the probe cannot run on this kernel;
+    detail is its one-line reason), "compile/load" or "attach" (bcc's words)."""
+
+    def __init__(self, probe, stage, detail, tp=None):
+        self.probe, self.stage, self.detail, self.tp = probe, stage, detail, tp
+        where = f" {tp}" if tp else ""
+        super().__init__(detail if stage == "plan" else f"{LABELS.get(probe, probe)}: "
+                                                         f"{stage}{where} failed: {detail}")
+
+
+@dataclass
+class Handover:
+    """What a loader child handed over: maps by name, attachments by tracepoint."""
+    probe: str
+    maps: dict
+    links: dict = field(default_factory=dict)     # tracepoint -> fd
+    info: dict = field(default_factory=dict)
+
+    def close(self):
+        """Detach every program (close the attachment fds), then close the maps."""
+        close_fds_parallel(list(self.links.values()))
+        self.links = {}
+        for m in self.maps.values():
+            m.close()
+        self.maps = {}
+
+
+def close_fds_parallel(fds, timeout_s=5.0):
+    """Closing a perf-event fd waits for an RCU grace period in the kernel (tens of ms);
+    one after the other, 18 took 1.3 s. os.close releases the GIL, so threads overlap
+    the waits."""
+    if len(fds) <= 1:
+        for fd in fds:
+            _close(fd)
+        return
+    threads = [threading.Thread(target=_close, args=(fd,), daemon=True) for fd in fds]
+    for t in threads:
+        t.start()
+    deadline = time.monotonic() + timeout_s
+    for t in threads:
+        t.join(timeout=max(0.0, deadline - time.monotonic()))
+
+
+def _close(fd):
+    try:
+        os.close(fd)
+    except OSError:
+        pass
+
+
+class Pending:
+    """A child started for one plan; wait() returns its Handover or raises one line."""
+
+    def __init__(self, probe, kwargs, timeout_s=None):
+        self.probe, self.kwargs = probe, kwargs
+        self.label = LABELS.get(probe, probe)
+        self.timeout_s = load_timeout_s() if timeout_s is None else timeout_s
+        self.started = time.monotonic()
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        self.sock = ours
+        try:
+            # the child's stdout is our stderr: our stdout may be the record stream
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "collector.probes.loader", str(theirs.fileno()),
+                 str(os.getpid())],
+                pass_fds=[theirs.fileno()], stdin=subprocess.DEVNULL, stdout=sys.stderr,
+                close_fds=True)
+        except OSError as e:
+            ours.close()
+            raise ProbeUnavailable(f"{LABELS.get(probe, probe)}: cannot start the loader "
+                                   f"({sys.executable}): {e.strerror or e}") from None
+        finally:
+            theirs.close()
+        self.sock.sendall(json.dumps({"probe": probe, "kwargs": kwargs}).encode())
+
+    def wait(self):
+        try:
+            return self._receive()
+        finally:
+            self.sock.close()
+            self._reap()
+
+    def _receive(self):
+        deadline = self.started + self.timeout_s
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                self._kill()
+                raise ProbeUnavailable(
+                    f"{self.label}: the loader did not finish compiling and "
+                    f"attaching within {self.timeout_s:g} s and was killed (nothing stays "
+                    "attached); fix: check load with `surgewatch doctor`, or raise "
+                    "SURGEWATCH_LOAD_TIMEOUT")
+            ready, _, _ = select.select([self.sock], [], [], min(left, 1.0))
+            if ready:
+                break
+        try:
+            data, fds, _flags, _addr = socket.recv_fds(self.sock, MAX_MESSAGE, 253)
+        except OSError as e:
+            raise ProbeUnavailable(f"{self.label}: reading the loader's "
+                                   f"hand-over failed: {e}") from None
+        if not data:
+            code = self.proc.wait(timeout=5.0)
+            how = f"killed by {signal.Signals(-code).name}" if code < 0 else f"exit {code}"
+            raise ProbeUnavailable(f"{self.label}: the loader died while "
+                                   f"compiling ({how}); nothing stays attached; fix: run "
+                                   "`surgewatch doctor`")
+        try:
+            return self._handover(json.loads(data), fds)
+        except BaseException:
+            for fd in fds:
+                _close(fd)
+            raise
+
+    def _handover(self, desc, fds):
+        from collector.probes.libbpf import Map
+
+        if not desc.get("ok"):
+            raise LoadFailed(self.probe, desc.get("stage", "load"),
+                             desc.get("detail", "unknown error"), desc.get("tp"))
+        names, links = desc["maps"], desc["links"]
+        if len(fds) != len(names) + len(links):
+            raise ProbeUnavailable(f"{self.label}: the loader handed over "
+                                   f"{len(fds)} fds for {len(names) + len(links)} objects")
+        maps = {}
+        try:
+            for name, fd in zip(names, fds):
+                maps[name] = Map(fd, name)
+        except OSError as e:
+            raise ProbeUnavailable(f"{self.label}: a handed-over map is "
+                                   f"unusable: {e}") from None
+        desc["load_s"] = time.monotonic() - self.started
+        return Handover(self.probe, maps, dict(zip(links, fds[len(names):])), desc)
+
+    def cancel(self):
+        """Stop the child (whatever it attached detaches as it dies)."""
+        self._kill()
+        self.sock.close()
+        self._reap()
+
+    def _kill(self):
+        if self.proc.poll() is None:
+            self.proc.kill()
+
+    def _reap(self):
+        try:
+            self.proc.wait(timeout=5.0)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+
+
+
+
+# -- the child ---------------------------------------------------------------------------
+def _fault(probe, point):
+    """SURGEWATCH_LOADER_FAULT="logwrites:compile:hang,resets:attached:die": a test seam
+    (docs/reliability.md) that makes the child hang or die at a point of its work."""
+    for item in os.environ.get(FAULT_ENV, "").split(","):
+        parts = item.strip().split(":")
+        if len(parts) == 3 and parts[0] in (probe, "*") and parts[1] == point:
+            if parts[2] == "hang":
+                while True:
+                    time.sleep(3600)
+            os.kill(os.getpid(), signal.SIGKILL)
+
+
+def _attach(bpf, step):
+    tp, fn = step["tp"], step["fn"]
+    if step["kind"] == "raw":
+        bpf.attach_raw_tracepoint(tp=tp, fn_name=fn)
+        return [(f"raw:{tp}", bpf.raw_tracepoint_fds[tp.encode()])]
+    bpf.attach_tracepoint(tp=tp, fn_name=fn)
+    return [(tp, bpf.tracepoint_fds[tp.encode()])]
+
+
+def _run(request):
+    import importlib
+
+    from collector.probes import kernel
+
+    name = request["probe"]
+    module, cls = PROBES[name]
+    probe = getattr(importlib.import_module(module), cls)(**request["kwargs"])
+    try:
+        plan = probe.plan()
+    except ProbeUnavailable as e:        # this kernel lacks what the probe needs
+        return {"ok": False, "stage": "plan", "detail": str(e)}, []
+    BPF = kernel.import_bcc()
+    _fault(name, "compile")
+    t0 = time.monotonic()
+    try:
+        bpf = BPF(src_file=plan.source, cflags=plan.cflags)
+    except Exception as e:     # bcc raises bare Exception on compile/load failure
+        return {"ok": False, "stage": "compile/load", "detail": _one_line(e)}, []
+    compile_s = time.monotonic() - t0
+    links, fallbacks = [], []
+    todo = list(plan.steps)
+    while todo:
+        step = todo.pop(0)
+        try:
+            links += _attach(bpf, step)
+        except Exception as e:     # bcc raises bare Exception; libbcc printed the errno
+            if "else" in step:
+                fallbacks.append(step["tp"])
+                todo[:0] = step["else"]
+                continue
+            return {"ok": False, "stage": "attach", "tp": step["tp"],
+                    "detail": _one_line(e)}, []
+    _fault(name, "attached")
+    maps = [(m, bpf[m].map_fd) for m in plan.maps]
+    desc = {"ok": True, "maps": [m for m, _ in maps], "links": [t for t, _ in links],
+            "fallbacks": fallbacks, "compile_s": compile_s, "pid": os.getpid(),
+            "state": probe.plan_state()}
+    return desc, [fd for _, fd in maps] + [fd for _, fd in links]
+
+
+def _one_line(e):
+    return " ".join(str(e).split()) or type(e).__name__
+
+
+def child_main(argv):
+    sock_fd, parent = int(argv[0]), int(argv[1])
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(1, signal.SIGKILL, 0, 0, 0)        # PR_SET_PDEATHSIG: die with the daemon
+    if os.getppid() != parent:
+        os._exit(1)
+    sock = socket.socket(fileno=sock_fd)
+    request = json.loads(sock.recv(MAX_MESSAGE))
+    try:
+        desc, fds = _run(request)
+    except Exception as e:          # anything else: reported, never a traceback
+        desc, fds = {"ok": False, "stage": "load", "detail": _one_line(e)}, []
+    socket.send_fds(sock, [json.dumps(desc).encode()], fds)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)          # no bcc clean-up: it would disable the events we handed over
+
+
+if __name__ == "__main__":
+    child_main(sys.argv[1:])

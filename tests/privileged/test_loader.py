@@ -1,0 +1,138 @@
+"""The loader child (collector/probes/loader.py): the daemon never maps bcc's compiler,
+programs keep counting after the child is gone, and a child that dies or hangs leaves
+nothing attached and one line of error (docs/reliability.md)."""
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from tests.privileged.relhelp import (RunDaemon, attached_programs, attachments_of, programs_of,
+                                      writes_by_path)
+
+SURGEWATCH = os.path.join(os.path.dirname(sys.executable), "surgewatch")
+COMPILER_LIBS = ("libbcc", "libLLVM", "libclang")
+
+
+def _write_lines(path, n):
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    for _ in range(n):
+        os.write(fd, b"loader test line\n")
+    os.close(fd)
+
+
+def _children(pid):
+    kids = []
+    for d in os.listdir("/proc"):
+        if d.isdigit():
+            try:
+                with open(f"/proc/{d}/stat") as f:
+                    if int(f.read().rsplit(")", 1)[1].split()[1]) == pid:
+                        kids.append(int(d))
+            except (OSError, ValueError, IndexError):
+                continue
+    return kids
+
+
+def _wait_detached(before, timeout=10.0):
+    deadline = time.monotonic() + timeout
+    while True:
+        left = attached_programs() - before
+        if not left or time.monotonic() > deadline:
+            return left
+        time.sleep(0.2)
+
+
+def test_daemon_holds_no_compiler_and_counts_after_the_child_left(tmp_path):
+    d = RunDaemon(tmp_path)
+    try:
+        meta = d.wait_meta()
+        with open(f"/proc/{d.pid}/maps") as f:
+            maps = f.read()
+        mapped = [lib for lib in COMPILER_LIBS if lib in maps]
+        assert not mapped, f"the daemon maps {mapped}"
+        assert _children(d.pid) == [], "a loader child is still running"
+        # every attachment the meta record names is held by the daemon itself
+        named = meta["probes"]["logwrites"]["tracepoints"] + meta["probes"]["resets"]["tracepoints"]
+        assert len(attachments_of(d.pid)) == len(named) >= 17, (attachments_of(d.pid), named)
+        assert len(programs_of(d.pid)) >= 10
+        d.wait_stats(1)
+        log = str(d.logdir / "after-child.log")
+        _write_lines(log, 1234)
+        d.wait_stats(3)
+    finally:
+        rc = d.stop()
+    assert rc == 0, d.err
+    assert writes_by_path(d.records, log) == (1234, 1234 * len(b"loader test line\n"))
+
+
+@pytest.mark.parametrize("fault,expect", [
+    ("logwrites:compile:die", "log-write probe: the loader died while compiling (killed by SIGKILL)"),
+    ("logwrites:attached:die", "log-write probe: the loader died while compiling (killed by SIGKILL)"),
+    ("logwrites:attached:hang", "log-write probe: the loader did not finish compiling and "
+                                "attaching within 3 s and was killed"),
+])
+def test_loader_dies_or_hangs_exit_2_one_line_nothing_attached(tmp_path, fault, expect):
+    before = attached_programs()
+    env = dict(os.environ, SURGEWATCH_LOADER_FAULT=fault, SURGEWATCH_LOAD_TIMEOUT="3",
+               SURGEWATCH_LOCK_FILE=str(tmp_path / "lock"))
+    t0 = time.monotonic()
+    res = subprocess.run([SURGEWATCH, "snapshot", "--duration", "1", "--json"],
+                         capture_output=True, text=True, timeout=120, env=env)
+    assert res.returncode == 2, res
+    lines = res.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"surgewatch: error: {expect}"), res.stderr
+    assert res.stdout == ""
+    if "hang" in fault:
+        assert time.monotonic() - t0 < 60       # the timeout, not bcc's whole compile
+    assert not _wait_detached(before), "programs left attached"
+
+
+def test_resets_loader_dies_log_writes_still_run(tmp_path):
+    d = RunDaemon(tmp_path, env={"SURGEWATCH_LOADER_FAULT": "resets:attached:die"})
+    try:
+        meta = d.wait_meta()
+        d.wait_stats(1)
+        log = str(d.logdir / "resets-down.log")
+        _write_lines(log, 55)
+        d.wait_stats(3)
+    finally:
+        rc = d.stop()
+    assert rc == 0, d.err
+    assert meta["probes"]["resets"]["enabled"] is False
+    assert "the loader died" in meta["probes"]["resets"]["reason"]
+    assert writes_by_path(d.records, log)[0] == 55
+
+
+def test_daemon_killed_while_its_loader_is_attached_leaves_nothing(tmp_path):
+    """SIGKILL of the daemon while the child holds attached programs (it hangs after
+    attaching): the child dies with its parent (PR_SET_PDEATHSIG), so nothing stays."""
+    before = attached_programs()
+    d = RunDaemon(tmp_path, env={"SURGEWATCH_LOADER_FAULT": "logwrites:attached:hang"})
+    try:
+        deadline = time.monotonic() + 120
+        while not (attached_programs() - before) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert attached_programs() - before, "the loader never attached"
+        kids = _children(d.pid)
+        d.proc.send_signal(signal.SIGKILL)
+    finally:
+        d.kill()
+    assert not _wait_detached(before), "programs left attached after SIGKILL"
+    for k in kids:
+        assert not os.path.exists(f"/proc/{k}") or _zombie_or_gone(k)
+
+
+def _zombie_or_gone(pid, timeout=5.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with open(f"/proc/{pid}/stat") as f:
+                if f.read().rsplit(")", 1)[1].split()[0] == "Z":
+                    return True
+        except OSError:
+            return True
+        time.sleep(0.1)
+    return False
