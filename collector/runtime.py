@@ -39,7 +39,9 @@ class Collector:
         self.seq = 0
         # paths per rate record before the rest is folded into "(other)"; 0: every path
         self.max_paths = RATE_MAX_PATHS
-        self.keys = KeyCache(resolver, services)
+        # live keys per interval are bounded by the kernel map; twice that allows churn
+        self.keys = KeyCache(resolver, services,
+                             max_keys=2 * int(getattr(probe, "max_keys", 65536) or 65536))
         self._last_counts = ()
         self.last_writes = []
         self._last_boundary = None

@@ -44,8 +44,12 @@ def run(workdir, procs=200, files_each=50, rate=100_000, seconds=14, hook="trace
     if rc != 0:
         raise RuntimeError(f"surgewatch run exited {rc}: {d.proc.stderr.read().decode()}")
     stats = [r for r in d.records if r["type"] == "stats"]
+    # paths under logdir, plus the "(other)" remainder (schema 1.3: a rate record lists
+    # 20 paths per service) of records that only hold the writers' own processes
     counted = sum(p["writes"] for r in d.records if r["type"] == "rate"
-                  for p in r.get("paths", ()) if p["path"].startswith(logdir + "/"))
+                  for p in r.get("paths", ())
+                  if p["path"].startswith(logdir + "/")
+                  or (p["path"] == "(other)" and r.get("comms") == ["fanout"]))
     # intervals fully inside the steady window (stats arrive at the interval's end)
     steady = [s for s, t in zip(d.records, d.arrival)
               if s["type"] == "stats" and w0 + 1 <= t <= w1]
