@@ -58,6 +58,7 @@ class ResetsConfig:
 class Config:
     path: str = DEFAULT_PATH      # the file it came from (or would have)
     interval: float = 1.0
+    rate_max_paths: int = RATE_MAX_PATHS
     log_rules: LogRules = field(default_factory=LogRules)
     stdout_format: str = "msgpack"
     segments: SegmentsConfig = field(default_factory=SegmentsConfig)
@@ -109,11 +110,14 @@ def _kind(value):
 def parse(data, path=DEFAULT_PATH):
     """Config from a parsed TOML mapping; BadInput "PATH: key: reason" on any problem."""
     c = _Checker(path)
-    top = c.table(data, "", ("interval", "log_rules", "outputs", "resets"))
+    top = c.table(data, "", ("interval", "rate_max_paths", "log_rules", "outputs", "resets"))
     cfg = Config(path=path)
     if "interval" in top:
         cfg = cfg.replace(interval=c.number(top, "interval", "interval",
                                             MIN_INTERVAL_S, MAX_INTERVAL_S))
+    if "rate_max_paths" in top:
+        cfg = cfg.replace(rate_max_paths=c.number(top, "rate_max_paths", "rate_max_paths",
+                                                  0, 1_000_000, integer=True))
     if "log_rules" in top:
         c.table(top["log_rules"], "log_rules", ("dirs", "globs", "journald_sockets"))
         try:

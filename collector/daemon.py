@@ -350,6 +350,7 @@ class Daemon:
         self.outputs = outputs
         if _rules_key(new.log_rules) != _rules_key(self.cfg.log_rules):
             apply_rules(self.collector, new.log_rules)
+        self.collector.max_paths = new.rate_max_paths
         self.cfg = new
         self.log("notice", f"reloaded {new.path}", key="reloaded")
         return True
@@ -382,6 +383,7 @@ class Daemon:
             def build(rules):
                 return build_collector(rules, resets=self.cfg.resets.enabled)
         self.collector = build(self.cfg.log_rules)
+        self.collector.max_paths = self.cfg.rate_max_paths
         stage = getattr(self.collector, "resets", None)
         if stage is not None:
             stage.set_max_records(self.cfg.resets.max_records)

@@ -27,8 +27,9 @@ apt_install() {
     apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 }
 
-# 1. bcc from Debian (PyPI's "bcc" is an unrelated project), plus tools the tests use.
-apt_install python3-bpfcc bpfcc-tools libbpfcc python3-venv python3-pip bpftool \
+# 1. bcc from Debian (PyPI's "bcc" is an unrelated project; only the loader child imports it),
+#    libbpf1 (the daemon drives maps through it), plus tools the tests use.
+apt_install python3-bpfcc bpfcc-tools libbpfcc libbpf1 python3-venv python3-pip bpftool \
             make gcc libc6-dev iproute2 tcpdump
 
 # 1b. Debian's Prometheus server, for tests/e2e (which starts its own, on loopback, with a

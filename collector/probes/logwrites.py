@@ -296,8 +296,9 @@ class LogWriteProbe:
             pairs = drain.drain_slow()
             raw = (b"".join(k for k, _ in pairs), b"".join(v for _, v in pairs))
         keys, vals = raw
-        return [WriteCount(tgid, fd, dev, ino, gen, kind, writes, nbytes, cgroup_id,
-                           comm.split(b"\0", 1)[0].decode("utf-8", "replace"))
+        new = tuple.__new__        # skips NamedTuple's Python-level __new__ per key
+        return [new(WriteCount, (tgid, fd, dev, ino, gen, kind, writes, nbytes, cgroup_id,
+                                 comm.split(b"\0", 1)[0].decode("utf-8", "replace")))
                 for (tgid, fd, dev, kind, ino, gen, _pad), (writes, nbytes, cgroup_id, comm)
                 in zip(KEY_LAYOUT.iter_unpack(keys), VAL_LAYOUT.iter_unpack(vals))]
 

@@ -69,6 +69,8 @@ BAD = [
     ("interval = nan", "interval", "finite"),
     ("interval = inf", "interval", "finite"),
     ("interval = 100000", "interval", "must be between"),
+    ("rate_max_paths = -1", "rate_max_paths", "must be between"),
+    ("rate_max_paths = 2.5", "rate_max_paths", "expected an integer, got a number"),
     ("log_rules = 3", "log_rules", "expected a table"),
     ("[log_rules]\nfoo = []", "log_rules.foo", "unknown key"),
     ("[log_rules]\ndirs = '/var/log'", "log_rules.dirs", "expected a list of strings"),
@@ -164,3 +166,9 @@ def test_socket_prometheus_resets_sections(tmp_path):
     assert d.socket.path == "/run/surgewatch/stream.sock" and d.socket.mode == 0o660
     assert d.prometheus.listen == "127.0.0.1:9477" and d.prometheus.enabled
     assert d.resets.enabled
+
+
+def test_rate_max_paths(tmp_path):
+    assert config.load(write(tmp_path, "")).rate_max_paths == config.RATE_MAX_PATHS == 20
+    assert config.load(write(tmp_path, "rate_max_paths = 0")).rate_max_paths == 0
+    assert config.load(write(tmp_path, "rate_max_paths = 5")).rate_max_paths == 5

@@ -11,6 +11,7 @@ DOC = Path(__file__).resolve().parents[2] / "docs" / "operations.md"
 # where each field of config.Config lives in the file
 SECTIONS = {
     "interval": "interval",
+    "rate_max_paths": "rate_max_paths",
     "log_rules": "log_rules",
     "stdout_format": "outputs.stdout.format",
     "segments": "outputs.segments",
