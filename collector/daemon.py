@@ -419,8 +419,13 @@ class Daemon:
                 if self._reload:
                     self.reload()
 
-            self.collector.run(None, self.cfg.interval, on_interval, on_tick=on_tick,
-                               tick_s=0.1, should_stop=self._should_stop)
+            # no clock tick: a signal's byte on the wake-up pipe ends the wait at once, so
+            # an idle daemon wakes once per interval (docs/performance.md, idle)
+            with _signal_wakeup() as wakeup_fd:
+                self.collector.run(None, self.cfg.interval, on_interval, on_tick=on_tick,
+                                   tick_s=None if wakeup_fd is not None else 0.1,
+                                   should_stop=self._should_stop,
+                                   wakeup_fd=wakeup_fd)
         finally:
             _detach_all(self.collector)
         if self.failed:
@@ -491,6 +496,32 @@ def _detach_all(collector):
         h.links = {}
     for p in probes:
         p.close()
+
+
+class _signal_wakeup:
+    """A non-blocking pipe as signal.set_wakeup_fd for the duration (main thread only;
+    elsewhere None: the caller then waits with a timeout)."""
+
+    def __enter__(self):
+        self._fds, self._old = None, None
+        try:
+            r, w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+        except OSError:
+            return None
+        try:
+            self._old = signal.set_wakeup_fd(w, warn_on_full_buffer=False)
+        except ValueError:                      # not the main thread
+            os.close(r)
+            os.close(w)
+            return None
+        self._fds = (r, w)
+        return r
+
+    def __exit__(self, *exc):
+        if self._fds is not None:
+            signal.set_wakeup_fd(self._old if self._old is not None else -1)
+            for fd in self._fds:
+                os.close(fd)
 
 
 def _isatty(stream):

@@ -26,6 +26,12 @@ class ResetStage:
     def poll(self, timeout_ms):
         self.probe.poll(timeout_ms)
 
+    def poll_fd(self):
+        return self.probe.poll_fd()
+
+    def consume(self):
+        self.probe.consume()
+
     def interval(self, seq, ts):
         """(per-service ServiceResets, `reset` records, stats fields) for one interval."""
         self.attributor.start_interval()

@@ -267,6 +267,14 @@ class LogWriteProbe:
         self.on_open(OpenEvent(ev.tgid, ev.fd, ev.dev, ev.ino, ev.gen, ev.kind, ev.cgroup_id,
                                cstr(ev.comm), cstr(ev.path)))
 
+    def poll_fd(self):
+        """An fd that polls readable when open events wait in the ring buffer."""
+        return self._ring.fileno()
+
+    def consume(self):
+        """Deliver every pending event now, without waiting."""
+        self._ring.consume()
+
     def poll(self, timeout_ms):
         """Deliver pending open events to on_open, waiting at most timeout_ms."""
         self._ring.poll(timeout_ms)

@@ -351,6 +351,14 @@ class ResetProbe:
         self.maps["rctl"].update(ctypes.c_uint32(abi().SW_RCTL_EVENT_BUDGET),
                                  ctypes.c_uint32(min(int(n), 0xFFFFFFFF)))
 
+    def poll_fd(self):
+        """An fd that polls readable when reset events wait in the ring buffer."""
+        return self._ring.fileno()
+
+    def consume(self):
+        """Deliver every pending event now, without waiting."""
+        self._ring.consume()
+
     def poll(self, timeout_ms):
         """Deliver pending reset events to on_event, waiting at most timeout_ms."""
         self._ring.poll(timeout_ms)

@@ -107,7 +107,17 @@ class BenchDaemon:
                     return int(line.split()[1]) * 1024
         return 0
 
+    def pss_bytes(self):
+        """Proportional set size: RSS with shared library pages split among their users."""
+        with open(f"/proc/{self.proc.pid}/smaps_rollup") as f:
+            for line in f:
+                if line.startswith("Pss:"):
+                    return int(line.split()[1]) * 1024
+        return 0
+
     def stop(self):
+        """SIGTERM, wait for the exit; self.stop_s = signal to exit (seconds)."""
+        t0 = time.monotonic()
         if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)
         try:
@@ -115,5 +125,6 @@ class BenchDaemon:
         except subprocess.TimeoutExpired:
             self.proc.kill()
             self.proc.wait()
+        self.stop_s = time.monotonic() - t0
         self._reader.join(timeout=10)
         return self.proc.returncode

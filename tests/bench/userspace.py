@@ -37,7 +37,7 @@ def run(workdir, procs=200, files_each=50, rate=100_000, seconds=14, hook="trace
         time.sleep(seconds - 5)
         cpu1, w1 = d.cpu_seconds(), time.monotonic()
         written = sum(int(p.communicate()[0]) for p in writers)
-        rss_end = d.rss_bytes()
+        rss_end, pss_end = d.rss_bytes(), d.pss_bytes()
         time.sleep(2.5)                       # the last lines' interval closes
     finally:
         rc = d.stop()
@@ -61,6 +61,7 @@ def run(workdir, procs=200, files_each=50, rate=100_000, seconds=14, hook="trace
         "cpu_pct": 100 * (cpu1 - cpu0) / (w1 - w0),
         "cpu_pct_reported": 100 * statistics.median(s["cpu_s"] / s["interval"] for s in steady),
         "rss_start_mb": rss_start / 2**20, "rss_end_mb": rss_end / 2**20,
+        "pss_end_mb": pss_end / 2**20,
         "drain_ms": statistics.median(drain_ms),
         "keys": statistics.median(keys),
         "drain_us_per_key": statistics.median(1000 * dm / k for dm, k in zip(drain_ms, keys) if k),

@@ -126,7 +126,7 @@ class FakeCollector:
         return model.meta_record("h", 1.0, interval, {}, "6.1", mode=mode, argv=argv,
                                  version="0")
 
-    def run(self, duration, interval, on_interval, on_tick, tick_s, should_stop):
+    def run(self, duration, interval, on_interval, on_tick, tick_s, should_stop, wakeup_fd=None):
         tick = 0
         while True:
             stats = model.stats_record("h", 2.0, seq=self.seq, interval=interval,
