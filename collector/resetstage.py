@@ -32,10 +32,14 @@ class ResetStage:
     def consume(self):
         self.probe.consume()
 
-    def interval(self, seq, ts):
-        """(per-service ServiceResets, `reset` records, stats fields) for one interval."""
+    def flip(self):
+        self.probe.flip()
+
+    def interval(self, seq, ts, flipped=False):
+        """(per-service ServiceResets, `reset` records, stats fields) for one interval;
+        flipped: the caller flipped the probe's maps and waited the grace period."""
         self.attributor.start_interval()
-        counts = self.probe.drain()
+        counts = self.probe.collect() if flipped else self.probe.drain()
         health = self.probe.health()
         self.last = aggregate_resets(self.attributor.attribute(counts))
         records, attributed = [], []

@@ -16,6 +16,7 @@ from collector.aggregate.logrates import rate_bodies
 from collector.config import RATE_MAX_PATHS
 from collector.host.keycache import KeyCache
 from collector.model import LogWrite
+from collector.probes.maps import GRACE_S
 
 
 def _cpu_seconds():
@@ -101,7 +102,7 @@ class Collector:
         interval_s = max(boundary - self._last_boundary, 1e-6)
         self._last_boundary = boundary
         t0 = time.perf_counter()
-        counts = self.probe.drain()
+        counts, resets_flipped = self._drain()
         accs, unresolved = self._enrich(counts)
         self._last_counts, self._last_writes = counts, None
         drain_ms = (time.perf_counter() - t0) * 1000.0
@@ -119,16 +120,27 @@ class Collector:
         stats["iov_truncated"] = health["iov_truncated"]
         stats["fd_walk_failed"] = health["fdwalk_failed"]
         if self.resets is not None:
-            rates = self._add_resets(rates, stats, ts, interval_s)
+            rates = self._add_resets(rates, stats, ts, interval_s, resets_flipped)
         self.services.end_drain()
         self._cpu_seen = cpu
         self.seq += 1
         return rates, stats
 
-    def _add_resets(self, rates, stats, ts, interval_s):
+    def _drain(self):
+        """(write counts, whether the resets' maps were flipped too): both probes' maps
+        swapped, then one grace period for both (one wake-up, not two), then read."""
+        stages = [self.probe] + ([self.resets] if self.resets is not None else [])
+        if not all(hasattr(s, "flip") for s in stages):        # test doubles
+            return self.probe.drain(), False
+        for s in stages:
+            s.flip()
+        time.sleep(GRACE_S)
+        return self.probe.collect(), self.resets is not None
+
+    def _add_resets(self, rates, stats, ts, interval_s, flipped=False):
         """Reset counts into the rate records (a record per service with resets but no log
         writes), reset health into stats; bounded `reset` records in last_reset_records."""
-        per_service, records, rstats = self.resets.interval(self.seq, ts)
+        per_service, records, rstats = self.resets.interval(self.seq, ts, flipped)
         stats.update(rstats)
         by_service = {r["service"]: r for r in rates}
         for rec in rates:

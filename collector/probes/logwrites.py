@@ -12,7 +12,7 @@ from collector.probes import kernel, loader
 from collector.probes.abi import BPF_DIR, abi
 from collector.probes.btf import BTF, BTFError
 from collector.probes.libbpf import BatchDrain, RingBuffer
-from collector.probes.maps import HealthCounters, cstr
+from collector.probes.maps import GRACE_S, HealthCounters, cstr
 
 WRITE_SYSCALLS = ("write", "writev", "pwrite64", "pwritev", "pwritev2")
 VECTORED = ("writev", "pwritev", "pwritev2")
@@ -290,15 +290,23 @@ class LogWriteProbe:
         for key in verdicts.keys():
             verdicts.delete(ctypes.create_string_buffer(key, len(key)))
 
-    def drain(self, grace_s=0.005):
+    def drain(self, grace_s=GRACE_S):
         """Swap count maps, let in-flight programs finish, read and clear the idle map."""
+        self.flip()
+        time.sleep(grace_s)   # a tracepoint program runs for microseconds
+        return self.collect()
+
+    def flip(self):
+        """Point the programs at the other count map (the first half of drain())."""
         self._ring.consume()
-        idle = self._epoch & 1
+        self._idle = self._epoch & 1
         self._epoch += 1
         self.maps["ctl"].update(ctypes.c_uint32(0), ctypes.c_uint32(self._epoch))
-        time.sleep(grace_s)   # a tracepoint program runs for microseconds
+
+    def collect(self):
+        """Read and clear the map flip() retired, once in-flight programs are done."""
         self._ring.consume()
-        drain = self._drains[idle]
+        drain = self._drains[self._idle]
         raw = drain.drain()
         if raw is None:                      # no batch ops (< 5.6): key by key
             pairs = drain.drain_slow()

@@ -1,6 +1,10 @@
 """Reading probe maps the same way in every probe: strings, health counters."""
 import ctypes
 
+# after a count-map flip, how long programs still running on the old map get to finish
+# (a tracepoint program runs for microseconds)
+GRACE_S = 0.005
+
 
 def cstr(raw):
     """A fixed-size C char array as text (up to the first NUL, bad bytes replaced)."""

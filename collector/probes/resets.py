@@ -19,7 +19,7 @@ from collector.probes import kernel, loader
 from collector.probes.abi import BPF_DIR, abi
 from collector.probes.btf import BTF, BTFError
 from collector.probes.libbpf import BatchDrain, RingBuffer
-from collector.probes.maps import HealthCounters, cstr
+from collector.probes.maps import GRACE_S, HealthCounters, cstr
 
 # (macro, struct, member path): the kernel struct fields bpf/resets.c reads
 BTF_FIELDS = (
@@ -363,13 +363,22 @@ class ResetProbe:
         """Deliver pending reset events to on_event, waiting at most timeout_ms."""
         self._ring.poll(timeout_ms)
 
-    def drain(self, grace_s=0.005):
+    def drain(self, grace_s=GRACE_S):
         """Swap count maps, let in-flight programs finish, read and clear the idle one."""
+        self.flip()
+        time.sleep(grace_s)
+        return self.collect()
+
+    def flip(self):
+        """Point the programs at the other count map (the first half of drain())."""
         self._ring.consume()
-        idle = self._epoch & 1
+        self._idle = self._epoch & 1
         self._epoch += 1
         self.maps["rctl"].update(ctypes.c_uint32(abi().SW_RCTL_EPOCH), ctypes.c_uint32(self._epoch))
-        time.sleep(grace_s)
+
+    def collect(self):
+        """Read and clear the map flip() retired, once in-flight programs are done."""
+        idle = self._idle
         self._ring.consume()
         self.maps["rsent"].update(ctypes.c_uint32(idle), ctypes.c_uint64(0))  # budget refills
         out = []
