@@ -20,6 +20,7 @@ service, path]. An accumulator whose stamp is not the current interval's counts 
 import os
 import resource
 import select
+import struct
 
 from collector.errors import HostLookupError
 from collector.host.destinations import NOT_LOG, UNRESOLVED
@@ -146,6 +147,8 @@ class KeyCache:
         if not counts:
             return [], 0
         self._begin()
+        if hasattr(counts, "vals"):
+            return self._enrich_raw(counts, stamp)
         get = self._keys.get
         slow = self._slow
         touched = []
@@ -183,6 +186,58 @@ class KeyCache:
                 append(pa)
         return touched, unresolved
 
+    def _enrich_raw(self, counts, stamp):
+        """enrich() over the kernel's bytes (collector.probes.logwrites.RawCounts): the key
+        bytes are the cache key, the value's (cgroup id, comm) bytes are compared whole,
+        and only writes and bytes are unpacked, so a known key builds two small bytes
+        objects and one tuple."""
+        kb, vb, n = counts.keys, counts.vals, counts.n
+        if not n:
+            return [], 0
+        ks, vs = len(kb) // n, len(vb) // n
+        wb = _WRITES_BYTES.unpack_from
+        get = self._keys.get
+        slow = self._slow
+        touched = []
+        append = touched.append
+        unresolved = 0
+        ko = vo = 0
+        for i in range(n):
+            key = kb[ko:ko + ks]
+            ident = vb[vo + 16:vo + vs]
+            e = get(key)
+            if e is None or not e[0].ok or e[7] != ident:
+                c = counts.count(i)
+                e = slow(c, key, ident)
+                if e is None:
+                    unresolved += c[6]
+                    ko += ks
+                    vo += vs
+                    continue
+            pa = e[3]
+            if pa is not None:
+                w, b = wb(vb, vo)
+                if w or b:
+                    if pa[0] is stamp:
+                        pa[1] += w
+                        pa[2] += b
+                        pc = e[4]
+                        if pa[3] is not pc and pa[3] != pc:
+                            if pa[4] is None:
+                                pa[4] = {pc}
+                            else:
+                                pa[4].add(pc)
+                    else:
+                        pa[0] = stamp
+                        pa[1] = w
+                        pa[2] = b
+                        pa[3] = e[4]
+                        pa[4] = None
+                        append(pa)
+            ko += ks
+            vo += vs
+        return touched, unresolved
+
     def _proc(self, pid, cgroup_id):
         """(_Proc or None when the process is not identified, (kind, name) or None)."""
         if self._identify is None:
@@ -213,9 +268,10 @@ class KeyCache:
         self._procs[pid] = proc
         return proc, found
 
-    def _slow(self, c):
+    def _slow(self, c, key=None, ident=None):
         tgid, comm, cgroup_id = c[0], c[9], c[8]
-        key = c[:5]
+        if key is None:
+            key = c[:5]
         e = self._keys.get(key)
         if e is not None and not e[0].ok and self._identify is not None:
             # an unwatched process: is it still the one its keys were answered for? (one
@@ -239,7 +295,7 @@ class KeyCache:
             pa = self._paths.get((service, dest))
             if pa is None:
                 pa = self._paths[(service, dest)] = [None, 0, 0, pc, None, service, dest]
-        e = [proc if proc is not None else _ONCE, comm, cgroup_id, pa, pc, service, dest]
+        e = [proc if proc is not None else _ONCE, comm, cgroup_id, pa, pc, service, dest, ident]
         if proc is not None:
             self._keys[key] = e
             proc.keys.append(key)
@@ -252,13 +308,18 @@ class KeyCache:
         was a log write (for callers that want per-key detail)."""
         get, once = self._keys.get, self._once.get
         out = []
-        for c in counts:
-            key = c[:5]
+        raw = hasattr(counts, "vals")
+        ks = len(counts.keys) // counts.n if raw and counts.n else 0
+        for i, c in enumerate(counts):
+            key = counts.keys[i * ks:(i + 1) * ks] if raw else c[:5]
             e = once(key) or get(key)
             if e is None or e[3] is None:
                 continue
             out.append((c[0], c[9], e[5], e[6], c[6], c[7]))
         return out
+
+
+_WRITES_BYTES = struct.Struct("=QQ")     # the head of struct sw_write_val (bpf/common.h)
 
 
 class _Never:

@@ -81,6 +81,35 @@ class WriteCount(NamedTuple):     # a tuple: one is built per drained key
 
 
 
+class RawCounts:
+    """One drain's keys and values as the kernel wrote them (KEY_LAYOUT/VAL_LAYOUT records
+    back to back). The interval path reads them without building a tuple per field
+    (collector/host/keycache.py); iterating yields WriteCount tuples for everyone else."""
+
+    __slots__ = ("keys", "vals", "n")
+
+    def __init__(self, keys, vals):
+        self.keys, self.vals = keys, vals
+        self.n = len(keys) // KEY_LAYOUT.size
+
+    def __len__(self):
+        return self.n
+
+    def __iter__(self):
+        new = tuple.__new__        # skips NamedTuple's Python-level __new__ per key
+        return iter([new(WriteCount, (tgid, fd, dev, ino, gen, kind, writes, nbytes, cgroup_id,
+                                      comm.split(b"\0", 1)[0].decode("utf-8", "replace")))
+                     for (tgid, fd, dev, kind, ino, gen, _pad), (writes, nbytes, cgroup_id, comm)
+                     in zip(KEY_LAYOUT.iter_unpack(self.keys), VAL_LAYOUT.iter_unpack(self.vals))])
+
+    def count(self, i):
+        """The i-th key as a WriteCount."""
+        (tgid, fd, dev, kind, ino, gen, _pad) = KEY_LAYOUT.unpack_from(self.keys, i * KEY_LAYOUT.size)
+        writes, nbytes, cgroup_id, comm = VAL_LAYOUT.unpack_from(self.vals, i * VAL_LAYOUT.size)
+        return WriteCount(tgid, fd, dev, ino, gen, kind, writes, nbytes, cgroup_id,
+                          comm.split(b"\0", 1)[0].decode("utf-8", "replace"))
+
+
 def raw_syscall_macros(btf, machine=None):
     """Macros for the raw sys_enter hook, or {} when this arch/kernel is not supported."""
     abi_ = RAW_SYSCALL_ABI.get(machine or platform.machine())
@@ -312,11 +341,7 @@ class LogWriteProbe:
             pairs = drain.drain_slow()
             raw = (b"".join(k for k, _ in pairs), b"".join(v for _, v in pairs))
         keys, vals = raw
-        new = tuple.__new__        # skips NamedTuple's Python-level __new__ per key
-        return [new(WriteCount, (tgid, fd, dev, ino, gen, kind, writes, nbytes, cgroup_id,
-                                 comm.split(b"\0", 1)[0].decode("utf-8", "replace")))
-                for (tgid, fd, dev, kind, ino, gen, _pad), (writes, nbytes, cgroup_id, comm)
-                in zip(KEY_LAYOUT.iter_unpack(keys), VAL_LAYOUT.iter_unpack(vals))]
+        return RawCounts(bytes(keys), bytes(vals))
 
     def health(self):
         """Per-counter increase since the previous call (lost writes, lost events...)."""

@@ -3,6 +3,8 @@ exactly when its process, comm, cgroup or the rules change."""
 import subprocess
 import sys
 
+import pytest
+
 from collector.aggregate.logrates import aggregate_interval, rate_bodies
 from collector.errors import NoSuchProcess
 from collector.host.destinations import NOT_LOG, UNRESOLVED
@@ -10,7 +12,7 @@ from collector.host.keycache import KeyCache, PidWatch
 from collector.host.procfs import ProcFS
 from collector.host.services import ServiceResolver
 from collector.model import LogWrite
-from collector.probes.logwrites import WriteCount
+from collector.probes.logwrites import KEY_LAYOUT, VAL_LAYOUT, RawCounts, WriteCount
 from collector.runtime import Collector
 
 
@@ -51,9 +53,33 @@ def wc(pid, fd, ino, writes, comm="app", cgroup=7):
     return WriteCount(pid, fd, 1, ino, 0, 1, writes, writes * 10, cgroup, comm)
 
 
+FORM = {"raw": False}
+
+
+@pytest.fixture(autouse=True, params=["tuples", "raw"])
+def form(request):
+    """Every test on both inputs: WriteCount tuples and the kernel's bytes (RawCounts)."""
+    FORM["raw"] = request.param == "raw"
+    yield request.param
+    FORM["raw"] = False
+
+
+def pack(counts):
+    keys = b"".join(KEY_LAYOUT.pack(c.tgid, c.fd, c.dev, c.kind, c.ino, c.gen, 0) for c in counts)
+    vals = b"".join(VAL_LAYOUT.pack(c.writes, c.bytes, c.cgroup_id, c.comm.encode())
+                    for c in counts)
+    return RawCounts(keys, vals)
+
+
+def test_raw_counts_decode_to_the_same_write_counts():
+    counts = [wc(10, 3, 1, 5), wc(11, 4, 2, 7, comm="sh", cgroup=9)]
+    raw = pack(counts)
+    assert len(raw) == 2 and list(raw) == counts and raw.count(1) == counts[1]
+
+
 def run(cache, services, counts):
     services.start_drain()
-    accs, unresolved = cache.enrich(counts, object())
+    accs, unresolved = cache.enrich(pack(counts) if FORM["raw"] else counts, object())
     services.end_drain()
     return rate_bodies(accs, 0, 1.0), unresolved
 
@@ -133,7 +159,7 @@ def test_pidfd_reports_a_real_exit_and_its_keys_are_forgotten():
         cache = KeyCache(resolver, services, watch=PidWatch(limit=8))
         run(cache, services, [wc(child.pid, 3, 1, 1, comm="python3")])
         assert child.pid in cache._procs and cache._procs[child.pid].fd is not None
-        assert (child.pid, 3, 1, 1, 0) in cache._keys
+        assert len(cache._keys) == 1          # the key (tuple or kernel bytes) is cached
         child.kill()
         child.wait()
         assert [p.pid for p in cache.watch.exited()] == [child.pid]
