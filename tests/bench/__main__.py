@@ -29,31 +29,6 @@ def line(case, figure, target, ok):
     print(f"{case:44} {figure:>30}   {target:<22} {verdict(ok)}")
 
 
-def report_syscalls(r):
-    u = {c: r[c]["untraced"] for c in r if c != "programs"}
-    for hook in ("tracepoints", "raw"):
-        print(f"\n-- cases 1-3, write hook: {hook} (ns per call; untraced / bare floor / traced)")
-        for case, label in (("write_watched", "1a write 1 B, watched log file"),
-                            ("write_devnull", "1b write 1 B, /dev/null (unwatched)"),
-                            ("getppid", "2  getppid (not traced)")):
-            t, b = r[case][hook], r[case]["bare"]
-            fig = f"{u[case]:.0f}/{b:.0f}/{t:.0f} ns +{t - u[case]:.0f} ({t / u[case]:.2f}x)"
-            if case == "write_watched":
-                line(label, fig, "<= +60 ns", t - u[case] <= 60)
-            elif case == "write_devnull":
-                line(label, fig, "<= 1.5x", t / u[case] <= 1.5)
-                line("   ... above the bare tracepoint floor", f"+{t - b:.0f} ns",
-                     "<= +10 ns", t - b <= 10)
-            else:
-                line(label, fig, "<= 1.15x", t / u[case] <= 1.15)
-        lu, lt = r["logger"]["untraced"], r["logger"][hook]
-        line("3  Python logging FileHandler", f"{lu:,.0f} -> {lt:,.0f} lines/s "
-             f"({100 * (lt / lu - 1):+.1f}%)", "<= 2% fewer", lt >= 0.98 * lu)
-        for prog, st in sorted(r.get("programs", {}).get(hook, {}).items()):
-            print(f"   bpf_stats: {prog:28} {st['ns_per_run']:6.0f} ns per run "
-                  f"({st['runs']:,} runs)")
-
-
 def report_userspace(r):
     print(f"\n-- case 4: {r['procs']} processes, {r['rate_target']:,} lines/s over "
           f"{r['keys_target']:,} keys, 1 s interval")
@@ -94,7 +69,7 @@ def report_startup(r):
 
 
 CASES = {
-    "syscalls": (lambda w: syscalls.run(w, ROUNDS, N, logger_lines=50_000), report_syscalls),
+    "syscalls": (lambda w: syscalls.run(w, ROUNDS, N, logger_lines=50_000), syscalls.report),
     "userspace": (userspace.run, report_userspace),
     "resets": (resetstorm.run, report_resets),
     "startup": (startup.run, report_startup),
