@@ -8,9 +8,10 @@
  * log destinations; every other write returns after the walk. Inodes userspace has
  * judged not to be logs are skipped in the kernel through the `verdicts` map.
  *
- * Macros supplied by collector/probes/logwrites.py:
+ * Macros supplied by collector/probes/logwrites.py (and fdwalk.py):
  *   OFF_* / SZ_*         struct member offsets and sizes from the running kernel's BTF
- *   SW_FDT_CHUNK, SW_INODE_CHUNK  where set, read those leading bytes of the struct at once
+ *   SW_FD_WALK_BTF, SW_FD_SLOT_READ  which fd walk (bpf/fdwalk.h)
+ *   SW_FDT_CHUNK, SW_INODE_CHUNK, SW_FILE_LO/LEN  fields read in one go
  *   TP_*_OFF             syscall tracepoint field offsets (live format)
  *   HAVE_<syscall>       for each tracepoint that exists on this kernel
  *   SW_RAW_SYSCALLS, NR_*, OFF_PT_REGS_*   the raw sys_enter hook, where the arch is known
@@ -18,6 +19,7 @@
  */
 #include <uapi/linux/ptrace.h>
 #include "common.h"
+#include "fdwalk.h"
 
 #define S_IFMT_ 00170000
 #define S_IFREG_ 0100000
@@ -44,38 +46,18 @@ static __always_inline void health_inc(u32 idx)
         (*v)++;
 }
 
-/* fd -> struct file -> inode, through the current task's fd table. Fills dev, ino, kind.
- * Returns 0 for a possible log destination, 1 for anything else, -1 on a failed walk. */
+/* fd -> struct file -> inode, through the current task's fd table (bpf/fdwalk.h). Fills
+ * dev, ino, gen, kind. Returns 0 for a possible log destination, 1 for anything else, -1 on
+ * a failed walk. */
 static __always_inline int inode_of_fd(s32 fd, struct sw_write_key *k)
 {
-    char *task = (char *)bpf_get_current_task();
-    char *files = 0, *fdt = 0, *fdarr = 0, *file = 0, *inode = 0, *sb = 0;
-    unsigned int max_fds = 0;
+    char *inode = 0, *priv = 0, *sb = 0;
     u16 mode = 0;
 
     if (fd < 0)
         return 1;
-    if (bpf_probe_read_kernel(&files, sizeof(files), task + OFF_TASK_FILES) || !files)
-        return -1;
-    if (bpf_probe_read_kernel(&fdt, sizeof(fdt), files + OFF_FILES_FDT) || !fdt)
-        return -1;
-#ifdef SW_FDT_CHUNK
-    u64 fdtc[SW_FDT_CHUNK / 8];
-    if (bpf_probe_read_kernel(fdtc, sizeof(fdtc), fdt))
-        return -1;
-    __builtin_memcpy(&max_fds, (char *)fdtc + OFF_FDT_MAX_FDS, sizeof(max_fds));
-    __builtin_memcpy(&fdarr, (char *)fdtc + OFF_FDT_FD, sizeof(fdarr));
-#else
-    if (bpf_probe_read_kernel(&max_fds, sizeof(max_fds), fdt + OFF_FDT_MAX_FDS))
-        return -1;
-    if (bpf_probe_read_kernel(&fdarr, sizeof(fdarr), fdt + OFF_FDT_FD))
-        return -1;
-#endif
-    if ((unsigned int)fd >= max_fds || !fdarr)
-        return -1;
-    if (bpf_probe_read_kernel(&file, sizeof(file), fdarr + (u64)fd * sizeof(void *)) || !file)
-        return -1;
-    if (bpf_probe_read_kernel(&inode, sizeof(inode), file + OFF_FILE_F_INODE) || !inode)
+    u64 file = sw_fd_file(fd);
+    if (!file || sw_file_fields(file, &inode, &priv) || !inode)
         return -1;
 #ifdef SW_INODE_CHUNK
     u64 ic[SW_INODE_CHUNK / 8];
@@ -90,15 +72,8 @@ static __always_inline int inode_of_fd(s32 fd, struct sw_write_key *k)
     if ((mode & S_IFMT_) == S_IFREG_) {
         k->kind = SW_FILE_REGULAR;
     } else if ((mode & S_IFMT_) == S_IFSOCK_) {
-        /* struct socket_alloc { struct socket socket; struct inode vfs_inode; } */
-        char *sock = inode - OFF_SOCKET_ALLOC_VFS_INODE + OFF_SOCKET_ALLOC_SOCKET;
-        char *sk = 0;
         u16 family = 0;
-        if (bpf_probe_read_kernel(&sk, sizeof(sk), sock + OFF_SOCKET_SK) || !sk)
-            return 1;
-        if (bpf_probe_read_kernel(&family, sizeof(family), sk + OFF_SOCK_FAMILY))
-            return -1;
-        if (family != AF_UNIX_)
+        if (!sw_socket_sk(priv, &family) || family != AF_UNIX_)
             return 1;
         k->kind = SW_FILE_UNIX_SOCKET;
     } else {

@@ -21,6 +21,8 @@
  *
  * Macros supplied by collector/probes/resets.py:
  *   OFF_* / SZ_*                 kernel struct member offsets from BTF
+ *   SW_FD_WALK_BTF, SW_FD_SLOT_READ, SW_FDT_CHUNK, SW_FILE_LO/LEN  the fd walk (fdwalk.h)
+ *   SW_SOCK_PT_LO                where sk_protocol and sk_type are adjacent
  *   SK_HZ                        the kernel's CONFIG_HZ
  *   SEND_* / RECV_*              live tracepoint field offsets (see resets.py)
  *   HAVE_DESTROY, DESTROY_SKADDR_OFF, SS_SKADDR_OFF, SS_OLD_OFF, SS_NEW_OFF, SS_PROTO_OFF,
@@ -29,6 +31,7 @@
  */
 #include <uapi/linux/ptrace.h>
 #include "common.h"
+#include "fdwalk.h"
 
 #define AF_INET_ 2
 #define AF_INET6_ 10
@@ -89,47 +92,37 @@ static __always_inline void own(u64 sk, u32 source)
         rhealth_inc(SW_RHEALTH_OWNERS_FULL);
 }
 
-/* fd of the current task -> struct sock *, when it is a TCP socket; else 0. */
+/* fd of the current task -> struct sock *, when it is a TCP socket; else 0
+ * (the walk: bpf/fdwalk.h). */
 static __always_inline u64 tcp_sock_of_fd(s64 fd)
 {
-    char *task = (char *)bpf_get_current_task();
-    char *files = 0, *fdt = 0, *fdarr = 0, *file = 0, *inode = 0, *sock = 0, *sk = 0;
-    unsigned int max_fds = 0;
-    u16 mode = 0, family = 0, proto = 0, type = 0;
+    char *inode = 0, *sock = 0;
+    u16 mode = 0, family = 0;
 
-    if (fd < 0)
-        return 0;
-    if (bpf_probe_read_kernel(&files, sizeof(files), task + OFF_TASK_FILES) || !files)
-        return 0;
-    if (bpf_probe_read_kernel(&fdt, sizeof(fdt), files + OFF_FILES_FDT) || !fdt)
-        return 0;
-    if (bpf_probe_read_kernel(&max_fds, sizeof(max_fds), fdt + OFF_FDT_MAX_FDS))
-        return 0;
-    if ((u64)fd >= max_fds)
-        return 0;
-    if (bpf_probe_read_kernel(&fdarr, sizeof(fdarr), fdt + OFF_FDT_FD) || !fdarr)
-        return 0;
-    if (bpf_probe_read_kernel(&file, sizeof(file), fdarr + (u64)fd * sizeof(void *)) || !file)
-        return 0;
-    if (bpf_probe_read_kernel(&inode, sizeof(inode), file + OFF_FILE_F_INODE) || !inode)
+    u64 file = sw_fd_file(fd);
+    if (!file || sw_file_fields(file, &inode, &sock) || !inode)
         return 0;
     if (bpf_probe_read_kernel(&mode, sizeof(mode), inode + OFF_INODE_I_MODE))
         return 0;
     if ((mode & S_IFMT_) != S_IFSOCK_)
         return 0;
-    if (bpf_probe_read_kernel(&sock, sizeof(sock), file + OFF_FILE_PRIVATE_DATA) || !sock)
+    u64 sk = sw_socket_sk(sock, &family);
+    if (!sk || (family != AF_INET_ && family != AF_INET6_))
         return 0;
-    if (bpf_probe_read_kernel(&sk, sizeof(sk), sock + OFF_SOCKET_SK) || !sk)
+#ifdef SW_SOCK_PT_LO
+    u16 pt[2] = {};        /* sk_protocol and sk_type side by side: one read */
+    if (bpf_probe_read_kernel(pt, sizeof(pt), (char *)sk + SW_SOCK_PT_LO))
         return 0;
-    if (bpf_probe_read_kernel(&family, sizeof(family), sk + OFF_SOCK_FAMILY))
-        return 0;
-    if (family != AF_INET_ && family != AF_INET6_)
-        return 0;
-    bpf_probe_read_kernel(&proto, sizeof(proto), sk + OFF_SOCK_PROTOCOL);
-    bpf_probe_read_kernel(&type, sizeof(type), sk + OFF_SOCK_TYPE);
+    u16 proto = pt[(OFF_SOCK_PROTOCOL - SW_SOCK_PT_LO) / 2];
+    u16 type = pt[(OFF_SOCK_TYPE - SW_SOCK_PT_LO) / 2];
+#else
+    u16 proto = 0, type = 0;
+    bpf_probe_read_kernel(&proto, sizeof(proto), (char *)sk + OFF_SOCK_PROTOCOL);
+    bpf_probe_read_kernel(&type, sizeof(type), (char *)sk + OFF_SOCK_TYPE);
+#endif
     if (proto != IPPROTO_TCP_ || type != SOCK_STREAM_)
         return 0;
-    return (u64)sk;
+    return sk;
 }
 
 /* ---- ownership, process context ------------------------------------------------------ */

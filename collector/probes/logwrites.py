@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from typing import NamedTuple
 
 from collector.errors import ProbeUnavailable
-from collector.probes import kernel, loader
+from collector.probes import fdwalk, kernel, loader
 from collector.probes.abi import BPF_DIR, abi
 from collector.probes.btf import BTF, BTFError
 from collector.probes.libbpf import BatchDrain, RingBuffer
@@ -29,22 +29,13 @@ RAW_SYSCALL_ABI = {
 OPEN_SYSCALLS = ("openat", "open", "creat", "openat2")
 MAPS = ("counts0", "counts1", "verdicts", "ctl", "health", "open_events")   # bpf/logwrites.c
 
-# (macro, struct, member path): the kernel struct fields the C code reads
-BTF_FIELDS = (
-    ("TASK_FILES", "task_struct", "files"),
-    ("FILES_FDT", "files_struct", "fdt"),
-    ("FDT_MAX_FDS", "fdtable", "max_fds"),
-    ("FDT_FD", "fdtable", "fd"),
-    ("FILE_F_INODE", "file", "f_inode"),
-    ("INODE_I_MODE", "inode", "i_mode"),
+# (macro, struct, member path): the kernel struct fields the C code reads: the shared fd
+# walk's (bpf/fdwalk.h), then the inode identity this probe keys on
+BTF_FIELDS = fdwalk.FIELDS + (
     ("INODE_I_INO", "inode", "i_ino"),
     ("INODE_I_SB", "inode", "i_sb"),
     ("INODE_I_GENERATION", "inode", "i_generation"),
     ("SB_S_DEV", "super_block", "s_dev"),
-    ("SOCKET_ALLOC_SOCKET", "socket_alloc", "socket"),
-    ("SOCKET_ALLOC_VFS_INODE", "socket_alloc", "vfs_inode"),
-    ("SOCKET_SK", "socket", "sk"),
-    ("SOCK_FAMILY", "sock_common", "skc_family"),
 )
 
 
@@ -129,38 +120,10 @@ def raw_syscall_macros(btf, machine=None):
 
 
 def btf_macros(btf):
-    macros = {}
-    for macro, struct_name, member in BTF_FIELDS:
-        try:
-            off, size = btf.member(struct_name, member)
-        except BTFError as e:
-            raise ProbeUnavailable(f"log-write probe: {e}; this kernel's layout is unsupported") from e
-        macros[f"OFF_{macro}"] = off
-        macros[f"SZ_{macro}"] = size
+    macros = fdwalk.btf_macros(btf, BTF_FIELDS, "log-write probe")
     if macros["SZ_INODE_I_INO"] not in (4, 8):
         raise ProbeUnavailable("log-write probe: inode.i_ino has an unexpected size")
-    macros.update(chunk_macros(macros))
     return macros
-
-
-# Each bpf_probe_read_kernel costs ~25 ns here whatever its size (docs/performance.md), so
-# fields that sit close together are read in one go: fdtable's max_fds and fd, and the
-# inode's mode, sb, ino and generation (0..128 on 6.1 and 6.18).
-CHUNKS = {"SW_FDT_CHUNK": ("FDT_MAX_FDS", "FDT_FD"),
-          "SW_INODE_CHUNK": ("INODE_I_MODE", "INODE_I_SB", "INODE_I_INO",
-                             "INODE_I_GENERATION")}
-MAX_CHUNK = 256
-
-
-def chunk_macros(macros):
-    """SW_*_CHUNK = bytes from the struct's start that cover the fields, where that is
-    small enough to copy to the BPF stack; otherwise the fields are read one by one."""
-    out = {}
-    for name, fields in CHUNKS.items():
-        end = max(macros[f"OFF_{f}"] + macros[f"SZ_{f}"] for f in fields)
-        if end <= MAX_CHUNK:
-            out[name] = (end + 7) // 8 * 8
-    return out
 
 
 def tracepoint_macros(root=None):
@@ -209,6 +172,7 @@ class LogWriteProbe:
         self.on_open = on_open or (lambda ev: None)
         self.handover, self.maps, self._ring = None, {}, None
         self.uses_raw = False
+        self.fd_walk, self.fd_walk_state = None, {}     # which fd walk: fdwalk.py
         self.attached = []
         self.available = {}
         self._epoch = 0
@@ -221,6 +185,9 @@ class LogWriteProbe:
         macros, self.available = tracepoint_macros()
         btf = BTF.load()
         macros.update(btf_macros(btf))
+        self.fd_walk, walk, self.fd_walk_state = fdwalk.choose(macros, macros["TP_FD_OFF"],
+                                                                "log-write probe")
+        macros.update(walk)
         raw = raw_syscall_macros(btf) if self.hook == "raw" else {}
         if self.hook == "raw" and not raw:
             raise ProbeUnavailable("log-write probe: no raw sys_enter support for "
@@ -252,7 +219,8 @@ class LogWriteProbe:
 
     def plan_state(self):
         """What plan() found about the kernel, for the daemon's copy of the probe."""
-        return {"available": self.available, "uses_raw": self.uses_raw}
+        return {"available": self.available, "uses_raw": self.uses_raw,
+                "fd_walk": self.fd_walk, "fd_walk_state": self.fd_walk_state}
 
     def start_load(self):
         """Start making the plan and compiling in a child; finish_load() adopts the fds."""
@@ -283,6 +251,8 @@ class LogWriteProbe:
         self.compile_s = handover.info.get("compile_s")
         self.available = handover.info["state"]["available"]
         self.uses_raw = handover.info["state"]["uses_raw"]
+        self.fd_walk = handover.info["state"]["fd_walk"]
+        self.fd_walk_state = handover.info["state"]["fd_walk_state"]
         if "sys_enter" in handover.info.get("fallbacks", ()):
             self.uses_raw = False       # raw tracepoints refused: per-syscall ones attached
         self.attached = ["raw_syscalls:sys_enter" if tp == "raw:sys_enter"

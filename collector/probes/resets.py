@@ -15,23 +15,15 @@ import time
 from dataclasses import dataclass
 
 from collector.errors import ProbeUnavailable
-from collector.probes import kernel, loader
+from collector.probes import fdwalk, kernel, loader
 from collector.probes.abi import BPF_DIR, abi
 from collector.probes.btf import BTF, BTFError
 from collector.probes.libbpf import BatchDrain, RingBuffer
 from collector.probes.maps import GRACE_S, HealthCounters, cstr
 
-# (macro, struct, member path): the kernel struct fields bpf/resets.c reads
-BTF_FIELDS = (
-    ("TASK_FILES", "task_struct", "files"),
-    ("FILES_FDT", "files_struct", "fdt"),
-    ("FDT_MAX_FDS", "fdtable", "max_fds"),
-    ("FDT_FD", "fdtable", "fd"),
-    ("FILE_F_INODE", "file", "f_inode"),
-    ("FILE_PRIVATE_DATA", "file", "private_data"),
-    ("INODE_I_MODE", "inode", "i_mode"),
-    ("SOCKET_SK", "socket", "sk"),
-    ("SOCK_FAMILY", "sock_common", "skc_family"),
+# (macro, struct, member path): the kernel struct fields bpf/resets.c reads: the shared fd
+# walk's (bpf/fdwalk.h), then the socket's
+BTF_FIELDS = fdwalk.FIELDS + (
     ("SOCK_STATE", "sock_common", "skc_state"),
     ("SOCK_PROTOCOL", "sock", "sk_protocol"),
     ("SOCK_TYPE", "sock", "sk_type"),
@@ -132,19 +124,15 @@ def _measure_hz(timer_list):
 
 
 def btf_macros(btf):
-    macros = {}
-    for macro, struct_name, member in BTF_FIELDS:
-        try:
-            off, size = btf.member(struct_name, member)
-        except BTFError as e:
-            raise ProbeUnavailable(f"resets probe: {e}; this kernel's layout is unsupported") from e
-        macros[f"OFF_{macro}"] = off
-        macros[f"SZ_{macro}"] = size
+    macros = fdwalk.btf_macros(btf, BTF_FIELDS, "resets probe")
     for m, want in (("SOCK_PROTOCOL", 2), ("SOCK_TYPE", 2), ("SOCK_STATE", 1),
                     ("TCP_LSNDTIME", 4), ("TCP_LRCVTIME", 4)):
         if macros[f"SZ_{m}"] != want:
             raise ProbeUnavailable(f"resets probe: {m.lower()} has size {macros[f'SZ_{m}']}, "
                                    f"expected {want}")
+    lo = min(macros["OFF_SOCK_PROTOCOL"], macros["OFF_SOCK_TYPE"])
+    if max(macros["OFF_SOCK_PROTOCOL"], macros["OFF_SOCK_TYPE"]) == lo + 2 and lo % 2 == 0:
+        macros["SW_SOCK_PT_LO"] = lo          # adjacent: one read for both
     return macros
 
 
@@ -243,6 +231,7 @@ class ResetProbe:
         self.has_reason = False
         self.traces_no_socket = False
         self.hz = None
+        self.fd_walk, self.fd_walk_state = None, {}     # which fd walk: fdwalk.py
         self._epoch = 0
         self._health = HealthCounters(abi().SW_RHEALTH_MAX)
 
@@ -259,6 +248,9 @@ class ResetProbe:
         macros.update(sc)
         btf = BTF.load()
         macros.update(btf_macros(btf))
+        self.fd_walk, walk, self.fd_walk_state = fdwalk.choose(macros, macros["TP_FD_OFF"],
+                                                                "resets probe")
+        macros.update(walk)
         self.reasons = reason_names(btf) if self.has_reason else {}
         self.hz = kernel_hz()
         macros.update(SK_HZ=self.hz, SW_MAX_OWNERS=self.max_owners, SW_MAX_RKEYS=self.max_keys,
@@ -289,7 +281,8 @@ class ResetProbe:
         """What plan() found about the kernel, for the daemon's copy of the probe."""
         return {"available": self.available, "has_reason": self.has_reason,
                 "traces_no_socket": self.traces_no_socket, "hz": self.hz,
-                "reasons": sorted(self.reasons.items()), "macros": self.macros}
+                "reasons": sorted(self.reasons.items()), "macros": self.macros,
+                "fd_walk": self.fd_walk, "fd_walk_state": self.fd_walk_state}
 
     def start_load(self):
         """Start making the plan and compiling in a child; finish_load() adopts the fds."""
@@ -320,6 +313,7 @@ class ResetProbe:
         self.available, self.hz, self.macros = st["available"], st["hz"], st["macros"]
         self.has_reason, self.traces_no_socket = st["has_reason"], st["traces_no_socket"]
         self.reasons = {int(k): v for k, v in st["reasons"]}
+        self.fd_walk, self.fd_walk_state = st["fd_walk"], st["fd_walk_state"]
         self.attached = list(handover.links)
         self._event_t = abi().sw_reset_event
         self._key_t, self._val_t = abi().sw_reset_key, abi().sw_reset_val

@@ -60,16 +60,40 @@ def hook(request):
     return request.param
 
 
-@pytest.fixture(scope="session")
-def harness(hook):
+FD_WALKS = ("btf", "probe_read")
+
+
+@pytest.fixture(scope="module", params=FD_WALKS)
+def fd_walk(request):
+    """Every fd walk this kernel offers must count exactly the same (collector/probes/
+    fdwalk.py): "btf" is what feature probing picks here, "probe_read" the fallback, forced
+    through the SURGEWATCH_FD_WALK test seam (the loader child inherits it). Module scope:
+    the variable is gone before the next test file runs."""
+    from collector.probes.fdwalk import ENV
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv(ENV, "auto" if request.param == "btf" else request.param)
+        yield request.param
+
+
+def check_fd_walk(probe, fd_walk):
+    """The probe runs the walk the test asked for (a silent fallback would test nothing)."""
+    if fd_walk == "btf" and probe.fd_walk != "btf":
+        pytest.skip(f"this kernel offers no BTF fd walk: {probe.fd_walk_state}")
+    assert probe.fd_walk == fd_walk, probe.fd_walk_state
+
+
+@pytest.fixture(scope="module")
+def harness(hook, fd_walk):
     from collector.host.logdest import LogRules
-    from collector.snapshot import build_collector
+    from collector.pipeline.build import build_collector
 
     rules = LogRules(journald_sockets=("/run/surgewatch-test/journal.sock",))
     collector = build_collector(rules, probe_kwargs={"hook": hook})
-    if hook == "raw":
-        assert collector.probe.uses_raw, "raw sys_enter hook not used on this host"
     try:
+        if hook == "raw":
+            assert collector.probe.uses_raw, "raw sys_enter hook not used on this host"
+        check_fd_walk(collector.probe, fd_walk)
         yield Harness(collector)
     finally:
         collector.probe.close()

@@ -2,6 +2,7 @@
 
 Each workload writes a known number of lines; the collector must report exactly that
 many writes and bytes for the workload's pid and path, and nothing for non-log targets.
+Every case runs on both write hooks and both fd walks (conftest: `hook`, `fd_walk`).
 """
 import os
 import socket
@@ -39,10 +40,10 @@ def test_fast_writer_100k_lines(harness, tmp_path):
     assert log.stat().st_size == 100000 * 48
 
 
-def test_file_opened_before_start_and_after(tmp_path, workload_bin, hook):
+def test_file_opened_before_start_and_after(tmp_path, workload_bin, hook, fd_walk):
     """A writer whose log was open before the probe loaded is counted like a new one."""
     from collector.host.logdest import LogRules
-    from collector.snapshot import build_collector
+    from collector.pipeline.build import build_collector
 
     before, after = tmp_path / "before.log", tmp_path / "after.log"
     p = py("""
@@ -59,7 +60,8 @@ def test_file_opened_before_start_and_after(tmp_path, workload_bin, hook):
     assert p.stdout.readline() == b"open\n"
     collector = build_collector(LogRules(), probe_kwargs={"hook": hook})   # after the open
     try:
-        from tests.privileged.conftest import Harness
+        from tests.privileged.conftest import Harness, check_fd_walk
+        check_fd_walk(collector.probe, fd_walk)
         h = Harness(collector)
         p.stdin.write(b"go\n")
         p.stdin.flush()

@@ -100,11 +100,15 @@ class ResetHarness:
 
 
 @pytest.fixture(scope="module")
-def resets():
+def resets(fd_walk):
+    """On each fd walk the kernel offers (conftest: `fd_walk`): accept and send/recv find
+    the socket through it, so owners depend on it."""
     from collector.probes.resets import ResetProbe
+    from tests.privileged.conftest import check_fd_walk
 
     probe = ResetProbe().load()
     try:
+        check_fd_walk(probe, fd_walk)
         yield ResetHarness(probe)
     finally:
         probe.close()

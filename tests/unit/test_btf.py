@@ -438,7 +438,8 @@ def test_real_vmlinux_btf_has_every_logwrite_field():
     for macro, _struct, _member in BTF_FIELDS:
         assert macros[f"OFF_{macro}"] >= 0 and macros[f"SZ_{macro}"] > 0, macro
     # pointers are 8 bytes; the scalar fields have their fixed kernel types
-    for ptr in ("TASK_FILES", "FILES_FDT", "FDT_FD", "FILE_F_INODE", "INODE_I_SB", "SOCKET_SK"):
+    for ptr in ("TASK_FILES", "FILES_FDT", "FDT_FD", "FILE_F_INODE", "FILE_PRIVATE_DATA",
+                "INODE_I_SB", "SOCKET_SK"):
         assert macros[f"SZ_{ptr}"] == 8, ptr
     assert macros["SZ_INODE_I_MODE"] == 2          # umode_t
     assert macros["SZ_INODE_I_GENERATION"] == 4    # __u32
@@ -446,12 +447,12 @@ def test_real_vmlinux_btf_has_every_logwrite_field():
     assert macros["SZ_FDT_MAX_FDS"] == 4
     assert macros["SZ_SOCK_FAMILY"] == 2
     assert macros["SZ_INODE_I_INO"] in (4, 8)
-    assert macros["SZ_SOCKET_ALLOC_VFS_INODE"] == btf.size_of(btf.struct("inode"))
+    assert macros["SZ_FILE_PRIVATE_DATA"] == 8     # a socket file's struct socket *
     assert os.path.exists(B.VMLINUX_BTF)
 
 
 def test_chunk_macros_cover_the_fields_rounded_to_8_and_skip_far_ones():
-    from collector.probes.logwrites import chunk_macros
+    from collector.probes.fdwalk import chunk_macros
 
     near = {"OFF_FDT_MAX_FDS": 0, "SZ_FDT_MAX_FDS": 4, "OFF_FDT_FD": 8, "SZ_FDT_FD": 8,
             "OFF_INODE_I_MODE": 0, "SZ_INODE_I_MODE": 2, "OFF_INODE_I_SB": 40,
@@ -460,3 +461,42 @@ def test_chunk_macros_cover_the_fields_rounded_to_8_and_skip_far_ones():
     assert chunk_macros(near) == {"SW_FDT_CHUNK": 16, "SW_INODE_CHUNK": 128}
     far = dict(near, OFF_INODE_I_GENERATION=600)     # a layout where one field is far off
     assert chunk_macros(far) == {"SW_FDT_CHUNK": 16}
+
+
+def test_file_span_covers_f_inode_and_private_data_in_either_order():
+    from collector.probes.fdwalk import chunk_macros
+
+    base = {"OFF_FDT_MAX_FDS": 0, "SZ_FDT_MAX_FDS": 4, "OFF_FDT_FD": 8, "SZ_FDT_FD": 8}
+    six18 = dict(base, OFF_FILE_PRIVATE_DATA=24, OFF_FILE_F_INODE=32)
+    assert chunk_macros(six18) == {"SW_FDT_CHUNK": 16, "SW_FILE_LO": 24, "SW_FILE_LEN": 16}
+    other = dict(base, OFF_FILE_F_INODE=32, OFF_FILE_PRIVATE_DATA=200)
+    assert chunk_macros(other)["SW_FILE_LO"] == 32 and chunk_macros(other)["SW_FILE_LEN"] == 176
+    far = dict(base, OFF_FILE_F_INODE=32, OFF_FILE_PRIVATE_DATA=400)
+    assert "SW_FILE_LEN" not in chunk_macros(far)            # read field by field
+
+
+@pytest.mark.skipif(not _readable(B.VMLINUX_BTF), reason=f"{B.VMLINUX_BTF} not readable")
+def test_both_probes_take_the_fd_walk_fields_from_one_list():
+    from collector.probes import fdwalk, logwrites, resets
+
+    btf = BTF.load()
+    for probe in (logwrites, resets):
+        assert probe.BTF_FIELDS[:len(fdwalk.FIELDS)] == fdwalk.FIELDS
+        m = probe.btf_macros(btf)
+        for macro, _s, _m in fdwalk.FIELDS:
+            assert f"OFF_{macro}" in m, (probe.__name__, macro)
+        assert {"SW_FDT_CHUNK", "SW_FILE_LO", "SW_FILE_LEN"} <= set(m), probe.__name__
+    # task->files is at 1824 here; the 6.1 headers say 3048 (KERNEL-NOTES): BTF wins
+    assert logwrites.btf_macros(btf)["OFF_TASK_FILES"] == btf.member("task_struct", "files")[0]
+
+
+@pytest.mark.skipif(not _readable(B.VMLINUX_BTF), reason=f"{B.VMLINUX_BTF} not readable")
+def test_resets_reads_sk_protocol_and_type_together_when_adjacent():
+    from collector.probes import resets
+
+    m = resets.btf_macros(BTF.load())
+    lo = min(m["OFF_SOCK_PROTOCOL"], m["OFF_SOCK_TYPE"])
+    if abs(m["OFF_SOCK_PROTOCOL"] - m["OFF_SOCK_TYPE"]) == 2:
+        assert m["SW_SOCK_PT_LO"] == lo
+    else:
+        assert "SW_SOCK_PT_LO" not in m
