@@ -106,7 +106,7 @@ class BTF:
             elif kind == KIND_DATASEC:
                 pos += 12 * vlen
             self.types.append(t)
-            if t.name and kind in (KIND_STRUCT, KIND_UNION, KIND_ENUM, KIND_ENUM64):
+            if t.name and kind in (KIND_STRUCT, KIND_UNION, KIND_ENUM, KIND_ENUM64, KIND_FUNC):
                 index_kind = KIND_ENUM if kind == KIND_ENUM64 else kind
                 self._by_name.setdefault((index_kind, t.name), len(self.types) - 1)
 
@@ -163,6 +163,13 @@ class BTF:
             elem, nelems = t.array
             return self.size_of(elem) * nelems
         return t.size_or_type
+
+    def func_id(self, name):
+        """Type id of the kernel function `name` (what an fentry program attaches to)."""
+        tid = self._by_name.get((KIND_FUNC, name))
+        if not tid:
+            raise BTFError(f"function {name} not in kernel BTF")
+        return tid
 
     def enum(self, name):
         tid = self._by_name.get((KIND_ENUM, name))

@@ -13,12 +13,11 @@ The choice is made by loading a small program that does the BTF walk's loads wit
 same offsets (feature probe, in the loader child); a refusal falls back to "probe_read"
 and the reason is kept in the probe's state, never silent.
 """
-import ctypes
 import os
-import platform
 import struct
 
 from collector.errors import ProbeUnavailable
+from collector.probes import kernel
 from collector.probes.btf import BTFError
 
 ENV = "SURGEWATCH_FD_WALK"          # test seam / override: auto (default), btf, probe_read
@@ -96,13 +95,11 @@ def requested(label="probes"):
 
 
 # -- the feature probe: the BTF walk's loads, assembled by hand, loaded once ------------------
-BPF_PROG_LOAD, BPF_PROG_TYPE_TRACEPOINT = 5, 5
+BPF_PROG_TYPE_TRACEPOINT = 5
 FN_GET_CURRENT_TASK_BTF = 158
-BPF_SYSCALL = {"x86_64": 321, "aarch64": 280, "riscv64": 280, "ppc64le": 361, "s390x": 351}
 
 
-def _insn(code, dst=0, src=0, off=0, imm=0):
-    return struct.pack("<BBhi", code, (src << 4) | dst, off, imm)
+_insn = kernel.insn
 
 
 def probe_program(m, tp_fd_off, slot_direct):
@@ -144,29 +141,8 @@ def probe_program(m, tp_fd_off, slot_direct):
 
 
 def load_test_program(insns):
-    """Load a tracepoint program and close it: None if the kernel accepts it, else the
-    reason (the verifier's last words, or the errno)."""
-    nr = BPF_SYSCALL.get(platform.machine())
-    if nr is None:
-        return f"no bpf() syscall number known for {platform.machine()}"
-    libc = ctypes.CDLL(None, use_errno=True)
-    libc.syscall.restype = ctypes.c_long
-    code = ctypes.create_string_buffer(insns, len(insns))
-    lic = ctypes.create_string_buffer(b"GPL")
-    log = ctypes.create_string_buffer(1 << 16)
-    attr = ctypes.create_string_buffer(128)
-    struct.pack_into("<IIQQIIQ", attr, 0, BPF_PROG_TYPE_TRACEPOINT, len(insns) // 8,
-                     ctypes.addressof(code), ctypes.addressof(lic), 1, len(log),
-                     ctypes.addressof(log))
-    fd = libc.syscall(nr, BPF_PROG_LOAD, attr, ctypes.c_uint(len(attr)))
-    if fd >= 0:
-        os.close(fd)
-        return None
-    err = ctypes.get_errno()
-    lines = [ln.strip() for ln in log.value.decode(errors="replace").splitlines() if ln.strip()]
-    last = next((ln for ln in reversed(lines) if not ln.startswith(("processed", "verification"))),
-                "")
-    return f"{os.strerror(err)}{': ' + last if last else ''}"
+    """Load a tracepoint program and close it: None if the kernel accepts it, else why."""
+    return kernel.try_load(insns, BPF_PROG_TYPE_TRACEPOINT)
 
 
 def choose(macros, tp_fd_off, label, want=None, load=load_test_program):

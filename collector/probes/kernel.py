@@ -1,8 +1,10 @@
 """What this kernel offers the probes: tracefs, tracepoints and their live formats,
 headers for bcc's compiler, BTF, privileges. Detect, never assume."""
+import ctypes
 import os
 import platform
 import re
+import struct
 import subprocess
 from dataclasses import dataclass
 
@@ -103,6 +105,58 @@ def kprobes_available(root=None):
 
 def btf_available():
     return os.path.exists(BTF_PATH)
+
+
+# -- loading a tiny program to ask the verifier (feature probes) ----------------------------
+BPF_PROG_LOAD = 5
+BPF_PROG_TYPE_TRACING, BPF_TRACE_FENTRY = 26, 24
+BPF_SYSCALL = {"x86_64": 321, "aarch64": 280, "riscv64": 280, "ppc64le": 361, "s390x": 351}
+
+
+def insn(code, dst=0, src=0, off=0, imm=0):
+    """One BPF instruction (struct bpf_insn) as bytes."""
+    return struct.pack("<BBhi", code, (src << 4) | dst, off, imm)
+
+
+RETURN_0 = insn(0xB7, 0, imm=0) + insn(0x95)          # r0 = 0; exit
+
+
+def try_load(insns, prog_type, expected_attach_type=0, attach_btf_id=0):
+    """Load a program through bpf(BPF_PROG_LOAD) and close it at once: None when the kernel
+    accepts it, else the reason (errno, and the verifier's last line when it logged one)."""
+    nr = BPF_SYSCALL.get(platform.machine())
+    if nr is None:
+        return f"no bpf() syscall number known for {platform.machine()}"
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.syscall.restype = ctypes.c_long
+    code = ctypes.create_string_buffer(insns, len(insns))
+    lic = ctypes.create_string_buffer(b"GPL")
+    log = ctypes.create_string_buffer(1 << 16)
+    attr = ctypes.create_string_buffer(128)       # union bpf_attr, BPF_PROG_LOAD part
+    struct.pack_into("<IIQQIIQ", attr, 0, prog_type, len(insns) // 8, ctypes.addressof(code),
+                     ctypes.addressof(lic), 1, len(log), ctypes.addressof(log))
+    struct.pack_into("<I", attr, 68, expected_attach_type)
+    struct.pack_into("<I", attr, 108, attach_btf_id)
+    fd = libc.syscall(nr, BPF_PROG_LOAD, attr, ctypes.c_uint(len(attr)))
+    if fd >= 0:
+        os.close(fd)
+        return None
+    err = ctypes.get_errno()
+    lines = [ln.strip() for ln in log.value.decode(errors="replace").splitlines() if ln.strip()]
+    last = next((ln for ln in reversed(lines)
+                 if not ln.startswith(("processed", "verification"))), "")
+    return f"{os.strerror(err)}{': ' + last if last else ''}"
+
+
+def fentry_refusal(btf, func="vfs_write"):
+    """None when this kernel loads an fentry program on func, else why not (this project's
+    6.18 machines refuse function tracing with EPERM on purpose; Debian's 6.1 should
+    allow it). Only loads, never attaches."""
+    try:
+        fid = btf.func_id(func)
+    except Exception as e:                       # BTFError: no such function
+        return str(e)
+    return try_load(RETURN_0, BPF_PROG_TYPE_TRACING, BPF_TRACE_FENTRY, fid)
 
 
 @dataclass(frozen=True)

@@ -173,6 +173,7 @@ class LogWriteProbe:
         self.handover, self.maps, self._ring = None, {}, None
         self.uses_raw = False
         self.fd_walk, self.fd_walk_state = None, {}     # which fd walk: fdwalk.py
+        self.fentry = None      # "loads" or "refused: why" (not used to count yet: issue 14)
         self.attached = []
         self.available = {}
         self._epoch = 0
@@ -188,6 +189,8 @@ class LogWriteProbe:
         self.fd_walk, walk, self.fd_walk_state = fdwalk.choose(macros, macros["TP_FD_OFF"],
                                                                 "log-write probe")
         macros.update(walk)
+        refused = kernel.fentry_refusal(btf)
+        self.fentry = "loads" if refused is None else f"refused: {refused}"
         raw = raw_syscall_macros(btf) if self.hook == "raw" else {}
         if self.hook == "raw" and not raw:
             raise ProbeUnavailable("log-write probe: no raw sys_enter support for "
@@ -220,7 +223,8 @@ class LogWriteProbe:
     def plan_state(self):
         """What plan() found about the kernel, for the daemon's copy of the probe."""
         return {"available": self.available, "uses_raw": self.uses_raw,
-                "fd_walk": self.fd_walk, "fd_walk_state": self.fd_walk_state}
+                "fd_walk": self.fd_walk, "fd_walk_state": self.fd_walk_state,
+                "fentry": self.fentry}
 
     def start_load(self):
         """Start making the plan and compiling in a child; finish_load() adopts the fds."""
@@ -253,6 +257,7 @@ class LogWriteProbe:
         self.uses_raw = handover.info["state"]["uses_raw"]
         self.fd_walk = handover.info["state"]["fd_walk"]
         self.fd_walk_state = handover.info["state"]["fd_walk_state"]
+        self.fentry = handover.info["state"]["fentry"]
         if "sys_enter" in handover.info.get("fallbacks", ()):
             self.uses_raw = False       # raw tracepoints refused: per-syscall ones attached
         self.attached = ["raw_syscalls:sys_enter" if tp == "raw:sys_enter"

@@ -500,3 +500,15 @@ def test_resets_reads_sk_protocol_and_type_together_when_adjacent():
         assert m["SW_SOCK_PT_LO"] == lo
     else:
         assert "SW_SOCK_PT_LO" not in m
+
+
+def test_func_id_names_the_function_an_fentry_program_attaches_to():
+    b = BTFBuilder()
+    u32 = b.int("unsigned int", 4)
+    proto = b.func_proto(u32, [("a", u32)])
+    fid = b.func("vfs_write", proto)
+    b.struct("vfs_write", 4, [("x", u32, 0)])        # a struct of the same name is not it
+    btf = BTF(b.build())
+    assert btf.func_id("vfs_write") == fid
+    with pytest.raises(BTFError, match="function vfs_writev not in kernel BTF"):
+        btf.func_id("vfs_writev")

@@ -95,3 +95,19 @@ def test_field_sizes_other_than_the_walks_assume_are_refused():
                 next(m for m, s, f in fdwalk.FIELDS if f == member), 8))
     with pytest.raises(ProbeUnavailable, match="task_files has size 4"):
         fdwalk.btf_macros(FakeBTF(), fdwalk.FIELDS, "p")
+
+
+def test_fentry_probe_without_the_function_in_btf_says_so():
+    from collector.probes import kernel
+    from collector.probes.btf import BTFError
+
+    class NoFunc:
+        def func_id(self, name):
+            raise BTFError(f"function {name} not in kernel BTF")
+    assert kernel.fentry_refusal(NoFunc()) == "function vfs_write not in kernel BTF"
+
+
+def test_return_0_program_is_two_instructions():
+    from collector.probes import kernel
+
+    assert insns(kernel.RETURN_0) == [(0xB7, 0, 0, 0), (0x95, 0, 0, 0)]
