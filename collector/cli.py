@@ -1,10 +1,12 @@
-"""Command line: parses arguments and wires objects; the work happens elsewhere."""
-import os
+"""Command line: parses arguments and wires objects; the work happens in
+collector/commands/. Each command imports its module when it runs, so that a process
+carries only its own command's code (the daemon's RSS and start-up time)."""
 import sys
 
 import click
 
-from collector.errors import EXIT_USAGE, SurgewatchError
+from collector import config
+from collector.errors import SurgewatchError
 
 
 def _fail(err):
@@ -37,7 +39,7 @@ def main():
 @main.command()
 def doctor():
     """Check kernel, BTF, tracefs, headers, tracepoints and privileges."""
-    from collector.doctor import exit_code, run_checks
+    from collector.commands.doctor import exit_code, run_checks
 
     checks = run_checks()
     width = max(len(c.name) for c in checks)
@@ -63,13 +65,12 @@ def _rules_option(f):
     return f
 
 
-def _rules(log_dirs, log_globs, journald_sockets):
-    from collector.host.logdest import LogRules
-
-    defaults = LogRules()
-    return LogRules(dirs=tuple(log_dirs) or defaults.dirs,
-                    globs=tuple(log_globs) or defaults.globs,
-                    journald_sockets=tuple(journald_sockets) or defaults.journald_sockets)
+def _rules(log_dirs, log_globs, journald_sockets, config_path=None):
+    """The log rules of the config file (default path; missing = defaults) with the
+    flags applied through the one Overrides path, as `run` does."""
+    flags = config.Overrides(log_dirs=tuple(log_dirs), log_globs=tuple(log_globs),
+                             journald_sockets=tuple(journald_sockets))
+    return flags.apply(config.load(config_path)).log_rules
 
 
 @main.command()
@@ -93,7 +94,7 @@ def snapshot(duration, interval, top, as_json, msgpack_path, resets_view, idle_t
              log_dirs, log_globs, journald_sockets):
     """Watch the host for a while; show which services write their logs, how fast, and
     which send or receive TCP resets."""
-    from collector.snapshot import run_snapshot
+    from collector.commands.snapshot import run_snapshot
 
     rules = _rules(log_dirs, log_globs, journald_sockets)
     if interval > duration:
@@ -128,9 +129,9 @@ def run_cmd(config_path, interval, fmt, segments_dir, no_segments, socket_path, 
             prometheus_listen, no_prometheus, no_resets, log_dirs, log_globs,
             journald_sockets):
     """Run the collector until SIGTERM/SIGINT; SIGHUP reloads the config."""
-    from collector.daemon import Overrides, run_daemon
+    from collector.commands.run import run_daemon
 
-    overrides = Overrides(interval=interval, format=fmt, segments_dir=segments_dir,
+    overrides = config.Overrides(interval=interval, format=fmt, segments_dir=segments_dir,
                           no_segments=no_segments, log_dirs=tuple(log_dirs),
                           log_globs=tuple(log_globs), journald_sockets=tuple(journald_sockets),
                           socket_path=socket_path, no_socket=no_socket,
@@ -161,16 +162,12 @@ def tail_cmd(source, as_json, follow, since, services, config_path, from_socket)
     SOURCE defaults to the configured segment directory (/var/lib/surgewatch); with
     --socket, to the configured socket (/run/surgewatch/stream.sock).
     """
-    from collector.tail import parse_since, run_tail
+    from collector.commands.tail import parse_since, run_tail
 
     if from_socket and source is None:
-        from collector.config import load
-
-        source = load(config_path).socket.path
+        source = config.load(config_path).socket.path
     if source is None:
-        from collector.config import load
-
-        source = load(config_path).segments.dir
+        source = config.load(config_path).segments.dir
     sys.exit(run_tail(source, as_json=as_json, follow=follow,
                       since=parse_since(since) if since else None, services=services,
                       socket=from_socket))
@@ -192,8 +189,8 @@ def tail_cmd(source, as_json, follow, since, services, config_path, from_socket)
 def record_cmd(output, duration, interval, source, since, log_dirs, log_globs,
                journald_sockets):
     """Record a profile: per-service rates and their spread over a window."""
-    from collector.gate import record_from, record_live, write_profile
-    from collector.tail import parse_since
+    from collector.commands.gate import record_from, record_live, write_profile
+    from collector.commands.tail import parse_since
 
     if source is not None:
         doc = record_from(source, duration=duration,
@@ -228,7 +225,7 @@ def record_cmd(output, duration, interval, source, since, log_dirs, log_globs,
 def compare_cmd(baseline, current, max_ratio, min_rate, min_bytes_rate, stat, as_json):
     """Compare two profiles (services by name): exit 0 within the limits, 1 when a service
     exceeds them, 2 on bad input."""
-    from collector.gate import run_compare
+    from collector.commands.gate import run_compare
 
     sys.exit(run_compare(baseline, current, max_ratio=max_ratio, min_rate=min_rate,
                          min_bytes_rate=min_bytes_rate, stat=stat, as_json=as_json))
@@ -245,7 +242,7 @@ def compare_cmd(baseline, current, max_ratio, min_rate, min_bytes_rate, stat, as
 def plot_cmd(source, output, top):
     """Draw log-write and reset rates per service over time, from a segment directory or
     a stream file, with alert spans shaded."""
-    from collector.plot import plot
+    from collector.commands.plot import plot
 
     series = plot(source, output, top=top)
     for note in getattr(series, "notes", ()):

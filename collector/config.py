@@ -306,3 +306,58 @@ def load(path=None):
     except tomllib.TOMLDecodeError as e:
         raise BadInput(f"{path}: invalid TOML: {e}") from None
     return parse(data, path)
+
+
+# -- command-line flags ----------------------------------------------------------------
+@dataclasses.dataclass(frozen=True)
+class Overrides:
+    """Command-line flags; each one given wins over the config file (also after SIGHUP)."""
+
+    interval: float | None = None
+    format: str | None = None
+    segments_dir: str | None = None
+    no_segments: bool = False
+    log_dirs: tuple = ()
+    log_globs: tuple = ()
+    journald_sockets: tuple = ()
+    socket_path: str | None = None
+    no_socket: bool = False
+    prometheus_listen: str | None = None
+    no_prometheus: bool = False
+    no_resets: bool = False
+
+    def apply(self, cfg):
+        if self.interval is not None:
+            cfg = cfg.replace(interval=float(self.interval))
+        if self.format is not None:
+            cfg = cfg.replace(stdout_format=self.format)
+        if self.segments_dir is not None:
+            if not self.segments_dir.startswith("/"):
+                raise BadInput(f"--segments-dir: {self.segments_dir!r} is not an absolute path")
+            cfg = cfg.with_segments(dir=self.segments_dir, enabled=True)
+        if self.no_segments:
+            cfg = cfg.with_segments(enabled=False)
+        if self.socket_path is not None:
+            if not self.socket_path.startswith("/"):
+                raise BadInput(f"--socket: {self.socket_path!r} is not an absolute path")
+            cfg = cfg.replace(socket=dataclasses.replace(cfg.socket, path=self.socket_path,
+                                                         enabled=True))
+        if self.no_socket:
+            cfg = cfg.replace(socket=dataclasses.replace(cfg.socket, enabled=False))
+        if self.prometheus_listen is not None:
+            try:
+                parse_listen(self.prometheus_listen)
+            except ValueError as e:
+                raise BadInput(f"--prometheus: {e}") from None
+            cfg = cfg.replace(prometheus=dataclasses.replace(
+                cfg.prometheus, listen=self.prometheus_listen, enabled=True))
+        if self.no_prometheus:
+            cfg = cfg.replace(prometheus=dataclasses.replace(cfg.prometheus, enabled=False))
+        if self.no_resets:
+            cfg = cfg.replace(resets=dataclasses.replace(cfg.resets, enabled=False))
+        if self.log_dirs or self.log_globs or self.journald_sockets:
+            r = cfg.log_rules
+            cfg = cfg.replace(log_rules=LogRules(
+                dirs=self.log_dirs or r.dirs, globs=self.log_globs or r.globs,
+                journald_sockets=self.journald_sockets or r.journald_sockets))
+        return cfg

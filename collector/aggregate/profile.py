@@ -1,7 +1,7 @@
 """Profiles (per-service rates and their spread over a window) and comparing two of them.
 
 Pure: records in, plain dicts out; no I/O. The file format is in docs/detection.md
-("The gate"); reading and writing it is collector/gate.py.
+("The gate"); reading and writing it is collector/commands/gate.py.
 
 Per service and signal a profile keeps the exact mean rate (total / window length), the
 spread of the per-interval rates (standard deviation, median, p10, p90, max) and how many
@@ -13,6 +13,7 @@ import math
 
 from collector.aggregate.alerts import LOG_BYTES, LOG_WRITES, RESETS_RECEIVED, RESETS_SENT, \
     SIGNALS, signal_value
+from collector.records.intervals import IntervalGrouper
 
 PROFILE_FORMAT = "surgewatch-profile"
 PROFILE_VERSION = 1
@@ -104,30 +105,27 @@ class ProfileBuilder:
         self.last_ts = None
         self.resets_seen = False
         self.folded_services = 0
-        self._pending = []
+        self._grouper = IntervalGrouper(self._interval)
 
     def add(self, rec):
+        """One record of a stream, in order (rates are held until their stats)."""
         kind = rec.get("type")
         host = rec.get("host")
         if isinstance(host, str) and kind in ("meta", "rate", "stats"):
             self.hosts.add(host)
-        if kind == "meta":
-            self._pending = []           # a restart: rates without stats are dropped
-        elif kind == "rate":
-            self._pending.append(rec)
-        elif kind == "stats":
-            self._interval(rec)
+        self._grouper.add(rec)
 
     def add_interval(self, rates, stats):
-        for r in rates:
-            self.add(r)
-        self.add(stats)
+        for rec in rates + [stats]:
+            host = rec.get("host")
+            if isinstance(host, str):
+                self.hosts.add(host)
+        self._interval(rates, stats)
 
-    def _interval(self, stats):
+    def _interval(self, rates, stats):
         interval = stats.get("interval")
         ts = stats.get("ts")
         if not isinstance(interval, (int, float)) or interval <= 0:
-            self._pending = []
             return
         if isinstance(ts, (int, float)):
             start = ts - interval
@@ -136,13 +134,12 @@ class ProfileBuilder:
         self.intervals += 1
         self.duration += interval
         seen = {}
-        for rec in self._pending:
+        for rec in rates:
             name = rec.get("service")
             if isinstance(name, str):
                 seen[name] = rec
                 if "resets_sent" in rec or "resets_received" in rec:
                     self.resets_seen = True
-        self._pending = []
         for name, rec in seen.items():
             if name not in self.services:
                 if len(self.services) >= self.max_services:

@@ -109,6 +109,12 @@ class KeyCache:
         self.stamp = None
         self._once = {}        # this interval's entries for processes not identified
 
+    def close(self):
+        """Forget everything and close the pidfds."""
+        self.clear()
+        if self.watch is not None:
+            self.watch.close()
+
     def clear(self):
         if self.watch is not None:
             for proc in self._procs.values():

@@ -3,7 +3,7 @@ import io
 import json
 import sys
 
-from collector.model import SCHEMA_VERSION, clean_text
+from collector.records.model import SCHEMA_VERSION, clean_text
 
 
 def _clean(obj):

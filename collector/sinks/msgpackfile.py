@@ -2,7 +2,7 @@
 import errno
 
 from collector.errors import BadInput, SurgewatchError
-from collector.stream import StreamWriter
+from collector.records.stream import StreamWriter
 
 
 def _open_error(path, err):

@@ -21,13 +21,13 @@ import time
 from http.server import ThreadingHTTPServer
 
 from collector.errors import BadInput
-from collector.model import clean_text
+from collector.records.model import LOSS_FIELDS, RESET_LOSS_FIELDS, clean_text
 
 OTHER = "(other)"
 PREFIX = "surgewatch"
 
 # stats field -> (metric name without prefix, help); summed into counters
-_STATS_COUNTERS = {
+_COUNTER_HELP = {
     "evictions": ("map_evictions_total", "Kernel map entries evicted (their counts lost)."),
     "lost_events": ("lost_events_total", "File-open events the kernel could not deliver."),
     "unresolved_writes": ("unresolved_writes_total",
@@ -50,6 +50,7 @@ _STATS_COUNTERS = {
     "reset_records_suppressed": ("reset_records_suppressed_total",
                                  "`reset` records not emitted (per-interval limit)."),
 }
+_STATS_COUNTERS = {k: _COUNTER_HELP[k] for k in LOSS_FIELDS + RESET_LOSS_FIELDS + ("cpu_s",)}
 
 
 def _label(text):

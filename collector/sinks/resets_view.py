@@ -6,7 +6,7 @@ idle-before-reset histogram drawn as bars, and the open-connection inventory.
 Host-supplied names are escaped (sinks.table.escape) so they cannot break the layout.
 """
 from collector.aggregate.resets import bucket_label, idle_mode
-from collector.sinks.table import escape
+from collector.sinks.text import escape
 
 BAR_WIDTH = 40
 

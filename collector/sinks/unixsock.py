@@ -26,9 +26,9 @@ import stat
 import threading
 import time
 
-from collector import model
+from collector.records import model
 from collector.errors import BadInput
-from collector.stream import encode
+from collector.records.stream import encode
 
 DEFAULT_PATH = "/run/surgewatch/stream.sock"
 DEFAULT_MODE = 0o660

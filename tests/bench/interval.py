@@ -1,6 +1,6 @@
 """The userspace half of one interval, in-process and deterministic (issue 13).
 
-A real collector.runtime.Collector (real DestinationResolver, ServiceResolver, CgroupIndex,
+A real collector.pipeline.runtime.Collector (real DestinationResolver, ServiceResolver, CgroupIndex,
 ProcFS, reset stage and alert stage) with FAKE probes: the log-write probe's drain returns
 PROCS x FILES_EACH keys that name real processes holding real open files under a temp
 directory, unpacked from packed bytes with the probe's own struct layouts as the real
@@ -193,7 +193,7 @@ class Bench:
         self.outputs = {}
 
     def build(self):
-        from collector.alertstage import AlertStage
+        from collector.pipeline.alerts import AlertStage
         from collector.host.cgroups import CgroupIndex
         from collector.host.destinations import DestinationResolver
         from collector.host.logdest import LogRules
@@ -201,10 +201,10 @@ class Bench:
         from collector.host.services import ServiceResolver
         from collector.host.sockdiag import ListenerLookup, ResetAttributor
         from collector.host.unixsock import journald_stream_clients
-        from collector.resetstage import ResetStage
-        from collector.runtime import Collector
+        from collector.pipeline.resets import ResetStage
+        from collector.pipeline.runtime import Collector
 
-        # wired as collector.snapshot.build_collector wires the real pipeline
+        # wired as collector.commands.snapshot.build_collector wires the real pipeline
         self.probe = FakeLogWriteProbe()
         self.probe.load(self.rows)
         procfs = ProcFS()
@@ -228,8 +228,8 @@ class Bench:
         self._write([meta])
 
     def _open_sinks(self):
-        # as collector.daemon.Daemon._make_output builds them with every output on
-        from collector.daemon import StdoutSink
+        # as collector.commands.run.Daemon._make_output builds them with every output on
+        from collector.sinks.stdout import StdoutSink
         from collector.sinks.prometheus import PrometheusSink
         from collector.sinks.segments import SegmentStore
         from collector.sinks.unixsock import UnixSocketSink
@@ -256,10 +256,11 @@ class Bench:
     def one_interval(self):
         """What Daemon._run's on_interval does with one interval; returns the rates."""
         c = self.collector
-        rates, stats = c.interval()
+        iv = c.interval()
+        rates, stats = iv.rates, iv.stats
         stats["segment_dropped_records"] = self.outputs["segments"].take_dropped()
-        resets = list(c.last_reset_records or ())
-        self.outputs["prometheus"].add_reset_details(c.resets.last)
+        resets = iv.reset_records
+        self.outputs["prometheus"].add_reset_details(iv.resets)
         alerts = self.alerts.interval(rates, stats, resets)
         self._write(rates + resets + alerts + [stats])
         return rates, stats
@@ -339,7 +340,7 @@ def measure(bench, intervals=30, warmup=3, idle_intervals=30, profile=False):
     idle_peak, idle_kept = _allocations(bench.one_interval)
     probe.keys, probe.vals = saved
 
-    from collector.stream import encode
+    from collector.records.stream import encode
     size = sum(len(encode(r)) for r in rates)
     keys = len(rows)
     out = {

@@ -72,7 +72,7 @@ def flood(topo, work):
     plot = os.path.join(work, "flood.png")
     sh([SURGEWATCH, "plot", r.stream, "-o", plot])
     say("the test-environment gate: profile before the release vs after")
-    from collector.stream import encode
+    from collector.records.stream import encode
 
     meta = [x for x in r.records if x["type"] == "meta"]
     first = min(ts for ts, _ in r.lines)

@@ -44,7 +44,7 @@ def _meta_written(path):
 
 
 def read_stream(path):
-    from collector.stream import read_records
+    from collector.records.stream import read_records
 
     with open(path, "rb") as f:
         return list(read_records(f, path))
@@ -56,7 +56,7 @@ def inventory_now(threshold_s):
     from collector.host.cgroups import CgroupIndex
     from collector.host.procfs import ProcFS
     from collector.host.services import ServiceResolver
-    from collector.snapshot import _inventory
+    from collector.commands.snapshot import _inventory
 
     return _inventory(ServiceResolver(ProcFS(), CgroupIndex()), threshold_s)
 

@@ -106,7 +106,7 @@ def test_run_opens_an_alert_naming_chatty_and_its_file(run):
 
 
 def _write_stream(path, records):
-    from collector.stream import encode
+    from collector.records.stream import encode
 
     with open(path, "wb") as f:
         for x in records:

@@ -41,7 +41,7 @@ class Harness:
         for _ in range(intervals):
             time.sleep(gap)
             self.collector.probe.poll(0)
-            rates, stats = self.collector.interval()
+            rates, stats = self.collector.interval()[:2]
             unresolved += stats["unresolved_writes"]
             for w in self.collector.last_writes:
                 t = totals.setdefault((w.pid, w.path), [0, 0, w.comm, w.service])

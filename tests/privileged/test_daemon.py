@@ -41,7 +41,7 @@ enabled = false
 
 
 def test_run_known_workload_sighup_sigterm(tmp_path):
-    from collector.sinks.segments import list_segments, read_segments
+    from collector.records.segments import list_segments, read_segments
 
     seg = tmp_path / "seg"
     cfg = tmp_path / "sw.toml"
@@ -80,7 +80,7 @@ def test_run_known_workload_sighup_sigterm(tmp_path):
     check_stream(seg_records, log, writer.pid, total, mode_argv=str(cfg), segments=True)
     assert len(list_segments(seg)) == 2          # the reload opened a new segment
     for _, path in list_segments(seg):
-        from collector.sinks.segments import read_file
+        from collector.records.segments import read_file
         assert next(iter(read_file(path)))["type"] == "meta"
 
 

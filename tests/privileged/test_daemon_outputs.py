@@ -94,7 +94,7 @@ class Daemon:
 
 def test_socket_two_subscribers_get_the_whole_live_stream(tmp_path, workload_bin):
     from collector.sinks.unixsock import subscribe
-    from collector.stream import read_records
+    from collector.records.stream import read_records
 
     writer = unique_writer(workload_bin, tmp_path, f"swsock{os.getpid() % 10000}")
     d = Daemon(tmp_path)

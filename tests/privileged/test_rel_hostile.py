@@ -98,7 +98,7 @@ def test_snapshot_json_with_hostile_names(tmp_path, odd_cgroup):
 def test_daemon_msgpack_and_metrics_with_hostile_names(tmp_path, odd_cgroup):
     from prometheus_client.parser import text_string_to_metric_families
 
-    from collector.sinks.segments import read_segments
+    from collector.records.segments import read_segments
     from tests.privileged.test_daemon_outputs import free_port
 
     port = free_port()

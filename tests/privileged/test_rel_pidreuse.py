@@ -11,7 +11,7 @@ pytestmark = pytest.mark.privileged
 
 def test_reused_pid_in_one_interval_keeps_each_process_name(tmp_path, workload_bin):
     from collector.host.logdest import LogRules
-    from collector.snapshot import build_collector
+    from collector.pipeline.build import build_collector
     from tests.privileged.conftest import Harness
 
     exe = workload_bin("pidreuse")

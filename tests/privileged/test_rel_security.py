@@ -20,9 +20,9 @@ pytestmark = pytest.mark.privileged
 DROP_AND_COUNT = textwrap.dedent("""
     import json, os, sys, time
     from collector.host.logdest import LogRules
-    from collector.snapshot import build_collector
-    from collector import privileges
-    from collector.daemon import apply_rules
+    from collector.pipeline.build import build_collector
+    from collector.commands import process as privileges
+    from collector.pipeline.build import apply_rules
     logdir = sys.argv[1]
     rules = LogRules(dirs=(logdir + "/",), globs=(), journald_sockets=())
     c = build_collector(rules, resets=True)
@@ -56,12 +56,11 @@ DROP_AND_COUNT = textwrap.dedent("""
     cli.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0)); cli.close()
     time.sleep(0.1)
     c.resets.poll(0)
-    rates, stats = c.interval()
+    rates, stats = c.interval()[:2]
     out["resets_sent"] = sum(r.get("resets_sent", 0) for r in rates)
     print(json.dumps(out), flush=True)
     sys.stdin.readline()
-    from collector.daemon import _detach_all
-    _detach_all(c)
+    c.close()
     print("detached", flush=True)
 """)
 
@@ -69,7 +68,7 @@ DROP_AND_COUNT = textwrap.dedent("""
 def test_capabilities_dropped_after_load_counting_still_exact(tmp_path):
     import json
 
-    from collector import privileges
+    from collector.commands import process as privileges
 
     logdir = tmp_path / "logs"
     logdir.mkdir()
@@ -207,7 +206,7 @@ def test_snapshot_outputs_never_hold_written_content(tmp_path):
 def test_daemon_under_the_units_bounding_set_keeps_two_caps_and_counts(tmp_path):
     """As docs/surgewatch.service runs it: bounding set cut to the unit's list (so no
     CAP_SETPCAP); after loading, the daemon's effective and permitted sets hold two."""
-    from collector import privileges
+    from collector.commands import process as privileges
 
     unit = (Path(__file__).parents[2] / "docs" / "surgewatch.service").read_text()
     caps = next(line.split("=", 1)[1].split() for line in unit.splitlines()

@@ -21,7 +21,12 @@ CLIENT = """
 
 def test_inventory_shows_idle_connection_with_owner_and_flags_it():
     from collector.host.procfs import ProcFS
-    from collector.host.sockdiag import ListenerLookup, inventory, socket_owners, tcp_connections
+    from collector.host.sockdiag import (
+        ListenerLookup,
+        inventory,
+        socket_owners,
+        tcp_connections,
+    )
 
     srv = socket.socket()
     srv.bind(("127.0.0.1", 0))

@@ -68,7 +68,7 @@ def key(rec):
 
 
 def test_full_disk_drops_are_counted_and_writing_resumes(tmp_path, small_tmpfs):
-    from collector.sinks.segments import read_segments
+    from collector.records.segments import read_segments
 
     logdir = tmp_path / "logs"
     logdir.mkdir()

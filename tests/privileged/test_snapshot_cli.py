@@ -64,7 +64,7 @@ def test_snapshot_rate_within_2_percent(tmp_path):
 
 
 def test_snapshot_msgpack_stream(tmp_path):
-    from collector.stream import read_records
+    from collector.records.stream import read_records
 
     out = tmp_path / "snap.msgpack"
     log = tmp_path / "m.log"

@@ -64,7 +64,7 @@ def resetter(stop, count):
 
 def subscriber(path, stop, got):
     from collector.sinks.unixsock import subscribe
-    from collector.stream import read_records
+    from collector.records.stream import read_records
 
     sock = subscribe(path)
     try:
@@ -127,7 +127,7 @@ def main(argv=None):
     finally:
         stop.set()
         rc = d.stop()
-    from collector.sinks.segments import read_segments
+    from collector.records.segments import read_segments
 
     problems = []
     seg = list(read_segments(str(d.segdir), lambda e, kind: problems.append(f"{kind}: {e}")))

@@ -7,9 +7,23 @@ import pytest
 
 from collector.aggregate import alerts as al
 from collector.aggregate.alerts import (
-    ABOVE_BASELINE, CLOSE, LOG_BYTES, LOG_WRITES, NEW_SERVICE, OPEN, RECOVERED, RELEARNED,
-    RESETS_RECEIVED, RESETS_SENT, Detector, DetectorConfig, Limits, contributors, format_event,
-    signal_value)
+    ABOVE_BASELINE,
+    CLOSE,
+    LOG_BYTES,
+    LOG_WRITES,
+    NEW_SERVICE,
+    OPEN,
+    RECOVERED,
+    RELEARNED,
+    RESETS_RECEIVED,
+    RESETS_SENT,
+    Detector,
+    DetectorConfig,
+    Limits,
+    contributors,
+    format_event,
+    signal_value,
+)
 from collector.aggregate.baseline import MAD_TO_SIGMA, Baseline, RobustWindow
 
 T0 = 1_700_000_000.0

@@ -4,10 +4,10 @@ import io
 import msgpack
 import pytest
 
-from collector import model
-from collector.alertstage import AlertStage
+from collector.records import model
+from collector.pipeline.alerts import AlertStage
 from collector.aggregate.alerts import DetectorConfig
-from collector.stream import encode, read_records
+from collector.records.stream import encode, read_records
 
 
 def interval(stage, i, services):

@@ -4,10 +4,10 @@ loads a probe: the environment and the checks are monkeypatched."""
 import pytest
 from click.testing import CliRunner
 
-import collector.doctor
-import collector.snapshot
+import collector.commands.doctor
+import collector.commands.snapshot
 from collector.cli import main
-from collector.doctor import Check
+from collector.commands.doctor import Check
 from collector.errors import BadInput, EnvironmentProblem, SurgewatchError
 from collector.probes import kernel
 
@@ -23,7 +23,7 @@ def run():
 def no_snapshot(monkeypatch):
     """Fail loudly if a test reaches the real snapshot run."""
     calls = []
-    monkeypatch.setattr(collector.snapshot, "run_snapshot", lambda **kw: calls.append(kw))
+    monkeypatch.setattr(collector.commands.snapshot, "run_snapshot", lambda **kw: calls.append(kw))
     return calls
 
 
@@ -52,7 +52,7 @@ def test_snapshot_help(run, no_snapshot):
 
 
 def test_doctor_help(run, monkeypatch):
-    monkeypatch.setattr(collector.doctor, "run_checks",
+    monkeypatch.setattr(collector.commands.doctor, "run_checks",
                         lambda: pytest.fail("doctor --help ran the checks"))
     res = run("doctor", "--help")
     assert res.exit_code == 0, res.output
@@ -134,7 +134,7 @@ def test_surgewatch_errors_map_to_their_exit_code(run, monkeypatch, error, code)
     def fail(**kw):
         raise error
 
-    monkeypatch.setattr(collector.snapshot, "run_snapshot", fail)
+    monkeypatch.setattr(collector.commands.snapshot, "run_snapshot", fail)
     res = run("snapshot", "--duration", "1")
     assert res.exit_code == code
     assert res.stderr.splitlines() == [f"surgewatch: error: {error}"]
@@ -144,7 +144,7 @@ def test_interrupt_exits_130(run, monkeypatch):
     def interrupted(**kw):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(collector.snapshot, "run_snapshot", interrupted)
+    monkeypatch.setattr(collector.commands.snapshot, "run_snapshot", interrupted)
     res = run("snapshot", "--duration", "1")
     assert res.exit_code == 130
     assert "Traceback" not in res.output
@@ -160,7 +160,7 @@ def test_doctor_failing_blocking_check_exits_1_with_its_fix(run, monkeypatch):
         Check("tracefs", True, "mounted at /sys/kernel/tracing"),
         Check("kprobes", False, "not available (CONFIG_KPROBES unset)", blocking=False),
     ]
-    monkeypatch.setattr(collector.doctor, "run_checks", lambda: checks)
+    monkeypatch.setattr(collector.commands.doctor, "run_checks", lambda: checks)
     res = run("doctor")
     assert res.exit_code == 1
     lines = res.stdout.splitlines()
@@ -177,7 +177,7 @@ def test_doctor_all_ok_exits_0(run, monkeypatch):
     checks = [Check("kernel", True, "6.18.44", blocking=False),
               Check("privileges", True, "root"),
               Check("kprobes", False, "not available", "n/a", blocking=False)]
-    monkeypatch.setattr(collector.doctor, "run_checks", lambda: checks)
+    monkeypatch.setattr(collector.commands.doctor, "run_checks", lambda: checks)
     res = run("doctor")
     assert res.exit_code == 0, res.output
     assert res.stdout.splitlines()[-1] == "probes can run"

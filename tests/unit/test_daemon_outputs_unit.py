@@ -1,10 +1,10 @@
-"""collector.daemon with the socket and Prometheus outputs, without kernel (fake collector)."""
+"""collector.commands.run with the socket and Prometheus outputs, without kernel (fake collector)."""
 import json
 import os
 import signal
 import stat
 
-from collector import model
+from collector.records import model
 from tests.unit.test_daemon_parts import run_fake
 
 

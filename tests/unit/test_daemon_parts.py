@@ -1,4 +1,4 @@
-"""collector.daemon without kernel: own log, stdout sink, flags, reload, outputs."""
+"""collector.commands.run without kernel: own log, stdout sink, flags, reload, outputs."""
 import io
 import json
 import os
@@ -6,11 +6,18 @@ import signal
 
 import pytest
 
-from collector import daemon, model
+from collector.commands import run as daemon
+from collector.pipeline import build
+from collector import config
+from collector.commands import process
+from collector.sinks import stdout as stdout_sink
+from collector.pipeline.runtime import Interval
+
+from collector.records import model
 from collector.errors import BadInput
 from collector.host.logdest import LogRules
-from collector.sinks.segments import read_segments
-from collector.stream import read_records
+from collector.records.segments import read_segments
+from collector.records.stream import read_records
 
 
 class Clock:
@@ -22,7 +29,7 @@ class Clock:
 
 def test_stderr_log_rate_limits_per_key_and_reports_suppressed():
     out, clock = io.StringIO(), Clock()
-    log = daemon.StderrLog(out, clock=clock, burst=2, refill_s=60, journald=False)
+    log = process.StderrLog(out, clock=clock, burst=2, refill_s=60, journald=False)
     for _ in range(10):
         log("warning", "disk full", key="disk")
     assert out.getvalue().splitlines() == ["surgewatch: warning: disk full"] * 2
@@ -35,7 +42,7 @@ def test_stderr_log_rate_limits_per_key_and_reports_suppressed():
 
 def test_stderr_log_global_cap_and_journald_prefix():
     out, clock = io.StringIO(), Clock()
-    log = daemon.StderrLog(out, clock=clock, per_minute=5, journald=True)
+    log = process.StderrLog(out, clock=clock, per_minute=5, journald=True)
     for i in range(20):
         log("error", f"problem {i}\nsecond line")
     lines = out.getvalue().splitlines()
@@ -54,11 +61,11 @@ def records():
 
 def test_stdout_sink_json_lines_and_msgpack():
     buf = io.BytesIO()
-    daemon.StdoutSink("json", buf).write_interval(records())
+    stdout_sink.StdoutSink("json", buf).write_interval(records())
     lines = buf.getvalue().decode().splitlines()
     assert [json.loads(l)["type"] for l in lines] == ["meta", "stats"]
     buf = io.BytesIO()
-    daemon.StdoutSink("msgpack", buf).write_interval(records())
+    stdout_sink.StdoutSink("msgpack", buf).write_interval(records())
     buf.seek(0)
     assert [r["type"] for r in read_records(buf, "x")] == ["meta", "stats"]
 
@@ -69,21 +76,21 @@ class ClosedPipe(io.BytesIO):
 
 
 def test_stdout_sink_closed_pipe():
-    with pytest.raises(daemon.OutputClosed):
-        daemon.StdoutSink("json", ClosedPipe()).write_interval(records())
+    with pytest.raises(stdout_sink.OutputClosed):
+        stdout_sink.StdoutSink("json", ClosedPipe()).write_interval(records())
 
 
 def test_overrides_win_over_the_file(tmp_path):
     cfg = tmp_path / "c.toml"
     cfg.write_text('interval = 2\n[outputs.stdout]\nformat = "json"\n'
                    '[log_rules]\nglobs = ["*.out"]\n')
-    o = daemon.Overrides(interval=0.5, format="msgpack", segments_dir=str(tmp_path / "s"),
+    o = config.Overrides(interval=0.5, format="msgpack", segments_dir=str(tmp_path / "s"),
                          log_dirs=("/srv",))
     c = daemon.load_config(str(cfg), o)
     assert c.interval == 0.5 and c.stdout_format == "msgpack"
     assert c.segments.dir == str(tmp_path / "s")
     assert c.log_rules.dirs == ("/srv/",) and c.log_rules.globs == ("*.out",)
-    assert not daemon.load_config(str(cfg), daemon.Overrides(no_segments=True)).segments.enabled
+    assert not daemon.load_config(str(cfg), config.Overrides(no_segments=True)).segments.enabled
 
 
 def test_nothing_to_write_to_is_refused(tmp_path):
@@ -91,7 +98,7 @@ def test_nothing_to_write_to_is_refused(tmp_path):
     cfg.write_text('[outputs.stdout]\nformat = "none"\n[outputs.segments]\nenabled = false\n'
                    + NO_LISTENERS)
     with pytest.raises(BadInput, match="nothing to write to"):
-        daemon.load_config(str(cfg), daemon.Overrides())
+        daemon.load_config(str(cfg), config.Overrides())
 
 
 class FakeProbe:
@@ -115,8 +122,13 @@ class FakeCollector:
         self.rules, self.script, self.d = rules, script, d
         self.probe = FakeProbe()
         self.resolver = None
+        self.resets = None
+        self.last_reset_records = []
         self.seq = 0
         self.begun = False
+
+    def close(self):
+        self.probe.close()
 
     def begin(self):
         self.begun = True
@@ -134,7 +146,7 @@ class FakeCollector:
                                        lost_events=0, unresolved_writes=0, cpu_s=0,
                                        rss_bytes=1)
             self.seq += 1
-            on_interval([], stats)
+            on_interval(Interval([], stats, list(self.last_reset_records), {}, []))
             if should_stop():
                 return
             self.script(self.d, tick)
@@ -157,8 +169,8 @@ def run_fake(tmp_path, cfg_text, script, stdout=None):
         holder["c"] = FakeCollector(rules, script, d)
         return holder["c"]
 
-    d = daemon.Daemon(str(cfg), daemon.Overrides(), argv=["surgewatch", "run"],
-                      log=daemon.StderrLog(err, journald=False), stdout=out, build=build)
+    d = daemon.Daemon(str(cfg), config.Overrides(), argv=["surgewatch", "run"],
+                      log=process.StderrLog(err, journald=False), stdout=out, build=build)
     code = d.run()
     return code, out, err.getvalue(), holder["c"], cfg
 
@@ -246,6 +258,6 @@ def test_apply_rules_forgets_every_verdict_and_judges_again():
     c.probe = FakeProbe()
     c.probe.bpf = {"verdicts": FakeTable({(1, 0, 5): 1, (1, 0, 6): 2})}
     new = LogRules(globs=("*.out",))
-    assert daemon.apply_rules(c, new) == 7
+    assert build.apply_rules(c, new) == 7
     assert c.resolver.rules is new and c.resolver._inodes == {}
     assert c.probe.bpf["verdicts"] == {} and c.resolver.replayed == 1

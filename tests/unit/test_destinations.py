@@ -7,12 +7,19 @@ import socket
 import pytest
 
 from collector.host.destinations import (
+
     KIND_REGULAR,
+
     KIND_UNIX_SOCKET,
+
     NOT_LOG,
+
     UNRESOLVED,
+
     DestinationResolver,
+
     inode_generation,
+
 )
 from collector.host.logdest import LogRules
 from collector.host.procfs import ProcFS

@@ -6,13 +6,19 @@ import random
 import pytest
 from click.testing import CliRunner
 
-from collector import model
-from collector.aggregate.profile import (PROFILE_FORMAT, PROFILE_VERSION, ProfileBuilder,
-                                         RateHistogram, check_profile, compare)
+from collector.records import model
+from collector.aggregate.profile import (
+    PROFILE_FORMAT,
+    PROFILE_VERSION,
+    ProfileBuilder,
+    RateHistogram,
+    check_profile,
+    compare,
+)
 from collector.cli import main
-from collector.gate import read_profile, record_from, render_compare, write_profile
+from collector.commands.gate import read_profile, record_from, render_compare, write_profile
 from collector.errors import BadInput
-from collector.stream import encode
+from collector.records.stream import encode
 
 T0 = 1_700_000_000.0
 

@@ -5,10 +5,10 @@ import pytest
 
 from collector.aggregate.logrates import OTHERS, Window
 from collector.errors import BadInput
-from collector.model import SCHEMA_VERSION, LogWrite, meta_record
+from collector.records.model import SCHEMA_VERSION, LogWrite, meta_record
 from collector.sinks.jsonout import dumps, snapshot_json, write_json
 from collector.sinks.msgpackfile import MsgpackFileSink
-from collector.stream import read_records
+from collector.records.stream import read_records
 
 META = meta_record("web1", 1700000000.0, 2.0, {"logwrites": {"enabled": True}}, "6.1.0",
                    mode="snapshot", argv=["surgewatch", "snapshot", "--json"])

@@ -11,9 +11,9 @@ from collector.host.destinations import NOT_LOG, UNRESOLVED
 from collector.host.keycache import KeyCache, PidWatch
 from collector.host.procfs import ProcFS
 from collector.host.services import ServiceResolver
-from collector.model import LogWrite
+from collector.records.model import LogWrite
 from collector.probes.logwrites import KEY_LAYOUT, VAL_LAYOUT, RawCounts, WriteCount
-from collector.runtime import Collector
+from collector.pipeline.runtime import Collector
 
 
 class FakeProc:
@@ -208,7 +208,7 @@ def test_collector_last_writes_are_per_key():
     counts = [wc(10, 3, 1, 5), wc(10, 4, 1, 2), wc(10, 6, 4, 4)]
     c = Collector(Probe(counts), resolver, services, host="h")
     c.begin()
-    rates, stats = c.interval()
+    rates, stats = c.interval()[:2]
     assert stats["unresolved_writes"] == 4
     assert rates[0]["log_writes"] == 7 and rates[0]["paths"][0]["pids"] == [10]
     assert c.last_writes == [LogWrite(10, "app", "a.service", "/var/log/a.log", 5, 50),

@@ -1,7 +1,7 @@
 import pytest
 
 from collector.aggregate.logrates import OTHERS, Window, aggregate_interval
-from collector.model import LogWrite, rate_record
+from collector.records.model import LogWrite, rate_record
 
 APP_LOG = "/var/log/app/app.log"
 WORKER_LOG = "/var/log/app/worker.log"
@@ -186,7 +186,7 @@ def test_rate_bodies_unbounded_equal_aggregate_interval():
     from hypothesis import strategies as st
 
     from collector.aggregate.logrates import rate_bodies
-    from collector.model import LogWrite
+    from collector.records.model import LogWrite
 
     writes_st = st.lists(st.tuples(st.integers(1, 4), st.sampled_from("ab"),
                                    st.sampled_from(["s1", "s2"]),

@@ -5,12 +5,12 @@ import xml.dom.minidom
 import pytest
 from click.testing import CliRunner
 
-from collector import model
-from collector.alertstage import AlertStage
+from collector.records import model
+from collector.pipeline.alerts import AlertStage
 from collector.cli import main
 from collector.errors import BadInput
-from collector.plot import OTHERS, Series, lines, load, plot
-from collector.stream import encode
+from collector.commands.plot import OTHERS, Series, lines, load, plot
+from collector.records.stream import encode
 
 T0 = 1_764_150_000.0
 

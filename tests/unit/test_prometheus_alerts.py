@@ -1,7 +1,7 @@
 """surgewatch_alert{service,signal} from `alert` records (collector/sinks/prometheus.py)."""
 from prometheus_client.parser import text_string_to_metric_families
 
-from collector import model
+from collector.records import model
 from collector.sinks.prometheus import PrometheusSink
 
 

@@ -5,7 +5,7 @@ import urllib.request
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from collector import model
+from collector.records import model
 from collector.errors import BadInput
 from collector.sinks.prometheus import OTHER, PrometheusSink
 

@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 
 from collector import config
 from collector.errors import EXIT_USAGE, BadInput, StreamError
-from collector.stream import encode, read_records
+from collector.records.stream import encode, read_records
 from tests.unit.test_stream import _records
 
 N = int(os.environ.get("SURGEWATCH_FUZZ_EXAMPLES", "200"))

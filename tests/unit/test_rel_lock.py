@@ -1,4 +1,4 @@
-"""The run lock (collector/daemon.py acquire_run_lock): one daemon per lock file, released
+"""The run lock (collector/commands/process.py acquire_run_lock): one daemon per lock file, released
 by the kernel when its holder dies (tests/privileged/test_rel_faults.py kills one)."""
 import os
 import subprocess
@@ -6,7 +6,7 @@ import sys
 
 import pytest
 
-from collector.daemon import acquire_run_lock
+from collector.commands.process import acquire_run_lock
 from collector.errors import BadInput
 
 
@@ -25,7 +25,7 @@ def test_second_holder_refused_with_pid_then_free_after_close(tmp_path):
 def test_lock_released_when_holder_is_killed(tmp_path):
     path = str(tmp_path / "surgewatch.lock")
     child = subprocess.Popen([sys.executable, "-c",
-                              "import sys,time; from collector.daemon import acquire_run_lock;"
+                              "import sys,time; from collector.commands.process import acquire_run_lock;"
                               f"l = acquire_run_lock({path!r}); print('held', flush=True);"
                               "time.sleep(60)"], stdout=subprocess.PIPE, text=True)
     try:

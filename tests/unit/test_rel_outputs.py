@@ -2,8 +2,9 @@
 removed while the daemon runs."""
 import shutil
 
-from collector.model import meta_record, stats_record
-from collector.sinks.segments import SegmentStore, read_segments
+from collector.records.model import meta_record, stats_record
+from collector.sinks.segments import SegmentStore
+from collector.records.segments import read_segments
 
 
 def _stats(i):

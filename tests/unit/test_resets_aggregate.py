@@ -4,8 +4,26 @@ import gzip
 import pytest
 
 from collector.aggregate.resets import (
-    AttributedResets, EventBudget, ResetWindow, aggregate_resets, bucket_bounds_ms,
-    bucket_label, bucket_of, idle_mode, reset_counts_by_service)
+
+    AttributedResets,
+
+    EventBudget,
+
+    ResetWindow,
+
+    aggregate_resets,
+
+    bucket_bounds_ms,
+
+    bucket_label,
+
+    bucket_of,
+
+    idle_mode,
+
+    reset_counts_by_service,
+
+)
 from collector.errors import ProbeUnavailable
 from collector.probes.abi import abi
 from collector.probes.kernel import parse_format

@@ -4,7 +4,13 @@ import socket
 
 from collector.host.procfs import ProcFS
 from collector.host.sockdiag import (
-    Owner, TcpConn, conn_from_diag, inventory, listener_of_port, socket_owners)
+    Owner,
+    TcpConn,
+    conn_from_diag,
+    inventory,
+    listener_of_port,
+    socket_owners,
+)
 
 
 def msg(state, sport, dport, inode, family=socket.AF_INET, src="127.0.0.1", dst="127.0.0.1"):

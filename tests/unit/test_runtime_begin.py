@@ -1,7 +1,7 @@
-"""collector.runtime.Collector: counts made while loading are dropped, counts made after
+"""collector.pipeline.runtime.Collector: counts made while loading are dropped, counts made after
 begin() (which callers do before announcing the probes) are never dropped."""
 from collector.probes.logwrites import WriteCount
-from collector.runtime import Collector
+from collector.pipeline.runtime import Collector
 
 
 class Clock:
@@ -59,8 +59,8 @@ def test_load_time_counts_dropped_but_not_those_after_begin():
     probe.write(40)                      # after begin, before run(): e.g. meta written
     got = []
 
-    def on_interval(rates, stats):
-        got.append(sum(r["log_writes"] for r in rates))
+    def on_interval(iv):
+        got.append(sum(r["log_writes"] for r in iv.rates))
         clock.t += 1.0
 
     clock.t += 1.0

@@ -4,11 +4,11 @@ import os
 
 import pytest
 
-from collector import model
+from collector.records import model
 from collector.errors import BadInput
-from collector.sinks.segments import (SegmentFollower, SegmentStore, list_segments,
-                                      read_file, read_segments)
-from collector.stream import encode
+from collector.records.segments import SegmentFollower, list_segments, read_file, read_segments
+from collector.sinks.segments import SegmentStore
+from collector.records.stream import encode
 
 
 class Clock:

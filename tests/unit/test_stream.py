@@ -6,8 +6,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from collector.errors import BadInput, StreamError
-from collector.model import (SCHEMA_VERSION, meta_record, rate_record, stats_record)
-from collector.stream import StreamWriter, encode, read_records
+from collector.records.model import SCHEMA_VERSION, meta_record, rate_record, stats_record
+from collector.records.stream import StreamWriter, encode, read_records
 
 
 def _records():
@@ -190,7 +190,7 @@ def test_valid_prefix_then_garbage(garbage, cut):
 def test_encode_reuses_one_packer_and_recovers_after_a_bad_name():
     import io
 
-    from collector.stream import encode, read_records
+    from collector.records.stream import encode, read_records
 
     bad = {"v": "1.3", "type": "rate", "service": "x\udcff"}
     good = {"v": "1.3", "type": "stats", "seq": 1}

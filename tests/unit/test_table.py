@@ -2,10 +2,10 @@ import io
 import unicodedata
 
 from collector.aggregate.logrates import Window
-from collector.model import LogWrite
-from collector.sinks.table import (LiveTable, display_width, escape, format_bytes,
-                                   format_duration, format_pids, render_table,
-                                   truncate_middle)
+from collector.records.model import LogWrite
+from collector.sinks.table import LiveTable, render_table
+from collector.sinks.text import (display_width, escape, format_bytes, format_duration,
+                                  format_pids, truncate_middle)
 
 
 def window():

@@ -1,15 +1,16 @@
-"""collector.tail: `surgewatch tail` over segment directories and stream files."""
+"""collector.commands.tail: `surgewatch tail` over segment directories and stream files."""
 import io
 import json
 import os
 
 import pytest
 
-from collector import model
+from collector.records import model
 from collector.errors import BadInput
-from collector.sinks.segments import SegmentStore, list_segments
-from collector.stream import encode
-from collector.tail import format_record, keep, parse_since, run_tail
+from collector.sinks.segments import SegmentStore
+from collector.records.segments import list_segments
+from collector.records.stream import encode
+from collector.commands.tail import format_record, keep, parse_since, run_tail
 
 
 def meta(ts=1000.0):

@@ -7,10 +7,10 @@ import time
 
 import pytest
 
-from collector import model
+from collector.records import model
 from collector.errors import BadInput
 from collector.sinks.unixsock import UnixSocketSink, subscribe
-from collector.stream import read_records
+from collector.records.stream import read_records
 
 
 def meta():
@@ -180,7 +180,7 @@ def test_subscribe_to_nothing_is_a_clear_error(tmp_path):
 def test_tail_reads_the_socket(sockpath):
     import threading
 
-    from collector.tail import run_tail
+    from collector.commands.tail import run_tail
 
     sink = UnixSocketSink(sockpath, host="h")
     sink.set_meta(meta())

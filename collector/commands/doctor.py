@@ -1,0 +1,122 @@
+"""`surgewatch doctor`: can the probes run on this host, and if not, what to fix."""
+import os
+import platform
+from dataclasses import dataclass
+
+from collector.probes import kernel
+from collector.probes.btf import BTF, BTFError
+
+
+@dataclass
+class Check:
+    name: str
+    ok: bool
+    detail: str
+    fix: str = ""
+    blocking: bool = True     # a failing non-blocking check is information only
+
+
+def _tracepoint_variant(category, event):
+    fmt = kernel.tracepoint_format(category, event)
+    if fmt is None:
+        return None
+    if event in ("tcp_send_reset", "tcp_receive_reset"):
+        if "family" in fmt:
+            cookie = "+sock_cookie" if "sock_cookie" in fmt else ""
+            return f"family+saddr[4]/saddr_v6[16]{cookie}"
+        if "reason" in fmt:
+            return "sockaddr saddr[28]+reason (6.10+ style)"
+        return "sockaddr saddr[28] (no reason)"
+    return ", ".join(f"{n}@{f.offset}" for n, f in fmt.items())
+
+
+def run_checks():
+    checks = [Check("kernel", True, platform.release(), blocking=False)]
+
+    problems = kernel.privilege_problems()
+    checks.append(Check("privileges", not problems,
+                        "root / CAP_BPF+CAP_PERFMON present" if not problems else problems[0],
+                        "run as root (sudo surgewatch ...)"))
+
+    btf = None
+    if kernel.btf_available():
+        try:
+            btf = BTF.load()
+            checks.append(Check("btf", True, f"{kernel.BTF_PATH} ({len(btf.types)} types)"))
+        except (OSError, BTFError) as e:
+            checks.append(Check("btf", False, f"{kernel.BTF_PATH} unreadable: {e}",
+                                "run as root"))
+    else:
+        checks.append(Check("btf", False, f"{kernel.BTF_PATH} missing",
+                            "use a kernel built with CONFIG_DEBUG_INFO_BTF=y"))
+
+    root = kernel.tracefs_root()
+    checks.append(Check("tracefs", bool(root), f"mounted at {root}" if root else "not mounted",
+                        "mount -t tracefs nodev /sys/kernel/tracing (or: make setup)"))
+
+    hdr = kernel.headers_info()
+    if hdr.present:
+        src = os.path.realpath(hdr.build_dir)
+        note = "match the running kernel" if hdr.matches_kernel else \
+            "do NOT match the running kernel (fine: struct offsets come from BTF)"
+        checks.append(Check("headers", True, f"{hdr.build_dir} -> {src}, version {hdr.version}, {note}"))
+    else:
+        checks.append(Check("headers", False, f"none at {hdr.build_dir}",
+                            "make setup (links the distro's headers), or "
+                            "apt-get install linux-headers-$(uname -r)"))
+
+    try:
+        import bcc  # noqa: F401
+        checks.append(Check("bcc", True, f"python bcc {getattr(bcc, '__version__', '?')}"))
+    except ImportError:
+        checks.append(Check("bcc", False, "python module bcc not importable",
+                            "apt-get install python3-bpfcc and use a venv with "
+                            "--system-site-packages (make setup)"))
+
+    if root:
+        for cat, ev, needed in (
+                ("syscalls", "sys_enter_write", True), ("syscalls", "sys_exit_write", True),
+                ("syscalls", "sys_enter_writev", False), ("syscalls", "sys_enter_pwrite64", False),
+                ("syscalls", "sys_enter_pwritev", False), ("syscalls", "sys_enter_pwritev2", False),
+                ("syscalls", "sys_enter_openat", True), ("syscalls", "sys_enter_openat2", False),
+                ("tcp", "tcp_send_reset", False), ("tcp", "tcp_receive_reset", False),
+                ("sock", "inet_sock_set_state", False)):
+            variant = _tracepoint_variant(cat, ev)
+            checks.append(Check(f"tracepoint {cat}:{ev}", variant is not None,
+                                variant or "missing",
+                                "needs a kernel with CONFIG_FTRACE_SYSCALLS" if cat == "syscalls"
+                                else "this kernel lacks it; that probe is disabled",
+                                blocking=needed))
+        checks.append(Check("kprobes", kernel.kprobes_available(),
+                            "available" if kernel.kprobes_available() else
+                            "not available (CONFIG_KPROBES unset); tracepoints are used instead",
+                            blocking=False))
+
+    if btf is not None:
+        from collector.errors import ProbeUnavailable
+        from collector.probes.logwrites import btf_macros
+        try:
+            n = len(btf_macros(btf)) // 2
+            checks.append(Check("struct offsets", True, f"{n} kernel struct fields found in BTF"))
+        except ProbeUnavailable as e:
+            checks.append(Check("struct offsets", False, str(e), "report this kernel version"))
+        if root:
+            from collector.probes import resets as rprobe
+            try:
+                tp = lambda c, e: kernel.tracepoint_format(c, e, root)  # noqa: E731
+                layout = rprobe.tracepoint_layout(
+                    tp("tcp", "tcp_send_reset"), tp("tcp", "tcp_receive_reset"),
+                    tp("sock", "inet_sock_set_state"), tp("tcp", "tcp_destroy_sock"))
+                rprobe.btf_macros(btf)
+                detail = ("reasons from BTF" if "SEND_REASON_OFF" in layout else
+                          "no reset reasons; socketless resets not traced (kernel < 6.10)")
+                checks.append(Check("resets probe", True, f"layout known, {detail}",
+                                    blocking=False))
+            except ProbeUnavailable as e:
+                checks.append(Check("resets probe", False, str(e),
+                                    "TCP resets are not watched on this kernel", blocking=False))
+    return checks
+
+
+def exit_code(checks):
+    return 0 if all(c.ok or not c.blocking for c in checks) else 1

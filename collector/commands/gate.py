@@ -1,0 +1,171 @@
+"""`surgewatch record` and `surgewatch compare`: the test-environment gate.
+
+record: a profile (collector/aggregate/profile.py, format in docs/detection.md) from a
+live window of this host (the `snapshot` pipeline) or from stored records (a segment
+directory or a stream file). compare: two profiles side by side, exit 0 within limits,
+1 when a service exceeds them, 2 on bad input.
+"""
+import json
+import math
+import os
+import sys
+
+from collector.aggregate.profile import SIGNAL_LABELS, ProfileBuilder, check_profile, compare
+from collector.errors import EXIT_FAILURE, EXIT_OK, BadInput
+from collector.pipeline.build import build_collector
+from collector.records.intervals import intervals
+from collector.records.source import notes_only, open_records
+
+
+# -- profile files ---------------------------------------------------------------------
+def write_profile(doc, path):
+    """Write doc as JSON to path ("-": stdout); a file is replaced atomically."""
+    text = json.dumps(doc, indent=1, sort_keys=False, allow_nan=False) + "\n"
+    if path == "-":
+        sys.stdout.write(text)
+        sys.stdout.flush()
+        return
+    tmp = f"{path}.tmp-{os.getpid()}"
+    try:
+        with open(tmp, "w", encoding="utf-8") as f:
+            f.write(text)
+        os.replace(tmp, path)
+    except OSError as e:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise BadInput(f"{path}: cannot write the profile: {e.strerror or e}") from None
+
+
+def read_profile(path):
+    """The profile in path, checked; BadInput (one line, exit 2) when it is not usable."""
+    try:
+        with open(path, "rb") as f:
+            data = f.read(64 << 20)
+    except OSError as e:
+        raise BadInput(f"{path}: cannot read: {e.strerror or e}") from None
+    try:
+        doc = json.loads(data.decode("utf-8"))
+    except UnicodeDecodeError:
+        raise BadInput(f"{path}: not a surgewatch profile (not UTF-8 text)") from None
+    except json.JSONDecodeError as e:
+        raise BadInput(f"{path}: corrupt profile: invalid JSON at line {e.lineno} "
+                       f"column {e.colno} ({e.msg})") from None
+    problem = check_profile(doc, path)
+    if problem:
+        raise BadInput(problem)
+    return doc
+
+
+# -- record ----------------------------------------------------------------------------
+def record_live(duration, interval, rules, argv=()):
+    """A profile of this host over `duration` seconds (probes loaded as for snapshot)."""
+    collector = build_collector(rules, resets=True)
+    builder = ProfileBuilder()
+    try:
+        collector.run(duration, interval, lambda iv: builder.add_interval(iv.rates, iv.stats))
+    finally:
+        collector.close()
+    return builder.profile("live", {"interval_s": float(interval)})
+
+
+def _records(source, on_note):
+    return open_records(source, notes_only(on_note))
+
+
+def record_from(source, duration=None, since=None, on_note=None):
+    """A profile of stored records: all of them, those from `since` (unix s) on, and/or
+    the last `duration` seconds of the source."""
+    on_note = on_note or (lambda msg: sys.stderr.write(f"surgewatch: note: {msg}\n"))
+    cutoff = since
+    if duration is not None:
+        last = None
+        for _rates, stats in intervals(_records(source, lambda msg: None)):
+            ts = stats.get("ts")
+            if isinstance(ts, (int, float)):
+                last = ts if last is None else max(last, ts)
+        if last is not None:
+            start = last - duration
+            cutoff = start if cutoff is None else max(cutoff, start)
+    builder = ProfileBuilder()
+    for rates, stats in intervals(_records(source, on_note)):
+        ts = stats.get("ts")
+        # an interval is in the window when it ends after the cutoff (+1 ms for float noise)
+        if cutoff is not None and isinstance(ts, (int, float)) and ts <= cutoff + 1e-3:
+            continue
+        builder.add_interval(rates, stats)
+    try:
+        return builder.profile(os.path.abspath(source))
+    except ValueError:
+        raise BadInput(f"{source}: no complete interval in the window (no stats record"
+                       f"{' after the cutoff' if cutoff is not None else ''})") from None
+
+
+# -- compare -----------------------------------------------------------------------------
+def _num(v):
+    if v is None:
+        return "-"
+    if v == 0:
+        return "0"
+    for unit, scale in (("G", 1e9), ("M", 1e6), ("k", 1e3)):
+        if abs(v) >= scale:
+            return f"{v / scale:.1f}{unit}"
+    return f"{v:.1f}" if v < 100 else f"{v:.0f}"
+
+
+def _ratio(cell):
+    r = cell["ratio"]
+    if r is None:
+        return "-"
+    if math.isinf(r):
+        return "new"
+    return f"{r:.2f}x"
+
+
+def render_compare(result, base_name, cur_name):
+    """The comparison as a text table: one line per service and signal."""
+    head = ("SERVICE", "SIGNAL", "BASELINE", "CURRENT", "RATIO", "")
+    lines = []
+    for row in result["rows"]:
+        name = row["service"] + (f" ({row['status']})" if row["status"] else "")
+        first = True
+        for sig in result["signals"]:
+            c = row["signals"][sig]
+            lines.append((name if first else "", SIGNAL_LABELS[sig], _num(c["baseline"]),
+                          _num(c["current"]), _ratio(c), "EXCEEDS" if c["exceeds"] else ""))
+            first = False
+    widths = [max(len(x[i]) for x in [head] + lines) for i in range(len(head))]
+    fmt = "{:<%d}  {:<%d}  {:>%d}  {:>%d}  {:>%d}  {}" % tuple(widths[:5])
+    out = [f"baseline {base_name}, current {cur_name}: {result['stat']} rate per second; "
+           f"limits: ratio {result['max_ratio']:g}, min {result['min_rate']:g}/s "
+           f"({result['min_bytes_rate']:g} bytes/s)"]
+    out.append(fmt.format(*head).rstrip())
+    out += [fmt.format(*x).rstrip() for x in lines]
+    bad = [r["service"] for r in result["rows"] if r["exceeds"]]
+    if result["signals_not_compared"]:
+        out.append("not compared (only one profile has them): " + ", ".join(
+            SIGNAL_LABELS[s] for s in result["signals_not_compared"]))
+    out.append(f"FAIL: {len(bad)} service{'s' if len(bad) != 1 else ''} over the limits: "
+               + ", ".join(bad) if bad else "ok: every service within the limits")
+    return "\n".join(out) + "\n"
+
+
+def run_compare(base_path, cur_path, max_ratio=3.0, min_rate=10.0, min_bytes_rate=10240.0,
+                stat="mean", as_json=False, stdout=None):
+    stdout = stdout if stdout is not None else sys.stdout
+    base = read_profile(base_path)
+    cur = read_profile(cur_path)
+    result = compare(base, cur, max_ratio=max_ratio, min_rate=min_rate,
+                     min_bytes_rate=min_bytes_rate, stat=stat)
+    if as_json:
+        doc = dict(result, baseline=base_path, current=cur_path)
+        for row in doc["rows"]:
+            for c in row["signals"].values():
+                if c["ratio"] is not None and math.isinf(c["ratio"]):
+                    c["ratio"] = None          # JSON has no infinity: new is in status
+        stdout.write(json.dumps(doc, indent=1) + "\n")
+    else:
+        stdout.write(render_compare(result, base_path, cur_path))
+    stdout.flush()
+    return EXIT_OK if result["ok"] else EXIT_FAILURE

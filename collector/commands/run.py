@@ -1,0 +1,194 @@
+"""`surgewatch run`: the long-running collector.
+
+Loads the config, opens the outputs (fails before the probes are compiled), builds the
+pipeline and streams records until SIGTERM/SIGINT: a `meta` record first, then each
+interval's `rate`, `reset` and `alert` records and its `stats` record, to every output.
+SIGHUP re-reads the config file and applies new log rules and outputs without touching
+the kernel's counts. The daemon's own messages go to stderr through
+collector.commands.process.StderrLog (rate limited, journald priorities).
+"""
+import os
+import signal
+
+from collector import config as config_mod
+from collector.commands.process import StderrLog, acquire_run_lock, drop_privileges_after_load
+from collector.errors import BadInput, SurgewatchError
+from collector.pipeline.alerts import AlertStage
+from collector.pipeline.build import apply_rules, build_collector, rules_key
+from collector.sinks.registry import OutputContext, Outputs
+
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
+
+
+def load_config(path, overrides):
+    """The config `run` uses: the file with the flags applied, refused when nothing
+    would be written anywhere."""
+    cfg = overrides.apply(config_mod.load(path))
+    if cfg.stdout_format == "none" and not cfg.segments.enabled and not cfg.socket.enabled \
+            and not cfg.prometheus.enabled:
+        raise BadInput(f"{cfg.path}: outputs: nothing to write to (stdout format is none and "
+                       "segments, socket and prometheus are disabled); enable one of them")
+    return cfg
+
+
+class Daemon:
+    def __init__(self, config_path, overrides, argv=(), log=None, stdout=None,
+                 build=None):
+        """build(log_rules) -> collector: a test seam (fakes without a kernel); the real
+        one loads the probes and drops capabilities afterwards."""
+        self.config_path = config_path
+        self.overrides = overrides
+        self.argv = list(argv)
+        self.log = log or StderrLog()
+        self._build = build
+        self.cfg = None
+        self.outputs = Outputs(OutputContext(self.log, stdout))
+        self.collector = None
+        self._stop_signal = None
+        self._reload = False
+        self.failed = None
+
+    def _write(self, records):
+        self.outputs.write(records)
+        if not self.outputs:
+            self.failed = "no outputs left (the last one was closed)"
+
+    # signals ---------------------------------------------------------------------
+    def _on_stop(self, signum, _frame):
+        self._stop_signal = signum
+
+    def _on_hup(self, _signum, _frame):
+        self._reload = True
+
+    def _should_stop(self):
+        return self._stop_signal is not None or self.failed is not None
+
+    def reload(self):
+        self._reload = False
+        try:
+            new = load_config(self.config_path, self.overrides)
+        except SurgewatchError as e:
+            self.log("error", f"reload refused, the running config stays: {e}", key="reload")
+            return False
+        new = self._restart_only(new)
+        try:
+            self.outputs.open(new, self.cfg)
+        except SurgewatchError as e:
+            self.log("error", f"reload refused, the running config stays: {e}", key="reload")
+            return False
+        if rules_key(new.log_rules) != rules_key(self.cfg.log_rules):
+            apply_rules(self.collector, new.log_rules)
+        self.collector.max_paths = new.rate_max_paths
+        self.cfg = new
+        self.log("notice", f"reloaded {new.path}", key="reloaded")
+        return True
+
+    def _restart_only(self, new):
+        """new with the settings that only a restart applies kept as they run."""
+        if new.interval != self.cfg.interval:
+            self.log("notice", f"interval {new.interval:g}s takes effect at restart; "
+                               f"keeping {self.cfg.interval:g}s", key="reload-interval")
+            new = new.replace(interval=self.cfg.interval)
+        if new.resets != self.cfg.resets:
+            self.log("notice", "resets settings take effect at restart; keeping the running "
+                               "ones", key="reload-resets")
+            new = new.replace(resets=self.cfg.resets)
+        return new
+
+    # main ------------------------------------------------------------------------
+    def run(self):
+        """Run until a stop signal; returns the exit code."""
+        self.cfg = load_config(self.config_path, self.overrides)
+        self._lock = acquire_run_lock()       # held until this process exits
+        old = {s: signal.signal(s, self._on_stop) for s in STOP_SIGNALS}
+        old[signal.SIGHUP] = signal.signal(signal.SIGHUP, self._on_hup)
+        try:
+            self.outputs.open(self.cfg)
+            return self._run()
+        finally:
+            self.outputs.close()
+            for s, h in old.items():
+                signal.signal(s, h)
+            self._lock.close()                 # releases the flock
+
+    def _load(self):
+        if self._build is not None:
+            return self._build(self.cfg.log_rules)
+        collector = build_collector(self.cfg.log_rules, resets=self.cfg.resets.enabled)
+        drop_privileges_after_load(self.log)
+        return collector
+
+    def _run(self):
+        self.collector = self._load()
+        self.collector.max_paths = self.cfg.rate_max_paths
+        if self.collector.resets is not None:
+            self.collector.resets.set_max_records(self.cfg.resets.max_records)
+        try:
+            # the first interval starts before the meta record announces the probes: a
+            # write made after it is never dropped as a load-time count
+            self.collector.begin()
+            meta = self.collector.meta(self.cfg.interval, "run", self.argv)
+            self.outputs.set_meta(meta)
+            self._write([meta])
+            self.log("info", f"collecting every {self.cfg.interval:g}s to "
+                             f"{', '.join(self.outputs) or 'nothing'}", key="start")
+            alerts = AlertStage(meta["host"], self.log)      # docs/detection.md
+
+            def on_interval(iv):
+                seg = self.outputs.get("segments")
+                if seg is not None:
+                    iv.stats["segment_dropped_records"] = seg.take_dropped()
+                prom = self.outputs.get("prometheus")
+                if prom is not None and self.collector.resets is not None:
+                    prom.add_reset_details(iv.resets)
+                raised = alerts.interval(iv.rates, iv.stats, iv.reset_records)
+                self._write(iv.rates + iv.reset_records + raised + [iv.stats])
+
+            def on_tick(_elapsed):
+                if self._reload:
+                    self.reload()
+
+            # no clock tick: a signal's byte on the wake-up pipe ends the wait at once, so
+            # an idle daemon wakes once per interval (docs/performance.md, idle)
+            with _SignalWakeup() as wakeup_fd:
+                self.collector.run(None, self.cfg.interval, on_interval, on_tick=on_tick,
+                                   tick_s=None if wakeup_fd is not None else 0.1,
+                                   should_stop=self._should_stop, wakeup_fd=wakeup_fd)
+        finally:
+            self.collector.close()
+        if self.failed:
+            self.log("error", f"stopping: {self.failed}")
+            return 1
+        name = signal.Signals(self._stop_signal).name if self._stop_signal else "?"
+        self.log("info", f"stopped by {name}; probes detached", key="stop")
+        return 0
+
+
+class _SignalWakeup:
+    """A non-blocking pipe as signal.set_wakeup_fd for the duration (main thread only;
+    elsewhere None: the caller then waits with a timeout)."""
+
+    def __enter__(self):
+        self._fds, self._old = None, None
+        try:
+            r, w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+        except OSError:
+            return None
+        try:
+            self._old = signal.set_wakeup_fd(w, warn_on_full_buffer=False)
+        except ValueError:                      # not the main thread
+            os.close(r)
+            os.close(w)
+            return None
+        self._fds = (r, w)
+        return r
+
+    def __exit__(self, *exc):
+        if self._fds is not None:
+            signal.set_wakeup_fd(self._old if self._old is not None else -1)
+            for fd in self._fds:
+                os.close(fd)
+
+
+def run_daemon(config_path, overrides, argv=()):
+    return Daemon(config_path, overrides, argv).run()

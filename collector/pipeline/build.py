@@ -1,0 +1,103 @@
+"""The one place a collector is assembled: probes (each compiled in its loader child),
+host readers, the resets stage; and how new log rules are applied to a running one."""
+import gc
+import socket
+import sys
+
+from collector.errors import ProbeUnavailable
+from collector.host.cgroups import CgroupIndex
+from collector.host.destinations import DestinationResolver
+from collector.host.procfs import ProcFS
+from collector.host.services import ServiceResolver
+from collector.host.sockdiag import ListenerLookup, ResetAttributor
+from collector.host.unixsock import journald_stream_clients
+from collector.pipeline.resets import ResetStage
+from collector.pipeline.runtime import Collector
+from collector.probes import kernel
+from collector.probes.logwrites import LogWriteProbe
+from collector.probes.resets import ResetProbe
+
+
+def probe_verdict(probe):
+    return lambda dev, gen, ino, is_log: probe.set_verdict(dev, gen, ino, is_log)
+
+
+def build_collector(rules, probe_kwargs=None, resets=False):
+    """The log-write pipeline, probe loaded and attached (and the TCP reset probe when
+    resets=True and it can run here). The caller ends it with collector.close().
+
+    Each probe compiles in its own loader child (collector/probes/loader.py), both at
+    once: on two cores start-up takes the longer compile, not the sum."""
+    kernel.require_environment()
+    procfs = ProcFS()
+    services = ServiceResolver(procfs, CgroupIndex())
+    holder = {}
+    probe = LogWriteProbe(on_open=lambda ev: holder["resolver"].note_open(ev),
+                          **(probe_kwargs or {}))
+    resolver = DestinationResolver(procfs, rules, probe_verdict(probe),
+                                   journald_stream_clients)
+    holder["resolver"] = resolver
+    disabled = {}
+    pending = probe.start_load()
+    reset_load = _start_resets(disabled) if resets else None
+    try:
+        probe.finish_load(pending)
+    except BaseException:
+        if reset_load is not None:
+            reset_load[1].cancel()
+        raise
+    stage = None
+    if reset_load is not None:
+        try:
+            stage = _reset_stage(procfs, services, reset_load, disabled)
+        except BaseException:
+            probe.close()
+            raise
+    resolver.replay()
+    gc.freeze()        # what loading built lives for the whole run: never rescan it
+    return Collector(probe, resolver, services, resets=stage, disabled_probes=disabled)
+
+
+def _start_resets(disabled):
+    """(probe, pending load) of the TCP reset probe, or None (with a note) when its
+    plan cannot be made here."""
+    probe = ResetProbe()
+    try:
+        return probe, probe.start_load()
+    except ProbeUnavailable as e:
+        _resets_unavailable(e, disabled)
+        return None
+
+
+def _resets_unavailable(e, disabled):
+    sys.stderr.write(f"surgewatch: note: TCP resets not watched: {e}\n")
+    disabled[ResetProbe.name] = str(e)
+
+
+def _reset_stage(procfs, services, reset_load, disabled):
+    """The TCP reset probe and its enrichment, or None (with a note) when it cannot run."""
+    probe, pending = reset_load
+    try:
+        probe.finish_load(pending)
+    except ProbeUnavailable as e:
+        _resets_unavailable(e, disabled)
+        return None
+    return ResetStage(probe, ResetAttributor(services, ListenerLookup(procfs)),
+                      socket.gethostname())
+
+
+def rules_key(rules):
+    """What of the rules decides verdicts: equal keys, no reload of verdicts needed."""
+    return (rules.dirs, rules.globs, rules.journald_sockets)
+
+
+def apply_rules(collector, rules):
+    """Judge log destinations by new rules from now on; the kernel's counts are untouched.
+
+    Every verdict (ours and the kernel's copy) is forgotten, then the files open on the
+    host are judged again. Writes meanwhile to an inode without a verdict are counted
+    and judged at the next drain, as at start, so nothing is lost across the switch.
+    """
+    collector.resolver.change_rules(rules)
+    collector.probe.clear_verdicts()
+    return collector.resolver.replay()

@@ -1,0 +1,238 @@
+"""The collection loop: kernel counts -> host enrichment -> aggregation -> sinks.
+
+One Collector per run. Each interval it swaps and drains the probe's maps, judges the
+drained (process, fd, inode) keys as log destinations or not, names services and turns
+the result into stream records for whichever sinks the caller wired up.
+"""
+import gc
+import os
+import platform
+import resource
+import socket
+import time
+from typing import NamedTuple
+
+from collector.records import model
+from collector.aggregate.logrates import rate_bodies
+from collector.config import RATE_MAX_PATHS
+from collector.host.keycache import KeyCache
+from collector.records.model import LogWrite
+from collector.pipeline.wait import EventWait
+from collector.probes.loader import close_fds_parallel
+from collector.probes.maps import GRACE_S
+
+
+def _cpu_seconds():
+    r = resource.getrusage(resource.RUSAGE_SELF)
+    return r.ru_utime + r.ru_stime
+
+
+class _Statm:
+    """This process's RSS from /proc/self/statm, read through one fd kept open (one pread
+    per interval instead of open/fstat/read/close)."""
+
+    def __init__(self):
+        self.page = os.sysconf("SC_PAGE_SIZE")
+        self.fd = None
+
+    def __call__(self):
+        if self.fd is None:
+            self.fd = os.open("/proc/self/statm", os.O_RDONLY | os.O_CLOEXEC)
+        return int(os.pread(self.fd, 128, 0).split()[1]) * self.page
+
+
+_rss_bytes = _Statm()
+
+
+class Interval(NamedTuple):
+    """Everything one interval produced."""
+    rates: list            # `rate` records, one per service
+    stats: dict            # the `stats` record
+    reset_records: list    # bounded `reset` records (docs/stream.md)
+    resets: dict           # service -> ServiceResets (collector.aggregate.resets)
+    reset_events: list     # (service, ResetEvent) the kernel sent this interval
+
+
+class Collector:
+    def __init__(self, probe, resolver, services, host=None, clock=time.monotonic,
+                 wallclock=time.time, resets=None, disabled_probes=None):
+        self.probe, self.resolver, self.services = probe, resolver, services
+        self.resets = resets          # collector.pipeline.resets.ResetStage, optional
+        self.disabled_probes = dict(disabled_probes or {})   # name -> why, for `meta`
+        self.host = host or socket.gethostname()
+        self.clock, self.wallclock = clock, wallclock
+        self.seq = 0
+        # paths per rate record before the rest is folded into "(other)"; 0: every path
+        self.max_paths = RATE_MAX_PATHS
+        # live keys per interval are bounded by the kernel map; twice that allows churn
+        self.keys = KeyCache(resolver, services,
+                             max_keys=2 * int(getattr(probe, "max_keys", 65536) or 65536))
+        self._last_counts = ()
+        self.last_writes = []
+        self._last_boundary = None
+        self.begun = False
+        self._cpu_seen = _cpu_seconds()
+
+    def meta(self, interval_s, mode, argv=()):
+        probes = {self.probe.name: {"enabled": True,
+                                    "tracepoints": list(getattr(self.probe, "attached", []))}}
+        if self.resets is not None:
+            probes[self.resets.probe.name] = {"enabled": True,
+                                              "tracepoints": list(self.resets.probe.attached)}
+        for name, reason in self.disabled_probes.items():
+            probes.setdefault(name, {"enabled": False, "reason": reason})
+        return model.meta_record(self.host, self.wallclock(), interval_s, probes,
+                                 platform.release(), mode=mode, argv=argv)
+
+    @property
+    def last_writes(self):
+        """The last interval's log writes per drained key ([LogWrite]), built on demand:
+        the interval itself only keeps per-(service, path) totals."""
+        if self._last_writes is None:
+            self._last_writes = [LogWrite(*w) for w in self.keys.writes(self._last_counts)]
+            self._last_counts = ()
+        return self._last_writes
+
+    @last_writes.setter
+    def last_writes(self, writes):
+        self._last_writes = list(writes)
+        self._last_counts = ()
+
+    def begin(self):
+        """Start the first interval now. What the probes counted while they were loading
+        (a second or more of bcc compiling) is drained and dropped, so the first interval
+        is as long as it claims to be."""
+        self._last_boundary = self.clock()
+        self.interval()
+        self.seq = 0
+        self.last_writes = []
+        self.started_wall = self._boundary_wall
+        self.begun = True
+
+    def interval(self):
+        """Close the current interval: returns its Interval."""
+        # An interval builds tens of thousands of short-lived, acyclic objects on a busy
+        # host: reference counting frees them, the cycle collector would only rescan them.
+        gc_was_on = gc.isenabled()
+        gc.disable()
+        try:
+            return self._interval()
+        finally:
+            if gc_was_on:
+                gc.enable()
+
+    def _interval(self):
+        boundary, self._boundary_wall = self.clock(), self.wallclock()
+        interval_s = max(boundary - self._last_boundary, 1e-6)
+        self._last_boundary = boundary
+        t0 = time.perf_counter()
+        counts, resets_flipped = self._drain()
+        accs, unresolved = self._enrich(counts)
+        self._last_counts, self._last_writes = counts, None
+        drain_ms = (time.perf_counter() - t0) * 1000.0
+        health = self.probe.health()
+        ts = self.wallclock()
+        rates = [model.rate_record(self.host, ts, **body)
+                 for body in rate_bodies(accs, self.seq, interval_s, self.max_paths)]
+        cpu = _cpu_seconds()
+        stats = model.stats_record(
+            self.host, ts, seq=self.seq, interval=interval_s, drain_ms=drain_ms,
+            keys=len(counts), map_capacity=self.probe.max_keys,
+            evictions=0, lost_events=health["events_lost"],
+            unresolved_writes=unresolved, cpu_s=cpu - self._cpu_seen, rss_bytes=_rss_bytes())
+        stats["lost_writes"] = health["counts_full"]
+        stats["iov_truncated"] = health["iov_truncated"]
+        stats["fd_walk_failed"] = health["fdwalk_failed"]
+        out = Interval(rates, stats, [], {}, [])
+        if self.resets is not None:
+            out = self._add_resets(rates, stats, ts, interval_s, resets_flipped)
+        self.services.end_drain()
+        self._cpu_seen = cpu
+        self.seq += 1
+        return out
+
+    def _drain(self):
+        """(write counts, whether the resets' maps were flipped too): both probes' maps
+        swapped, then one grace period for both (one wake-up, not two), then read."""
+        stages = [self.probe] + ([self.resets] if self.resets is not None else [])
+        if not all(hasattr(s, "flip") for s in stages):        # test doubles
+            return self.probe.drain(), False
+        for s in stages:
+            s.flip()
+        time.sleep(GRACE_S)
+        return self.probe.collect(), self.resets is not None
+
+    def _add_resets(self, rates, stats, ts, interval_s, flipped=False):
+        """The Interval with the resets stage's part: reset counts in the rate records (a
+        record per service with resets but no log writes), reset health in stats."""
+        per_service, records, rstats, events = self.resets.interval(self.seq, ts, flipped)
+        stats.update(rstats)
+        by_service = {r["service"]: r for r in rates}
+        for rec in rates:
+            rec["resets_sent"], rec["resets_received"] = 0, 0
+        for name, r in sorted(per_service.items()):
+            rec = by_service.get(name)
+            if rec is None:
+                rec = model.rate_record(self.host, ts, seq=self.seq, interval=interval_s,
+                                        service=name, pids=r.pids, comms=r.comms, log_writes=0,
+                                        log_bytes=0, paths=[])
+                rates.append(rec)
+            rec["resets_sent"], rec["resets_received"] = r.sent, r.received
+        return Interval(rates, stats, records, per_service, events)
+
+    def _enrich(self, counts):
+        """(per-(service, path) accumulators, unresolved writes): collector.host.keycache
+        keeps each key's answer across intervals, so a known key is a dict lookup."""
+        self.resolver.start_drain()
+        self.services.start_drain()       # also what the resets stage resolves, memoized
+        return self.keys.enrich(counts, object())
+
+    def run(self, duration_s, interval_s, on_interval, on_tick=None, tick_s=0.25,
+            should_stop=lambda: False, wakeup_fd=None):
+        """Drain every interval_s until duration_s (None: until should_stop()). Starts the
+        first interval unless the caller did (begin() before announcing the probes, so
+        that nothing written after the announcement is dropped as a load-time count).
+
+        Between drains it sleeps in one epoll over the probes' ring buffers (and
+        wakeup_fd, the signal wake-up pipe, so a signal ends the wait at once): an idle
+        daemon wakes once per interval. tick_s (None: never) bounds the wait for callers
+        whose on_tick must run on a clock, such as the live table's countdown."""
+        if not self.begun:
+            self.begin()
+        start = self._last_boundary
+        deadline = start + interval_s
+        waiter = EventWait([s for s in (self.resets, self.probe) if s is not None], wakeup_fd)
+        try:
+            while True:
+                now = self.clock()
+                if now >= deadline:
+                    on_interval(self.interval())
+                    deadline += interval_s
+                    while deadline <= now:        # fell behind: skip, do not burst
+                        deadline += interval_s
+                    if duration_s is not None and now - start >= duration_s - interval_s / 100:
+                        return
+                if should_stop():
+                    on_interval(self.interval())
+                    return
+                if on_tick:
+                    on_tick(now - start)
+                wait = deadline - self.clock()
+                if tick_s is not None:
+                    wait = min(wait, tick_s)
+                waiter.wait(max(0.0, wait))
+        finally:
+            waiter.close()
+
+    def close(self):
+        """Detach both probes and free what the run held; idempotent. Closing a
+        tracepoint's attachment waits for RCU grace periods in the kernel, so every
+        attachment fd of both probes is closed in one parallel batch first."""
+        probes = [self.probe] + ([self.resets.probe] if self.resets is not None else [])
+        handovers = [h for h in (getattr(p, "handover", None) for p in probes) if h]
+        close_fds_parallel([fd for h in handovers for fd in h.links.values()])
+        for h in handovers:
+            h.links = {}
+        for p in probes:
+            p.close()
+        self.keys.close()

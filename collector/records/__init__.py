@@ -1,0 +1,2 @@
+"""The stream's records: types and builders (model), the msgpack codec (stream), reading
+stored records back (segments, source) and grouping them into intervals."""

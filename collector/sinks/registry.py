@@ -1,0 +1,143 @@
+"""The daemon's outputs by name, node_exporter style: each is a factory of its config
+section; the set opens them, keeps the unchanged ones across a reload, writes each
+interval to all and drops one whose reader went away."""
+import sys
+
+from collector.sinks.prometheus import PrometheusSink
+from collector.sinks.segments import SegmentStore
+from collector.sinks.stdout import OutputClosed, StdoutSink
+from collector.sinks.unixsock import UnixSocketSink
+
+
+def _stdout(cfg, ctx):
+    fmt = cfg.stdout_format
+    if fmt == "none":
+        return None
+    stream = ctx.stdout if ctx.stdout is not None else sys.stdout
+    if fmt == "msgpack" and _isatty(stream):
+        ctx.log("notice", "stdout is a terminal: writing JSON lines instead of msgpack "
+                          "(use --format json, or pipe stdout)")
+        fmt = "json"
+    return StdoutSink(fmt, stream)
+
+
+def _segments(cfg, ctx):
+    s = cfg.segments
+    if not s.enabled:
+        return None
+    return SegmentStore(s.dir, max_segment_bytes=s.max_segment_bytes,
+                        max_segment_age_s=s.max_segment_age_s,
+                        max_total_bytes=s.max_total_bytes, on_drop=ctx.segment_drop)
+
+
+def _socket(cfg, _ctx):
+    s = cfg.socket
+    if not s.enabled:
+        return None
+    return UnixSocketSink(s.path, mode=s.mode, queue_records=s.queue_records)
+
+
+def _prometheus(cfg, _ctx):
+    return PrometheusSink.from_config(cfg.prometheus) if cfg.prometheus.enabled else None
+
+
+# name -> (factory(config, context) -> sink or None, the config part it depends on);
+# in this order records are written
+FACTORIES = {
+    "stdout": (_stdout, lambda cfg: cfg.stdout_format),
+    "segments": (_segments, lambda cfg: cfg.segments),
+    "socket": (_socket, lambda cfg: cfg.socket),
+    "prometheus": (_prometheus, lambda cfg: cfg.prometheus),
+}
+# hold a path or a port a new instance may need: closed before the new one opens
+EXCLUSIVE = ("socket", "prometheus")
+
+
+class OutputContext:
+    """What factories need from their owner: its log, its stdout, a segment-drop hook."""
+
+    def __init__(self, log, stdout=None):
+        self.log, self.stdout = log, stdout
+
+    def segment_drop(self, n, err):
+        if n == 0:                      # a problem the store recovered from, nothing lost
+            self.log("warning", f"segment store: {err}", key="segment-problem")
+            return
+        self.log("warning", f"segment store: {n} record{'s' if n != 1 else ''} dropped: "
+                            f"{err}; the drop is counted in the next stats record",
+                 key="segment-drop")
+
+
+class Outputs:
+    def __init__(self, ctx):
+        self.ctx = ctx
+        self.sinks = {}         # name -> open sink
+        self.meta = None
+
+    def __iter__(self):
+        return iter(self.sinks)
+
+    def __bool__(self):
+        return bool(self.sinks)
+
+    def get(self, name):
+        return self.sinks.get(name)
+
+    def open(self, cfg, old_cfg=None):
+        """Open the outputs of cfg, keeping the sinks whose settings did not change since
+        old_cfg; the replaced ones are closed only once all new ones opened (on failure
+        the running set is left as it was)."""
+        new = {}
+        try:
+            for name, (factory, part) in FACTORIES.items():
+                old = self.sinks.get(name)
+                if old is not None and old_cfg is not None and part(cfg) == part(old_cfg):
+                    new[name] = old
+                    continue
+                if name in EXCLUSIVE and old is not None:
+                    self.sinks.pop(name).close()
+                sink = factory(cfg, self.ctx)
+                if sink is not None:
+                    if self.meta is not None and hasattr(sink, "set_meta"):
+                        sink.set_meta(self.meta)
+                    new[name] = sink
+        except BaseException:
+            for name, sink in new.items():
+                if self.sinks.get(name) is not sink:
+                    sink.close()
+            raise
+        for name, sink in self.sinks.items():
+            if new.get(name) is not sink:
+                sink.close()
+        self.sinks = new
+
+    def set_meta(self, meta):
+        self.meta = meta
+        for sink in self.sinks.values():
+            if hasattr(sink, "set_meta"):
+                sink.set_meta(meta)
+
+    def write(self, records):
+        """Every open sink gets the records; one whose reader went away is dropped."""
+        for name, sink in list(self.sinks.items()):
+            try:
+                sink.write_interval(records)
+            except OutputClosed as e:
+                self.ctx.log("warning", f"{e}; output disabled")
+                del self.sinks[name]
+                sink.close()
+
+    def close(self):
+        for sink in self.sinks.values():
+            try:
+                sink.close()
+            except Exception as e:   # closing must not hide the reason we stopped
+                self.ctx.log("error", f"closing {getattr(sink, 'name', sink)}: {e}")
+        self.sinks = {}
+
+
+def _isatty(stream):
+    try:
+        return stream.isatty()
+    except (AttributeError, ValueError):
+        return False
