@@ -17,134 +17,18 @@ signal (log writes/s, log bytes/s, resets sent/s, resets received/s):
   the new normal after `relearn_after` intervals (the baseline is then the rates seen
   during the alert).
 """
-from collections import Counter, deque
-from dataclasses import dataclass, field
+from collections import deque
+from dataclasses import dataclass
 
 from collector.aggregate.baseline import RobustWindow
-
-LOG_WRITES = "log_writes_per_s"
-LOG_BYTES = "log_bytes_per_s"
-RESETS_SENT = "resets_sent_per_s"
-RESETS_RECEIVED = "resets_received_per_s"
-SIGNALS = (LOG_WRITES, LOG_BYTES, RESETS_SENT, RESETS_RECEIVED)
-RESET_SIGNALS = {RESETS_SENT: "sent", RESETS_RECEIVED: "received"}
+from collector.aggregate.signals import LOG_BYTES, LOG_WRITES, RESETS_RECEIVED, RESETS_SENT, \
+    SIGNALS, DetectorConfig, contributors, signal_value
 
 OPEN, CLOSE = "open", "close"
 # why an alert opened
 ABOVE_BASELINE, NEW_SERVICE = "above_baseline", "new_service"
 # why an alert closed
 RECOVERED, RELEARNED = "recovered", "relearned"
-
-IDLE_BUCKETS = 24          # as bpf/resets.c (collector.aggregate.resets)
-
-
-@dataclass(frozen=True)
-class Limits:
-    """Absolute limits of one signal, in its unit per second."""
-
-    floor: float       # never above unless the rate exceeds this
-    new_floor: float   # a service without a baseline yet is above only past this
-
-
-DEFAULT_LIMITS = {
-    LOG_WRITES: Limits(floor=100.0, new_floor=1000.0),
-    LOG_BYTES: Limits(floor=100_000.0, new_floor=1_000_000.0),
-    RESETS_SENT: Limits(floor=10.0, new_floor=50.0),
-    RESETS_RECEIVED: Limits(floor=10.0, new_floor=50.0),
-}
-
-
-@dataclass(frozen=True)
-class DetectorConfig:
-    window: int = 300            # intervals in the baseline window
-    warmup: int = 30             # intervals a service is learnt before the ratio test applies
-    k: float = 3.0               # above when rate > k x median ...
-    z: float = 6.0               # ... and > median + z x sigma
-    burst_factor: float = 1.5    # ... and > burst_factor x p98 (regular bursts are normal)
-    open_after: int = 2          # consecutive above intervals that open an alert
-    close_after: int = 5         # consecutive intervals below hysteresis x threshold to close
-    hysteresis: float = 0.5
-    relearn_after: int = 1800    # an alert open this long becomes the new baseline
-    expire_after: int = 900      # a service quiet this long (no open alert) is forgotten
-    max_services: int = 1000     # beyond this the longest-quiet services are forgotten
-    top: int = 3                 # contributors (paths, peers) carried by an alert
-    refresh: int = 10            # recompute a baseline after this many new samples
-    limits: dict = field(default_factory=lambda: dict(DEFAULT_LIMITS))
-
-    def __post_init__(self):
-        for name in ("window", "warmup", "open_after", "close_after", "relearn_after",
-                     "expire_after", "max_services", "top", "refresh"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)!r}")
-        if self.warmup > self.window:
-            raise ValueError(f"warmup ({self.warmup}) must not exceed window ({self.window})")
-        if not self.k > 1:
-            raise ValueError(f"k must be > 1, got {self.k!r}")
-        if not 0 < self.hysteresis <= 1:
-            raise ValueError(f"hysteresis must be within (0, 1], got {self.hysteresis!r}")
-        missing = set(SIGNALS) - set(self.limits)
-        if missing:
-            raise ValueError(f"limits missing for {', '.join(sorted(missing))}")
-
-
-def signal_value(rec, signal):
-    """The rate of `signal` in one `rate` record, or None when the record does not carry it
-    (reset fields without the resets probe)."""
-    if signal in (LOG_WRITES, LOG_BYTES):
-        v = rec.get(signal)
-        return float(v) if isinstance(v, (int, float)) else None
-    count = rec.get("resets_sent" if signal == RESETS_SENT else "resets_received")
-    interval = rec.get("interval")
-    if not isinstance(count, (int, float)) or not isinstance(interval, (int, float)) \
-            or interval <= 0:
-        return None
-    return count / interval
-
-
-def _peer(rec):
-    addr, port = rec.get("remote"), rec.get("remote_port")
-    if rec.get("family") == "ipv6":
-        return f"[{addr}]:{port}"
-    return f"{addr}:{port}"
-
-
-def contributors(signal, rec, resets, top=3):
-    """What an operator looks at next: for log signals the top paths (by writes or bytes)
-    and the pids; for reset signals the top peers and the idle-before-reset buckets, from
-    the interval's `reset` records of this service and direction (a sample: at most 100
-    records per interval)."""
-    from collector.aggregate.resets import bucket_label, bucket_of
-
-    out = {}
-    if rec is not None:
-        out["pids"] = list(rec.get("pids") or [])[:20]
-        out["comms"] = list(rec.get("comms") or [])[:10]
-    if signal in (LOG_WRITES, LOG_BYTES):
-        paths = list((rec or {}).get("paths") or [])
-        key = "bytes" if signal == LOG_BYTES else "writes"
-        paths.sort(key=lambda p: (-(p.get(key) or 0), str(p.get("path"))))
-        interval = (rec or {}).get("interval") or 1.0
-        out["paths"] = [{"path": p.get("path"),
-                         "writes_per_s": (p.get("writes") or 0) / interval,
-                         "bytes_per_s": (p.get("bytes") or 0) / interval,
-                         "pids": list(p.get("pids") or [])[:10]} for p in paths[:top]]
-        return out
-    direction = RESET_SIGNALS[signal]
-    peers, idle, sampled = Counter(), Counter(), 0
-    for r in resets:
-        if r.get("direction") != direction:
-            continue
-        sampled += 1
-        peers[_peer(r)] += 1
-        ms = r.get("idle_ms")
-        if isinstance(ms, (int, float)):
-            idle[bucket_of(ms, IDLE_BUCKETS)] += 1
-    out["sampled_resets"] = sampled
-    out["peers"] = [{"peer": p, "resets": n}
-                    for p, n in sorted(peers.items(), key=lambda kv: (-kv[1], kv[0]))[:top]]
-    out["idle"] = [{"bucket": bucket_label(b, IDLE_BUCKETS), "resets": idle[b]}
-                   for b in sorted(idle)]
-    return out
 
 
 class Alert:

@@ -11,7 +11,7 @@ long the window; mean, standard deviation and max are exact.
 """
 import math
 
-from collector.aggregate.alerts import LOG_BYTES, LOG_WRITES, RESETS_RECEIVED, RESETS_SENT, \
+from collector.aggregate.signals import LOG_BYTES, LOG_WRITES, RESETS_RECEIVED, RESETS_SENT, \
     SIGNALS, signal_value
 from collector.records.intervals import IntervalGrouper
 

@@ -5,23 +5,24 @@ import statistics
 
 import pytest
 
-from collector.aggregate import alerts as al
 from collector.aggregate.alerts import (
     ABOVE_BASELINE,
     CLOSE,
-    LOG_BYTES,
-    LOG_WRITES,
     NEW_SERVICE,
     OPEN,
     RECOVERED,
     RELEARNED,
+    Detector,
+    format_event,
+)
+from collector.aggregate.signals import (
+    LOG_BYTES,
+    LOG_WRITES,
     RESETS_RECEIVED,
     RESETS_SENT,
-    Detector,
     DetectorConfig,
     Limits,
     contributors,
-    format_event,
     signal_value,
 )
 from collector.aggregate.baseline import MAD_TO_SIGMA, Baseline, RobustWindow

@@ -6,7 +6,6 @@ import pytest
 
 from collector.records import model
 from collector.pipeline.alerts import AlertStage
-from collector.aggregate.alerts import DetectorConfig
 from collector.records.stream import encode, read_records
 
 
