@@ -16,86 +16,32 @@ visible exactly where it is in its stream.
 At start a path that exists is checked: a socket nobody listens on (a dead daemon's) is
 replaced; a socket another process listens on, or any other kind of file, is refused with
 BadInput (exit 2).
+
+A subscriber's queue and connection are collector/sinks/subscriber.py; the socket file's
+checks are collector/sinks/socketfile.py.
 """
-import collections
 import errno
-import os
 import selectors
 import socket
-import stat
 import threading
 import time
 
-from collector.records import model
 from collector.errors import BadInput
+from collector.records import model
 from collector.records.stream import encode
+from collector.sinks.socketfile import listen_unix, remove_if_ours
+from collector.sinks.subscriber import Subscriber
 
 DEFAULT_PATH = "/run/surgewatch/stream.sock"
 DEFAULT_MODE = 0o660
 DEFAULT_QUEUE_RECORDS = 10000
 RECORD_DROPPED = "dropped"
-_SEND_CHUNK = 256 * 1024
 
 
 def dropped_record(host, ts, dropped, dropped_total):
     """The notice a subscriber gets after records for it were dropped (docs/stream.md)."""
     return {"v": model.SCHEMA_VERSION, "type": RECORD_DROPPED, "ts": float(ts), "host": host,
             "dropped": int(dropped), "dropped_total": int(dropped_total)}
-
-
-class _Subscriber:
-    __slots__ = ("sock", "queue", "buf", "dropped", "dropped_total", "sent_records",
-                 "writable")
-
-    def __init__(self, sock):
-        self.sock = sock
-        self.queue = collections.deque()   # encoded whole records, oldest first
-        self.buf = b""                     # the rest of the record being sent
-        self.dropped = 0                   # since the last notice
-        self.dropped_total = 0
-        self.sent_records = 0
-        self.writable = False              # registered for EVENT_WRITE
-
-
-def check_socket_path(path):
-    """Make path free for a new listening socket, or raise BadInput saying why not.
-
-    Missing: fine. A socket with a listener: another surgewatch runs (refused). A socket
-    without one: left by a daemon that died; removed. Anything else: refused, never
-    deleted.
-    """
-    try:
-        st = os.lstat(path)
-    except FileNotFoundError:
-        return
-    except OSError as e:
-        raise BadInput(f"socket {path}: {e.strerror or e}") from None
-    if not stat.S_ISSOCK(st.st_mode):
-        kind = "a directory" if stat.S_ISDIR(st.st_mode) else \
-            "a symlink" if stat.S_ISLNK(st.st_mode) else "a file that is not a socket"
-        raise BadInput(f"socket {path}: the path is taken by {kind}; remove it or set "
-                       "outputs.socket.path to another path")
-    probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
-    probe.settimeout(1.0)
-    try:
-        probe.connect(path)
-    except (ConnectionRefusedError, FileNotFoundError):
-        pass                                # stale: nobody listens
-    except OSError as e:
-        if e.errno not in (errno.ECONNREFUSED, errno.ENOENT):
-            raise BadInput(f"socket {path}: cannot check it: {e.strerror or e}") from None
-    else:
-        raise BadInput(f"socket {path}: another process (a running surgewatch?) listens on "
-                       "it; stop it or set outputs.socket.path to another path")
-    finally:
-        probe.close()
-    try:
-        os.unlink(path)
-    except FileNotFoundError:
-        pass
-    except OSError as e:
-        raise BadInput(f"socket {path}: cannot remove the stale socket: "
-                       f"{e.strerror or e}") from None
 
 
 class UnixSocketSink:
@@ -109,33 +55,12 @@ class UnixSocketSink:
         self.host = host or socket.gethostname()
         self.clock = clock
         self._lock = threading.Lock()
-        self._subs = {}                     # fd -> _Subscriber
+        self._subs = {}                     # fd -> Subscriber
         self._meta = None
         self._closing = False
         self.dropped_total = 0              # over every subscriber
         self.subscribers_total = 0
-        parent = os.path.dirname(self.path) or "."
-        try:
-            os.makedirs(parent, mode=0o755, exist_ok=True)
-        except OSError as e:
-            raise BadInput(f"socket {self.path}: cannot create {parent}: "
-                           f"{e.strerror or e}") from None
-        check_socket_path(self.path)
-        self._listen = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
-        try:
-            old = os.umask(0o177)           # no window where the socket is wider than mode
-            try:
-                self._listen.bind(self.path)
-            finally:
-                os.umask(old)
-            os.chmod(self.path, self.mode)
-            self._listen.listen(64)
-            self._listen.setblocking(False)
-            st = os.stat(self.path)
-            self._ident = (st.st_dev, st.st_ino)
-        except OSError as e:
-            self._listen.close()
-            raise BadInput(f"socket {self.path}: {e.strerror or e}") from None
+        self._listen, self._ident = listen_unix(self.path, self.mode)
         self._wake_r, self._wake_w = socket.socketpair()
         self._wake_r.setblocking(False)
         self._wake_w.setblocking(False)
@@ -162,26 +87,12 @@ class UnixSocketSink:
         with self._lock:
             for sub in self._subs.values():
                 for d in data:
-                    self._enqueue(sub, d)
+                    if not sub.enqueue(d, self.queue_records, self._notice):
+                        self.dropped_total += 1
         self._wake()
 
-    def _enqueue(self, sub, data):
-        room = self.queue_records - len(sub.queue)
-        if sub.dropped:
-            if room < 2:                    # the notice and the record must both fit
-                sub.dropped += 1
-                sub.dropped_total += 1
-                self.dropped_total += 1
-                return
-            sub.queue.append(encode(dropped_record(self.host, self.clock(), sub.dropped,
-                                                   sub.dropped_total)))
-            sub.dropped = 0
-        elif room < 1:
-            sub.dropped += 1
-            sub.dropped_total += 1
-            self.dropped_total += 1
-            return
-        sub.queue.append(data)
+    def _notice(self, dropped, dropped_total):
+        return encode(dropped_record(self.host, self.clock(), dropped, dropped_total))
 
     def _wake(self):
         try:
@@ -222,7 +133,7 @@ class UnixSocketSink:
             except OSError:
                 return                      # e.g. EMFILE: try again on the next event
             conn.setblocking(False)
-            sub = _Subscriber(conn)
+            sub = Subscriber(conn)
             with self._lock:
                 if self._meta is not None:
                     sub.queue.append(self._meta)
@@ -231,14 +142,7 @@ class UnixSocketSink:
             self._sel.register(conn, selectors.EVENT_READ, sub)
 
     def _readable(self, sub):
-        # Subscribers have nothing to say; what they send is discarded. EOF: gone.
-        try:
-            data = sub.sock.recv(4096)
-        except (BlockingIOError, InterruptedError):
-            return
-        except OSError:
-            data = b""
-        if not data:
+        if not sub.discard_input():
             self._drop_subscriber(sub)
 
     def _send_all(self):
@@ -248,35 +152,10 @@ class UnixSocketSink:
             self._send(sub)
 
     def _send(self, sub):
-        while True:
-            if not sub.buf:
-                with self._lock:
-                    if not sub.queue:
-                        break
-                    # several whole records per send call
-                    parts, size = [], 0
-                    while sub.queue and size < _SEND_CHUNK:
-                        d = sub.queue.popleft()
-                        parts.append(d)
-                        size += len(d)
-                    sub.sent_records += len(parts)
-                sub.buf = b"".join(parts)
-            try:
-                n = sub.sock.send(sub.buf)
-            except (BlockingIOError, InterruptedError):
-                break
-            except OSError:
-                self._drop_subscriber(sub)
-                return
-            sub.buf = sub.buf[n:]
-        want = bool(sub.buf)
-        if want != sub.writable:
-            sub.writable = want
-            events = selectors.EVENT_READ | (selectors.EVENT_WRITE if want else 0)
-            try:
-                self._sel.modify(sub.sock, events, sub)
-            except (KeyError, ValueError, OSError):
-                pass
+        if not sub.send_queued(self._lock):
+            self._drop_subscriber(sub)
+            return
+        sub.watch_writable(self._sel)
 
     def _drop_subscriber(self, sub):
         with self._lock:
@@ -306,12 +185,7 @@ class UnixSocketSink:
         self._thread.join(timeout=2.0)
         for sub in list(self._subs.values()):
             self._drop_subscriber(sub)
-        try:
-            st = os.stat(self.path)
-            if (st.st_dev, st.st_ino) == self._ident:
-                os.unlink(self.path)
-        except OSError:
-            pass
+        remove_if_ours(self.path, self._ident)
         for s in (self._listen, self._wake_r, self._wake_w):
             s.close()
         self._sel.close()
