@@ -65,12 +65,12 @@ def _rules_option(f):
     return f
 
 
-def _rules(log_dirs, log_globs, journald_sockets, config_path=None):
-    """The log rules of the config file (default path; missing = defaults) with the
-    flags applied through the one Overrides path, as `run` does."""
+def _settings(log_dirs, log_globs, journald_sockets, config_path=None):
+    """The config file's settings (default path; missing = defaults) with the flags
+    applied through the one Overrides path, as `run` does."""
     flags = config.Overrides(log_dirs=tuple(log_dirs), log_globs=tuple(log_globs),
                              journald_sockets=tuple(journald_sockets))
-    return flags.apply(config.load(config_path)).log_rules
+    return flags.apply(config.load(config_path))
 
 
 @main.command()
@@ -96,14 +96,14 @@ def snapshot(duration, interval, top, as_json, msgpack_path, resets_view, idle_t
     which send or receive TCP resets."""
     from collector.commands.snapshot import run_snapshot
 
-    rules = _rules(log_dirs, log_globs, journald_sockets)
+    cfg = _settings(log_dirs, log_globs, journald_sockets)
     if interval > duration:
         raise click.BadParameter(f"--interval {interval} is longer than --duration {duration}",
                                  param_hint="--interval")
     run_snapshot(duration=duration, interval=interval, top=top,
                  as_json=as_json or not sys.stdout.isatty(), msgpack_path=msgpack_path,
-                 rules=rules, argv=sys.argv, resets_view=resets_view,
-                 idle_threshold=idle_threshold)
+                 rules=cfg.log_rules, argv=sys.argv, resets_view=resets_view,
+                 idle_threshold=idle_threshold, probes=cfg.probes)
 
 
 
@@ -202,8 +202,8 @@ def record_cmd(output, duration, interval, source, since, log_dirs, log_globs,
         if interval > duration:
             raise click.BadParameter(f"--interval {interval} is longer than --duration "
                                      f"{duration}", param_hint="--interval")
-        doc = record_live(duration, interval, _rules(log_dirs, log_globs, journald_sockets),
-                          argv=sys.argv)
+        cfg = _settings(log_dirs, log_globs, journald_sockets)
+        doc = record_live(duration, interval, cfg.log_rules, argv=sys.argv, probes=cfg.probes)
     write_profile(doc, output)
     if output != "-":
         click.echo(f"surgewatch: {len(doc['services'])} services over {doc['duration_s']:.1f}s "

@@ -59,9 +59,9 @@ def read_profile(path):
 
 
 # -- record ----------------------------------------------------------------------------
-def record_live(duration, interval, rules, argv=()):
+def record_live(duration, interval, rules, argv=(), probes=None):
     """A profile of this host over `duration` seconds (probes loaded as for snapshot)."""
-    collector = build_collector(rules, resets=True)
+    collector = build_collector(rules, resets=True, probes=probes)
     builder = ProfileBuilder()
     try:
         collector.run(duration, interval, lambda iv: builder.add_interval(iv.rates, iv.stats))

@@ -21,6 +21,7 @@ import os
 import sys
 import time
 
+from collector.config import LOCK_FILE
 from collector.errors import BadInput
 
 
@@ -160,14 +161,11 @@ def _stderr_is_journal(stream):
 
 
 # -- the run lock ----------------------------------------------------------------------
-LOCK_PATH = "/run/surgewatch/surgewatch.lock"
-
-
-def acquire_run_lock(path=None):
-    """One `surgewatch run` per host: an flock on LOCK_PATH (SURGEWATCH_LOCK_FILE overrides
-    it, for tests). The kernel releases it when the process dies, also by SIGKILL, so a
+def acquire_run_lock(path=LOCK_FILE):
+    """One `surgewatch run` per host: an flock on the config's lock_file (tests give each
+    run its own through SURGEWATCH_LOCK_FILE, collector/config/flags.py). The kernel releases it when the process dies, also by SIGKILL, so a
     stale file never blocks a restart. Returns the open file; keep it open."""
-    path = path or os.environ.get("SURGEWATCH_LOCK_FILE") or LOCK_PATH
+    path = path or LOCK_FILE
     try:
         os.makedirs(os.path.dirname(path), mode=0o755, exist_ok=True)
         fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
@@ -182,7 +180,7 @@ def acquire_run_lock(path=None):
             other = ""
         os.close(fd)
         raise BadInput(f"another surgewatch run is running (pid {other or '?'}, lock {path}); "
-                       "stop it first, or give this one another SURGEWATCH_LOCK_FILE") from None
+                       "stop it first, or give this one another lock_file") from None
     os.ftruncate(fd, 0)
     os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
     return os.fdopen(fd, "r+b", buffering=0)

@@ -89,17 +89,18 @@ class Daemon:
             self.log("notice", f"interval {new.interval:g}s takes effect at restart; "
                                f"keeping {self.cfg.interval:g}s", key="reload-interval")
             new = new.replace(interval=self.cfg.interval)
-        if new.resets != self.cfg.resets:
-            self.log("notice", "resets settings take effect at restart; keeping the running "
-                               "ones", key="reload-resets")
-            new = new.replace(resets=self.cfg.resets)
+        for part in ("resets", "probes", "alerts", "lock_file"):
+            if getattr(new, part) != getattr(self.cfg, part):
+                self.log("notice", f"{part} settings take effect at restart; keeping the "
+                                   "running ones", key=f"reload-{part}")
+                new = new.replace(**{part: getattr(self.cfg, part)})
         return new
 
     # main ------------------------------------------------------------------------
     def run(self):
         """Run until a stop signal; returns the exit code."""
         self.cfg = load_config(self.config_path, self.overrides)
-        self._lock = acquire_run_lock()       # held until this process exits
+        self._lock = acquire_run_lock(self.cfg.lock_file)   # held until this process exits
         old = {s: signal.signal(s, self._on_stop) for s in STOP_SIGNALS}
         old[signal.SIGHUP] = signal.signal(signal.SIGHUP, self._on_hup)
         try:
@@ -114,7 +115,8 @@ class Daemon:
     def _load(self):
         if self._build is not None:
             return self._build(self.cfg.log_rules)
-        collector = build_collector(self.cfg.log_rules, resets=self.cfg.resets.enabled)
+        collector = build_collector(self.cfg.log_rules, resets=self.cfg.resets.enabled,
+                                    probes=self.cfg.probes)
         drop_privileges_after_load(self.log)
         return collector
 
@@ -132,7 +134,7 @@ class Daemon:
             self._write([meta])
             self.log("info", f"collecting every {self.cfg.interval:g}s to "
                              f"{', '.join(self.outputs) or 'nothing'}", key="start")
-            alerts = AlertStage(meta["host"], self.log)      # docs/detection.md
+            alerts = AlertStage(meta["host"], self.log, self.cfg.alerts)  # docs/detection.md
 
             def on_interval(iv):
                 seg = self.outputs.get("segments")

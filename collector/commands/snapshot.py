@@ -13,13 +13,13 @@ from collector.sinks.table import LiveTable
 
 
 def run_snapshot(duration, interval, top, as_json, msgpack_path, rules, argv=(),
-                 resets_view=False, idle_threshold=300.0):
+                 resets_view=False, idle_threshold=300.0, probes=None):
     sink = MsgpackFileSink(msgpack_path) if msgpack_path else None   # fail before loading
     table = None if as_json else LiveTable(sys.stdout)
     if table is not None and table.live:
         sys.stdout.write("surgewatch: compiling and attaching probes...\r")
         sys.stdout.flush()
-    collector = build_collector(rules, resets=True)
+    collector = build_collector(rules, resets=True, probes=probes)
     window, rwindow = Window(), ResetWindow()
     try:
         collector.begin()            # before the meta record says the probes are attached

@@ -4,6 +4,7 @@ import gc
 import socket
 import sys
 
+from collector.config import ProbesConfig
 from collector.errors import ProbeUnavailable
 from collector.host.cgroups import CgroupIndex
 from collector.host.destinations import DestinationResolver
@@ -22,24 +23,29 @@ def probe_verdict(probe):
     return lambda dev, gen, ino, is_log: probe.set_verdict(dev, gen, ino, is_log)
 
 
-def build_collector(rules, probe_kwargs=None, resets=False):
+def build_collector(rules, probe_kwargs=None, resets=False, probes=None):
     """The log-write pipeline, probe loaded and attached (and the TCP reset probe when
     resets=True and it can run here). The caller ends it with collector.close().
 
     Each probe compiles in its own loader child (collector/probes/loader.py), both at
-    once: on two cores start-up takes the longer compile, not the sum."""
+    once: on two cores start-up takes the longer compile, not the sum. probes: the
+    config's ProbesConfig (hook, map sizes, load timeout); probe_kwargs: explicit
+    LogWriteProbe arguments that win over it (tests)."""
+    probes = probes or ProbesConfig()
     kernel.require_environment()
     procfs = ProcFS()
     services = ServiceResolver(procfs, CgroupIndex())
     holder = {}
-    probe = LogWriteProbe(on_open=lambda ev: holder["resolver"].note_open(ev),
-                          **(probe_kwargs or {}))
+    kwargs = dict(hook=probes.write_hook, max_keys=probes.max_keys,
+                  max_inodes=probes.max_inodes)
+    kwargs.update(probe_kwargs or {})
+    probe = LogWriteProbe(on_open=lambda ev: holder["resolver"].note_open(ev), **kwargs)
     resolver = DestinationResolver(procfs, rules, probe_verdict(probe),
                                    journald_stream_clients)
     holder["resolver"] = resolver
     disabled = {}
-    pending = probe.start_load()
-    reset_load = _start_resets(disabled) if resets else None
+    pending = probe.start_load(probes.load_timeout_s)
+    reset_load = _start_resets(disabled, probes) if resets else None
     try:
         probe.finish_load(pending)
     except BaseException:
@@ -58,12 +64,12 @@ def build_collector(rules, probe_kwargs=None, resets=False):
     return Collector(probe, resolver, services, resets=stage, disabled_probes=disabled)
 
 
-def _start_resets(disabled):
+def _start_resets(disabled, probes):
     """(probe, pending load) of the TCP reset probe, or None (with a note) when its
     plan cannot be made here."""
-    probe = ResetProbe()
+    probe = ResetProbe(max_owners=probes.max_owners)
     try:
-        return probe, probe.start_load()
+        return probe, probe.start_load(probes.load_timeout_s)
     except ProbeUnavailable as e:
         _resets_unavailable(e, disabled)
         return None

@@ -35,14 +35,6 @@ MAX_MESSAGE = 1 << 20
 FAULT_ENV = "SURGEWATCH_LOADER_FAULT"      # test seam: "probe:point:action,...", below
 
 
-def load_timeout_s():
-    raw = os.environ.get("SURGEWATCH_LOAD_TIMEOUT", "")
-    try:
-        return float(raw) if raw else DEFAULT_TIMEOUT_S
-    except ValueError:
-        return DEFAULT_TIMEOUT_S
-
-
 # the probes a child can load: name -> (module, class); each has load_kwargs(), plan()
 # and plan_state() (run in the child) and adopt(handover) (run in the daemon)
 PROBES = {"logwrites": ("collector.probes.logwrites", "LogWriteProbe"),
@@ -120,7 +112,7 @@ class Pending:
     def __init__(self, probe, kwargs, timeout_s=None):
         self.probe, self.kwargs = probe, kwargs
         self.label = LABELS.get(probe, probe)
-        self.timeout_s = load_timeout_s() if timeout_s is None else timeout_s
+        self.timeout_s = DEFAULT_TIMEOUT_S if timeout_s is None else timeout_s
         self.started = time.monotonic()
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         self.sock = ours
@@ -156,7 +148,7 @@ class Pending:
                     f"{self.label}: the loader did not finish compiling and "
                     f"attaching within {self.timeout_s:g} s and was killed (nothing stays "
                     "attached); fix: check load with `surgewatch doctor`, or raise "
-                    "SURGEWATCH_LOAD_TIMEOUT")
+                    "probes.load_timeout_s")
             ready, _, _ = select.select([self.sock], [], [], min(left, 1.0))
             if ready:
                 break

@@ -1,6 +1,5 @@
 """The log-write probe: loads bpf/logwrites.c, feeds open events out, drains counts."""
 import ctypes
-import os
 import platform
 import time
 import struct
@@ -156,17 +155,15 @@ class LogWriteProbe:
     name = "logwrites"
 
     def __init__(self, max_keys=65536, max_inodes=131072, ringbuf_pages=64, on_open=None,
-                 hook="auto"):
-        """hook: "tracepoints" (one syscalls:sys_enter_* per write syscall), "raw"
-        (raw_syscalls:sys_enter with an id filter), or "auto": $SURGEWATCH_WRITE_HOOK, else
-        tracepoints. Measured (docs/performance.md): the raw hook runs a program on every
-        syscall of the host, which costs other syscalls twice what the syscall
-        tracepoints' shared entry path does, and saves little on writes."""
-        if hook == "auto":
-            hook = os.environ.get("SURGEWATCH_WRITE_HOOK", "tracepoints")
+                 hook="tracepoints"):
+        """hook (config probes.write_hook): "tracepoints" (one syscalls:sys_enter_* per
+        write syscall) or "raw" (raw_syscalls:sys_enter with an id filter). Measured
+        (docs/performance.md): the raw hook runs a program on every syscall of the host,
+        which costs other syscalls twice what the syscall tracepoints' shared entry path
+        does, and saves little on writes."""
         if hook not in ("raw", "tracepoints"):
             raise ProbeUnavailable(f"log-write probe: unknown hook {hook!r}; "
-                                   "fix: SURGEWATCH_WRITE_HOOK=tracepoints or raw")
+                                   "fix: probes.write_hook = \"tracepoints\" or \"raw\"")
         self.hook = hook
         self.max_keys, self.max_inodes, self.ringbuf_pages = max_keys, max_inodes, ringbuf_pages
         self.on_open = on_open or (lambda ev: None)
@@ -226,10 +223,10 @@ class LogWriteProbe:
                 "fd_walk": self.fd_walk, "fd_walk_state": self.fd_walk_state,
                 "fentry": self.fentry}
 
-    def start_load(self):
+    def start_load(self, timeout_s=loader.DEFAULT_TIMEOUT_S):
         """Start making the plan and compiling in a child; finish_load() adopts the fds."""
         kernel.require_environment()
-        return loader.Pending(self.name, self.load_kwargs())
+        return loader.Pending(self.name, self.load_kwargs(), timeout_s)
 
     def finish_load(self, pending):
         try:

@@ -284,10 +284,10 @@ class ResetProbe:
                 "reasons": sorted(self.reasons.items()), "macros": self.macros,
                 "fd_walk": self.fd_walk, "fd_walk_state": self.fd_walk_state}
 
-    def start_load(self):
+    def start_load(self, timeout_s=loader.DEFAULT_TIMEOUT_S):
         """Start making the plan and compiling in a child; finish_load() adopts the fds."""
         kernel.require_environment()
-        return loader.Pending(self.name, self.load_kwargs())
+        return loader.Pending(self.name, self.load_kwargs(), timeout_s)
 
     def finish_load(self, pending):
         try:

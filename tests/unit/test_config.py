@@ -70,6 +70,15 @@ BAD = [
     ("interval = inf", "interval", "finite"),
     ("interval = 100000", "interval", "must be between"),
     ("rate_max_paths = -1", "rate_max_paths", "must be between"),
+    ("lock_file = 'run/x.lock'", "lock_file", "not an absolute path"),
+    ("[probes]\nwrite_hook = 'kprobe'", "probes.write_hook", "is not one of tracepoints, raw"),
+    ("[probes]\nmax_keys = 10", "probes.max_keys", "must be between"),
+    ("[probes]\nload_timeout_s = 0", "probes.load_timeout_s", "must be between"),
+    ("[probes]\nfentry = true", "probes.fentry", "unknown key"),
+    ("[alerts]\nk = 1", "alerts", "k must be > 1"),
+    ("[alerts]\nwarmup = 400", "alerts", "must not exceed window"),
+    ("[alerts]\nwindow = 2.5", "alerts.window", "expected an integer"),
+    ("[alerts]\nlimits = 3", "alerts.limits", "unknown key"),
     ("rate_max_paths = 2.5", "rate_max_paths", "expected an integer, got a number"),
     ("log_rules = 3", "log_rules", "expected a table"),
     ("[log_rules]\nfoo = []", "log_rules.foo", "unknown key"),
@@ -172,3 +181,24 @@ def test_rate_max_paths(tmp_path):
     assert config.load(write(tmp_path, "")).rate_max_paths == config.RATE_MAX_PATHS == 20
     assert config.load(write(tmp_path, "rate_max_paths = 0")).rate_max_paths == 0
     assert config.load(write(tmp_path, "rate_max_paths = 5")).rate_max_paths == 5
+
+
+def test_probes_alerts_lock_sections(tmp_path):
+    cfg = config.load(write(tmp_path, "lock_file = '/tmp/x.lock'\n[probes]\nwrite_hook = 'raw'\n"
+                                      "max_keys = 1024\nload_timeout_s = 30\n[alerts]\nk = 4.5\n"
+                                      "window = 100\nwarmup = 10\n"), environ={})
+    assert cfg.lock_file == "/tmp/x.lock"
+    assert (cfg.probes.write_hook, cfg.probes.max_keys, cfg.probes.load_timeout_s) == \
+        ("raw", 1024, 30.0)
+    assert (cfg.alerts.k, cfg.alerts.window, cfg.alerts.warmup) == (4.5, 100, 10)
+
+
+def test_env_seams_override_the_file_in_one_place(tmp_path):
+    path = write(tmp_path, "[probes]\nwrite_hook = 'tracepoints'\n")
+    env = {"SURGEWATCH_WRITE_HOOK": "raw", "SURGEWATCH_LOCK_FILE": "/tmp/l",
+           "SURGEWATCH_LOAD_TIMEOUT": "7"}
+    cfg = config.load(path, environ=env)
+    assert (cfg.probes.write_hook, cfg.lock_file, cfg.probes.load_timeout_s) == \
+        ("raw", "/tmp/l", 7.0)
+    with pytest.raises(BadInput, match="SURGEWATCH_WRITE_HOOK='fentry' is not one of"):
+        config.load(path, environ={"SURGEWATCH_WRITE_HOOK": "fentry"})

@@ -12,6 +12,9 @@ DOC = Path(__file__).resolve().parents[2] / "docs" / "operations.md"
 SECTIONS = {
     "interval": "interval",
     "rate_max_paths": "rate_max_paths",
+    "lock_file": "lock_file",
+    "probes": "probes",
+    "alerts": "alerts",
     "log_rules": "log_rules",
     "stdout_format": "outputs.stdout.format",
     "segments": "outputs.segments",
@@ -50,6 +53,9 @@ def expected_keys():
         default = getattr(config.Config(), f.name)
         if f.name == "log_rules":
             out |= {f"{where}.{k}" for k in ("dirs", "globs", "journald_sockets")}
+        elif f.name == "alerts":       # the detector's scalars; per-signal floors are fixed
+            out |= {f"{where}.{g.name}" for g in dataclasses.fields(default)
+                    if g.name != "limits"}
         elif dataclasses.is_dataclass(default):
             out |= {f"{where}.{g.name}" for g in dataclasses.fields(default)}
         else:

@@ -6,6 +6,7 @@ import sys
 
 import pytest
 
+from collector import config
 from collector.commands.process import acquire_run_lock
 from collector.errors import BadInput
 
@@ -41,5 +42,5 @@ def test_lock_released_when_holder_is_killed(tmp_path):
 def test_env_names_the_lock(tmp_path, monkeypatch):
     path = str(tmp_path / "env.lock")
     monkeypatch.setenv("SURGEWATCH_LOCK_FILE", path)
-    acquire_run_lock().close()
+    acquire_run_lock(config.load().lock_file).close()      # the env seam, read by config
     assert os.path.exists(path)

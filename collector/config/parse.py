@@ -1,76 +1,25 @@
-"""`surgewatch run` configuration: a TOML file, checked completely at load.
-
-Every problem (unknown key, wrong type, impossible value, unreadable file, bad TOML) is a
-BadInput of one line, "FILE: key: reason", so the daemon refuses to start with exit 2.
-Keys and defaults are documented in docs/operations.md.
-"""
+"""Checking a parsed TOML document into a Config: every problem (unknown key, wrong type,
+impossible value) is a BadInput of one line, "FILE: key: reason"."""
 import dataclasses
 import math
-import os
-import tomllib
-from dataclasses import dataclass, field
 
+from collector.aggregate.alerts import DetectorConfig
+from collector.config.schema import (
+    DEFAULT_PATH,
+    MAX_INTERVAL_S,
+    MIN_INTERVAL_S,
+    MIN_SEGMENT_BYTES,
+    STDOUT_FORMATS,
+    WRITE_HOOKS,
+    Config,
+    ProbesConfig,
+    PrometheusConfig,
+    ResetsConfig,
+    SegmentsConfig,
+    SocketConfig,
+)
 from collector.errors import BadInput
 from collector.host.logdest import LogRules
-
-DEFAULT_PATH = "/etc/surgewatch/surgewatch.toml"
-STDOUT_FORMATS = ("msgpack", "json", "none")
-MIN_INTERVAL_S, MAX_INTERVAL_S = 0.05, 3600.0
-MIN_SEGMENT_BYTES = 4096
-# Paths a `rate` record lists per service, by writes; the rest are summed exactly in one
-# "(other)" entry (docs/stream.md, schema 1.3). 0: every path. Collector.max_paths.
-RATE_MAX_PATHS = 20
-
-
-@dataclass(frozen=True)
-class SegmentsConfig:
-    enabled: bool = True
-    dir: str = "/var/lib/surgewatch"
-    max_segment_bytes: int = 16 * 1024 * 1024
-    max_segment_age_s: float = 3600.0
-    max_total_bytes: int = 1024 * 1024 * 1024
-
-
-@dataclass(frozen=True)
-class SocketConfig:
-    enabled: bool = True
-    path: str = "/run/surgewatch/stream.sock"
-    mode: int = 0o660
-    queue_records: int = 10000
-
-
-@dataclass(frozen=True)
-class PrometheusConfig:
-    enabled: bool = True
-    listen: str = "127.0.0.1:9477"
-    max_services: int = 200
-    max_paths_per_service: int = 5
-    label_idle_s: float = 3600.0
-
-
-@dataclass(frozen=True)
-class ResetsConfig:
-    enabled: bool = True
-    max_records: int = 100
-
-
-@dataclass(frozen=True)
-class Config:
-    path: str = DEFAULT_PATH      # the file it came from (or would have)
-    interval: float = 1.0
-    rate_max_paths: int = RATE_MAX_PATHS
-    log_rules: LogRules = field(default_factory=LogRules)
-    stdout_format: str = "msgpack"
-    segments: SegmentsConfig = field(default_factory=SegmentsConfig)
-    socket: SocketConfig = field(default_factory=SocketConfig)
-    prometheus: PrometheusConfig = field(default_factory=PrometheusConfig)
-    resets: ResetsConfig = field(default_factory=ResetsConfig)
-
-    def replace(self, **changes):
-        return dataclasses.replace(self, **changes)
-
-    def with_segments(self, **changes):
-        return dataclasses.replace(self, segments=dataclasses.replace(self.segments, **changes))
 
 
 class _Checker:
@@ -110,7 +59,8 @@ def _kind(value):
 def parse(data, path=DEFAULT_PATH):
     """Config from a parsed TOML mapping; BadInput "PATH: key: reason" on any problem."""
     c = _Checker(path)
-    top = c.table(data, "", ("interval", "rate_max_paths", "log_rules", "outputs", "resets"))
+    top = c.table(data, "", ("interval", "rate_max_paths", "lock_file", "log_rules", "outputs",
+                             "resets", "probes", "alerts"))
     cfg = Config(path=path)
     if "interval" in top:
         cfg = cfg.replace(interval=c.number(top, "interval", "interval",
@@ -118,6 +68,12 @@ def parse(data, path=DEFAULT_PATH):
     if "rate_max_paths" in top:
         cfg = cfg.replace(rate_max_paths=c.number(top, "rate_max_paths", "rate_max_paths",
                                                   0, 1_000_000, integer=True))
+    if "lock_file" in top:
+        cfg = cfg.replace(lock_file=_abs_path(c, top, "lock_file", "lock_file"))
+    if "probes" in top:
+        cfg = cfg.replace(probes=_probes(c, top["probes"]))
+    if "alerts" in top:
+        cfg = cfg.replace(alerts=_alerts(c, top["alerts"]))
     if "log_rules" in top:
         c.table(top["log_rules"], "log_rules", ("dirs", "globs", "journald_sockets"))
         try:
@@ -266,98 +222,39 @@ def _segments(c, value):
     return out
 
 
-def _check_owner(path, st, euid=None):
-    """Refuse a config that someone other than its reader (root for the daemon) could
-    have written: owned by another user, or group- or world-writable. Whoever can write
-    it chooses what the privileged daemon reads, writes and listens on."""
-    euid = os.geteuid() if euid is None else euid
-    if st.st_uid not in (0, euid):
-        raise BadInput(f"{path}: owned by uid {st.st_uid}, not by root; a config is trusted "
-                       f"only from root: chown root {path}")
-    if st.st_mode & 0o022:
-        who = "others" if st.st_mode & 0o002 else "its group"
-        raise BadInput(f"{path}: writable by {who} (mode {st.st_mode & 0o7777:04o}); a config "
-                       f"is trusted only when only its owner can write it: chmod go-w {path}")
 
 
-def load(path=None):
-    """The config from `path` (None: DEFAULT_PATH, where a missing file means defaults)."""
-    explicit = path is not None
-    path = str(path) if explicit else DEFAULT_PATH
+def _probes(c, value):
+    where = "probes"
+    t = c.table(value, where, tuple(f.name for f in dataclasses.fields(ProbesConfig)))
+    changes = {}
+    if "write_hook" in t:
+        hook = t["write_hook"]
+        if hook not in WRITE_HOOKS:
+            c.fail(f"{where}.write_hook", f"{hook!r} is not one of {', '.join(WRITE_HOOKS)}")
+        changes["write_hook"] = hook
+    for key, lo, hi in (("max_keys", 64, 1 << 24), ("max_inodes", 64, 1 << 24),
+                        ("max_owners", 16, 1 << 24)):
+        if key in t:
+            changes[key] = c.number(t, key, f"{where}.{key}", lo, hi, integer=True)
+    if "load_timeout_s" in t:
+        changes["load_timeout_s"] = c.number(t, "load_timeout_s", f"{where}.load_timeout_s",
+                                             1, 3600)
+    return dataclasses.replace(ProbesConfig(), **changes)
+
+
+# [alerts]: the detector's scalar settings (docs/detection.md); per-signal floors are fixed
+ALERT_KEYS = tuple(f.name for f in dataclasses.fields(DetectorConfig) if f.name != "limits")
+
+
+def _alerts(c, value):
+    t = c.table(value, "alerts", ALERT_KEYS)
+    changes = {}
+    for key in t:
+        default = getattr(DetectorConfig(), key)
+        integer = isinstance(default, int)
+        changes[key] = c.number(t, key, f"alerts.{key}", 0, 1e9, integer=integer)
     try:
-        with open(path, "rb") as f:
-            _check_owner(path, os.fstat(f.fileno()))
-            raw = f.read()
-    except FileNotFoundError:
-        if not explicit:
-            return Config(path=path)
-        raise BadInput(f"{path}: cannot read config: no such file; "
-                       "give an existing file to --config") from None
-    except IsADirectoryError:
-        raise BadInput(f"{path}: cannot read config: is a directory; "
-                       "give a TOML file") from None
-    except OSError as e:
-        raise BadInput(f"{path}: cannot read config: {e.strerror or e}") from None
-    try:
-        text = raw.decode("utf-8")
-        data = tomllib.loads(text)
-    except UnicodeDecodeError as e:
-        raise BadInput(f"{path}: not UTF-8 text (byte {e.start}); a config is a TOML file") from None
-    except tomllib.TOMLDecodeError as e:
-        raise BadInput(f"{path}: invalid TOML: {e}") from None
-    return parse(data, path)
-
-
-# -- command-line flags ----------------------------------------------------------------
-@dataclasses.dataclass(frozen=True)
-class Overrides:
-    """Command-line flags; each one given wins over the config file (also after SIGHUP)."""
-
-    interval: float | None = None
-    format: str | None = None
-    segments_dir: str | None = None
-    no_segments: bool = False
-    log_dirs: tuple = ()
-    log_globs: tuple = ()
-    journald_sockets: tuple = ()
-    socket_path: str | None = None
-    no_socket: bool = False
-    prometheus_listen: str | None = None
-    no_prometheus: bool = False
-    no_resets: bool = False
-
-    def apply(self, cfg):
-        if self.interval is not None:
-            cfg = cfg.replace(interval=float(self.interval))
-        if self.format is not None:
-            cfg = cfg.replace(stdout_format=self.format)
-        if self.segments_dir is not None:
-            if not self.segments_dir.startswith("/"):
-                raise BadInput(f"--segments-dir: {self.segments_dir!r} is not an absolute path")
-            cfg = cfg.with_segments(dir=self.segments_dir, enabled=True)
-        if self.no_segments:
-            cfg = cfg.with_segments(enabled=False)
-        if self.socket_path is not None:
-            if not self.socket_path.startswith("/"):
-                raise BadInput(f"--socket: {self.socket_path!r} is not an absolute path")
-            cfg = cfg.replace(socket=dataclasses.replace(cfg.socket, path=self.socket_path,
-                                                         enabled=True))
-        if self.no_socket:
-            cfg = cfg.replace(socket=dataclasses.replace(cfg.socket, enabled=False))
-        if self.prometheus_listen is not None:
-            try:
-                parse_listen(self.prometheus_listen)
-            except ValueError as e:
-                raise BadInput(f"--prometheus: {e}") from None
-            cfg = cfg.replace(prometheus=dataclasses.replace(
-                cfg.prometheus, listen=self.prometheus_listen, enabled=True))
-        if self.no_prometheus:
-            cfg = cfg.replace(prometheus=dataclasses.replace(cfg.prometheus, enabled=False))
-        if self.no_resets:
-            cfg = cfg.replace(resets=dataclasses.replace(cfg.resets, enabled=False))
-        if self.log_dirs or self.log_globs or self.journald_sockets:
-            r = cfg.log_rules
-            cfg = cfg.replace(log_rules=LogRules(
-                dirs=self.log_dirs or r.dirs, globs=self.log_globs or r.globs,
-                journald_sockets=self.journald_sockets or r.journald_sockets))
-        return cfg
+        return DetectorConfig(**changes)
+    except ValueError as e:
+        c.fail("alerts", str(e))

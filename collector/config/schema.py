@@ -1,0 +1,81 @@
+"""What can be configured, with its defaults (docs/operations.md lists every key)."""
+import dataclasses
+from dataclasses import dataclass, field
+
+from collector.aggregate.alerts import DetectorConfig
+from collector.host.logdest import LogRules
+
+DEFAULT_PATH = "/etc/surgewatch/surgewatch.toml"
+STDOUT_FORMATS = ("msgpack", "json", "none")
+MIN_INTERVAL_S, MAX_INTERVAL_S = 0.05, 3600.0
+MIN_SEGMENT_BYTES = 4096
+# Paths a `rate` record lists per service, by writes; the rest are summed exactly in one
+# "(other)" entry (docs/stream.md, schema 1.3). 0: every path. Collector.max_paths.
+RATE_MAX_PATHS = 20
+
+
+LOCK_FILE = "/run/surgewatch/surgewatch.lock"
+WRITE_HOOKS = ("tracepoints", "raw")
+
+
+@dataclass(frozen=True)
+class SegmentsConfig:
+    enabled: bool = True
+    dir: str = "/var/lib/surgewatch"
+    max_segment_bytes: int = 16 * 1024 * 1024
+    max_segment_age_s: float = 3600.0
+    max_total_bytes: int = 1024 * 1024 * 1024
+
+
+@dataclass(frozen=True)
+class SocketConfig:
+    enabled: bool = True
+    path: str = "/run/surgewatch/stream.sock"
+    mode: int = 0o660
+    queue_records: int = 10000
+
+
+@dataclass(frozen=True)
+class PrometheusConfig:
+    enabled: bool = True
+    listen: str = "127.0.0.1:9477"
+    max_services: int = 200
+    max_paths_per_service: int = 5
+    label_idle_s: float = 3600.0
+
+
+@dataclass(frozen=True)
+class ResetsConfig:
+    enabled: bool = True
+    max_records: int = 100
+
+
+@dataclass(frozen=True)
+class ProbesConfig:
+    write_hook: str = "tracepoints"   # or "raw": raw_syscalls:sys_enter (docs/performance.md)
+    max_keys: int = 65536             # (process, fd, inode) keys per interval
+    max_inodes: int = 131072          # log/not-log verdicts kept in the kernel
+    max_owners: int = 65536           # socket owners the resets probe remembers
+    load_timeout_s: float = 120.0     # a loader child still compiling then is killed
+
+
+@dataclass(frozen=True)
+class Config:
+    path: str = DEFAULT_PATH      # the file it came from (or would have)
+    interval: float = 1.0
+    rate_max_paths: int = RATE_MAX_PATHS
+    lock_file: str = LOCK_FILE
+    log_rules: LogRules = field(default_factory=LogRules)
+    stdout_format: str = "msgpack"
+    segments: SegmentsConfig = field(default_factory=SegmentsConfig)
+    socket: SocketConfig = field(default_factory=SocketConfig)
+    prometheus: PrometheusConfig = field(default_factory=PrometheusConfig)
+    resets: ResetsConfig = field(default_factory=ResetsConfig)
+    probes: ProbesConfig = field(default_factory=ProbesConfig)
+    alerts: DetectorConfig = field(default_factory=DetectorConfig)
+
+    def replace(self, **changes):
+        return dataclasses.replace(self, **changes)
+
+    def with_segments(self, **changes):
+        return dataclasses.replace(self, segments=dataclasses.replace(self.segments, **changes))
