@@ -1,0 +1,169 @@
+"""Prometheus exposition of PrometheusSink's totals (collector/sinks/prometheus.py): metric
+names and help, the metric families a scrape renders, the HTTP server. The text format and
+its escaping are prometheus-client's (generate_latest, MetricsHandler).
+
+prometheus_client is imported where it is used: a daemon without the Prometheus output
+never loads it.
+"""
+import socket
+from http.server import ThreadingHTTPServer
+
+from collector.errors import BadInput
+from collector.records.model import LOSS_FIELDS, RESET_LOSS_FIELDS
+
+PREFIX = "surgewatch"
+
+# stats field -> (metric name without prefix, help); summed into counters
+_COUNTER_HELP = {
+    "evictions": ("map_evictions_total", "Kernel map entries evicted (their counts lost)."),
+    "lost_events": ("lost_events_total", "File-open events the kernel could not deliver."),
+    "unresolved_writes": ("unresolved_writes_total",
+                          "Log writes whose destination could not be identified."),
+    "lost_writes": ("lost_writes_total",
+                    "Write calls not counted because a kernel map was full."),
+    "fd_walk_failed": ("fd_walk_failed_total",
+                       "Write calls whose fd could not be resolved in the kernel."),
+    "cpu_s": ("cpu_seconds_total", "CPU time (user + system) used by the collector."),
+    "segment_dropped_records": ("segment_dropped_records_total",
+                                "Records the segment store dropped (disk full, I/O error)."),
+    "resets_lost": ("resets_lost_total",
+                    "TCP resets not counted because the kernel count map was full."),
+    "resets_events_lost": ("reset_events_lost_total",
+                           "Per-reset events the ring buffer could not take."),
+    "resets_owner_unknown": ("resets_owner_unknown_total",
+                             "Resets on sockets whose owner the probe never saw."),
+    "resets_owner_map_full": ("resets_owner_map_full_total",
+                              "Socket owners that could not be recorded (map full)."),
+    "reset_records_suppressed": ("reset_records_suppressed_total",
+                                 "`reset` records not emitted (per-interval limit)."),
+}
+STATS_COUNTERS = {k: _COUNTER_HELP[k] for k in LOSS_FIELDS + RESET_LOSS_FIELDS + ("cpu_s",)}
+
+# gauge (from the last `stats` record) -> help, in exposition order
+GAUGE_HELP = {
+    "drain_seconds": "Time the last interval's kernel map drain took.",
+    "interval_seconds": "Measured length of the last interval.",
+    "map_keys": "Entries drained from the counting map in the last interval.",
+    "map_capacity": "Maximum entries of the counting map.",
+    "map_fill_ratio": "map_keys / map_capacity of the last interval.",
+    "rss_bytes": "Collector resident memory at the end of the last interval.",
+}
+
+
+def service_families(services):
+    """The per-service families from [(service label, its totals)], in label order."""
+    from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily
+
+    P = PREFIX
+    writes = CounterMetricFamily(f"{P}_log_writes", "Write calls to log destinations, "
+                                 "by service.", labels=["service"])
+    wbytes = CounterMetricFamily(f"{P}_log_write_bytes", "Bytes written to log "
+                                 "destinations, by service.", labels=["service"])
+    pwrites = CounterMetricFamily(f"{P}_log_path_writes", "Write calls to log "
+                                  "destinations, by service and path (bounded: see "
+                                  "docs/operations.md).", labels=["service", "path"])
+    pbytes = CounterMetricFamily(f"{P}_log_path_write_bytes", "Bytes written to log "
+                                 "destinations, by service and path (bounded).",
+                                 labels=["service", "path"])
+    resets = CounterMetricFamily(f"{P}_tcp_resets", "TCP resets by owning service and "
+                                 "direction (sent, received).",
+                                 labels=["service", "direction"])
+    kinds = CounterMetricFamily(f"{P}_tcp_resets_sent_by_kind", "TCP resets sent, by "
+                                "service and kind (abort, reply, no_socket).",
+                                labels=["service", "kind"])
+    idle = HistogramMetricFamily(f"{P}_tcp_reset_idle_seconds", "Time a connection was "
+                                 "idle before it was reset (where defined).",
+                                 labels=["service"])
+    for name, svc in services:
+        writes.add_metric([name], svc.writes)
+        wbytes.add_metric([name], svc.bytes)
+        for path, ((w, b), _) in sorted(svc.paths.items.items()):
+            pwrites.add_metric([name, path], w)
+            pbytes.add_metric([name, path], b)
+        for direction in ("sent", "received"):
+            resets.add_metric([name, direction], svc.resets[direction])
+        for kind, n in sorted(svc.kinds.items()):
+            kinds.add_metric([name, kind], n)
+        if svc.idle_hist:
+            idle.add_metric([name], _idle_buckets(svc.idle_hist), sum_value=None)
+    return [writes, wbytes, pwrites, pbytes, resets, kinds, idle]
+
+
+def _idle_buckets(hist):
+    """Cumulative (le, count) of per-bucket counts: bucket i ends at 2**i ms, the last is +Inf."""
+    buckets, acc = [], 0
+    last = len(hist) - 1
+    for i, n in enumerate(hist):
+        acc += n
+        le = "+Inf" if i == last else repr((2 ** i) / 1000.0)
+        buckets.append((le, acc))
+    return buckets
+
+
+def alert_family(alerts):
+    """surgewatch_alert from sorted [((service, signal), 1 open / 0 closed)]."""
+    from prometheus_client.core import GaugeMetricFamily
+
+    alert = GaugeMetricFamily(f"{PREFIX}_alert", "1 while an alert is open for the service "
+                              "and signal (docs/detection.md), 0 once it closed.",
+                              labels=["service", "signal"])
+    for (name, sig), v in alerts:
+        alert.add_metric([name, sig], v)
+    return alert
+
+
+def health_families(intervals, counters, gauges):
+    """The collector's own health: intervals done, the summed stats counters, the gauges
+    of the last interval (none before the first `stats` record)."""
+    from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+
+    P = PREFIX
+    out = [CounterMetricFamily(f"{P}_intervals", "Collection intervals completed.",
+                               value=intervals)]
+    for key, (metric, doc) in STATS_COUNTERS.items():
+        out.append(CounterMetricFamily(f"{P}_{metric[:-len('_total')]}", doc,
+                                       value=counters[key]))
+    for key, doc in GAUGE_HELP.items():
+        if key in gauges:
+            out.append(GaugeMetricFamily(f"{P}_{key}", doc, value=gauges[key]))
+    return out
+
+
+class Exporter:
+    """A prometheus-client custom collector: every scrape asks the sink for its families."""
+
+    def __init__(self, sink):
+        self.sink = sink
+
+    def describe(self):
+        return []
+
+    def collect(self):
+        return self.sink.families()
+
+
+def serve(host, port, registry):
+    """A ThreadingHTTPServer serving registry on host:port (not started); BadInput when
+    the address cannot be resolved or bound."""
+    from prometheus_client.exposition import MetricsHandler
+
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except socket.gaierror as e:
+        raise BadInput(f"prometheus listen {host}:{port}: {e.strerror}; set "
+                       "outputs.prometheus.listen to HOST:PORT") from None
+    family = infos[0][0]
+
+    class Server(ThreadingHTTPServer):
+        address_family = family
+        daemon_threads = True
+        allow_reuse_address = True
+
+    handler = MetricsHandler.factory(registry)
+    handler.log_message = lambda *a, **k: None       # no access log on stderr
+    try:
+        return Server(infos[0][4][:2], handler)
+    except OSError as e:
+        raise BadInput(f"prometheus listen {host}:{port}: {e.strerror or e}; set "
+                       "outputs.prometheus.listen to a free HOST:PORT, or "
+                       "outputs.prometheus.enabled = false") from None
