@@ -3,8 +3,11 @@ import os
 import platform
 from dataclasses import dataclass
 
+from collector.errors import ProbeUnavailable
 from collector.probes import kernel
+from collector.probes import resets as rprobe
 from collector.probes.btf import BTF, BTFError
+from collector.probes.logwrites import btf_macros
 
 
 @dataclass
@@ -93,15 +96,12 @@ def run_checks():
                             blocking=False))
 
     if btf is not None:
-        from collector.errors import ProbeUnavailable
-        from collector.probes.logwrites import btf_macros
         try:
             n = len(btf_macros(btf)) // 2
             checks.append(Check("struct offsets", True, f"{n} kernel struct fields found in BTF"))
         except ProbeUnavailable as e:
             checks.append(Check("struct offsets", False, str(e), "report this kernel version"))
         if root:
-            from collector.probes import resets as rprobe
             try:
                 tp = lambda c, e: kernel.tracepoint_format(c, e, root)  # noqa: E731
                 layout = rprobe.tracepoint_layout(

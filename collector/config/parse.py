@@ -3,7 +3,7 @@ impossible value) is a BadInput of one line, "FILE: key: reason"."""
 import dataclasses
 import math
 
-from collector.aggregate.alerts import DetectorConfig
+from collector.aggregate.signals import DetectorConfig
 from collector.config.schema import (
     DEFAULT_PATH,
     MAX_INTERVAL_S,

@@ -2,7 +2,7 @@
 import dataclasses
 from dataclasses import dataclass, field
 
-from collector.aggregate.alerts import DetectorConfig
+from collector.aggregate.signals import DetectorConfig
 from collector.host.logdest import LogRules
 
 DEFAULT_PATH = "/etc/surgewatch/surgewatch.toml"

@@ -12,8 +12,10 @@ Used for the open-connection inventory ("which pooled connections will the balan
 kill next") and to name the local listener of a port when the kernel answered a segment
 with a reset for which no socket existed.
 """
+import ctypes
 import os
 import socket
+import threading
 from typing import NamedTuple
 
 from collector.errors import EnvironmentProblem, HostLookupError
@@ -86,8 +88,6 @@ CLONE_NEWNET = 0x40000000
 
 
 def _setns(fd):
-    import ctypes
-
     libc = ctypes.CDLL(None, use_errno=True)
     if libc.setns(fd, CLONE_NEWNET) != 0:
         err = ctypes.get_errno()
@@ -99,8 +99,6 @@ def tcp_connections_in(netns_path, dump=None):
     /run/netns/NAME). A netlink socket belongs to the namespace of the thread that made
     it, so a short-lived thread enters the namespace, dumps and leaves; the caller's
     threads never change namespace."""
-    import threading
-
     dump = dump or tcp_connections
     result = {}
 
@@ -251,44 +249,3 @@ def inventory(conns, owners, service_of, threshold_s=DEFAULT_IDLE_THRESHOLD_S):
 
 def _endpoint(family, addr, port):
     return f"[{addr}]:{port}" if family == socket.AF_INET6 else f"{addr}:{port}"
-
-
-class ResetAttributor:
-    """Names the service of kernel reset counts and events.
-
-    An owner recorded by the probe (tgid, comm, cgroup id) goes through the service
-    resolver; a reset the kernel sent with no socket goes to the local listener of its
-    port when there is one (else "kernel (no socket)"); a socket whose owner the probe
-    never saw (opened before it was loaded) is labelled as such.
-    """
-
-    NO_SOCKET = "kernel (no socket)"
-    UNKNOWN = "unknown (socket predates probe)"
-
-    def __init__(self, services, listeners):
-        self.services, self.listeners = services, listeners
-
-    def start_interval(self):
-        self.listeners.refresh()
-
-    def owner(self, tgid, comm, cgroup_id, kind, lport):
-        """(service, pid, comm) for one owner as the probe reported it."""
-        if tgid:
-            return self.services.resolve(tgid, comm, cgroup_id or None), tgid, comm
-        if kind == "no_socket":
-            listener = self.listeners.owner(lport) if lport else None
-            if listener is not None:
-                return self.services.resolve(listener.pid, listener.comm), listener.pid, \
-                    listener.comm
-            return self.NO_SOCKET, 0, ""
-        return self.UNKNOWN, 0, ""
-
-    def attribute(self, counts):
-        from collector.aggregate.resets import AttributedResets
-
-        out = []
-        for c in counts:
-            service, pid, comm = self.owner(c.tgid, c.comm, c.cgroup_id, c.kind, c.lport)
-            out.append(AttributedResets(service, pid, comm, c.direction, c.kind, c.state,
-                                        c.reason, c.count, c.idle_unknown, c.idle_hist))
-        return out

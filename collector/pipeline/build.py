@@ -10,9 +10,9 @@ from collector.host.cgroups import CgroupIndex
 from collector.host.destinations import DestinationResolver
 from collector.host.procfs import ProcFS
 from collector.host.services import ServiceResolver
-from collector.host.sockdiag import ListenerLookup, ResetAttributor
+from collector.host.sockdiag import ListenerLookup
 from collector.host.unixsock import journald_stream_clients
-from collector.pipeline.resets import ResetStage
+from collector.pipeline.resets import ResetAttributor, ResetStage
 from collector.pipeline.runtime import Collector
 from collector.probes import kernel
 from collector.probes.logwrites import LogWriteProbe

@@ -1,10 +1,11 @@
-"""The resets half of a collection interval: drain the reset probe, name owners,
+"""The resets half of a collection interval: drain the reset probe, name owners
+(ResetAttributor: host lookups for who owns each reset),
 aggregate per service, and produce the stream's reset fields and bounded `reset` records.
 
 collector/pipeline/runtime.py calls interval() once per interval and poll() while it waits.
 """
 from collector.records.model import reset_record
-from collector.aggregate.resets import EventBudget, aggregate_resets
+from collector.aggregate.resets import AttributedResets, EventBudget, aggregate_resets
 
 
 class ResetStage:
@@ -62,3 +63,42 @@ class ResetStage:
 
     def close(self):
         self.probe.close()
+
+
+class ResetAttributor:
+    """Names the service of kernel reset counts and events.
+
+    An owner recorded by the probe (tgid, comm, cgroup id) goes through the service
+    resolver; a reset the kernel sent with no socket goes to the local listener of its
+    port when there is one (else "kernel (no socket)"); a socket whose owner the probe
+    never saw (opened before it was loaded) is labelled as such.
+    """
+
+    NO_SOCKET = "kernel (no socket)"
+    UNKNOWN = "unknown (socket predates probe)"
+
+    def __init__(self, services, listeners):
+        self.services, self.listeners = services, listeners
+
+    def start_interval(self):
+        self.listeners.refresh()
+
+    def owner(self, tgid, comm, cgroup_id, kind, lport):
+        """(service, pid, comm) for one owner as the probe reported it."""
+        if tgid:
+            return self.services.resolve(tgid, comm, cgroup_id or None), tgid, comm
+        if kind == "no_socket":
+            listener = self.listeners.owner(lport) if lport else None
+            if listener is not None:
+                return self.services.resolve(listener.pid, listener.comm), listener.pid, \
+                    listener.comm
+            return self.NO_SOCKET, 0, ""
+        return self.UNKNOWN, 0, ""
+
+    def attribute(self, counts):
+        out = []
+        for c in counts:
+            service, pid, comm = self.owner(c.tgid, c.comm, c.cgroup_id, c.kind, c.lport)
+            out.append(AttributedResets(service, pid, comm, c.direction, c.kind, c.state,
+                                        c.reason, c.count, c.idle_unknown, c.idle_hist))
+        return out

@@ -17,6 +17,7 @@ reports one line. If the daemon dies, the kernel closes its fds and every progra
 a child still compiling is killed with it (PR_SET_PDEATHSIG).
 """
 import ctypes
+import importlib
 import json
 import os
 import select
@@ -29,6 +30,8 @@ import time
 from dataclasses import dataclass, field
 
 from collector.errors import ProbeUnavailable
+from collector.probes import kernel
+from collector.probes.libbpf import Map
 
 DEFAULT_TIMEOUT_S = 120.0       # bcc's compile takes ~1-2 s here, ~5x that under QEMU TCG
 MAX_MESSAGE = 1 << 20
@@ -171,8 +174,6 @@ class Pending:
             raise
 
     def _handover(self, desc, fds):
-        from collector.probes.libbpf import Map
-
         if not desc.get("ok"):
             raise LoadFailed(self.probe, desc.get("stage", "load"),
                              desc.get("detail", "unknown error"), desc.get("tp"))
@@ -233,10 +234,6 @@ def _attach(bpf, step):
 
 
 def _run(request):
-    import importlib
-
-    from collector.probes import kernel
-
     name = request["probe"]
     module, cls = PROBES[name]
     probe = getattr(importlib.import_module(module), cls)(**request["kwargs"])

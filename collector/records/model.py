@@ -6,6 +6,8 @@ aggregate -> sinks: stream records (dicts, see docs/stream.md)
 """
 from typing import NamedTuple
 
+from collector import __version__
+
 # "MAJOR.MINOR": readers accept any minor of their major, refuse a newer major.
 SCHEMA_VERSION = "1.3"   # 1.1: rate.resets_*, stats.resets_*, `reset` records; 1.2: `alert`;
 #                          1.3: rate.paths bounded, the rest in one "(other)" entry
@@ -90,7 +92,7 @@ def meta_record(host, ts, interval, probes, kernel, *, mode, argv=(), version=No
     mode: "run" or "snapshot"; argv: the command line.
     """
     if version is None:
-        from collector import __version__ as version
+        version = __version__
     if not isinstance(probes, dict):
         raise TypeError(f"probes must be a dict of probe name -> status, got {type(probes).__name__}")
     rec = _base(RECORD_META, host, ts)

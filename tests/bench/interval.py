@@ -199,7 +199,8 @@ class Bench:
         from collector.host.logdest import LogRules
         from collector.host.procfs import ProcFS
         from collector.host.services import ServiceResolver
-        from collector.host.sockdiag import ListenerLookup, ResetAttributor
+        from collector.host.sockdiag import ListenerLookup
+        from collector.pipeline.resets import ResetAttributor
         from collector.host.unixsock import journald_stream_clients
         from collector.pipeline.resets import ResetStage
         from collector.pipeline.runtime import Collector
