@@ -20,11 +20,63 @@ from collector.errors import BadInput
 from collector.records.segments import list_segments, segment_name
 from collector.records.stream import encode
 
-class _Segment:
+
+class SegmentFile:
+    """One open segment file, appended whole records only."""
+
     def __init__(self, path, fd, opened):
         self.path, self.fd, self.opened = path, fd, opened
         self.size = 0           # bytes of whole records written
         self.broken = False     # ends with a partial record we could not truncate away
+
+    @classmethod
+    def create(cls, directory, name, clock):
+        os.makedirs(directory, mode=0o750, exist_ok=True)     # removed while we ran
+        path = os.path.join(directory, name)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND | os.O_CLOEXEC,
+                     0o640)
+        return cls(path, fd, clock())
+
+    def append(self, data, write=os.write):
+        """Write data whole, or raise OSError with the file as it was (broken if a partial
+        write could not be taken back)."""
+        try:
+            view = memoryview(data)
+            done = 0
+            while done < len(view):
+                n = write(self.fd, view[done:])
+                if n <= 0:
+                    raise OSError(errno.EIO, "short write")
+                done += n
+        except OSError:
+            try:            # take back a partial record so the segment stays whole
+                os.ftruncate(self.fd, self.size)
+            except OSError:
+                self.broken = True
+            raise
+        self.size += len(data)
+
+    def deleted(self):
+        """Unlinked from under us (its directory removed): what we append would vanish."""
+        try:
+            return os.fstat(self.fd).st_nlink == 0
+        except OSError:
+            return True
+
+    def finish(self):
+        """Sync and close; an empty, whole segment is removed. True when the file stays."""
+        try:
+            os.fsync(self.fd)
+        except OSError:
+            pass
+        os.close(self.fd)
+        if self.size == 0 and not self.broken:
+            try:
+                os.unlink(self.path)
+            except OSError:
+                pass
+            return False
+        return True
 
 
 class SegmentStore:
@@ -74,28 +126,13 @@ class SegmentStore:
         return n
 
     def _open_segment(self):
-        os.makedirs(self.dir, mode=0o750, exist_ok=True)     # removed while we ran
-        path = os.path.join(self.dir, segment_name(self._next_index))
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND | os.O_CLOEXEC,
-                     0o640)
+        seg = SegmentFile.create(self.dir, segment_name(self._next_index), self.clock)
         self._next_index += 1
-        return _Segment(path, fd, self.clock())
+        return seg
 
     def _finish_current(self):
         cur, self._cur = self._cur, None
-        if cur is None:
-            return
-        try:
-            os.fsync(cur.fd)
-        except OSError:
-            pass
-        os.close(cur.fd)
-        if cur.size == 0 and not cur.broken:
-            try:
-                os.unlink(cur.path)
-            except OSError:
-                pass
-        else:
+        if cur is not None and cur.finish():
             self._closed.append([cur.path, cur.size])
 
     def _needs_new_segment(self, nbytes):
@@ -111,10 +148,7 @@ class SegmentStore:
     def _removed(self, cur):
         """The current segment was deleted from under us (its directory removed): what
         we append would vanish. Reported, and a new segment (and directory) is started."""
-        try:
-            gone = os.fstat(cur.fd).st_nlink == 0
-        except OSError:
-            gone = True
+        gone = cur.deleted()
         if gone:
             self._closed = [c for c in self._closed if os.path.exists(c[0])]
             cur.size = 0                  # nothing of it is left to close or to cap
@@ -124,16 +158,6 @@ class SegmentStore:
             except Exception:
                 pass
         return gone
-
-    def _write_all(self, fd, data):
-        view = memoryview(data)
-        done = 0
-        while done < len(view):
-            n = self._os_write(fd, view[done:])
-            if n <= 0:
-                raise OSError(errno.EIO, "short write")
-            done += n
-        return done
 
     def write_interval(self, records):
         """Append one interval's records (a single write); never raises on I/O errors."""
@@ -147,15 +171,7 @@ class SegmentStore:
             cur = self._cur
             if cur.size == 0 and self._meta is not None and records[0] is not self._meta:
                 data = encode(self._meta) + data
-            try:
-                self._write_all(cur.fd, data)
-            except OSError:
-                try:            # take back a partial record so the segment stays whole
-                    os.ftruncate(cur.fd, cur.size)
-                except OSError:
-                    cur.broken = True
-                raise
-            cur.size += len(data)
+            cur.append(data, self._os_write)
         except OSError as e:
             self._drop(len(records), e)
             return
