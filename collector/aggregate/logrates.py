@@ -12,6 +12,8 @@ from dataclasses import dataclass, field
 from itertools import compress
 from operator import itemgetter, not_
 
+from collector.aggregate.health import HealthTotals
+
 OTHERS = "(others)"
 # The remainder entry of a rate record's paths (schema 1.3): every path past the top N,
 # summed exactly. Real paths are absolute or "journald:...", so the name cannot collide.
@@ -182,13 +184,6 @@ class ServiceTotal:
     folded: int = 0       # services folded into an "(others)" remainder row, else 0
 
 
-_STATS_SUM = ("evictions", "lost_events", "unresolved_writes", "cpu_s")
-# Gauges and identity fields of a stats record; any other numeric field is a per-interval
-# counter (e.g. a probe's own loss counter) and is summed, so no loss goes unreported.
-_STATS_NOT_SUMMED = {"v", "type", "ts", "host", "seq", "interval", "drain_ms", "keys",
-                     "map_capacity", "rss_bytes"}
-
-
 class Window:
     """Accumulates intervals (rate record bodies + interval length) for a snapshot."""
 
@@ -196,7 +191,7 @@ class Window:
         self.duration_s = 0.0
         self.intervals = 0
         self._services = {}   # service -> {"pids", "comms", "paths": {path: [w, b, pids]}}
-        self._stats = None
+        self._stats = None    # HealthTotals once a stats record came
 
     # -- input --------------------------------------------------------------------
     def add_interval(self, rates, interval_s, stats=None):
@@ -218,32 +213,15 @@ class Window:
                 acc[1] += p["bytes"]
                 acc[2].update(p["pids"])
         if stats is not None:
-            self._add_stats(stats)
+            if self._stats is None:
+                self._stats = HealthTotals()
+            self._stats.add(stats)
 
     def add_writes(self, writes, seq, interval_s, stats=None):
         """Convenience: aggregate_interval() then add_interval(). Returns the rate bodies."""
         bodies = aggregate_interval(writes, seq, interval_s)
         self.add_interval(bodies, interval_s, stats)
         return bodies
-
-    def _add_stats(self, s):
-        if self._stats is None:
-            self._stats = {k: 0 for k in _STATS_SUM}
-            self._stats.update(intervals=0, drain_ms_total=0.0, drain_ms_max=0.0, keys_max=0,
-                               map_capacity=0, rss_bytes_max=0)
-        t = self._stats
-        t["intervals"] += 1
-        for k in _STATS_SUM:
-            t[k] += s[k]
-        t["drain_ms_total"] += s["drain_ms"]
-        t["drain_ms_max"] = max(t["drain_ms_max"], s["drain_ms"])
-        t["keys_max"] = max(t["keys_max"], s["keys"])
-        t["map_capacity"] = s["map_capacity"]
-        t["rss_bytes_max"] = max(t["rss_bytes_max"], s["rss_bytes"])
-        for k, v in s.items():
-            if (k not in _STATS_NOT_SUMMED and k not in _STATS_SUM
-                    and isinstance(v, (int, float)) and not isinstance(v, bool)):
-                t[k] = t.get(k, 0) + v
 
     # -- output -------------------------------------------------------------------
     @property
@@ -313,8 +291,4 @@ class Window:
         """Collector health summed over the window, or None if no stats were added."""
         if self._stats is None:
             return None
-        t = dict(self._stats)
-        n = t["intervals"]
-        t["drain_ms_mean"] = t.pop("drain_ms_total") / n
-        t["cpu_percent"] = 100.0 * t["cpu_s"] / self.duration_s if self.duration_s else 0.0
-        return t
+        return self._stats.summary(self.duration_s)

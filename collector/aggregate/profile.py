@@ -77,6 +77,8 @@ class RateHistogram:
 
 
 class _ServiceProfile:
+    """One service's per-signal histograms and totals and its top paths."""
+
     def __init__(self, signals, max_paths):
         self.hist = {s: RateHistogram() for s in signals}
         self.totals = {s: 0.0 for s in signals}     # rate x interval summed: counts
@@ -84,6 +86,48 @@ class _ServiceProfile:
         self.intervals = 0                         # intervals since first seen
         self.paths = {}                            # path -> [writes, bytes]
         self.max_paths = max_paths
+
+    def add_quiet(self):
+        """An interval without a rate record of this service: 0 on every signal."""
+        self.intervals += 1
+        for h in self.hist.values():
+            h.add(0.0)
+
+    def add_active(self, rec, interval):
+        """An interval with this service's rate record."""
+        self.intervals += 1
+        self.active += 1
+        for sig in SIGNALS:
+            v = signal_value(rec, sig) or 0.0
+            self.hist[sig].add(v)
+            self.totals[sig] += v * interval
+        for p in rec.get("paths") or ():
+            path = p.get("path")
+            if not isinstance(path, str):
+                continue
+            if path not in self.paths and len(self.paths) >= 100:
+                path = OTHER_PATHS
+            t = self.paths.setdefault(path, [0, 0])
+            t[0] += int(p.get("writes") or 0)
+            t[1] += int(p.get("bytes") or 0)
+
+    def body(self, signals, dur):
+        """This service's part of the profile over dur seconds."""
+        body = {"active_intervals": self.active}
+        for sig in signals:
+            h = self.hist[sig]
+            body[sig] = {
+                "mean": self.totals[sig] / dur,
+                "sd": h.sd(),
+                "median": h.quantile(0.5),
+                "p10": h.quantile(0.1),
+                "p90": h.quantile(0.9),
+                "max": h.max,
+            }
+        top = sorted(self.paths.items(), key=lambda kv: (-kv[1][0], kv[0]))[:self.max_paths]
+        body["paths"] = [{"path": p, "writes_per_s": w / dur, "bytes_per_s": b / dur}
+                         for p, (w, b) in top]
+        return body
 
 
 class ProfileBuilder:
@@ -153,25 +197,10 @@ class ProfileBuilder:
                 svc.intervals = self.intervals - 1
         for name, svc in self.services.items():
             rec = seen.get(name)
-            svc.intervals += 1
             if rec is None:
-                for h in svc.hist.values():
-                    h.add(0.0)
-                continue
-            svc.active += 1
-            for sig in SIGNALS:
-                v = signal_value(rec, sig) or 0.0
-                svc.hist[sig].add(v)
-                svc.totals[sig] += v * interval
-            for p in rec.get("paths") or ():
-                path = p.get("path")
-                if not isinstance(path, str):
-                    continue
-                if path not in svc.paths and len(svc.paths) >= 100:
-                    path = OTHER_PATHS
-                t = svc.paths.setdefault(path, [0, 0])
-                t[0] += int(p.get("writes") or 0)
-                t[1] += int(p.get("bytes") or 0)
+                svc.add_quiet()
+            else:
+                svc.add_active(rec, interval)
 
     def profile(self, source, meta=None):
         """The profile dict (docs/detection.md); meta: extra top-level fields."""
@@ -182,22 +211,7 @@ class ProfileBuilder:
         dur = self.duration
         services = {}
         for name in sorted(self.services):
-            svc = self.services[name]
-            body = {"active_intervals": svc.active}
-            for sig in signals:
-                h = svc.hist[sig]
-                body[sig] = {
-                    "mean": svc.totals[sig] / dur,
-                    "sd": h.sd(),
-                    "median": h.quantile(0.5),
-                    "p10": h.quantile(0.1),
-                    "p90": h.quantile(0.9),
-                    "max": h.max,
-                }
-            top = sorted(svc.paths.items(), key=lambda kv: (-kv[1][0], kv[0]))[:self.max_paths]
-            body["paths"] = [{"path": p, "writes_per_s": w / dur, "bytes_per_s": b / dur}
-                             for p, (w, b) in top]
-            services[name] = body
+            services[name] = self.services[name].body(signals, dur)
         doc = {
             "format": PROFILE_FORMAT, "version": PROFILE_VERSION,
             "source": source, "hosts": sorted(self.hosts),
