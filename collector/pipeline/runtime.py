@@ -44,6 +44,17 @@ class _Statm:
 _rss_bytes = _Statm()
 
 
+def _probe_meta(probe):
+    """A probe's entry in the meta record: what it attached and which paths it took."""
+    out = {"enabled": True, "tracepoints": list(getattr(probe, "attached", []))}
+    if hasattr(probe, "uses_raw"):
+        out["write_hook"] = "raw" if probe.uses_raw else "tracepoints"
+    for key in ("fd_walk", "fentry"):          # docs/stream.md
+        if getattr(probe, key, None) is not None:
+            out[key] = getattr(probe, key)
+    return out
+
+
 class Interval(NamedTuple):
     """Everything one interval produced."""
     rates: list            # `rate` records, one per service
@@ -74,11 +85,9 @@ class Collector:
         self._cpu_seen = _cpu_seconds()
 
     def meta(self, interval_s, mode, argv=()):
-        probes = {self.probe.name: {"enabled": True,
-                                    "tracepoints": list(getattr(self.probe, "attached", []))}}
+        probes = {self.probe.name: _probe_meta(self.probe)}
         if self.resets is not None:
-            probes[self.resets.probe.name] = {"enabled": True,
-                                              "tracepoints": list(self.resets.probe.attached)}
+            probes[self.resets.probe.name] = _probe_meta(self.resets.probe)
         for name, reason in self.disabled_probes.items():
             probes.setdefault(name, {"enabled": False, "reason": reason})
         return model.meta_record(self.host, self.wallclock(), interval_s, probes,
