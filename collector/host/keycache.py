@@ -17,80 +17,13 @@ Per-interval totals go into path accumulators shared by every key of one (servic
 (lists, for speed): [stamp, writes, bytes, (pid, comm), extra {(pid, comm)} or None,
 service, path]. An accumulator whose stamp is not the current interval's counts as 0.
 """
-import os
-import resource
-import select
 import struct
 
 from collector.errors import HostLookupError
 from collector.host.destinations import NOT_LOG, UNRESOLVED
+from collector.host.pidwatch import PidWatch, Proc
+from collector.probes.logwrites import RawCounts
 from collector.host.services import service_label
-
-
-class _Proc:
-    __slots__ = ("pid", "start", "ok", "fd", "keys")
-
-    def __init__(self, pid, start):
-        self.pid, self.start = pid, start
-        self.ok = True         # False: check the start time again before trusting it
-        self.fd = None         # pidfd when watched
-        self.keys = []
-
-
-class PidWatch:
-    """Exit notification for processes by pidfd (Linux 5.3+), at most `limit` at once."""
-
-    def __init__(self, limit=None):
-        if limit is None:
-            soft = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
-            limit = 4096 if soft == resource.RLIM_INFINITY else max(0, min(4096, soft // 2))
-        self.limit = limit
-        self._ep = select.epoll() if hasattr(os, "pidfd_open") and limit else None
-        self._procs = {}       # pidfd -> _Proc
-
-    def watch(self, proc):
-        """True when proc's exit will be reported by exited()."""
-        if self._ep is None or len(self._procs) >= self.limit:
-            return False
-        try:
-            fd = os.pidfd_open(proc.pid)
-        except OSError:
-            return False
-        self._procs[fd] = proc
-        proc.fd = fd
-        self._ep.register(fd, select.EPOLLIN)
-        return True
-
-    def exited(self):
-        """Watched processes that exited since the last call (no longer watched)."""
-        if not self._procs:
-            return ()
-        out = []
-        for fd, _ in self._ep.poll(0):
-            proc = self._procs.pop(fd, None)
-            self.unwatch(proc, fd)
-            if proc is not None:
-                out.append(proc)
-        return out
-
-    def unwatch(self, proc, fd=None):
-        fd = proc.fd if fd is None and proc is not None else fd
-        if fd is None:
-            return
-        self._procs.pop(fd, None)
-        try:
-            self._ep.unregister(fd)
-        except (OSError, ValueError):
-            pass
-        os.close(fd)
-        if proc is not None:
-            proc.fd = None
-
-    def close(self):
-        for fd in list(self._procs):
-            self.unwatch(self._procs[fd], fd)
-        if self._ep is not None:
-            self._ep.close()
 
 
 class KeyCache:
@@ -103,8 +36,8 @@ class KeyCache:
         self._identify = getattr(services, "identify", None)
         self._keys = {}        # (tgid, fd, dev, ino, gen) -> entry (see _entry)
         self._paths = {}       # (service, path) -> accumulator
-        self._procs = {}       # pid -> _Proc
-        self._unwatched = []   # _Proc checked again each drain
+        self._procs = {}       # pid -> Proc
+        self._unwatched = []   # Proc checked again each drain
         self._rules = getattr(resolver, "rules", None)
         self.stamp = None
         self._once = {}        # this interval's entries for processes not identified
@@ -153,99 +86,12 @@ class KeyCache:
         if not counts:
             return [], 0
         self._begin()
-        if hasattr(counts, "vals"):
-            return self._enrich_raw(counts, stamp)
-        get = self._keys.get
-        slow = self._slow
-        touched = []
-        append = touched.append
-        unresolved = 0
-        for c in counts:
-            e = get(c[:5])
-            if e is None or not e[0].ok or e[1] != c[9] or e[2] != c[8]:
-                e = slow(c)
-                if e is None:
-                    unresolved += c[6]
-                    continue
-            pa = e[3]
-            if pa is None:                  # not a log
-                continue
-            w = c[6]
-            b = c[7]
-            if not (w or b):
-                continue
-            if pa[0] is stamp:
-                pa[1] += w
-                pa[2] += b
-                pc = e[4]
-                if pa[3] is not pc and pa[3] != pc:
-                    if pa[4] is None:
-                        pa[4] = {pc}
-                    else:
-                        pa[4].add(pc)
-            else:
-                pa[0] = stamp
-                pa[1] = w
-                pa[2] = b
-                pa[3] = e[4]
-                pa[4] = None
-                append(pa)
-        return touched, unresolved
-
-    def _enrich_raw(self, counts, stamp):
-        """enrich() over the kernel's bytes (collector.probes.logwrites.RawCounts): the key
-        bytes are the cache key, the value's (cgroup id, comm) bytes are compared whole,
-        and only writes and bytes are unpacked, so a known key builds two small bytes
-        objects and one tuple."""
-        kb, vb, n = counts.keys, counts.vals, counts.n
-        if not n:
-            return [], 0
-        ks, vs = len(kb) // n, len(vb) // n
-        wb = _WRITES_BYTES.unpack_from
-        get = self._keys.get
-        slow = self._slow
-        touched = []
-        append = touched.append
-        unresolved = 0
-        ko = vo = 0
-        for i in range(n):
-            key = kb[ko:ko + ks]
-            ident = vb[vo + 16:vo + vs]
-            e = get(key)
-            if e is None or not e[0].ok or e[7] != ident:
-                c = counts.count(i)
-                e = slow(c, key, ident)
-                if e is None:
-                    unresolved += c[6]
-                    ko += ks
-                    vo += vs
-                    continue
-            pa = e[3]
-            if pa is not None:
-                w, b = wb(vb, vo)
-                if w or b:
-                    if pa[0] is stamp:
-                        pa[1] += w
-                        pa[2] += b
-                        pc = e[4]
-                        if pa[3] is not pc and pa[3] != pc:
-                            if pa[4] is None:
-                                pa[4] = {pc}
-                            else:
-                                pa[4].add(pc)
-                    else:
-                        pa[0] = stamp
-                        pa[1] = w
-                        pa[2] = b
-                        pa[3] = e[4]
-                        pa[4] = None
-                        append(pa)
-            ko += ks
-            vo += vs
-        return touched, unresolved
+        if not hasattr(counts, "vals"):
+            counts = RawCounts.of(counts)      # one loop: over the kernel's layout
+        return _accumulate(self._keys.get, self._slow, counts, stamp)
 
     def _proc(self, pid, cgroup_id):
-        """(_Proc or None when the process is not identified, (kind, name) or None)."""
+        """(Proc or None when the process is not identified, (kind, name) or None)."""
         if self._identify is None:
             return None, None
         found, start = self._identify(pid, cgroup_id)
@@ -259,7 +105,7 @@ class KeyCache:
             if self.watch is not None:
                 self.watch.unwatch(proc)
             self._forget(proc)
-        proc = _Proc(pid, start)
+        proc = Proc(pid, start)
         watched = self.watch is not None and self.watch.watch(proc)
         if watched:
             try:          # the pidfd must be the process the answer is for
@@ -274,10 +120,8 @@ class KeyCache:
         self._procs[pid] = proc
         return proc, found
 
-    def _slow(self, c, key=None, ident=None):
+    def _slow(self, c, key, ident):
         tgid, comm, cgroup_id = c[0], c[9], c[8]
-        if key is None:
-            key = c[:5]
         e = self._keys.get(key)
         if e is not None and not e[0].ok and self._identify is not None:
             # an unwatched process: is it still the one its keys were answered for? (one
@@ -314,15 +158,68 @@ class KeyCache:
         was a log write (for callers that want per-key detail)."""
         get, once = self._keys.get, self._once.get
         out = []
-        raw = hasattr(counts, "vals")
-        ks = len(counts.keys) // counts.n if raw and counts.n else 0
+        if not hasattr(counts, "vals"):
+            counts = RawCounts.of(counts)
+        ks = len(counts.keys) // counts.n if counts.n else 0
         for i, c in enumerate(counts):
-            key = counts.keys[i * ks:(i + 1) * ks] if raw else c[:5]
+            key = counts.keys[i * ks:(i + 1) * ks]
             e = once(key) or get(key)
             if e is None or e[3] is None:
                 continue
             out.append((c[0], c[9], e[5], e[6], c[6], c[7]))
         return out
+
+
+def _accumulate(get, slow, counts, stamp):
+    """Each drained key's writes into its (service, path) accumulator, over the kernel's
+    bytes (collector.probes.logwrites.RawCounts): the key bytes are the cache key, the
+    value's (cgroup id, comm) bytes are compared whole, and only writes and bytes are
+    unpacked, so a known key builds two small bytes objects and one tuple; a missing or
+    stale entry goes through slow()."""
+    kb, vb, n = counts.keys, counts.vals, counts.n
+    if not n:
+        return [], 0
+    ks, vs = len(kb) // n, len(vb) // n
+    wb = _WRITES_BYTES.unpack_from
+    touched = []
+    append = touched.append
+    unresolved = 0
+    ko = vo = 0
+    for i in range(n):
+        key = kb[ko:ko + ks]
+        ident = vb[vo + 16:vo + vs]
+        e = get(key)
+        if e is None or not e[0].ok or e[7] != ident:
+            c = counts.count(i)
+            e = slow(c, key, ident)
+            if e is None:
+                unresolved += c[6]
+                ko += ks
+                vo += vs
+                continue
+        pa = e[3]
+        if pa is not None:
+            w, b = wb(vb, vo)
+            if w or b:
+                if pa[0] is stamp:
+                    pa[1] += w
+                    pa[2] += b
+                    pc = e[4]
+                    if pa[3] is not pc and pa[3] != pc:
+                        if pa[4] is None:
+                            pa[4] = {pc}
+                        else:
+                            pa[4].add(pc)
+                else:
+                    pa[0] = stamp
+                    pa[1] = w
+                    pa[2] = b
+                    pa[3] = e[4]
+                    pa[4] = None
+                    append(pa)
+        ko += ks
+        vo += vs
+    return touched, unresolved
 
 
 _WRITES_BYTES = struct.Struct("=QQ")     # the head of struct sw_write_val (bpf/common.h)

@@ -17,7 +17,7 @@ from collector.aggregate.logrates import rate_bodies
 from collector.config import RATE_MAX_PATHS
 from collector.host.keycache import KeyCache
 from collector.records.model import LogWrite
-from collector.pipeline.wait import EventWait
+from collector.pipeline.loop import run_loop
 from collector.probes.loader import close_fds_parallel
 from collector.probes.maps import GRACE_S
 
@@ -196,42 +196,16 @@ class Collector:
         self.services.start_drain()       # also what the resets stage resolves, memoized
         return self.keys.enrich(counts, object())
 
+    @property
+    def boundary(self):
+        """When the current interval started (clock())."""
+        return self._last_boundary
+
     def run(self, duration_s, interval_s, on_interval, on_tick=None, tick_s=0.25,
             should_stop=lambda: False, wakeup_fd=None):
-        """Drain every interval_s until duration_s (None: until should_stop()). Starts the
-        first interval unless the caller did (begin() before announcing the probes, so
-        that nothing written after the announcement is dropped as a load-time count).
-
-        Between drains it sleeps in one epoll over the probes' ring buffers (and
-        wakeup_fd, the signal wake-up pipe, so a signal ends the wait at once): an idle
-        daemon wakes once per interval. tick_s (None: never) bounds the wait for callers
-        whose on_tick must run on a clock, such as the live table's countdown."""
-        if not self.begun:
-            self.begin()
-        start = self._last_boundary
-        deadline = start + interval_s
-        waiter = EventWait([s for s in (self.resets, self.probe) if s is not None], wakeup_fd)
-        try:
-            while True:
-                now = self.clock()
-                if now >= deadline:
-                    on_interval(self.interval())
-                    deadline += interval_s
-                    while deadline <= now:        # fell behind: skip, do not burst
-                        deadline += interval_s
-                    if duration_s is not None and now - start >= duration_s - interval_s / 100:
-                        return
-                if should_stop():
-                    on_interval(self.interval())
-                    return
-                if on_tick:
-                    on_tick(now - start)
-                wait = deadline - self.clock()
-                if tick_s is not None:
-                    wait = min(wait, tick_s)
-                waiter.wait(max(0.0, wait))
-        finally:
-            waiter.close()
+        """The interval loop (collector/pipeline/loop.py) over this collector."""
+        run_loop(self, duration_s, interval_s, on_interval, on_tick, tick_s, should_stop,
+                 wakeup_fd)
 
     def close(self):
         """Detach both probes and free what the run held; idempotent. Closing a

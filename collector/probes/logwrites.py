@@ -82,6 +82,15 @@ class RawCounts:
         self.keys, self.vals = keys, vals
         self.n = len(keys) // KEY_LAYOUT.size
 
+    @classmethod
+    def of(cls, counts):
+        """WriteCount tuples (test doubles, older callers) in the kernel's layout."""
+        return cls(b"".join(KEY_LAYOUT.pack(c.tgid, c.fd, c.dev, c.kind, c.ino, c.gen, 0)
+                            for c in counts),
+                   b"".join(VAL_LAYOUT.pack(c.writes, c.bytes, c.cgroup_id,
+                                            c.comm.encode("utf-8", "replace")[:15])
+                            for c in counts))
+
     def __len__(self):
         return self.n
 

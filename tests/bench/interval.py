@@ -32,7 +32,7 @@ import tempfile
 import time
 import tracemalloc
 
-from collector.probes.logwrites import KEY_LAYOUT, VAL_LAYOUT, RawCounts, WriteCount
+from collector.probes.logwrites import KEY_LAYOUT, VAL_LAYOUT, RawCounts
 
 LINE_BYTES = 45
 

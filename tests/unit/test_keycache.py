@@ -8,7 +8,8 @@ import pytest
 from collector.aggregate.logrates import aggregate_interval, rate_bodies
 from collector.errors import NoSuchProcess
 from collector.host.destinations import NOT_LOG, UNRESOLVED
-from collector.host.keycache import KeyCache, PidWatch
+from collector.host.keycache import KeyCache
+from collector.host.pidwatch import PidWatch
 from collector.host.procfs import ProcFS
 from collector.host.services import ServiceResolver
 from collector.records.model import LogWrite
