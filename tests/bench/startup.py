@@ -15,7 +15,8 @@ import subprocess
 import sys
 import time
 
-from tests.bench.daemon import SURGEWATCH, BenchDaemon
+from tests.bench.daemon import BenchDaemon
+from tests.support.daemon import SURGEWATCH
 
 IDLE_S = float(os.environ.get("BENCH_IDLE_S", "60"))
 

@@ -4,7 +4,6 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import time
 import urllib.parse
 import urllib.request
@@ -12,8 +11,9 @@ import urllib.request
 import pytest
 
 from tests.owncgroup import unit_cgroup
-from tests.privileged.test_daemon_outputs import (RESET_CLIENT, RESET_SERVER, Daemon,
-                                                  free_port, unique_writer)
+from tests.support.daemon import Daemon
+from tests.support.loopback import abort_connections, free_port
+from tests.support.writers import unique_writer
 
 PROMETHEUS = "/usr/bin/prometheus"
 
@@ -103,7 +103,7 @@ def test_prometheus_scrapes_exact_log_writes(tmp_path, workload_bin):
 
 def _scrape_exact_counts(tmp_path, writer, cg, srv_cg, cli_cg):
     service = cg.service
-    d = Daemon(tmp_path, socket_on=False, prom_on=True)
+    d = Daemon(tmp_path, interval=0.3, stdout="none", prometheus=True)
     prom = Prometheus(tmp_path, d.port)
     try:
         prom.wait_ready()
@@ -137,12 +137,7 @@ def _scrape_exact_counts(tmp_path, writer, cg, srv_cg, cli_cg):
         # resets: a server aborts n loopback connections (SO_LINGER 0)
         n = 9
         srv_name, cli_name = srv_cg.service, cli_cg.service
-        server = subprocess.Popen([sys.executable, "-c", RESET_SERVER, str(n), "swe2es"],
-                                  stdout=subprocess.PIPE, text=True, preexec_fn=srv_cg.enter)
-        port = int(server.stdout.readline())
-        client = subprocess.run([sys.executable, "-c", RESET_CLIENT, str(n), str(port),
-                                 "swe2ec"], capture_output=True, text=True, timeout=60,
-                                preexec_fn=cli_cg.enter)
+        _, client, server = abort_connections(n, "swe2es", srv_cg, "swe2ec", cli_cg)
         assert client.stdout.strip() == str(n), client.stderr
         assert server.wait(timeout=30) == 0
         sent = f'surgewatch_tcp_resets_total{{service="{srv_name}",direction="sent"}}'
@@ -156,7 +151,7 @@ def _scrape_exact_counts(tmp_path, writer, cg, srv_cg, cli_cg):
         assert got == [str(n), str(n)], prom.output()
         kind = prom.query(f'surgewatch_tcp_resets_sent_by_kind_total{{service="{srv_name}"}}')
         assert [(r["metric"]["kind"], r["value"][1]) for r in kind] == [("abort", str(n))]
-        code, err = d.stop()
+        code, err = d.stop(), d.err
     finally:
         d.stop()
         prom.stop()

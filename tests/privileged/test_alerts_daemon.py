@@ -1,16 +1,13 @@
 """A real log flood under `surgewatch run`: the alert opens, then closes (docs/detection.md)."""
-import json
-import os
-import signal
 import subprocess
 import sys
 import textwrap
-import time
 
 import pytest
 
+from tests.support.daemon import SURGEWATCH, Daemon
+
 pytestmark = pytest.mark.privileged
-SURGEWATCH = os.path.join(os.path.dirname(sys.executable), "surgewatch")
 
 # phases of (seconds, lines/s): quiet baseline, flood, quiet again
 WRITER = textwrap.dedent("""
@@ -45,23 +42,22 @@ def _run_flags():
 
 def test_real_flood_opens_and_closes_an_alert(tmp_path):
     log = tmp_path / "flood.log"
-    proc = subprocess.Popen([SURGEWATCH, "run", "--interval", "0.1", "--format", "json",
-                             "--log-glob", "flood.log", *_run_flags()],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    # an empty config file: the settings are the flags' (and the defaults)
+    d = Daemon(tmp_path, config_text="", extra=("--interval", "0.1", "--format", "json",
+                                                 "--log-glob", "flood.log", *_run_flags()))
+    proc = d.proc
     try:
-        first = proc.stdout.readline()            # meta: the probes are attached
-        assert first, proc.stderr.read()
+        first = d.next(timeout=300)               # meta: the probes are attached
+        assert first, d.err
         writer = subprocess.run([sys.executable, "-c", WRITER, str(log),
                                  "5:10", "1.5:3000", "2.5:10"], timeout=60)
         assert writer.returncode == 0
-        proc.send_signal(signal.SIGTERM)
-        out, err = proc.communicate(timeout=30)
+        d.stop()
+        err = d.err
     finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
+        d.kill()
     assert proc.returncode == 0, err
-    records = [json.loads(line) for line in out.splitlines()]
+    records = d.records[1:]                       # after the meta record
     mine = {r["service"] for r in records if r["type"] == "rate"
             for p in r["paths"] if p["path"] == str(log)}
     assert len(mine) == 1, mine

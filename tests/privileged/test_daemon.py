@@ -1,6 +1,4 @@
 """`surgewatch run` as a real process: known workload, SIGHUP mid-way, SIGTERM."""
-import json
-import os
 import signal
 import subprocess
 import sys
@@ -9,8 +7,9 @@ import time
 
 import pytest
 
+from tests.support.daemon import SURGEWATCH, Daemon
+
 pytestmark = pytest.mark.privileged
-SURGEWATCH = os.path.join(os.path.dirname(sys.executable), "surgewatch")
 
 WRITER = textwrap.dedent("""
     import os, sys, time
@@ -44,16 +43,15 @@ def test_run_known_workload_sighup_sigterm(tmp_path):
     from collector.records.segments import list_segments, read_segments
 
     seg = tmp_path / "seg"
-    cfg = tmp_path / "sw.toml"
-    cfg.write_text(CONFIG.format(globs='["*.log"]', seg=seg, age=3600))
     log = tmp_path / "w.log"
     total = 900
 
-    proc = subprocess.Popen([SURGEWATCH, "run", "--config", str(cfg), "--format", "json"],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    d = Daemon(tmp_path, config_text=CONFIG.format(globs='["*.log"]', seg=seg, age=3600),
+               extra=("--format", "json"))
+    cfg, proc = d.cfg, d.proc
     try:
-        first = proc.stdout.readline()           # the meta record: probes are attached
-        assert first, proc.stderr.read()
+        first = d.next(timeout=300)              # the meta record: probes are attached
+        assert first, d.err
         writer = subprocess.Popen([sys.executable, "-c", WRITER, str(log), str(total), "600"])
         time.sleep(0.7)
         # reload mid-workload: new log rules (every verdict judged again) and a new
@@ -61,19 +59,15 @@ def test_run_known_workload_sighup_sigterm(tmp_path):
         cfg.write_text(CONFIG.format(globs='["*.log", "*.out"]', seg=seg, age=600))
         proc.send_signal(signal.SIGHUP)
         assert writer.wait(timeout=30) == 0
-        t0 = time.monotonic()
-        proc.send_signal(signal.SIGTERM)
-        out, err = proc.communicate(timeout=30)
-        stop_s = time.monotonic() - t0
+        d.stop()                                 # SIGTERM; d.stop_s: signal to exit
+        stop_s, err = d.stop_s, d.err
     finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
+        d.kill()
 
     assert proc.returncode == 0, err
     assert stop_s < 2.0, f"stop took {stop_s:.2f}s"
     assert "reloaded" in err, err
-    records = [json.loads(first)] + [json.loads(line) for line in out.splitlines()]
+    records = d.records                          # the meta record (first), then the rest
     check_stream(records, log, writer.pid, total, mode_argv=str(cfg))
 
     seg_records = list(read_segments(seg, lambda e, kind: pytest.fail(f"{kind}: {e}")))

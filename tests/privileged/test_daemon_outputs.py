@@ -2,94 +2,19 @@
 Prometheus /metrics scraped over loopback, after a known workload."""
 import json
 import os
-import shutil
-import signal
 import socket
 import subprocess
-import sys
 import time
 import urllib.request
 
 import pytest
 
 from tests.owncgroup import unit_cgroup
+from tests.support.daemon import SURGEWATCH, Daemon
+from tests.support.loopback import abort_connections
+from tests.support.writers import unique_writer
 
 pytestmark = pytest.mark.privileged
-SURGEWATCH = os.path.join(os.path.dirname(sys.executable), "surgewatch")
-
-CONFIG = """
-interval = 0.3
-[log_rules]
-dirs = ["{logdir}"]
-globs = []
-journald_sockets = []
-[outputs.stdout]
-format = "none"
-[outputs.segments]
-enabled = false
-[outputs.socket]
-enabled = {socket}
-path = "{sock}"
-[outputs.prometheus]
-enabled = {prom}
-listen = "127.0.0.1:{port}"
-"""
-
-
-def free_port():
-    while True:
-        s = socket.socket()
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-        s.close()
-        if port != 2024:
-            return port
-
-
-def unique_writer(workload_bin, tmp_path, name):
-    """The logwriter workload under a name (its comm, hence its service) of its own."""
-    exe = tmp_path / name
-    shutil.copy(workload_bin("logwriter"), exe)
-    return str(exe)
-
-
-class Daemon:
-    def __init__(self, tmp_path, socket_on=True, prom_on=False, extra=(),
-                 stdout=subprocess.DEVNULL, config_extra=""):
-        self.logdir = tmp_path / "logs"
-        self.logdir.mkdir()
-        self.sock = str(tmp_path / "run" / "stream.sock")
-        self.port = free_port()
-        self.cfg = tmp_path / "sw.toml"
-        self.cfg.write_text(CONFIG.format(logdir=self.logdir, sock=self.sock,
-                                          port=self.port, socket=str(socket_on).lower(),
-                                          prom=str(prom_on).lower()) + config_extra)
-        self.proc = subprocess.Popen([SURGEWATCH, "run", "--config", str(self.cfg), *extra],
-                                     stdout=stdout, stderr=subprocess.PIPE,
-                                     text=True)
-
-    def wait_started(self, check, timeout=60):
-        end = time.monotonic() + timeout
-        while time.monotonic() < end:
-            if self.proc.poll() is not None:
-                pytest.fail(f"daemon exited {self.proc.returncode}: {self.proc.stderr.read()}")
-            try:
-                if check():
-                    return
-            except OSError:
-                pass
-            time.sleep(0.1)
-        pytest.fail("daemon did not start")
-
-    def stop(self):
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-        try:
-            self.out, err = self.proc.communicate(timeout=30)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.out, err = self.proc.communicate()
-        return self.proc.returncode, err
 
 
 def test_socket_two_subscribers_get_the_whole_live_stream(tmp_path, workload_bin):
@@ -97,7 +22,7 @@ def test_socket_two_subscribers_get_the_whole_live_stream(tmp_path, workload_bin
     from collector.records.stream import read_records
 
     writer = unique_writer(workload_bin, tmp_path, f"swsock{os.getpid() % 10000}")
-    d = Daemon(tmp_path)
+    d = Daemon(tmp_path, interval=0.3, stdout="none", socket=True)
     tail = None
     try:
         d.wait_started(lambda: os.path.exists(d.sock))
@@ -112,7 +37,7 @@ def test_socket_two_subscribers_get_the_whole_live_stream(tmp_path, workload_bin
         for _ in range(3):
             subprocess.run([writer, str(log), "700", "40"], check=True)
         time.sleep(0.5)
-        code, err = d.stop()
+        code, err = d.stop(), d.err
         raw_recs = list(it)                         # the daemon hung up at its stop
         tail_out, tail_err = tail.communicate(timeout=30)
     finally:
@@ -170,7 +95,7 @@ def scrape(port):
 def test_prometheus_endpoint_exact_counters_after_a_known_workload(tmp_path, workload_bin):
     name = f"swprom{os.getpid() % 10000}"
     writer = unique_writer(workload_bin, tmp_path, name)
-    d = Daemon(tmp_path, socket_on=False, prom_on=True)
+    d = Daemon(tmp_path, interval=0.3, stdout="none", prometheus=True)
     assert d.port != 2024
     with unit_cgroup(name) as cg:
         service = cg.service
@@ -201,7 +126,7 @@ def _prometheus_workload(d, writer, service, cg):
             time.sleep(0.1)
         time.sleep(0.7)                         # two more intervals: nothing more arrives
         m = scrape(d.port)
-        code, err = d.stop()
+        code, err = d.stop(), d.err
     finally:
         d.stop()
     return m, code, err
@@ -209,68 +134,26 @@ def _prometheus_workload(d, writer, service, cg):
         socket.create_connection(("127.0.0.1", d.port), timeout=2).close()
 
 
-RESET_SERVER = """
-import ctypes, socket, struct, sys, time
-ctypes.CDLL(None).prctl(15, sys.argv[2].encode(), 0, 0, 0)   # PR_SET_NAME: its service
-n = int(sys.argv[1])
-srv = socket.socket()
-srv.bind(("127.0.0.1", 0))
-srv.listen(64)
-print(srv.getsockname()[1], flush=True)
-conns = [srv.accept()[0] for _ in range(n)]
-for c in conns:
-    assert c.recv(5) == b"hello"
-time.sleep(0.3)
-for c in conns:
-    c.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-    c.close()                                  # RST instead of FIN
-"""
-
-RESET_CLIENT = """
-import ctypes, socket, sys
-ctypes.CDLL(None).prctl(15, sys.argv[3].encode(), 0, 0, 0)
-n, port = int(sys.argv[1]), int(sys.argv[2])
-conns = []
-for _ in range(n):
-    c = socket.create_connection(("127.0.0.1", port))
-    c.sendall(b"hello")
-    conns.append(c)
-got = 0
-for c in conns:
-    try:
-        c.recv(16)
-    except ConnectionResetError:
-        got += 1
-print(got, flush=True)
-"""
-
-
 def test_run_counts_resets_exactly_with_bounded_reset_records(tmp_path):
     n = 12
     tag = os.getpid() % 10000
-    d = Daemon(tmp_path, socket_on=False, prom_on=True, extra=("--format", "json"),
-               stdout=subprocess.PIPE, config_extra="[resets]\nmax_records = 3\n")
+    d = Daemon(tmp_path, interval=0.3, stdout="json", prometheus=True,
+               config_extra="[resets]\nmax_records = 3\n")
     with unit_cgroup(f"swrsts{tag}") as srv_cg, unit_cgroup(f"swrstc{tag}") as cli_cg:
         srv_name, cli_name = srv_cg.service, cli_cg.service
         try:
-            first = d.proc.stdout.readline()         # meta: both probes attached
-            meta = json.loads(first)
+            meta = d.wait_meta()                     # meta: both probes attached
             assert meta["type"] == "meta" and "resets" in meta["probes"], meta
-            server = subprocess.Popen([sys.executable, "-c", RESET_SERVER, str(n), "swrsts"],
-                                      stdout=subprocess.PIPE, text=True, preexec_fn=srv_cg.enter)
-            port = int(server.stdout.readline())
-            client = subprocess.run([sys.executable, "-c", RESET_CLIENT, str(n), str(port),
-                                     "swrstc"], capture_output=True, text=True, timeout=60,
-                                    preexec_fn=cli_cg.enter)
+            port, client, server = abort_connections(n, "swrsts", srv_cg, "swrstc", cli_cg)
             assert client.stdout.strip() == str(n), client.stderr
             assert server.wait(timeout=30) == 0
             time.sleep(0.7)                          # two more intervals
             m = scrape(d.port)
-            code, err = d.stop()
+            code, err = d.stop(), d.err
         finally:
             d.stop()
     assert code == 0, err
-    recs = [json.loads(l) for l in d.out.splitlines()]
+    recs = d.records[1:]                             # after the meta record
     rates = [r for r in recs if r["type"] == "rate"]
     assert all("resets_sent" in r and "resets_received" in r for r in rates)
     assert sum(r["resets_sent"] for r in rates if r["service"] == srv_name) == n

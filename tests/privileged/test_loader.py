@@ -1,26 +1,21 @@
 """The loader child (collector/probes/loader.py): the daemon never maps bcc's compiler,
 programs keep counting after the child is gone, and a child that dies or hangs leaves
 nothing attached and one line of error (docs/reliability.md)."""
+import functools
 import os
 import signal
 import subprocess
-import sys
 import time
 
 import pytest
 
-from tests.privileged.relhelp import (RunDaemon, attached_programs, attachments_of, programs_of,
-                                      writes_by_path)
+from tests.privileged.relhelp import attached_programs, attachments_of, programs_of
+from tests.support.daemon import SURGEWATCH, Daemon
+from tests.support.records import writes_by_path
+from tests.support.writers import write_lines
 
-SURGEWATCH = os.path.join(os.path.dirname(sys.executable), "surgewatch")
 COMPILER_LIBS = ("libbcc", "libLLVM", "libclang")
-
-
-def _write_lines(path, n):
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
-    for _ in range(n):
-        os.write(fd, b"loader test line\n")
-    os.close(fd)
+_write_lines = functools.partial(write_lines, line=b"loader test line\n")
 
 
 def _children(pid):
@@ -46,7 +41,7 @@ def _wait_detached(before, timeout=10.0):
 
 
 def test_daemon_holds_no_compiler_and_counts_after_the_child_left(tmp_path):
-    d = RunDaemon(tmp_path)
+    d = Daemon(tmp_path)
     try:
         meta = d.wait_meta()
         with open(f"/proc/{d.pid}/maps") as f:
@@ -91,7 +86,7 @@ def test_loader_dies_or_hangs_exit_2_one_line_nothing_attached(tmp_path, fault, 
 
 
 def test_resets_loader_dies_log_writes_still_run(tmp_path):
-    d = RunDaemon(tmp_path, env={"SURGEWATCH_LOADER_FAULT": "resets:attached:die"})
+    d = Daemon(tmp_path, env={"SURGEWATCH_LOADER_FAULT": "resets:attached:die"})
     try:
         meta = d.wait_meta()
         d.wait_stats(1)
@@ -110,7 +105,7 @@ def test_daemon_killed_while_its_loader_is_attached_leaves_nothing(tmp_path):
     """SIGKILL of the daemon while the child holds attached programs (it hangs after
     attaching): the child dies with its parent (PR_SET_PDEATHSIG), so nothing stays."""
     before = attached_programs()
-    d = RunDaemon(tmp_path, env={"SURGEWATCH_LOADER_FAULT": "logwrites:attached:hang"})
+    d = Daemon(tmp_path, env={"SURGEWATCH_LOADER_FAULT": "logwrites:attached:hang"})
     try:
         deadline = time.monotonic() + 120
         while not (attached_programs() - before) and time.monotonic() < deadline:

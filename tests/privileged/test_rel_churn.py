@@ -9,8 +9,10 @@ import time
 
 import pytest
 
-from tests.privileged.relhelp import (RunDaemon, losses, open_fds, record_figure, rss_kb,
-                                      writes_by_path)
+from tests.privileged.relhelp import record_figure
+from tests.support.daemon import Daemon
+from tests.support.procfs import open_fds, rss_kb
+from tests.support.records import losses, writes_by_path
 from tests.workloads.build import HERE
 
 pytestmark = pytest.mark.privileged
@@ -29,7 +31,7 @@ def churn_bin(tmp_path_factory):
 def test_process_churn_counts_exact_daemon_survives_memory_returns(tmp_path, churn_bin):
     seconds = float(os.environ.get("SURGEWATCH_CHURN_S", "20"))
     rate = float(os.environ.get("SURGEWATCH_CHURN_RATE", "2000"))
-    d = RunDaemon(tmp_path, interval=0.5, segments=True, socket_on=True)
+    d = Daemon(tmp_path, interval=0.5, segments=True, socket=True)
     try:
         d.wait_meta()
         d.wait_stats(4)

@@ -2,6 +2,7 @@
 one daemon per lock; tracefs or headers missing at start; a tracepoint missing disables
 one probe only. The host's real tracefs is never unmounted: the detection is pointed at
 fake paths inside a child process."""
+import functools
 import os
 import subprocess
 import sys
@@ -10,23 +11,20 @@ import time
 
 import pytest
 
-from tests.privileged.relhelp import RunDaemon, bpf_programs, programs_of, writes_by_path
+from tests.privileged.relhelp import bpf_programs, programs_of
+from tests.support.daemon import Daemon
+from tests.support.records import writes_by_path
+from tests.support.writers import write_lines
 
 pytestmark = pytest.mark.privileged
-
-
-def _write_lines(path, n):
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
-    for _ in range(n):
-        os.write(fd, b"fault test line\n")
-    os.close(fd)
+_write_lines = functools.partial(write_lines, line=b"fault test line\n")
 
 
 def test_sigkill_leaves_no_program_second_daemon_refused_restart_counts(tmp_path):
     lock = tmp_path / "run.lock"
     before = {p["id"] for p in bpf_programs()}
     (tmp_path / "a").mkdir()
-    a = RunDaemon(tmp_path / "a", lock=lock)
+    a = Daemon(tmp_path / "a", lock=lock)
     try:
         a.wait_meta()
         held = programs_of(a.pid)
@@ -34,7 +32,7 @@ def test_sigkill_leaves_no_program_second_daemon_refused_restart_counts(tmp_path
 
         # a second daemon on the same lock: one line, exit 2, before compiling anything
         (tmp_path / "b").mkdir()
-        b = RunDaemon(tmp_path / "b", lock=lock)
+        b = Daemon(tmp_path / "b", lock=lock)
         t0 = time.monotonic()
         b.proc.wait(timeout=30)
         b.kill()
@@ -61,7 +59,7 @@ def test_sigkill_leaves_no_program_second_daemon_refused_restart_counts(tmp_path
 
     # restart on the same lock file (left on disk by the killed daemon): exact counts
     (tmp_path / "c").mkdir()
-    c = RunDaemon(tmp_path / "c", lock=lock)
+    c = Daemon(tmp_path / "c", lock=lock)
     try:
         c.wait_meta()
         c.wait_stats(1)
@@ -120,7 +118,7 @@ def test_missing_tracepoint_disables_resets_probe_only(tmp_path):
     rp = [l for l in doc.stdout.splitlines() if " resets probe " in l]
     assert len(rp) == 1 and rp[0].startswith("note") and "tcp_send_reset" in rp[0], doc.stdout
 
-    d = RunDaemon(tmp_path, env=env)
+    d = Daemon(tmp_path, env=env)
     try:
         meta = d.wait_meta()
         d.wait_stats(1)

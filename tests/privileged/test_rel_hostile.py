@@ -14,7 +14,9 @@ import urllib.request
 
 import pytest
 
-from tests.privileged.relhelp import SURGEWATCH, RunDaemon, record_figure
+from tests.privileged.relhelp import record_figure
+from tests.support.daemon import SURGEWATCH, Daemon
+from tests.support.loopback import free_port
 
 pytestmark = pytest.mark.privileged
 
@@ -99,10 +101,9 @@ def test_daemon_msgpack_and_metrics_with_hostile_names(tmp_path, odd_cgroup):
     from prometheus_client.parser import text_string_to_metric_families
 
     from collector.records.segments import read_segments
-    from tests.privileged.test_daemon_outputs import free_port
 
     port = free_port()
-    d = RunDaemon(tmp_path, interval=0.3, segments=True, prom_port=port)
+    d = Daemon(tmp_path, interval=0.3, segments=True, prometheus=port)
     try:
         d.wait_meta()
         p = _start(d.logdir, odd_cgroup, 2)
@@ -120,7 +121,7 @@ def test_daemon_msgpack_and_metrics_with_hostile_names(tmp_path, odd_cgroup):
     _check_names(CGROUP, [c for r in rates for c in r["comms"]],
                  [x["path"] for r in rates for x in r["paths"]], d.logdir)
     assert sum(r["log_writes"] for r in rates) == written
-    # JSON lines on stdout parsed too (RunDaemon json.loads every line)
+    # JSON lines on stdout parsed too (Daemon json.loads every line)
     assert any(r.get("service") == CGROUP for r in d.records)
     # Prometheus: the exposition parses and the escaped labels come back intact
     text = body.decode("utf-8")

@@ -12,8 +12,10 @@ from pathlib import Path
 
 import pytest
 
-from tests.privileged.relhelp import (SURGEWATCH, RunDaemon, bpf_programs, programs_of,
-                                      record_figure, writes_by_path)
+from tests.privileged.relhelp import bpf_programs, programs_of, record_figure
+from tests.support.daemon import SURGEWATCH, Daemon
+from tests.support.loopback import free_port
+from tests.support.records import writes_by_path
 
 pytestmark = pytest.mark.privileged
 
@@ -132,11 +134,9 @@ def _listening(port):
 
 
 def test_modes_loopback_and_no_written_content_in_any_output(tmp_path):
-    from tests.privileged.test_daemon_outputs import free_port
-
     port = free_port()
-    d = RunDaemon(tmp_path, interval=0.3, segments=True, socket_on=True, prom_port=port,
-                  umask=0)                               # the daemon's umask is no defence
+    d = Daemon(tmp_path, interval=0.3, segments=True, socket=True, prometheus=port,
+               umask=0)                               # the daemon's umask is no defence
     sub = None
     try:
         d.wait_meta()
@@ -214,7 +214,7 @@ def test_daemon_under_the_units_bounding_set_keeps_two_caps_and_counts(tmp_path)
     wrap = ("setpriv", "--bounding-set",
             "-all," + ",".join("+" + c.removeprefix("CAP_").lower() for c in caps),
             "--inh-caps=-all")
-    d = RunDaemon(tmp_path, interval=0.3, wrap=wrap)
+    d = Daemon(tmp_path, interval=0.3, wrap=wrap)
     try:
         d.wait_meta()
         d.wait_stats(1)

@@ -23,18 +23,11 @@ import time
 import urllib.request
 from pathlib import Path
 
-from tests.privileged.relhelp import RunDaemon, losses, open_fds, rss_kb, writes_by_path
+from tests.support.daemon import Daemon
+from tests.support.loopback import free_port
+from tests.support.procfs import open_fds, rss_kb
+from tests.support.records import losses, writes_by_path
 from tests.workloads.build import HERE
-
-
-def free_port():
-    while True:
-        s = socket.socket()
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-        s.close()
-        if port != 2024:
-            return port
 
 
 def steady_writer(path, stop, count):
@@ -86,7 +79,7 @@ def main(argv=None):
     churn = tmp / "swsoakchurn"
     subprocess.run(["gcc", "-O2", "-o", str(churn), str(HERE / "churn.c")], check=True)
     port = free_port()
-    d = RunDaemon(tmp, interval=a.interval, segments=True, socket_on=True, prom_port=port)
+    d = Daemon(tmp, interval=a.interval, segments=True, socket=True, prometheus=port)
     stop = threading.Event()
     steady_n, resets_n, sub_got, samples = [0], [0], [], []
     t0 = time.monotonic()
