@@ -22,6 +22,9 @@ from collector.probes.btf import BTFError
 
 ENV = "SURGEWATCH_FD_WALK"          # test seam / override: auto (default), btf, probe_read
 WALKS = ("btf", "probe_read")
+# btf_slot_read: the btf walk with the fd slot as a probe read (what verifiers that do not
+# type fdt->fd's target as memory get), so this host's tests can run that variant too
+ASKABLE = ("auto",) + WALKS + ("btf_slot_read",)
 
 # (macro, struct, member): the kernel fields the shared walk reads; each probe adds its own
 FIELDS = (
@@ -88,7 +91,7 @@ def chunk_macros(macros):
 def requested(label="probes"):
     """The walk asked for: $SURGEWATCH_FD_WALK (auto, btf, probe_read), read here only."""
     want = os.environ.get(ENV, "auto").strip() or "auto"
-    if want not in ("auto",) + WALKS:
+    if want not in ASKABLE:
         raise ProbeUnavailable(f"{label}: unknown fd walk {want!r} in ${ENV}; "
                                f"fix: {ENV}=auto, btf or probe_read (or unset it)")
     return want
@@ -152,6 +155,14 @@ def choose(macros, tp_fd_off, label, want=None, load=load_test_program):
     if want == "probe_read":
         return "probe_read", {}, {"fd_walk": "probe_read", "fd_walk_reason":
                                   f"forced by {ENV}=probe_read"}
+    if want == "btf_slot_read":
+        part = load(probe_program(macros, tp_fd_off, slot_direct=False))
+        if part is not None:
+            raise ProbeUnavailable(f"{label}: this kernel refuses the BTF fd walk ({part}); "
+                                   f"fix: unset {ENV}")
+        return "btf", {"SW_FD_WALK_BTF": 1, "SW_FD_SLOT_READ": 1}, {
+            "fd_walk": "btf", "fd_slot": "probe_read",
+            "fd_walk_reason": f"fd slot by probe read forced by {ENV}=btf_slot_read"}
     full = load(probe_program(macros, tp_fd_off, slot_direct=True))
     if full is None:
         return "btf", {"SW_FD_WALK_BTF": 1}, {"fd_walk": "btf", "fd_slot": "direct"}

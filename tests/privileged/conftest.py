@@ -60,15 +60,17 @@ def hook(request):
     return request.param
 
 
-FD_WALKS = ("btf", "probe_read")
+FD_WALKS = ("btf", "btf_slot_read", "probe_read")
 
 
 @pytest.fixture(scope="module", params=FD_WALKS)
 def fd_walk(request):
     """Every fd walk this kernel offers must count exactly the same (collector/probes/
-    fdwalk.py): "btf" is what feature probing picks here, "probe_read" the fallback, forced
-    through the SURGEWATCH_FD_WALK test seam (the loader child inherits it). Module scope:
-    the variable is gone before the next test file runs."""
+    fdwalk.py): "btf" is what feature probing picks (on 6.18 with the fd slot loaded
+    directly), "btf_slot_read" the btf walk with the slot as a probe read (what older
+    verifiers get), "probe_read" the fallback; the last two forced through the
+    SURGEWATCH_FD_WALK test seam (the loader child inherits it). Module scope: the variable
+    is gone before the next test file runs."""
     from collector.probes.fdwalk import ENV
 
     with pytest.MonkeyPatch.context() as mp:
@@ -80,6 +82,10 @@ def check_fd_walk(probe, fd_walk):
     """The probe runs the walk the test asked for (a silent fallback would test nothing)."""
     if fd_walk == "btf" and probe.fd_walk != "btf":
         pytest.skip(f"this kernel offers no BTF fd walk: {probe.fd_walk_state}")
+    if fd_walk == "btf_slot_read":
+        assert (probe.fd_walk, probe.fd_walk_state.get("fd_slot")) == ("btf", "probe_read"), \
+            probe.fd_walk_state
+        return
     assert probe.fd_walk == fd_walk, probe.fd_walk_state
 
 

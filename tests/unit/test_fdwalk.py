@@ -80,7 +80,7 @@ def test_forced_btf_on_a_kernel_that_refuses_it_is_one_line_with_the_fix():
 def test_env_seam_is_read_in_one_place(monkeypatch):
     monkeypatch.delenv(fdwalk.ENV, raising=False)
     assert fdwalk.requested() == "auto"
-    for v in ("auto", "btf", "probe_read"):
+    for v in ("auto", "btf", "probe_read", "btf_slot_read"):
         monkeypatch.setenv(fdwalk.ENV, v)
         assert fdwalk.requested() == v
     monkeypatch.setenv(fdwalk.ENV, "kprobe")
@@ -111,3 +111,13 @@ def test_return_0_program_is_two_instructions():
     from collector.probes import kernel
 
     assert insns(kernel.RETURN_0) == [(0xB7, 0, 0, 0), (0x95, 0, 0, 0)]
+
+
+def test_forced_slot_read_variant_is_recorded_and_refused_when_the_walk_is():
+    walk, macros, state = fdwalk.choose(M, 16, "p", want="btf_slot_read",
+                                        load=fake_loader(False, False))
+    assert macros == {"SW_FD_WALK_BTF": 1, "SW_FD_SLOT_READ": 1}
+    assert (walk, state["fd_slot"]) == ("btf", "probe_read")
+    assert "btf_slot_read" in state["fd_walk_reason"]
+    with pytest.raises(ProbeUnavailable, match="refuses the BTF fd walk"):
+        fdwalk.choose(M, 16, "p", want="btf_slot_read", load=fake_loader(True, True))
