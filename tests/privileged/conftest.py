@@ -73,9 +73,23 @@ def fd_walk(request):
     is gone before the next test file runs."""
     from collector.probes.fdwalk import ENV
 
+    if request.param == "btf_slot_read":
+        why = _btf_walk_refusal()
+        if why:
+            pytest.skip(f"this kernel refuses the BTF fd walk: {why}")
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv(ENV, "auto" if request.param == "btf" else request.param)
         yield request.param
+
+
+def _btf_walk_refusal():
+    """Why this kernel refuses the BTF walk (even with the slot probe-read), or None."""
+    from collector.probes import fdwalk, kernel, logwrites
+    from collector.probes.btf import BTF
+
+    fd_off = kernel.tracepoint_format("syscalls", "sys_enter_write")["fd"].offset
+    return fdwalk.load_test_program(fdwalk.probe_program(logwrites.btf_macros(BTF.load()),
+                                                         fd_off, slot_direct=False))
 
 
 def check_fd_walk(probe, fd_walk):
