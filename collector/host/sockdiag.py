@@ -19,12 +19,9 @@ import threading
 from typing import NamedTuple
 
 from collector.errors import EnvironmentProblem, HostLookupError
+from collector.probes.abi import TCP_STATES
 
-TCP_STATE_NAMES = {
-    1: "ESTABLISHED", 2: "SYN_SENT", 3: "SYN_RECV", 4: "FIN_WAIT1", 5: "FIN_WAIT2",
-    6: "TIME_WAIT", 7: "CLOSE", 8: "CLOSE_WAIT", 9: "LAST_ACK", 10: "LISTEN", 11: "CLOSING",
-    12: "NEW_SYN_RECV",
-}
+TCP_STATE_NAMES = TCP_STATES
 SYNCHRONIZED = {"ESTABLISHED", "FIN_WAIT1", "FIN_WAIT2", "CLOSE_WAIT", "LAST_ACK", "CLOSING"}
 ALL_STATES = 0xFFF
 INET_DIAG_INFO = 2

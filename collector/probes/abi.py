@@ -5,6 +5,7 @@ so Python never re-declares a layout by hand.
 """
 import ctypes
 import re
+import struct
 from functools import lru_cache
 from pathlib import Path
 
@@ -44,11 +45,44 @@ class ABI:
                 fields.append((member, t))
             self.structs[name] = type(name, (ctypes.Structure,), {"_fields_": fields})
 
+    def enum(self, prefix):
+        """{value: name} of the constants named prefix + NAME, as lower-case names
+        (SW_RST_KIND_ABORT -> "abort"): the C side's enums, typed once, in the header."""
+        return {v: k[len(prefix):].lower() for k, v in self.constants.items()
+                if k.startswith(prefix)}
+
+    def check_layout(self, struct_name, layout, names):
+        """A struct.Struct `layout` (fields in `names` order, "pad"/"_" for padding)
+        against the header's struct, field by field: offset and size of each."""
+        ctype = self.structs[struct_name]
+        fields = [f for f, _ in ctype._fields_]
+        if fields != list(names):
+            raise ValueError(f"{struct_name}: fields {fields} != {list(names)}")
+        codes = re.findall(r"(\d*)([a-zA-Z])", layout.format.lstrip("=<>!@"))
+        offset = 0
+        for (count, code), name in zip(codes, names):
+            size = struct.calcsize("=" + (count or "") + code)
+            member = getattr(ctype, name)
+            if (member.offset, member.size) != (offset, size):
+                raise ValueError(f"{struct_name}.{name}: header has offset {member.offset} "
+                                 f"size {member.size}, the layout {offset} {size}")
+            offset += size
+        if offset != ctypes.sizeof(ctype):
+            raise ValueError(f"{struct_name}: {ctypes.sizeof(ctype)} bytes, layout {offset}")
+
     def __getattr__(self, name):
         try:
             return self.structs[name] if name in self.structs else self.constants[name]
         except KeyError:
             raise AttributeError(name) from None
+
+
+# include/net/tcp_states.h: the states the probes report and sock_diag dumps
+TCP_STATES = {
+    1: "ESTABLISHED", 2: "SYN_SENT", 3: "SYN_RECV", 4: "FIN_WAIT1", 5: "FIN_WAIT2",
+    6: "TIME_WAIT", 7: "CLOSE", 8: "CLOSE_WAIT", 9: "LAST_ACK", 10: "LISTEN",
+    11: "CLOSING", 12: "NEW_SYN_RECV",
+}
 
 
 @lru_cache(maxsize=1)

@@ -1,7 +1,6 @@
 """The log-write probe: loads bpf/logwrites.c, feeds open events out, drains counts."""
 import ctypes
 import platform
-import time
 import struct
 from dataclasses import dataclass
 from typing import NamedTuple
@@ -10,8 +9,8 @@ from collector.errors import ProbeUnavailable
 from collector.probes import fdwalk, kernel, loader
 from collector.probes.abi import BPF_DIR, abi
 from collector.probes.btf import BTF, BTFError
-from collector.probes.libbpf import BatchDrain, RingBuffer
-from collector.probes.maps import GRACE_S, HealthCounters, cstr
+from collector.probes.base import Probe
+from collector.probes.maps import cstr
 
 WRITE_SYSCALLS = ("write", "writev", "pwrite64", "pwritev", "pwritev2")
 VECTORED = ("writev", "pwritev", "pwritev2")
@@ -53,8 +52,10 @@ class OpenEvent:
 
 # struct sw_write_key / sw_write_val (bpf/common.h) as struct layouts for the raw drain;
 # checked against the ctypes view of the header when a probe is made
-KEY_LAYOUT = struct.Struct("=IiIIQII")     # tgid fd dev kind ino gen pad
-VAL_LAYOUT = struct.Struct("=QQQ16s")      # writes bytes cgroup_id comm
+KEY_LAYOUT = struct.Struct("=IiIIQII")
+KEY_FIELDS = ("tgid", "fd", "dev", "kind", "ino", "gen", "pad")
+VAL_LAYOUT = struct.Struct("=QQQ16s")
+VAL_FIELDS = ("writes", "bytes", "cgroup_id", "comm")
 
 
 class WriteCount(NamedTuple):     # a tuple: one is built per drained key
@@ -160,8 +161,14 @@ def tracepoint_macros(root=None):
     return macros, available
 
 
-class LogWriteProbe:
-    name = "logwrites"
+class LogWriteProbe(Probe):
+    name, label = "logwrites", "log-write probe"
+    ring_map, count_maps, epoch = "open_events", ("counts0", "counts1"), ("ctl", 0)
+    health_map, max_health = "health", "SW_HEALTH_MAX"
+    health_fields = {"counts_full": "SW_HEALTH_COUNTS_FULL",
+                     "events_lost": "SW_HEALTH_EVENTS_LOST",
+                     "fdwalk_failed": "SW_HEALTH_FDWALK_FAILED",
+                     "iov_truncated": "SW_HEALTH_IOV_TRUNCATED"}
 
     def __init__(self, max_keys=65536, max_inodes=131072, ringbuf_pages=64, on_open=None,
                  hook="tracepoints"):
@@ -176,17 +183,13 @@ class LogWriteProbe:
         self.hook = hook
         self.max_keys, self.max_inodes, self.ringbuf_pages = max_keys, max_inodes, ringbuf_pages
         self.on_open = on_open or (lambda ev: None)
-        self.handover, self.maps, self._ring = None, {}, None
+        super().__init__()
         self.uses_raw = False
         self.fd_walk, self.fd_walk_state = None, {}     # which fd walk: fdwalk.py
         self.fentry = None      # "loads" or "refused: why" (not used to count yet: issue 14)
-        self.attached = []
         self.available = {}
-        self._epoch = 0
-        self._health = HealthCounters(abi().SW_HEALTH_MAX)
-        a = abi()
-        assert (KEY_LAYOUT.size, VAL_LAYOUT.size) == (
-            ctypes.sizeof(a.sw_write_key), ctypes.sizeof(a.sw_write_val)), "ABI changed"
+        abi().check_layout("sw_write_key", KEY_LAYOUT, KEY_FIELDS)
+        abi().check_layout("sw_write_val", VAL_LAYOUT, VAL_FIELDS)
 
     def cflags(self):
         macros, self.available = tracepoint_macros()
@@ -232,62 +235,20 @@ class LogWriteProbe:
                 "fd_walk": self.fd_walk, "fd_walk_state": self.fd_walk_state,
                 "fentry": self.fentry}
 
-    def start_load(self, timeout_s=loader.DEFAULT_TIMEOUT_S):
-        """Start making the plan and compiling in a child; finish_load() adopts the fds."""
-        kernel.require_environment()
-        return loader.Pending(self.name, self.load_kwargs(), timeout_s)
-
-    def finish_load(self, pending):
-        try:
-            handover = pending.wait()
-        except loader.LoadFailed as e:
-            if e.stage == "attach":
-                raise ProbeUnavailable(f"log-write probe: cannot attach {e.tp} ({e.detail}); "
-                                       "fix: run `surgewatch doctor` to see what this host "
-                                       "lacks") from None
-            if e.stage == "plan":
-                raise ProbeUnavailable(e.detail) from None
-            raise ProbeUnavailable(f"log-write probe failed to compile/load: {e.detail}") \
-                from None
-        self.adopt(handover)
-        return self
-
-    def load(self):
-        return self.finish_load(self.start_load())
-
-    def adopt(self, handover):
-        self.handover = handover
-        self.maps = handover.maps
-        self.compile_s = handover.info.get("compile_s")
-        self.available = handover.info["state"]["available"]
-        self.uses_raw = handover.info["state"]["uses_raw"]
-        self.fd_walk = handover.info["state"]["fd_walk"]
-        self.fd_walk_state = handover.info["state"]["fd_walk_state"]
-        self.fentry = handover.info["state"]["fentry"]
-        if "sys_enter" in handover.info.get("fallbacks", ()):
+    def _adopt_state(self, state):
+        self.available, self.uses_raw = state["available"], state["uses_raw"]
+        self.fd_walk, self.fd_walk_state = state["fd_walk"], state["fd_walk_state"]
+        self.fentry = state["fentry"]
+        if "sys_enter" in self.handover.info.get("fallbacks", ()):
             self.uses_raw = False       # raw tracepoints refused: per-syscall ones attached
         self.attached = ["raw_syscalls:sys_enter" if tp == "raw:sys_enter"
-                         else tp.removeprefix("syscalls:") for tp in handover.links]
+                         else tp.removeprefix("syscalls:") for tp in self.attached]
         self._event_t = abi().sw_open_event
-        self._ring = RingBuffer(self.maps["open_events"], self._ringbuf_cb)
-        self._drains = {i: BatchDrain(self.maps[f"counts{i}"]) for i in (0, 1)}
 
-    def _ringbuf_cb(self, data, _size):
+    def _on_event(self, data, _size):
         ev = ctypes.cast(data, ctypes.POINTER(self._event_t)).contents
         self.on_open(OpenEvent(ev.tgid, ev.fd, ev.dev, ev.ino, ev.gen, ev.kind, ev.cgroup_id,
                                cstr(ev.comm), cstr(ev.path)))
-
-    def poll_fd(self):
-        """An fd that polls readable when open events wait in the ring buffer."""
-        return self._ring.fileno()
-
-    def consume(self):
-        """Deliver every pending event now, without waiting."""
-        self._ring.consume()
-
-    def poll(self, timeout_ms):
-        """Deliver pending open events to on_open, waiting at most timeout_ms."""
-        self._ring.poll(timeout_ms)
 
     def set_verdict(self, dev, gen, ino, is_log):
         a = abi()
@@ -300,47 +261,7 @@ class LogWriteProbe:
         for key in verdicts.keys():
             verdicts.delete(ctypes.create_string_buffer(key, len(key)))
 
-    def drain(self, grace_s=GRACE_S):
-        """Swap count maps, let in-flight programs finish, read and clear the idle map."""
-        self.flip()
-        time.sleep(grace_s)   # a tracepoint program runs for microseconds
-        return self.collect()
+    def _collect(self, idle):
+        return RawCounts(*self._drained_bytes(idle))
 
-    def flip(self):
-        """Point the programs at the other count map (the first half of drain())."""
-        self._ring.consume()
-        self._idle = self._epoch & 1
-        self._epoch += 1
-        self.maps["ctl"].update(ctypes.c_uint32(0), ctypes.c_uint32(self._epoch))
-
-    def collect(self):
-        """Read and clear the map flip() retired, once in-flight programs are done."""
-        self._ring.consume()
-        drain = self._drains[self._idle]
-        raw = drain.drain()
-        if raw is None:                      # no batch ops (< 5.6): key by key
-            pairs = drain.drain_slow()
-            raw = (b"".join(k for k, _ in pairs), b"".join(v for _, v in pairs))
-        keys, vals = raw
-        return RawCounts(bytes(keys), bytes(vals))
-
-    def health(self):
-        """Per-counter increase since the previous call (lost writes, lost events...)."""
-        delta = self._health.delta(self.maps["health"])
-        a = abi()
-        return {
-            "counts_full": delta[a.SW_HEALTH_COUNTS_FULL],
-            "events_lost": delta[a.SW_HEALTH_EVENTS_LOST],
-            "fdwalk_failed": delta[a.SW_HEALTH_FDWALK_FAILED],
-            "iov_truncated": delta[a.SW_HEALTH_IOV_TRUNCATED],
-        }
-
-    def close(self):
-        """Detach every program and close the maps (idempotent)."""
-        if self._ring is not None:
-            self._ring.close()
-            self._ring = None
-        if self.handover is not None:
-            self.handover.close()
-            self.handover = None
 

@@ -11,15 +11,16 @@ import gzip
 import os
 import platform
 import re
+import socket
 import time
 from dataclasses import dataclass
 
 from collector.errors import ProbeUnavailable
 from collector.probes import fdwalk, kernel, loader
-from collector.probes.abi import BPF_DIR, abi
+from collector.probes.abi import BPF_DIR, TCP_STATES, abi
+from collector.probes.base import Probe
 from collector.probes.btf import BTF, BTFError
-from collector.probes.libbpf import BatchDrain, RingBuffer
-from collector.probes.maps import GRACE_S, HealthCounters, cstr
+from collector.probes.maps import cstr
 
 # (macro, struct, member path): the kernel struct fields bpf/resets.c reads: the shared fd
 # walk's (bpf/fdwalk.h), then the socket's
@@ -36,14 +37,10 @@ IO_SYSCALLS = ("sendto", "sendmsg", "recvfrom", "recvmsg")
 ACCEPT_SYSCALLS = ("accept", "accept4")
 MAPS = ("owners", "rcounts0", "rcounts1", "rctl", "rsent", "rhealth", "reset_events")  # bpf/resets.c
 
-TCP_STATES = {
-    1: "ESTABLISHED", 2: "SYN_SENT", 3: "SYN_RECV", 4: "FIN_WAIT1", 5: "FIN_WAIT2",
-    6: "TIME_WAIT", 7: "CLOSE", 8: "CLOSE_WAIT", 9: "LAST_ACK", 10: "LISTEN",
-    11: "CLOSING", 12: "NEW_SYN_RECV",
-}
-DIRECTIONS = {1: "sent", 2: "received"}
-KINDS = {0: None, 1: "abort", 2: "reply", 3: "no_socket"}
-OWNER_SOURCES = {0: None, 1: "connect", 2: "listen", 3: "accept", 4: "io", 5: "listener"}
+_A = abi()
+DIRECTIONS = {_A.SW_RST_SENT: "sent", _A.SW_RST_RECEIVED: "received"}
+KINDS = {0: None, **_A.enum("SW_RST_KIND_")}
+OWNER_SOURCES = {**_A.enum("SW_OWNER_"), _A.SW_OWNER_NONE: None}
 NO_SOCKET_SERVICE = "kernel (no socket)"
 UNKNOWN_OWNER_SERVICE = "unknown (socket predates probe)"
 
@@ -214,8 +211,16 @@ def syscall_macros(root=None):
     return macros, available
 
 
-class ResetProbe:
-    name = "resets"
+class ResetProbe(Probe):
+    name, label = "resets", "resets probe"
+    ring_map, count_maps = "reset_events", ("rcounts0", "rcounts1")
+    epoch = ("rctl", abi().SW_RCTL_EPOCH)
+    health_map, max_health = "rhealth", "SW_RHEALTH_MAX"
+    health_fields = {"counts_full": "SW_RHEALTH_COUNTS_FULL",
+                     "events_lost": "SW_RHEALTH_EVENTS_LOST",
+                     "owners_full": "SW_RHEALTH_OWNERS_FULL",
+                     "no_owner": "SW_RHEALTH_NO_OWNER",
+                     "events_over_budget": "SW_RHEALTH_EVENTS_OVER_BUDGET"}
 
     def __init__(self, max_owners=65536, max_keys=4096, ringbuf_pages=16, on_event=None,
                  event_budget=1000):
@@ -224,16 +229,13 @@ class ResetProbe:
         self.max_owners, self.max_keys, self.ringbuf_pages = max_owners, max_keys, ringbuf_pages
         self.event_budget = event_budget
         self.on_event = on_event or (lambda ev: None)
-        self.handover, self.maps, self._ring = None, {}, None
-        self.attached = []
+        super().__init__()
         self.available = {}
         self.reasons = {}
         self.has_reason = False
         self.traces_no_socket = False
         self.hz = None
         self.fd_walk, self.fd_walk_state = None, {}     # which fd walk: fdwalk.py
-        self._epoch = 0
-        self._health = HealthCounters(abi().SW_RHEALTH_MAX)
 
     def cflags(self):
         root = kernel.tracefs_root()
@@ -284,49 +286,24 @@ class ResetProbe:
                 "reasons": sorted(self.reasons.items()), "macros": self.macros,
                 "fd_walk": self.fd_walk, "fd_walk_state": self.fd_walk_state}
 
-    def start_load(self, timeout_s=loader.DEFAULT_TIMEOUT_S):
-        """Start making the plan and compiling in a child; finish_load() adopts the fds."""
-        kernel.require_environment()
-        return loader.Pending(self.name, self.load_kwargs(), timeout_s)
-
-    def finish_load(self, pending):
-        try:
-            handover = pending.wait()
-        except loader.LoadFailed as e:
-            if e.stage == "attach":
-                raise ProbeUnavailable(f"resets probe failed to attach: {e.tp}: {e.detail}") \
-                    from None
-            if e.stage == "plan":
-                raise ProbeUnavailable(e.detail) from None
-            raise ProbeUnavailable(f"resets probe failed to compile/load: {e.detail}") \
-                from None
-        self.adopt(handover)
-        return self
-
-    def load(self):
-        return self.finish_load(self.start_load())
-
     def adopt(self, handover):
-        self.handover, self.maps = handover, handover.maps
-        self.compile_s = handover.info.get("compile_s")
-        st = handover.info["state"]
+        super().adopt(handover)
+        self.set_event_budget(self.event_budget)
+
+    def _adopt_state(self, st):
         self.available, self.hz, self.macros = st["available"], st["hz"], st["macros"]
         self.has_reason, self.traces_no_socket = st["has_reason"], st["traces_no_socket"]
         self.reasons = {int(k): v for k, v in st["reasons"]}
         self.fd_walk, self.fd_walk_state = st["fd_walk"], st["fd_walk_state"]
-        self.attached = list(handover.links)
         self._event_t = abi().sw_reset_event
         self._key_t, self._val_t = abi().sw_reset_key, abi().sw_reset_val
-        self._ring = RingBuffer(self.maps["reset_events"], self._ringbuf_cb)
-        self._drains = {i: BatchDrain(self.maps[f"rcounts{i}"]) for i in (0, 1)}
-        self.set_event_budget(self.event_budget)
 
     def _reason(self, n):
         if not self.has_reason or n == abi().SW_RST_REASON_NONE:
             return None
         return self.reasons.get(n, str(n))
 
-    def _ringbuf_cb(self, data, _size):
+    def _on_event(self, data, _size):
         ev = ctypes.cast(data, ctypes.POINTER(self._event_t)).contents
         self.on_event(self.decode_event(ev))
 
@@ -345,35 +322,7 @@ class ResetProbe:
         self.maps["rctl"].update(ctypes.c_uint32(abi().SW_RCTL_EVENT_BUDGET),
                                  ctypes.c_uint32(min(int(n), 0xFFFFFFFF)))
 
-    def poll_fd(self):
-        """An fd that polls readable when reset events wait in the ring buffer."""
-        return self._ring.fileno()
-
-    def consume(self):
-        """Deliver every pending event now, without waiting."""
-        self._ring.consume()
-
-    def poll(self, timeout_ms):
-        """Deliver pending reset events to on_event, waiting at most timeout_ms."""
-        self._ring.poll(timeout_ms)
-
-    def drain(self, grace_s=GRACE_S):
-        """Swap count maps, let in-flight programs finish, read and clear the idle one."""
-        self.flip()
-        time.sleep(grace_s)
-        return self.collect()
-
-    def flip(self):
-        """Point the programs at the other count map (the first half of drain())."""
-        self._ring.consume()
-        self._idle = self._epoch & 1
-        self._epoch += 1
-        self.maps["rctl"].update(ctypes.c_uint32(abi().SW_RCTL_EPOCH), ctypes.c_uint32(self._epoch))
-
-    def collect(self):
-        """Read and clear the map flip() retired, once in-flight programs are done."""
-        idle = self._idle
-        self._ring.consume()
+    def _collect(self, idle):
         self.maps["rsent"].update(ctypes.c_uint32(idle), ctypes.c_uint64(0))  # budget refills
         out = []
         for k, v in self._drained(idle):
@@ -385,12 +334,7 @@ class ResetProbe:
         return out
 
     def _drained(self, idle):
-        drain = self._drains[idle]
-        raw = drain.drain()
-        if raw is None:                       # no batch ops (< 5.6): key by key
-            return [(self._key_t.from_buffer_copy(k), self._val_t.from_buffer_copy(v))
-                    for k, v in drain.drain_slow()]
-        keys, vals = raw
+        keys, vals = self._drained_bytes(idle)
         ks, vs = ctypes.sizeof(self._key_t), ctypes.sizeof(self._val_t)
         return [(self._key_t.from_buffer_copy(keys, i * ks),
                  self._val_t.from_buffer_copy(vals, i * vs)) for i in range(len(keys) // ks)]
@@ -398,30 +342,8 @@ class ResetProbe:
     def owners_in_use(self):
         return self.maps["owners"].count()
 
-    def health(self):
-        """Per-counter increase since the previous call."""
-        delta = self._health.delta(self.maps["rhealth"])
-        a = abi()
-        return {
-            "counts_full": delta[a.SW_RHEALTH_COUNTS_FULL],
-            "events_lost": delta[a.SW_RHEALTH_EVENTS_LOST],
-            "owners_full": delta[a.SW_RHEALTH_OWNERS_FULL],
-            "no_owner": delta[a.SW_RHEALTH_NO_OWNER],
-            "events_over_budget": delta[a.SW_RHEALTH_EVENTS_OVER_BUDGET],
-        }
-
-    def close(self):
-        """Detach every program and close the maps (idempotent)."""
-        if self._ring is not None:
-            self._ring.close()
-            self._ring = None
-        if self.handover is not None:
-            self.handover.close()
-            self.handover = None
-
 
 def format_addr(family, raw):
-    import socket
     if family == socket.AF_INET:
         return socket.inet_ntop(socket.AF_INET, raw[:4])
     if family == socket.AF_INET6:

@@ -199,3 +199,33 @@ def test_parser_does_not_silently_drop_members(text):
     except Exception:
         return            # refusing the header is fine
     assert ctypes.sizeof(a.t) == 8
+
+
+def test_layouts_are_checked_field_by_field():
+    import struct
+
+    import pytest
+
+    from collector.probes.abi import abi
+    from collector.probes.logwrites import KEY_FIELDS, KEY_LAYOUT, VAL_FIELDS, VAL_LAYOUT
+
+    abi().check_layout("sw_write_key", KEY_LAYOUT, KEY_FIELDS)
+    abi().check_layout("sw_write_val", VAL_LAYOUT, VAL_FIELDS)
+    # the same total size (32 bytes), dev widened and ino narrowed: a size check
+    # passes, the field check names the first field that moved
+    wrong = struct.Struct("=IiQIIII")
+    assert wrong.size == KEY_LAYOUT.size
+    with pytest.raises(ValueError, match=r"sw_write_key\.dev: header has offset 8 size 4, "
+                                         r"the layout 8 8"):
+        abi().check_layout("sw_write_key", wrong, KEY_FIELDS)
+
+
+def test_constant_tables_come_from_the_header():
+    from collector.probes import resets
+    from collector.probes.abi import abi
+
+    a = abi()
+    assert resets.KINDS[a.SW_RST_KIND_NO_SOCKET] == "no_socket"
+    assert resets.OWNER_SOURCES[a.SW_OWNER_LISTENER] == "listener"
+    assert resets.OWNER_SOURCES[a.SW_OWNER_NONE] is None
+    assert resets.DIRECTIONS == {a.SW_RST_SENT: "sent", a.SW_RST_RECEIVED: "received"}
