@@ -4,7 +4,7 @@ import platform
 from dataclasses import dataclass
 
 from collector.errors import ProbeUnavailable
-from collector.probes import kernel
+from collector.probes import fdwalk, kernel
 from collector.probes import resets as rprobe
 from collector.probes.btf import BTF, BTFError
 from collector.probes.logwrites import btf_macros
@@ -101,6 +101,8 @@ def run_checks():
             checks.append(Check("struct offsets", True, f"{n} kernel struct fields found in BTF"))
         except ProbeUnavailable as e:
             checks.append(Check("struct offsets", False, str(e), "report this kernel version"))
+        if root and os.geteuid() == 0:
+            checks += _program_checks(btf)
         if root:
             try:
                 tp = lambda c, e: kernel.tracepoint_format(c, e, root)  # noqa: E731
@@ -116,6 +118,26 @@ def run_checks():
                 checks.append(Check("resets probe", False, str(e),
                                     "TCP resets are not watched on this kernel", blocking=False))
     return checks
+
+
+def _program_checks(btf):
+    """Which fd walk and whether fentry: each loads a tiny program (docs/probe-logwrites.md),
+    so only as root. Information only: every answer has a working path."""
+    out = []
+    try:
+        macros = btf_macros(btf)
+        fd_off = kernel.tracepoint_format("syscalls", "sys_enter_write")["fd"].offset
+        walk, _, state = fdwalk.choose(macros, fd_off, "log-write probe")
+        detail = walk if walk == "probe_read" else f"btf (fd slot {state.get('fd_slot')})"
+        if state.get("fd_walk_reason"):
+            detail += f": {state['fd_walk_reason']}"
+        out.append(Check("fd walk", True, detail, blocking=False))
+    except (ProbeUnavailable, KeyError, TypeError) as e:
+        out.append(Check("fd walk", False, str(e), "report this kernel version", blocking=False))
+    refused = kernel.fentry_refusal(btf)
+    out.append(Check("fentry", refused is None, "loads" if refused is None else
+                     f"refused: {refused} (syscall tracepoints are used)", blocking=False))
+    return out
 
 
 def exit_code(checks):

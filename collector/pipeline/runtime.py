@@ -52,6 +52,10 @@ def _probe_meta(probe):
     for key in ("fd_walk", "fentry"):          # docs/stream.md
         if getattr(probe, key, None) is not None:
             out[key] = getattr(probe, key)
+    walk = getattr(probe, "fd_walk_state", None) or {}
+    for key in ("fd_slot", "fd_walk_reason"):
+        if walk.get(key):
+            out[key] = walk[key]
     return out
 
 

@@ -14,7 +14,6 @@ same offsets (feature probe, in the loader child); a refusal falls back to "prob
 and the reason is kept in the probe's state, never silent.
 """
 import os
-import struct
 
 from collector.errors import ProbeUnavailable
 from collector.probes import kernel

@@ -1,7 +1,6 @@
 """The loader child (collector/probes/loader.py): the daemon never maps bcc's compiler,
 programs keep counting after the child is gone, and a child that dies or hangs leaves
 nothing attached and one line of error (docs/reliability.md)."""
-import functools
 import json
 import os
 import signal
@@ -14,10 +13,9 @@ from tests.privileged.relhelp import attachments_of, programs_of
 from tests.owncgroup import TIME_SCALE
 from tests.support.daemon import SURGEWATCH, Daemon
 from tests.support.records import writes_by_path
-from tests.support.writers import write_lines
 
 COMPILER_LIBS = ("libbcc", "libLLVM", "libclang")
-_write_lines = functools.partial(write_lines, line=b"loader test line\n")
+LINE = b"loader test line\n"
 
 
 def _children(pid):
@@ -77,14 +75,11 @@ def test_daemon_holds_no_compiler_and_counts_after_the_child_left(tmp_path):
         named = meta["probes"]["logwrites"]["tracepoints"] + meta["probes"]["resets"]["tracepoints"]
         assert len(attachments_of(d.pid)) == len(named) >= 17, (attachments_of(d.pid), named)
         assert len(programs_of(d.pid)) >= 10
-        d.wait_stats(1)
-        log = str(d.logdir / "after-child.log")
-        _write_lines(log, 1234)
-        d.wait_stats(3)
+        log = d.write_between_intervals("after-child.log", 1234, LINE)
     finally:
         rc = d.stop()
     assert rc == 0, d.err
-    assert writes_by_path(d.records, log) == (1234, 1234 * len(b"loader test line\n"))
+    assert writes_by_path(d.records, log) == (1234, 1234 * len(LINE))
 
 
 # a hang is cut by the load timeout; it must outlast a real compile (~1 s here, several
@@ -120,10 +115,7 @@ def test_resets_loader_dies_log_writes_still_run(tmp_path):
     d = Daemon(tmp_path, env={"SURGEWATCH_LOADER_FAULT": "resets:attached:die"})
     try:
         meta = d.wait_meta()
-        d.wait_stats(1)
-        log = str(d.logdir / "resets-down.log")
-        _write_lines(log, 55)
-        d.wait_stats(3)
+        log = d.write_between_intervals("resets-down.log", 55, LINE)
     finally:
         rc = d.stop()
     assert rc == 0, d.err

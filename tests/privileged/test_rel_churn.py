@@ -3,9 +3,7 @@ each writing a known number of log lines, under a real `surgewatch run`.
 
 SURGEWATCH_CHURN_S sets the duration (20 s in make test, 60 s in make soak)."""
 import os
-import shutil
 import subprocess
-import time
 
 import pytest
 

@@ -2,7 +2,6 @@
 one daemon per lock; tracefs or headers missing at start; a tracepoint missing disables
 one probe only. The host's real tracefs is never unmounted: the detection is pointed at
 fake paths inside a child process."""
-import functools
 import os
 import subprocess
 import sys
@@ -14,10 +13,9 @@ import pytest
 from tests.privileged.relhelp import bpf_programs, programs_of
 from tests.support.daemon import Daemon
 from tests.support.records import writes_by_path
-from tests.support.writers import write_lines
 
 pytestmark = pytest.mark.privileged
-_write_lines = functools.partial(write_lines, line=b"fault test line\n")
+LINE = b"fault test line\n"
 
 
 def test_sigkill_leaves_no_program_second_daemon_refused_restart_counts(tmp_path):
@@ -62,14 +60,11 @@ def test_sigkill_leaves_no_program_second_daemon_refused_restart_counts(tmp_path
     c = Daemon(tmp_path / "c", lock=lock)
     try:
         c.wait_meta()
-        c.wait_stats(1)
-        log = str(c.logdir / "restart.log")
-        _write_lines(log, 777)
-        c.wait_stats(3)
+        log = c.write_between_intervals("restart.log", 777, LINE)
     finally:
         rc = c.stop()
     assert rc == 0, c.err
-    assert writes_by_path(c.records, log) == (777, 777 * len(b"fault test line\n"))
+    assert writes_by_path(c.records, log) == (777, 777 * len(LINE))
 
 
 RUN_PATCHED = textwrap.dedent("""
@@ -121,10 +116,7 @@ def test_missing_tracepoint_disables_resets_probe_only(tmp_path):
     d = Daemon(tmp_path, env=env)
     try:
         meta = d.wait_meta()
-        d.wait_stats(1)
-        log = str(d.logdir / "still.log")
-        _write_lines(log, 321)
-        d.wait_stats(3)
+        log = d.write_between_intervals("still.log", 321, LINE)
     finally:
         rc = d.stop()
     assert rc == 0, d.err

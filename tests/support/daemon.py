@@ -24,6 +24,7 @@ import msgpack
 
 from tests.support import procfs
 from tests.support.loopback import free_port
+from tests.support.writers import write_lines
 
 SURGEWATCH = os.path.join(os.path.dirname(sys.executable), "surgewatch")
 STDOUT_FORMATS = ("json", "msgpack", "none")
@@ -216,6 +217,15 @@ class Daemon:
     def stats_count(self):
         with self._cond:
             return sum(r["type"] == "stats" for r in self.records)
+
+    def write_between_intervals(self, name, n, line):
+        """One interval, then `line` appended n times to logdir/name, then three more
+        intervals (the writes' interval closed for sure); returns the log's path."""
+        self.wait_stats(1)
+        log = str(self.logdir / name)
+        write_lines(log, n, line)
+        self.wait_stats(3)
+        return log
 
     def wait_started(self, check, timeout=60):
         """Poll check() (OSError counts as not yet) until it is true."""
