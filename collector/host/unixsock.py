@@ -44,11 +44,15 @@ def journald_stream_clients(listen_paths, proc_net_unix="/proc/net/unix"):
     if not wanted:
         return set()
     try:
+        bound = bound_stream_paths(proc_net_unix) & wanted
+    except OSError:
+        bound = wanted                  # cannot tell: ask sock_diag
+    if not bound:
+        return set()      # nobody listens there, so nobody is connected either (and the
+                          # daemon need not load pyroute2 for it: ~20 MB)
+    try:
         sockets = unix_diag_established()
     except _DiagFailed as exc:
-        bound = bound_stream_paths(proc_net_unix) & wanted
-        if not bound:
-            return set()  # nobody listens there, so nobody is connected either
         raise EnvironmentProblem(
             f"cannot tell which processes write to {os.fsdecode(min(bound))}: unix socket "
             f"diagnostics failed ({exc}); load the unix_diag kernel module "

@@ -1,12 +1,16 @@
 """The daemon's outputs by name, node_exporter style: each is a factory of its config
 section; the set opens them, keeps the unchanged ones across a reload, writes each
 interval to all and drops one whose reader went away."""
+import importlib
 import sys
 
-from collector.sinks.prometheus import PrometheusSink
-from collector.sinks.segments import SegmentStore
 from collector.sinks.stdout import OutputClosed, StdoutSink
-from collector.sinks.unixsock import UnixSocketSink
+
+
+def _sink(module, name):
+    """A sink class, its module imported when the output is first opened: an output that
+    is off costs the daemon no memory (the HTTP server alone is ~3 MB)."""
+    return getattr(importlib.import_module(f"collector.sinks.{module}"), name)
 
 
 def _stdout(cfg, ctx):
@@ -25,20 +29,24 @@ def _segments(cfg, ctx):
     s = cfg.segments
     if not s.enabled:
         return None
-    return SegmentStore(s.dir, max_segment_bytes=s.max_segment_bytes,
-                        max_segment_age_s=s.max_segment_age_s,
-                        max_total_bytes=s.max_total_bytes, on_drop=ctx.segment_drop)
+    return _sink("segments", "SegmentStore")(s.dir, max_segment_bytes=s.max_segment_bytes,
+                                             max_segment_age_s=s.max_segment_age_s,
+                                             max_total_bytes=s.max_total_bytes,
+                                             on_drop=ctx.segment_drop)
 
 
 def _socket(cfg, _ctx):
     s = cfg.socket
     if not s.enabled:
         return None
-    return UnixSocketSink(s.path, mode=s.mode, queue_records=s.queue_records)
+    return _sink("unixsock", "UnixSocketSink")(s.path, mode=s.mode,
+                                               queue_records=s.queue_records)
 
 
 def _prometheus(cfg, _ctx):
-    return PrometheusSink.from_config(cfg.prometheus) if cfg.prometheus.enabled else None
+    if not cfg.prometheus.enabled:
+        return None
+    return _sink("prometheus", "PrometheusSink").from_config(cfg.prometheus)
 
 
 # name -> (factory(config, context) -> sink or None, the config part it depends on);
