@@ -25,6 +25,14 @@ def _by_writes(writes, *names):
     return (-writes, *names)
 
 
+def _body(seq, interval_s, service, pids, comms, writes, nbytes, paths):
+    """One service's `rate` record body (collector.records.model.rate_record)."""
+    return {"seq": seq, "interval": float(interval_s), "service": service,
+            "pids": sorted(pids), "comms": sorted(comms), "log_writes": writes,
+            "log_bytes": nbytes, "log_writes_per_s": writes / interval_s,
+            "log_bytes_per_s": nbytes / interval_s, "paths": paths}
+
+
 def aggregate_interval(writes, seq, interval_s):
     """Rate record bodies, one per service with activity in this interval.
 
@@ -54,18 +62,8 @@ def aggregate_interval(writes, seq, interval_s):
         paths.sort(key=lambda p: (-p["writes"], p["path"]))     # _by_writes, inlined: hot
         total_writes = sum(p["writes"] for p in paths)
         total_bytes = sum(p["bytes"] for p in paths)
-        bodies.append({
-            "seq": seq,
-            "interval": float(interval_s),
-            "service": name,
-            "pids": sorted(svc["pids"]),
-            "comms": sorted(svc["comms"]),
-            "log_writes": total_writes,
-            "log_bytes": total_bytes,
-            "log_writes_per_s": total_writes / interval_s,
-            "log_bytes_per_s": total_bytes / interval_s,
-            "paths": paths,
-        })
+        bodies.append(_body(seq, interval_s, name, svc["pids"], svc["comms"], total_writes,
+                            total_bytes, paths))
     bodies.sort(key=lambda r: _by_writes(r["log_writes"], r["service"]))
     return bodies
 
@@ -137,18 +135,8 @@ def rate_bodies(accs, seq, interval_s, max_paths=DEFAULT_MAX_PATHS):
             group.sort(key=by_path)
             group.sort(key=_W, reverse=True)
             paths = [_path_entry(a) for a in group]
-        bodies.append({
-            "seq": seq,
-            "interval": float(interval_s),
-            "service": name,
-            "pids": sorted({pc[0] for pc in pcs}),
-            "comms": sorted({pc[1] for pc in pcs}),
-            "log_writes": total_writes,
-            "log_bytes": total_bytes,
-            "log_writes_per_s": total_writes / interval_s,
-            "log_bytes_per_s": total_bytes / interval_s,
-            "paths": paths,
-        })
+        bodies.append(_body(seq, interval_s, name, {pc[0] for pc in pcs},
+                            {pc[1] for pc in pcs}, total_writes, total_bytes, paths))
     bodies.sort(key=lambda r: _by_writes(r["log_writes"], r["service"]))
     return bodies
 

@@ -132,9 +132,6 @@ class Map:
             if len(out) > self.max_entries * 2:     # the map churned under us: enough
                 return out
 
-    def count(self):
-        return len(self.keys())
-
     def close(self):
         if self.fd >= 0:
             os.close(self.fd)

@@ -35,7 +35,7 @@ BTF_FIELDS = fdwalk.FIELDS + (
 # syscalls whose fd argument (enter) names a socket the caller uses: refresh its owner
 IO_SYSCALLS = ("sendto", "sendmsg", "recvfrom", "recvmsg")
 ACCEPT_SYSCALLS = ("accept", "accept4")
-MAPS = ("owners", "rcounts0", "rcounts1", "rctl", "rsent", "rhealth", "reset_events")  # bpf/resets.c
+MAPS = ("rcounts0", "rcounts1", "rctl", "rsent", "rhealth", "reset_events")  # bpf/resets.c
 
 _A = abi()
 DIRECTIONS = {_A.SW_RST_SENT: "sent", _A.SW_RST_RECEIVED: "received"}
@@ -338,9 +338,6 @@ class ResetProbe(Probe):
         ks, vs = ctypes.sizeof(self._key_t), ctypes.sizeof(self._val_t)
         return [(self._key_t.from_buffer_copy(keys, i * ks),
                  self._val_t.from_buffer_copy(vals, i * vs)) for i in range(len(keys) // ks)]
-
-    def owners_in_use(self):
-        return self.maps["owners"].count()
 
 
 def format_addr(family, raw):
