@@ -149,28 +149,33 @@ def run_cmd(config_path, interval, fmt, segments_dir, no_segments, socket_path, 
 @click.option("--since", metavar="WHEN",
               help="Only records from then on: 30s, 10m, 2h, 1d ago, unix seconds, or ISO time.")
 @click.option("--service", "services", multiple=True, metavar="PATTERN",
-              help="Only rate records of services matching PATTERN (glob, repeatable).")
+              help="Only records (rate, reset, alert) of services matching PATTERN "
+                   "(glob, repeatable).")
+@click.option("--type", "types", multiple=True, metavar="TYPE[,TYPE]",
+              help="Only records of these types: meta, rate, stats, reset, alert, dropped "
+                   "(repeatable; with stats, healthy intervals get a line too).")
 @click.option("--config", "config_path", type=click.Path(dir_okay=False), metavar="FILE",
               help="Config whose segment directory is the default SOURCE.")
 @click.option("--socket", "from_socket", is_flag=True,
               help="Read the live stream of the running daemon from its socket "
                    "(SOURCE, else the configured outputs.socket.path).")
-def tail_cmd(source, as_json, follow, since, services, config_path, from_socket):
+def tail_cmd(source, as_json, follow, since, services, types, config_path, from_socket):
     """Show records from a segment directory, a stream file, the daemon's stream socket
     or - (stdin).
 
     SOURCE defaults to the configured segment directory (/var/lib/surgewatch); with
     --socket, to the configured socket (/run/surgewatch/stream.sock).
     """
-    from collector.commands.tail import parse_since, run_tail
+    from collector.commands.tail import parse_since, parse_types, run_tail
 
+    types = parse_types(types)
     if from_socket and source is None:
         source = config.load(config_path).socket.path
     if source is None:
         source = config.load(config_path).segments.dir
     sys.exit(run_tail(source, as_json=as_json, follow=follow,
                       since=parse_since(since) if since else None, services=services,
-                      socket=from_socket))
+                      socket=from_socket, types=types))
 
 
 

@@ -1,8 +1,9 @@
 """`surgewatch tail [SOURCE]`: show records from a segment directory, a stream file or the
 live stream socket of `surgewatch run` (collector/sinks/unixsock.py).
 
-Pretty lines in a terminal, JSON lines otherwise (or with --json). --follow waits for new
-records (from the end, or from --since); --since and --service filter. A segment cut by
+One line per record in a terminal (collector/sinks/recordlines.py), JSON lines otherwise
+(or with --json). --follow waits for new records (from the end, or from --since);
+--since, --service and --type filter. A segment cut by
 a crash yields its whole records and a note on stderr; corrupt data is an error line,
 and reading goes on with the next segment.
 """
@@ -15,11 +16,11 @@ import sys
 import time
 
 from collector.errors import EXIT_OK, EXIT_USAGE, BadInput
-from collector.records.model import LOSS_FIELDS
+from collector.records.model import RECORD_TYPES
 from collector.records.segments import SegmentFollower
 from collector.records.source import open_records, read_pipe
 from collector.sinks.jsonout import dumps
-from collector.sinks.text import escape, format_bytes, format_rate
+from collector.sinks.recordlines import format_record
 from collector.sinks.unixsock import subscribe
 
 _REL = re.compile(r"([0-9]+(?:\.[0-9]+)?)\s*(s|m|h|d)")
@@ -45,70 +46,43 @@ def parse_since(text, now=None):
     return when.timestamp()          # naive: local time
 
 
-def keep(rec, since=None, services=()):
+TYPES = RECORD_TYPES + ("dropped",)
+
+
+def parse_types(values):
+    """The record types of --type (repeatable, or comma-separated); BadInput on a typo."""
+    types = {t.strip() for v in values for t in v.split(",") if t.strip()}
+    unknown = sorted(types - set(TYPES))
+    if unknown:
+        raise BadInput(f"--type {unknown[0]}: no such record type; use one or more of "
+                       f"{', '.join(TYPES)} (docs/stream.md)")
+    return frozenset(types)
+
+
+def keep(rec, since=None, services=(), types=()):
     if since is not None:
         ts = rec.get("ts")
         if isinstance(ts, (int, float)) and ts < since:
             return False
     if rec.get("type") == "dropped":
         return True                 # a gap in this reader's stream is always shown
-    if services:
-        if rec.get("type") != "rate":
-            return False
+    if types and rec.get("type") not in types:
+        return False
+    if services:                    # records of a service: rate, reset, alert
         name = rec.get("service")
         return isinstance(name, str) and any(fnmatch.fnmatchcase(name, p) for p in services)
     return True
 
 
-def _when(ts):
-    try:
-        t = dt.datetime.fromtimestamp(float(ts))
-    except (TypeError, ValueError, OverflowError, OSError):
-        return "?"
-    return t.strftime("%Y-%m-%d %H:%M:%S.") + f"{t.microsecond // 1000:03d}"
-
-
-def format_record(rec):
-    """One line for a person, or None for records not worth a line (a healthy stats)."""
-    head = f"{_when(rec.get('ts'))} {escape(str(rec.get('host', '?')))}"
-    kind = rec.get("type")
-    if kind == "meta":
-        probes = ",".join(escape(str(p)) for p in (rec.get("probes") or {}))
-        return (f"{head} start   surgewatch {escape(str(rec.get('version', '?')))} "
-                f"({escape(str(rec.get('mode', '?')))}), interval {rec.get('interval', 0):g}s, "
-                f"kernel {escape(str(rec.get('kernel', '?')))}, probes {probes or '-'}")
-    if kind == "rate":
-        paths = rec.get("paths") or []
-        where = escape(str(paths[0].get("path", "?"))) if paths else "-"
-        if len(paths) > 1:
-            where += f" (+{len(paths) - 1} more)"
-        pids = ",".join(str(p) for p in rec.get("pids", [])[:8])
-        if len(rec.get("pids", [])) > 8:
-            pids += f" +{len(rec['pids']) - 8}"
-        return (f"{head} #{rec.get('seq', '?'):<6} {escape(str(rec.get('service', '?')))}  "
-                f"{format_rate(rec.get('log_writes_per_s', 0))} writes/s  "
-                f"{format_bytes(rec.get('log_bytes_per_s', 0))}/s  {where}  pids {pids}")
-    if kind == "stats":
-        losses = [f"{k}={rec[k]}" for k in LOSS_FIELDS
-                  if isinstance(rec.get(k), (int, float)) and rec[k]]
-        if not losses:
-            return None
-        return f"{head} #{rec.get('seq', '?'):<6} undercount: {' '.join(losses)}"
-    if kind == "dropped":
-        return (f"{head} gap     {rec.get('dropped', '?')} records dropped for this reader "
-                f"(it read too slowly; {rec.get('dropped_total', '?')} in all)")
-    return f"{head} {escape(str(kind))}"
-
-
 class _Out:
-    def __init__(self, stream, as_json):
-        self.stream, self.as_json = stream, as_json
+    def __init__(self, stream, as_json, every_stats=False):
+        self.stream, self.as_json, self.every_stats = stream, as_json, every_stats
 
     def write(self, rec):
         if self.as_json:
             line = dumps(rec, indent=None)
         else:
-            line = format_record(rec)
+            line = format_record(rec, self.every_stats)
             if line is None:
                 return
         self.stream.write(line + "\n")
@@ -118,8 +92,9 @@ class _Out:
 
 
 def run_tail(source, as_json=None, follow=False, since=None, services=(), stdout=None,
-             stderr=None, poll_s=0.5, should_stop=lambda: False, socket=False):
-    """Print the records of source; returns the exit code."""
+             stderr=None, poll_s=0.5, should_stop=lambda: False, socket=False, types=()):
+    """Print the records of source (of `types` only, when given); returns the exit code.
+    A healthy stats record gets a line only when stats were asked for by type."""
     stdout = stdout if stdout is not None else sys.stdout
     stderr = stderr if stderr is not None else sys.stderr
     if as_json is None:
@@ -127,7 +102,8 @@ def run_tail(source, as_json=None, follow=False, since=None, services=(), stdout
             as_json = not stdout.isatty()
         except (AttributeError, ValueError):
             as_json = True
-    out = _Out(stdout, as_json)
+    out = _Out(stdout, as_json, every_stats="stats" in types)
+    want = {"since": since, "services": services, "types": types}
     state = {"corrupt": 0}
 
     def on_problem(err, kind):
@@ -141,7 +117,7 @@ def run_tail(source, as_json=None, follow=False, since=None, services=(), stdout
     source = str(source)
     stdin = source == "-"
     if socket or (not stdin and _is_socket(source)):
-        return _tail_socket(source, out, on_problem, since, services, state, stdout)
+        return _tail_socket(source, out, on_problem, want, state, stdout)
     records = open_records(source, on_problem, newer_than=since)   # refuses a bad source
     try:
         if follow and not stdin:
@@ -150,7 +126,7 @@ def run_tail(source, as_json=None, follow=False, since=None, services=(), stdout
             try:
                 while not should_stop():
                     for rec in follower.poll():
-                        if keep(rec, since, services):
+                        if keep(rec, **want):
                             out.write(rec)
                     out.flush()
                     time.sleep(poll_s)
@@ -158,7 +134,7 @@ def run_tail(source, as_json=None, follow=False, since=None, services=(), stdout
                 follower.close()
         else:
             for rec in records:
-                if keep(rec, since, services):
+                if keep(rec, **want):
                     out.write(rec)
                     if stdin:
                         out.flush()
@@ -186,13 +162,13 @@ def _is_socket(path):
         return False
 
 
-def _tail_socket(path, out, on_problem, since, services, state, stdout):
+def _tail_socket(path, out, on_problem, want, state, stdout):
     """The live stream of a running daemon: records as they come, until it stops."""
     sock = subscribe(path)
     try:
         raw = sock.makefile("rb", buffering=0)    # read() returns what has arrived
         for rec in read_pipe(raw, on_problem, name=path):
-            if keep(rec, since, services):
+            if keep(rec, **want):
                 out.write(rec)
                 out.flush()
     except BrokenPipeError:

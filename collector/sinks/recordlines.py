@@ -1,0 +1,180 @@
+"""One line per stream record for a person (`surgewatch tail` in a terminal): every record
+type with its content, names escaped. Field meanings: docs/stream.md."""
+import datetime as dt
+
+from collector.aggregate.profile import SIGNAL_LABELS
+from collector.aggregate.resets import fmt_ms
+from collector.aggregate.signals import LOG_BYTES, LOG_WRITES
+from collector.records.model import LOSS_FIELDS
+from collector.sinks.text import escape, format_bytes, format_rate
+
+# stats counters by what they mean for the interval's other records
+_UNDERCOUNT = LOSS_FIELDS + ("resets_lost",)
+_UNATTRIBUTED = ("resets_owner_unknown", "resets_owner_map_full")
+_UNSAMPLED = ("resets_events_lost", "reset_records_suppressed")
+MAX_PIDS = 8
+
+
+def _when(ts):
+    try:
+        t = dt.datetime.fromtimestamp(float(ts))
+    except (TypeError, ValueError, OverflowError, OSError):
+        return "?"
+    return t.strftime("%Y-%m-%d %H:%M:%S.") + f"{t.microsecond // 1000:03d}"
+
+
+def _s(v):
+    return escape(str(v)) if v is not None else "-"
+
+
+def _num(v):
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+def _seq(rec):
+    return f"#{rec.get('seq', '?'):<6}"
+
+
+def _pids(pids):
+    pids = pids if isinstance(pids, list) else []
+    text = ",".join(str(p) for p in pids[:MAX_PIDS])
+    return text + (f" +{len(pids) - MAX_PIDS}" if len(pids) > MAX_PIDS else "")
+
+
+def _addr(host, port):
+    host = _s(host)
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def _per_s(signal, v):
+    """A rate of `signal` with its unit: 1.2 KiB/s for bytes, 12.0/s otherwise."""
+    if not _num(v):
+        return "-"
+    return f"{format_bytes(v)}/s" if signal == LOG_BYTES else f"{format_rate(v)}/s"
+
+
+def _meta(head, rec):
+    probes = ",".join(_s(p) for p in (rec.get("probes") or {}))
+    interval = rec.get("interval")
+    return (f"{head} start   surgewatch {_s(rec.get('version', '?'))} "
+            f"({_s(rec.get('mode', '?'))}), interval "
+            f"{f'{interval:g}s' if _num(interval) else '?'}, "
+            f"kernel {_s(rec.get('kernel', '?'))}, probes {probes or '-'}")
+
+
+def _rate(head, rec):
+    parts = []
+    paths = rec.get("paths") if isinstance(rec.get("paths"), list) else []
+    writes = rec.get("log_writes_per_s", 0)
+    sent = rec.get("resets_sent") if _num(rec.get("resets_sent")) else 0
+    received = rec.get("resets_received") if _num(rec.get("resets_received")) else 0
+    if paths or (_num(writes) and writes > 0) or not (sent or received):
+        where = _s(paths[0].get("path", "?")) if paths and isinstance(paths[0], dict) else "-"
+        if len(paths) > 1:
+            where += f" (+{len(paths) - 1} more)"
+        bps = rec.get("log_bytes_per_s", 0)
+        parts += [f"{format_rate(writes) if _num(writes) else '?'} writes/s",
+                  f"{format_bytes(bps) if _num(bps) else '?'}/s", where,
+                  f"pids {_pids(rec.get('pids')) or '-'}"]
+    if sent or received:          # a reset-only service has no writes, paths or pids
+        length = rec.get("interval")
+        per_s = f" ({format_rate((sent + received) / length)}/s)" \
+            if _num(length) and length > 0 else ""
+        parts.append(f"resets {sent} sent, {received} received{per_s}")
+    return f"{head} {_seq(rec)} {_s(rec.get('service', '?'))}  " + "  ".join(parts)
+
+
+def _reset(head, rec):
+    direction = _s(rec.get("direction"))
+    what = f"{direction} {_s(rec.get('kind'))}" if rec.get("kind") else direction
+    who = _s(rec.get("service", "?"))
+    if rec.get("pid"):
+        who += f"  pid {rec['pid']}" + (f" ({_s(rec['comm'])})" if rec.get("comm") else "")
+    idle = rec.get("idle_ms")
+    line = (f"{head} {_seq(rec)} reset  {what}  {who}  "
+            f"peer {_addr(rec.get('remote'), rec.get('remote_port'))} "
+            f"(local {_addr(rec.get('local'), rec.get('local_port'))})  "
+            f"{_s(rec.get('state'))}  idle {fmt_ms(idle) if _num(idle) else '-'}")
+    if rec.get("reason"):
+        line += f"  reason {_s(rec['reason'])}"
+    return line
+
+
+def _top(signal, top):
+    """The first thing to look at: a log signal's busiest path, a reset signal's peer."""
+    top = top if isinstance(top, dict) else {}
+    first = []
+    key, field = (("paths", "path") if signal in (LOG_WRITES, LOG_BYTES) else ("peers", "peer"))
+    items = top.get(key) if isinstance(top.get(key), list) else []
+    if items and isinstance(items[0], dict):
+        first.append(f"top {_s(items[0].get(field))}")
+    idle = top.get("idle") if isinstance(top.get("idle"), list) else []
+    if idle and isinstance(idle[0], dict):
+        first.append(f"idle {_s(idle[0].get('bucket'))}")
+    return "  " + ", ".join(first) if first else ""
+
+
+def _alert(head, rec):
+    signal = rec.get("signal")
+    label = SIGNAL_LABELS.get(signal, _s(signal))
+    service = _s(rec.get("service", "?"))
+    rate = _per_s(signal, rec.get("rate"))
+    if rec.get("state") == "close":
+        dur = rec.get("duration_s")
+        return (f"{head} {_seq(rec)} ALERT closed ({_s(rec.get('close_reason'))})  {label}  "
+                f"{service}  now {rate}, peak {_per_s(signal, rec.get('peak'))}"
+                f"{f' over {dur:.1f}s' if _num(dur) else ''}")
+    ratio, baseline = rec.get("ratio"), rec.get("baseline")
+    if _num(ratio):
+        why = f"{ratio:.1f}x baseline {_per_s(signal, baseline)}"
+    elif _num(baseline):
+        why = f"baseline {_per_s(signal, baseline)}"
+    else:
+        why = "new service, no baseline"
+    return (f"{head} {_seq(rec)} ALERT  {label}  {service}  {rate} = {why} "
+            f"(threshold {_per_s(signal, rec.get('threshold'))}){_top(signal, rec.get('top'))}")
+
+
+def _counters(rec, names):
+    return " ".join(f"{k}={rec[k]}" for k in names if _num(rec.get(k)) and rec[k])
+
+
+def _stats(head, rec, every):
+    notes = [(label, _counters(rec, names)) for label, names in
+             (("undercount", _UNDERCOUNT), ("unattributed", _UNATTRIBUTED),
+              ("not recorded", _UNSAMPLED))]
+    notes = "; ".join(f"{label}: {text}" for label, text in notes if text)
+    if not every:
+        return f"{head} {_seq(rec)} {notes}" if notes else None
+    def val(k, fmt):
+        return fmt(rec[k]) if _num(rec.get(k)) else "?"
+    line = (f"{head} {_seq(rec)} stats  interval {val('interval', lambda v: f'{v:.2f}s')}  "
+            f"drain {val('drain_ms', lambda v: f'{v:.1f}ms')}  keys {val('keys', str)}/"
+            f"{val('map_capacity', str)}  cpu {val('cpu_s', lambda v: f'{v:.3f}s')}  "
+            f"rss {val('rss_bytes', format_bytes)}")
+    return f"{line}  {notes}" if notes else line
+
+
+def _dropped(head, rec):
+    return (f"{head} gap     {rec.get('dropped', '?')} records dropped for this reader "
+            f"(it read too slowly; {rec.get('dropped_total', '?')} in all)")
+
+
+def _other(head, rec):
+    """A record type from a newer minor version: its scalar fields, as they are."""
+    fields = " ".join(f"{escape(str(k))}={_s(v)}" for k, v in rec.items()
+                      if k not in ("v", "type", "ts", "host") and isinstance(v, (str, int, float)))
+    return f"{head} {_s(rec.get('type'))}  {fields}".rstrip()
+
+
+_FORMATS = {"meta": _meta, "rate": _rate, "reset": _reset, "alert": _alert,
+            "dropped": _dropped}
+
+
+def format_record(rec, every_stats=False):
+    """One line for a person, or None for a healthy stats record (unless every_stats)."""
+    head = f"{_when(rec.get('ts'))} {_s(rec.get('host', '?'))}"
+    kind = rec.get("type")
+    if kind == "stats":
+        return _stats(head, rec, every_stats)
+    return _FORMATS.get(kind, _other)(head, rec)
