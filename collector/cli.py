@@ -211,7 +211,10 @@ def record_cmd(output, duration, interval, source, since, log_dirs, log_globs,
         doc = record_live(duration, interval, cfg.log_rules, argv=sys.argv, probes=cfg.probes)
     write_profile(doc, output)
     if output != "-":
-        click.echo(f"surgewatch: {len(doc['services'])} services over {doc['duration_s']:.1f}s "
+        from collector.sinks.text import plural
+
+        click.echo(f"surgewatch: {plural(len(doc['services']), 'service')} over "
+                   f"{doc['duration_s']:.1f}s "
                    f"written to {output}", err=True)
 
 

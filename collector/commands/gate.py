@@ -151,6 +151,20 @@ def render_compare(result, base_name, cur_name):
     return "\n".join(out) + "\n"
 
 
+def compare_json(result, base_path, cur_path):
+    """The comparison as the `compare --json` document (docs/detection.md): every row's
+    status names where the service is: `matched` (both profiles), `new`, `gone`."""
+    doc = dict(result, baseline=base_path, current=cur_path)
+    doc["rows"] = []
+    for row in result["rows"]:
+        row = dict(row, status=row["status"] or "matched")
+        row["signals"] = {sig: dict(c, ratio=None if c["ratio"] is not None
+                                    and math.isinf(c["ratio"]) else c["ratio"])
+                          for sig, c in row["signals"].items()}   # JSON has no infinity
+        doc["rows"].append(row)
+    return doc
+
+
 def run_compare(base_path, cur_path, max_ratio=3.0, min_rate=10.0, min_bytes_rate=10240.0,
                 stat="mean", as_json=False, stdout=None):
     stdout = stdout if stdout is not None else sys.stdout
@@ -159,12 +173,7 @@ def run_compare(base_path, cur_path, max_ratio=3.0, min_rate=10.0, min_bytes_rat
     result = compare(base, cur, max_ratio=max_ratio, min_rate=min_rate,
                      min_bytes_rate=min_bytes_rate, stat=stat)
     if as_json:
-        doc = dict(result, baseline=base_path, current=cur_path)
-        for row in doc["rows"]:
-            for c in row["signals"].values():
-                if c["ratio"] is not None and math.isinf(c["ratio"]):
-                    c["ratio"] = None          # JSON has no infinity: new is in status
-        stdout.write(json.dumps(doc, indent=1) + "\n")
+        stdout.write(json.dumps(compare_json(result, base_path, cur_path), indent=1) + "\n")
     else:
         stdout.write(render_compare(result, base_path, cur_path))
     stdout.flush()

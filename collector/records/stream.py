@@ -90,9 +90,15 @@ def _refuse_ext(code, data):
     raise _UnexpectedExt(f"unexpected msgpack extension type {code}")
 
 
+# what a msgpack value that is not a map is, in words
+_KINDS = {bool: "a boolean", int: "an integer", float: "a number", str: "a string",
+          bytes: "binary data", list: "an array", type(None): "nil"}
+
+
 def _check(record, path, offset):
     if not isinstance(record, dict):
-        raise StreamError(path, offset, f"record is a {type(record).__name__}, not a map "
+        kind = _KINDS.get(type(record), type(record).__name__)
+        raise StreamError(path, offset, f"record is {kind}, not a map "
                                         "(not a surgewatch stream, or corrupt)")
     for key in ("v", "type"):
         if key not in record:

@@ -119,3 +119,8 @@ def format_duration(s):
     if s < 3600:
         return f"{s // 60}m{s % 60:02d}s"
     return f"{s // 3600}h{s % 3600 // 60:02d}m"
+
+
+def plural(n, word, words=None):
+    """ "1 service", "2 services" ("1 process", "3 processes" with words given)."""
+    return f"{n} {word if n == 1 else (words or word + 's')}"

@@ -305,3 +305,17 @@ def test_cli_record_usage_errors(tmp_path):
     assert res.exit_code == 2
     res = CliRunner().invoke(main, ["record", "--from", str(tmp_path / "nope"), "-o", "x"])
     assert res.exit_code == 2 and "no such file" in res.output
+
+
+def test_cli_compare_json_status_names_matched_new_and_gone(profiles, tmp_path):
+    src = write_stream(tmp_path / "moved.msgpack", stream(60, {"app": 10, "cache": 50}))
+    moved = str(tmp_path / "moved.json")
+    assert CliRunner().invoke(main, ["record", "--from", str(src), "-o", moved]).exit_code == 0
+    res = CliRunner().invoke(main, ["compare", profiles["base"], moved, "--json"])
+    assert res.exit_code == 1                      # cache: new and above the minimum
+    rows = {r["service"]: r for r in json.loads(res.output)["rows"]}
+    assert {n: r["status"] for n, r in rows.items()} == \
+        {"app": "matched", "cache": "new", "db": "gone"}
+    cache = rows["cache"]["signals"]["log_writes_per_s"]
+    assert cache["baseline"] == 0.0 and cache["ratio"] is None and cache["exceeds"]
+    assert rows["db"]["signals"]["log_writes_per_s"]["current"] == 0.0

@@ -115,8 +115,9 @@ def test_corrupt_byte_names_offset():
 
 
 @pytest.mark.parametrize("obj, what", [
-    ([1, 2], "not a map"),
-    (5, "not a map"),
+    ([1, 2], "record is an array, not a map"),
+    (5, "record is an integer, not a map"),
+    (b"x", "record is binary data, not a map"),
     ({"type": "rate", "ts": 1.0}, "'v'"),
     ({"v": "1.0", "ts": 1.0}, "'type'"),
     ({"v": 1, "type": "rate"}, "version"),
