@@ -57,16 +57,7 @@ def run_checks():
     checks.append(Check("tracefs", bool(root), f"mounted at {root}" if root else "not mounted",
                         "mount -t tracefs nodev /sys/kernel/tracing (or: make setup)"))
 
-    hdr = kernel.headers_info()
-    if hdr.present:
-        src = os.path.realpath(hdr.build_dir)
-        note = "match the running kernel" if hdr.matches_kernel else \
-            "do NOT match the running kernel (fine: struct offsets come from BTF)"
-        checks.append(Check("headers", True, f"{hdr.build_dir} -> {src}, version {hdr.version}, {note}"))
-    else:
-        checks.append(Check("headers", False, f"none at {hdr.build_dir}",
-                            "make setup (links the distro's headers), or "
-                            "apt-get install linux-headers-$(uname -r)"))
+    checks += headers_checks(kernel.headers_info(), platform.release())
 
     try:
         import bcc  # noqa: F401
@@ -118,6 +109,23 @@ def run_checks():
                 checks.append(Check("resets probe", False, str(e),
                                     "TCP resets are not watched on this kernel", blocking=False))
     return checks
+
+
+def headers_checks(hdr, release):
+    """The headers line, and a note when they are another kernel's: that is information,
+    never a failure (bcc takes only helper declarations from them; offsets come from BTF)."""
+    if not hdr.present:
+        return [Check("headers", False, f"none at {hdr.build_dir}",
+                      "make setup (links the distro's headers), or "
+                      "apt-get install linux-headers-$(uname -r)")]
+    src = os.path.realpath(hdr.build_dir)
+    out = [Check("headers", True, f"{hdr.build_dir} -> {src}, version {hdr.version}"
+                 + (", the running kernel's" if hdr.matches_kernel else ""))]
+    if not hdr.matches_kernel:
+        out.append(Check("headers version", False, f"{hdr.version} is not the running "
+                         f"kernel {release}; fine: struct offsets come from BTF",
+                         blocking=False))
+    return out
 
 
 def _program_checks(btf):

@@ -86,6 +86,7 @@ class PrometheusSink:
         self._gauges = {}
         self._alerts = {}          # (service, signal) -> 1 open / 0 closed (`alert` records)
         self._intervals = 0
+        self.build_info = exposition.build_info()
         self.registry = CollectorRegistry(auto_describe=False)
         self.registry.register(exposition.Exporter(self))
         ProcessCollector(namespace=PREFIX, registry=self.registry)
@@ -93,6 +94,8 @@ class PrometheusSink:
         if serve:
             self.server = exposition.serve(host, port, self.registry)
             self.address = self.server.server_address[:2]
+            h, p = self.address
+            self.url = f"http://{'[' + h + ']' if ':' in h else h}:{p}"   # the bound port
             self._thread = threading.Thread(target=self.server.serve_forever,
                                             kwargs={"poll_interval": 0.25},
                                             name="surgewatch-prometheus", daemon=True)
@@ -185,7 +188,8 @@ class PrometheusSink:
             gauges = dict(self._gauges)
             alerts = sorted(self._alerts.items())
             intervals = self._intervals
-        return out + [exposition.alert_family(alerts)] + \
+        return [exposition.build_info_family(self.build_info)] + out + \
+            [exposition.alert_family(alerts)] + \
             exposition.health_families(intervals, counters, gauges)
 
     def render(self):

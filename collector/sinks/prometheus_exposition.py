@@ -85,12 +85,14 @@ def service_families(services):
         for kind, n in sorted(svc.kinds.items()):
             kinds.add_metric([name, kind], n)
         if svc.idle_hist:
-            idle.add_metric([name], _idle_buckets(svc.idle_hist), sum_value=None)
+            idle.add_metric([name], _idle_buckets(svc.idle_hist),
+                            sum_value=idle_sum_lower_bound(svc.idle_hist))
     return [writes, wbytes, pwrites, pbytes, resets, kinds, idle]
 
 
 def _idle_buckets(hist):
-    """Cumulative (le, count) of per-bucket counts: bucket i ends at 2**i ms, the last is +Inf."""
+    """Cumulative (le, count) of per-bucket counts: bucket i ends at 2**i ms, the last is +Inf.
+    The +Inf bucket is also the histogram's _count (prometheus-client writes it)."""
     buckets, acc = [], 0
     last = len(hist) - 1
     for i, n in enumerate(hist):
@@ -98,6 +100,37 @@ def _idle_buckets(hist):
         le = "+Inf" if i == last else repr((2 ** i) / 1000.0)
         buckets.append((le, acc))
     return buckets
+
+
+def idle_sum_lower_bound(hist):
+    """The histogram's _sum, in seconds: each reset at its bucket's lower edge (bucket 0,
+    < 1 ms, at 0; bucket i at 2**(i-1) ms). The probe counts resets per power-of-two
+    bucket, not their idle times, so no exact sum exists; this one is a true lower bound,
+    and below the last bucket (>= 2**22 ms, open-ended) the exact sum is under 2 x it plus
+    1 ms per reset of bucket 0 (docs/operations.md)."""
+    return sum(n * 2 ** (i - 1) for i, n in enumerate(hist) if i) / 1000.0
+
+
+def build_info_family(info):
+    """surgewatch_build_info{...} 1: one series, its labels what this daemon runs."""
+    from prometheus_client.core import GaugeMetricFamily
+
+    fam = GaugeMetricFamily(f"{PREFIX}_build_info", "Always 1; the labels say what runs: "
+                            "surgewatch version, record schema, Python, kernel release.",
+                            labels=list(info))
+    fam.add_metric(list(info.values()), 1)
+    return fam
+
+
+def build_info():
+    """The labels of surgewatch_build_info (fixed for the process: cardinality 1)."""
+    import platform
+
+    from collector import __version__
+    from collector.records.model import SCHEMA_VERSION
+
+    return {"version": __version__, "schema": SCHEMA_VERSION,
+            "python": platform.python_version(), "kernel": platform.release()}
 
 
 def alert_family(alerts):
@@ -159,11 +192,50 @@ def serve(host, port, registry):
         daemon_threads = True
         allow_reuse_address = True
 
-    handler = MetricsHandler.factory(registry)
-    handler.log_message = lambda *a, **k: None       # no access log on stderr
+    handler = _handler(MetricsHandler.factory(registry))
     try:
         return Server(infos[0][4][:2], handler)
     except OSError as e:
         raise BadInput(f"prometheus listen {host}:{port}: {e.strerror or e}; set "
                        "outputs.prometheus.listen to a free HOST:PORT, or "
                        "outputs.prometheus.enabled = false") from None
+
+
+LANDING = """<!DOCTYPE html>
+<html><head><meta charset="utf-8"><title>surgewatch</title></head>
+<body><h1>surgewatch</h1>
+<p>Per-service log-write rates and TCP resets, from kernel probes.</p>
+<ul><li><a href="metrics">Metrics</a> (Prometheus text format)</li></ul>
+<p>version {version}, record schema {schema}</p>
+</body></html>
+"""
+
+
+def _handler(metrics):
+    """prometheus-client's handler on /metrics, a landing page on / (as node_exporter),
+    404 elsewhere; no access log on stderr."""
+
+    class Handler(metrics):
+        def do_GET(self):
+            path = self.path.split("?", 1)[0]
+            if path == "/metrics":
+                return super().do_GET()
+            if path == "/":
+                self._reply(200, "text/html; charset=utf-8",
+                            LANDING.format(**build_info()))
+            else:
+                self._reply(404, "text/plain; charset=utf-8",
+                            "not found: metrics are at /metrics\n")
+
+        def _reply(self, code, ctype, text):
+            body = text.encode()
+            self.send_response(code)
+            self.send_header("Content-Type", ctype)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *a, **k):
+            pass
+
+    return Handler
