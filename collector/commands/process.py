@@ -22,7 +22,7 @@ import sys
 import time
 
 from collector.config import LOCK_FILE
-from collector.errors import BadInput
+from collector.errors import BadInput, EnvironmentProblem
 
 
 CAP_DAC_READ_SEARCH, CAP_SETPCAP, CAP_SYS_PTRACE = 2, 8, 19
@@ -158,6 +158,16 @@ def _stderr_is_journal(stream):
     except (AttributeError, OSError, ValueError):
         return False
     return want == f"{st.st_dev}:{st.st_ino}"
+
+
+def require_load_privileges(problems=None):
+    """Raise EnvironmentProblem (exit 2) naming what the probes lack and the fix; checked
+    before anything else needs privileges (the lock under /run, the outputs)."""
+    from collector.probes.kernel import privilege_problems
+
+    problems = privilege_problems() if problems is None else problems
+    if problems:
+        raise EnvironmentProblem(problems[0])
 
 
 # -- the run lock ----------------------------------------------------------------------

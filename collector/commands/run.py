@@ -11,7 +11,8 @@ import os
 import signal
 
 from collector import config as config_mod
-from collector.commands.process import StderrLog, acquire_run_lock, drop_privileges_after_load
+from collector.commands.process import (StderrLog, acquire_run_lock,
+                                        drop_privileges_after_load, require_load_privileges)
 from collector.errors import BadInput, SurgewatchError
 from collector.pipeline.alerts import AlertStage
 from collector.pipeline.build import apply_rules, build_collector, rules_key
@@ -81,7 +82,13 @@ class Daemon:
         self.collector.max_paths = new.rate_max_paths
         self.cfg = new
         self.log("notice", f"reloaded {new.path}", key="reloaded")
+        self._log_where(self.outputs.opened)
         return True
+
+    def _log_where(self, names):
+        """One line per output opened: where a reader finds it."""
+        for name, where in self.outputs.where(self.cfg, names):
+            self.log("info", f"output {name}: {where}", key=f"output-{name}")
 
     def _restart_only(self, new):
         """new with the settings that only a restart applies kept as they run."""
@@ -100,6 +107,10 @@ class Daemon:
     def run(self):
         """Run until a stop signal; returns the exit code."""
         self.cfg = load_config(self.config_path, self.overrides)
+        if self._build is None:
+            # before the lock: an unprivileged run must hear about privileges, not about
+            # a lock file it cannot create under /run
+            require_load_privileges()
         self._lock = acquire_run_lock(self.cfg.lock_file)   # held until this process exits
         old = {s: signal.signal(s, self._on_stop) for s in STOP_SIGNALS}
         old[signal.SIGHUP] = signal.signal(signal.SIGHUP, self._on_hup)
@@ -133,7 +144,9 @@ class Daemon:
             self.outputs.set_meta(meta)
             self._write([meta])
             self.log("info", f"collecting every {self.cfg.interval:g}s to "
-                             f"{', '.join(self.outputs) or 'nothing'}", key="start")
+                             f"{', '.join(self.outputs) or 'nothing'} ({_source(self.cfg)}, "
+                             f"lock {self.cfg.lock_file})", key="start")
+            self._log_where(self.outputs.opened)
             alerts = AlertStage(meta["host"], self.log, self.cfg.alerts)  # docs/detection.md
 
             def on_interval(iv):
@@ -164,6 +177,11 @@ class Daemon:
         name = signal.Signals(self._stop_signal).name if self._stop_signal else "?"
         self.log("info", f"stopped by {name}; probes detached", key="stop")
         return 0
+
+
+def _source(cfg):
+    return f"config {cfg.path}" if os.path.exists(cfg.path) else \
+        f"default settings: no {cfg.path}"
 
 
 class _SignalWakeup:

@@ -61,6 +61,28 @@ FACTORIES = {
 EXCLUSIVE = ("socket", "prometheus")
 
 
+def where(name, sink, cfg):
+    """Where an open output writes, for the daemon's start-up and reload lines: the
+    address a reader uses (the bound port, the socket path, the directory)."""
+    if name == "stdout":
+        return {"msgpack": "msgpack stream", "json": "JSON lines"}.get(sink.format, sink.format)
+    if name == "segments":
+        return f"{cfg.segments.dir} (seg-*.msgpack, at most {_size(cfg.segments.max_total_bytes)})"
+    if name == "socket":
+        return f"unix socket {cfg.socket.path} (mode {cfg.socket.mode:04o})"
+    if name == "prometheus":
+        return f"{sink.url}/metrics"
+    return name
+
+
+def _size(n):
+    for unit in ("B", "KiB", "MiB"):
+        if n < 1024:
+            return f"{n:.4g} {unit}"
+        n /= 1024
+    return f"{n:.4g} GiB"
+
+
 class OutputContext:
     """What factories need from their owner: its log, its stdout, a segment-drop hook."""
 
@@ -80,6 +102,7 @@ class Outputs:
     def __init__(self, ctx):
         self.ctx = ctx
         self.sinks = {}         # name -> open sink
+        self.opened = []        # names the last open() opened anew (not kept)
         self.meta = None
 
     def __iter__(self):
@@ -117,7 +140,13 @@ class Outputs:
         for name, sink in self.sinks.items():
             if new.get(name) is not sink:
                 sink.close()
+        self.opened = [n for n, sink in new.items() if self.sinks.get(n) is not sink]
         self.sinks = new
+
+    def where(self, cfg, names=None):
+        """[(name, where it writes)] of the open outputs (or of `names` among them)."""
+        return [(n, where(n, s, cfg)) for n, s in self.sinks.items()
+                if names is None or n in names]
 
     def set_meta(self, meta):
         self.meta = meta
