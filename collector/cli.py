@@ -73,16 +73,44 @@ def _settings(log_dirs, log_globs, journald_sockets, config_path=None):
     return flags.apply(config.load(config_path))
 
 
-@main.command()
-@click.option("--duration", default=10.0, show_default=True, type=click.FloatRange(min=0.1),
-              help="Seconds to watch.")
-@click.option("--interval", default=1.0, show_default=True, type=click.FloatRange(min=0.05),
-              help="Seconds between kernel map drains (and table refreshes).")
-@click.option("--top", default=20, show_default=True, type=click.IntRange(min=1),
+_SNAPSHOT_EXAMPLES = """Examples:
+
+\b
+  surgewatch snapshot                 live view for 10 s, then the final table
+  surgewatch snapshot 1 30            30 intervals of 1 s (as bcc's filetop)
+  surgewatch snapshot -d 60 -n 10     one minute, the 10 loudest rows
+  surgewatch snapshot -s 'nginx*' -s haproxy.service    only these services
+  surgewatch snapshot -p 4242         only the log writes of pid 4242
+  surgewatch snapshot | grep app      a pipe gets the final text table
+  surgewatch snapshot --json | jq .   JSON instead
+  surgewatch snapshot --resets        resets in detail: peers, states, idle times
+
+\b
+Live view keys: q quit (the final table follows), s cycle the sort (now,
+avg, bytes, resets, name), / filter services (text: names containing it;
+with * ? [: a glob), r resets detail, p pause. NO_COLOR=1: no colour;
+alerting rows are marked "!" either way.
+"""
+
+
+@main.command(epilog=_SNAPSHOT_EXAMPLES)
+@click.argument("interval_arg", metavar="[INTERVAL]", required=False,
+                type=click.FloatRange(min=0.05))
+@click.argument("count", required=False, type=click.IntRange(min=1))
+@click.option("-d", "--duration", default=None, type=click.FloatRange(min=0.1),
+              help="Seconds to watch.  [default: 10; INTERVAL x COUNT when COUNT is given]")
+@click.option("-i", "--interval", default=None, type=click.FloatRange(min=0.05),
+              help="Seconds between kernel map drains (and refreshes).  [default: 1]")
+@click.option("-n", "--top", default=20, show_default=True, type=click.IntRange(min=1),
               help="Rows to show; the rest are folded into (others).")
-@click.option("--json", "as_json", is_flag=True, help="Print JSON only (default when piped).")
+@click.option("-s", "--service", "services", multiple=True, metavar="PATTERN",
+              help="Only services matching PATTERN (glob on the whole name, as tail; "
+                   "repeatable).")
+@click.option("-p", "--pid", "pids", multiple=True, type=click.IntRange(min=1), metavar="PID",
+              help="Only log writes of PID (repeatable); resets: those of its service.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of the table.")
 @click.option("--msgpack", "msgpack_path", type=click.Path(dir_okay=False), metavar="FILE",
-              help="Also write the stream records (docs/stream.md) to FILE.")
+              help="Also write the stream records (docs/stream.md, unfiltered) to FILE.")
 @click.option("--resets", "resets_view", is_flag=True,
               help="Show TCP resets in detail: services, peers, states, kinds, reasons, "
                    "idle-before-reset histogram, open connections.")
@@ -90,20 +118,34 @@ def _settings(log_dirs, log_globs, journald_sockets, config_path=None):
               type=click.FloatRange(min=0), metavar="SECONDS",
               help="Flag open connections idle at least this long as at risk of an idle reset.")
 @_rules_option
-def snapshot(duration, interval, top, as_json, msgpack_path, resets_view, idle_threshold,
-             log_dirs, log_globs, journald_sockets):
+def snapshot(interval_arg, count, duration, interval, top, services, pids, as_json,
+             msgpack_path, resets_view, idle_threshold, log_dirs, log_globs, journald_sockets):
     """Watch the host for a while; show which services write their logs, how fast, and
-    which send or receive TCP resets."""
-    from collector.commands.snapshot import run_snapshot
+    which send or receive TCP resets.
 
+    On a terminal: a live view (rate now beside the window average, resets, alerting
+    rows marked), then the final table. Piped or redirected: the final table only.
+    """
+    from collector.commands.snapshot import run_snapshot
+    from collector.commands.snapshot_select import Selection
+
+    if interval_arg is not None and interval is not None:
+        raise click.UsageError("the interval is given twice (INTERVAL and -i/--interval): "
+                               "keep one")
+    if count is not None and duration is not None:
+        raise click.UsageError("COUNT and -d/--duration both set the length: keep one")
+    interval = interval_arg if interval_arg is not None else (interval or 1.0)
+    if count is not None:
+        duration = interval * count
+    duration = 10.0 if duration is None else duration
     cfg = _settings(log_dirs, log_globs, journald_sockets)
     if interval > duration:
         raise click.BadParameter(f"--interval {interval} is longer than --duration {duration}",
                                  param_hint="--interval")
-    run_snapshot(duration=duration, interval=interval, top=top,
-                 as_json=as_json or not sys.stdout.isatty(), msgpack_path=msgpack_path,
-                 rules=cfg.log_rules, argv=sys.argv, resets_view=resets_view,
-                 idle_threshold=idle_threshold, probes=cfg.probes)
+    run_snapshot(duration=duration, interval=interval, top=top, as_json=as_json,
+                 msgpack_path=msgpack_path, rules=cfg.log_rules, argv=sys.argv,
+                 resets_view=resets_view, idle_threshold=idle_threshold, probes=cfg.probes,
+                 selection=Selection(tuple(services), tuple(pids)), alerts=cfg.alerts)
 
 
 

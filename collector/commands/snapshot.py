@@ -1,8 +1,14 @@
-"""`surgewatch snapshot`: build the pipeline, run it for a window, show the result."""
-import sys
+"""`surgewatch snapshot`: build the pipeline, run it for a window, show the result.
 
+On a terminal the window runs in the live view (sinks/live_view.py); the final text
+table follows it, and is all a pipe or file gets; --json prints JSON instead."""
+import sys
+from contextlib import nullcontext
+
+from collector.aggregate.alerts import OPEN, AlertEvent, Detector, format_event
 from collector.aggregate.logrates import Window
 from collector.aggregate.resets import ResetWindow
+from collector.commands.snapshot_select import Selection
 from collector.errors import EnvironmentProblem
 from collector.host.sockdiag import inventory, socket_owners, tcp_connections_all_namespaces
 from collector.pipeline.build import build_collector
@@ -10,42 +16,63 @@ from collector.sinks.jsonout import snapshot_json, write_json
 from collector.sinks.msgpackfile import MsgpackFileSink
 from collector.sinks.resets_view import render_reset_columns, render_resets, resets_json
 from collector.sinks.table import LiveTable
+from collector.sinks.text import escape
+from collector.sinks.wording import plural
+
+LIVE_TICK_S = 0.1       # how often the live view reads keys and redraws if needed
+DETAIL_TOP = 5          # services in the live view's resets detail
 
 
 def run_snapshot(duration, interval, top, as_json, msgpack_path, rules, argv=(),
-                 resets_view=False, idle_threshold=300.0, probes=None):
+                 resets_view=False, idle_threshold=300.0, probes=None, selection=None,
+                 alerts=None):
+    selection = selection or Selection()
     sink = MsgpackFileSink(msgpack_path) if msgpack_path else None   # fail before loading
     table = None if as_json else LiveTable(sys.stdout)
-    if table is not None and table.live:
+    live = table is not None and table.live
+    if live:
         sys.stdout.write("surgewatch: compiling and attaching probes...\r")
         sys.stdout.flush()
     collector = build_collector(rules, resets=True, probes=probes)
     window, rwindow = Window(), ResetWindow()
+    model, detector = None, warm_detector(alerts)
     try:
         collector.begin()            # before the meta record says the probes are attached
         meta = collector.meta(interval, "snapshot", argv)
         if sink:
             sink.write_interval([meta])
         title = f"surgewatch snapshot {meta['host']}"
+        view = _live_view(title, top) if live else None
+        model = view and _live_model()
 
         def on_interval(iv):
-            window.add_interval([r for r in iv.rates if r["log_writes"] or r["paths"]],
-                                iv.stats["interval"], iv.stats)
+            s = iv.stats
+            sel = selection.select(iv.rates, iv.resets, iv.reset_records, iv.reset_events,
+                                   writes=collector.last_writes if selection.pids else None,
+                                   seq=s["seq"], interval_s=s["interval"])
+            window.add_interval([r for r in sel.rates if r["log_writes"] or r["paths"]],
+                                s["interval"], s)
             if collector.resets is not None:
-                rwindow.add_interval(iv.resets, iv.stats["interval"],
-                                     iv.stats.get("resets_events_lost", 0))
-                for service, ev in iv.reset_events:
+                rwindow.add_interval(sel.resets, s["interval"], s.get("resets_events_lost", 0))
+                for service, ev in sel.reset_events:
                     rwindow.add_event(service, _peer(ev))
-            if sink:
+            detector.observe(float(s["ts"]), float(s["interval"]), sel.rates,
+                             sel.reset_records)
+            if model is not None:
+                model.add_interval(sel.rates, sel.resets, s["interval"],
+                                   [(a.service, a.signal) for a in detector.open_alerts()])
+            if sink:      # the stream keeps every record: -s/-p select what is shown
                 sink.write_interval(iv.rates + iv.reset_records + [iv.stats])
 
         def on_tick(elapsed):
-            if table is not None and table.live:
-                rows = window.rows(top=min(top, table.max_rows(top)))
-                table.update(rows, title, countdown_s=max(0.0, duration - elapsed),
-                             elapsed_s=window.duration_s)
+            view.show(model, window.duration_s, max(0.0, duration - elapsed),
+                      detail=lambda: render_resets(rwindow, DETAIL_TOP))
 
-        collector.run(duration, interval, on_interval, on_tick=on_tick)
+        with view if view is not None else nullcontext():
+            collector.run(duration, interval, on_interval,
+                          on_tick=on_tick if view is not None else None,
+                          tick_s=LIVE_TICK_S if view is not None else None,
+                          should_stop=lambda: view is not None and view.quit)
     finally:
         collector.close()
         if sink:
@@ -54,11 +81,12 @@ def run_snapshot(duration, interval, top, as_json, msgpack_path, rules, argv=(),
         if (resets_view or table is None) else None
     watched_resets = collector.resets is not None
     if table is not None:
-        table.final(window.rows(top=top), title, elapsed_s=window.duration_s)
+        table.final(window.rows(top=top), title, elapsed_s=window.duration_s, counts=True)
         if watched_resets:
             sys.stdout.write("\n" + (render_resets(rwindow, top, inventory_, idle_threshold)
                                      if resets_view else render_reset_columns(rwindow, top))
                              + "\n")
+        _alerts_note(detector)
         _loss_note(window.stats() or {})
     else:
         doc = snapshot_json(window, meta, top=top)
@@ -68,13 +96,45 @@ def run_snapshot(duration, interval, top, as_json, msgpack_path, rules, argv=(),
         write_json(doc, sys.stdout)
 
 
+def warm_detector(config=None):
+    """The alert detector (docs/detection.md) as a snapshot uses it: a snapshot has no
+    history, so the detector starts past its own warm-up and every service is judged as
+    the daemon judges one it has just met (the new-service floors, then, once learnt,
+    its own baseline)."""
+    detector = Detector(config)
+    for _ in range(detector.config.warmup):
+        detector.observe(0.0, 1.0, [])
+    return detector
+
+
+def _live_view(title, top):
+    # imported here: rich costs start-up time that --json and pipes need not pay
+    from collector.sinks.live_view import LiveView
+    from collector.sinks.terminal_keys import open_keys
+    return LiveView(title, top, keys=open_keys())
+
+
+def _live_model():
+    from collector.sinks.live_rows import LiveModel
+    return LiveModel()
+
+
+def _alerts_note(detector):
+    """Alerts open when the window ended, one line each on stderr (as the daemon logs
+    them: signal, rate, baseline or floor, top path or peer)."""
+    for a in detector.open_alerts():
+        line = format_event(AlertEvent(OPEN, a, a.started))
+        sys.stderr.write(f"surgewatch: {escape(line)}\n")
+
+
 def _loss_note(stats):
     lost = {k: stats.get(k, 0) for k in ("unresolved_writes", "lost_writes", "lost_events")}
     if any(lost.values()):
         sys.stderr.write(
-            f"surgewatch: note: {lost['unresolved_writes']} writes by processes gone before "
-            f"their files could be identified, {lost['lost_writes']} writes not counted "
-            f"(kernel map full), {lost['lost_events']} open events lost\n")
+            f"surgewatch: note: {plural(lost['unresolved_writes'], 'write')} by processes "
+            f"gone before their files could be identified, "
+            f"{plural(lost['lost_writes'], 'write')} not counted (kernel map full), "
+            f"{plural(lost['lost_events'], 'open event')} lost\n")
 
 
 def _peer(ev):

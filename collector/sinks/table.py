@@ -15,6 +15,7 @@ from collector.sinks.text import (display_width, escape, format_bytes, format_du
 SEP = "  "
 # (header, width) of the fixed numeric columns, right-aligned.
 _NUM_COLS = (("WRITES/S", 9), ("BYTES/S", 10), ("SHARE", 6))
+_COUNT_COL = (("WRITES", 7),)      # the window's total, in the final table
 _SERVICE_MIN, _SERVICE_MAX = 8, 28
 _PIDS_MIN, _PIDS_MAX = 4, 18
 _PATH_MIN = 12
@@ -30,13 +31,15 @@ def _clip(line, width):
     return line if display_width(line) <= width else take(line, width)
 
 
-def render_table(rows, width, title, countdown_s=None, elapsed_s=None):
+def render_table(rows, width, title, countdown_s=None, elapsed_s=None, counts=False):
     """The table as text (lines joined by "\\n", no trailing newline).
 
     rows: [PathTotal] from Window.rows(); width: terminal columns (no line is longer);
     title: first part of the header line; elapsed_s: window length so far;
-    countdown_s: seconds until the snapshot ends (live mode), None for a final render.
+    countdown_s: seconds until the snapshot ends (live mode), None for a final render;
+    counts: a WRITES column with each row's writes in the window.
     """
+    num_cols = (_COUNT_COL if counts else ()) + _NUM_COLS
     header = escape(title)
     if elapsed_s is not None:
         header += f"  window {format_duration(elapsed_s)}"
@@ -50,16 +53,17 @@ def render_table(rows, width, title, countdown_s=None, elapsed_s=None):
             service, path = OTHERS, f"({r.folded} more)"
         else:
             service, path = escape(r.service), escape(r.path)
-        cells.append((service, r.pids, path, format_rate(r.writes_per_s),
-                      format_bytes(r.bytes_per_s), f"{r.share * 100:.1f}%"))
+        nums = (format_rate(r.writes_per_s), format_bytes(r.bytes_per_s),
+                f"{r.share * 100:.1f}%")
+        cells.append((service, r.pids, path) + ((str(r.writes),) if counts else ()) + nums)
 
     w_service = min(_SERVICE_MAX, max([_SERVICE_MIN] + [display_width(c[0]) for c in cells]))
     w_pids = min(_PIDS_MAX, max([_PIDS_MIN] + [len(",".join(map(str, c[1]))) for c in cells]))
-    w_nums = [max([w] + [len(c[3 + i]) for c in cells]) for i, (_, w) in enumerate(_NUM_COLS)]
+    w_nums = [max([w] + [len(c[3 + i]) for c in cells]) for i, (_, w) in enumerate(num_cols)]
     w_path_needed = max([len("LOG PATH")] + [display_width(c[2]) for c in cells])
     # Numbers always show; when space is short, narrow SERVICE and PIDS (down to their
     # minimum) before LOG PATH goes below its own minimum; clip only as a last resort.
-    avail = width - sum(w_nums) - len(SEP) * 5
+    avail = width - sum(w_nums) - len(SEP) * (2 + len(num_cols))
     w_path_min = min(w_path_needed, _PATH_MIN)
     while w_service + w_pids + w_path_min > avail and (w_service > _SERVICE_MIN or w_pids > _PIDS_MIN):
         if w_service - _SERVICE_MIN >= w_pids - _PIDS_MIN:
@@ -77,7 +81,7 @@ def render_table(rows, width, title, countdown_s=None, elapsed_s=None):
         parts += [_pad(n, w, right=True) for n, w in zip(nums, w_nums)]
         return _clip(SEP.join(parts), width).rstrip()
 
-    lines.append(line("SERVICE", "PIDS", "LOG PATH", [h for h, _ in _NUM_COLS]))
+    lines.append(line("SERVICE", "PIDS", "LOG PATH", [h for h, _ in num_cols]))
     if not cells:
         lines.append("(no log writes seen)")
     for service, pids, path, *nums in cells:
@@ -140,8 +144,8 @@ class LiveTable:
                     + body + self.CLEAR_BELOW)
         self._drawn = True
 
-    def final(self, rows, title, elapsed_s=None):
-        text = render_table(rows, self.size()[0], title, None, elapsed_s)
+    def final(self, rows, title, elapsed_s=None, counts=False):
+        text = render_table(rows, self.size()[0], title, None, elapsed_s, counts)
         if self.live and self._drawn:
             body = "".join(l + self.CLEAR_EOL + "\n" for l in text.split("\n"))
             self._write(self.CURSOR_HOME + body + self.CLEAR_BELOW)

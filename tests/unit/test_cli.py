@@ -95,7 +95,7 @@ def test_valid_options_reach_the_snapshot(run, no_snapshot):
     assert res.exit_code == 0, res.output
     (kw,) = no_snapshot
     assert (kw["duration"], kw["interval"], kw["top"]) == (3.0, 0.5, 7)
-    assert kw["as_json"] is True                      # not a terminal
+    assert kw["as_json"] is False          # not a terminal: still the text table
     assert kw["rules"].dirs == ("/srv/app/logs/",) and kw["rules"].globs == ("*.out",)
     assert kw["rules"].journald_sockets == ("/run/systemd/journal/stdout",)
 
