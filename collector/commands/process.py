@@ -24,7 +24,6 @@ import time
 from collector.config import LOCK_FILE
 from collector.errors import BadInput, EnvironmentProblem
 
-
 CAP_DAC_READ_SEARCH, CAP_SETPCAP, CAP_SYS_PTRACE = 2, 8, 19
 CAP_NAMES = {0: "CAP_CHOWN", 1: "CAP_DAC_OVERRIDE", 2: "CAP_DAC_READ_SEARCH",
              8: "CAP_SETPCAP", 12: "CAP_NET_ADMIN", 19: "CAP_SYS_PTRACE", 21: "CAP_SYS_ADMIN",

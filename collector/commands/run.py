@@ -11,8 +11,12 @@ import os
 import signal
 
 from collector import config as config_mod
-from collector.commands.process import (StderrLog, acquire_run_lock,
-                                        drop_privileges_after_load, require_load_privileges)
+from collector.commands.process import (
+    StderrLog,
+    acquire_run_lock,
+    drop_privileges_after_load,
+    require_load_privileges,
+)
 from collector.errors import BadInput, SurgewatchError
 from collector.pipeline.alerts import AlertStage
 from collector.pipeline.build import apply_rules, build_collector, rules_key

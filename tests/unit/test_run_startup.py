@@ -16,8 +16,8 @@ from collector.probes import kernel
 from tests.support.loopback import free_port
 from tests.unit.test_daemon_parts import FakeCollector
 
-NO_ROOT = ["needs root or CAP_BPF+CAP_PERFMON to load BPF programs; "
-           "fix: run as root (sudo surgewatch ...)"]
+NO_ROOT = [("needs root or CAP_BPF+CAP_PERFMON to load BPF programs; "
+            "fix: run as root (sudo surgewatch ...)")]
 
 
 def start(tmp_path, text, script):
@@ -46,8 +46,8 @@ def test_start_lines_say_where_each_output_is(tmp_path):
     assert code == 0, lines
     p = "surgewatch: info: "
     assert lines[:5] == [
-        f"{p}collecting every 1s to stdout, segments, socket, prometheus (config {cfg}, "
-        f"lock {os.environ['SURGEWATCH_LOCK_FILE']})",   # tests/conftest.py's own lock
+        (f"{p}collecting every 1s to stdout, segments, socket, prometheus (config {cfg}, "
+         f"lock {os.environ['SURGEWATCH_LOCK_FILE']})"),   # tests/conftest.py's own lock
         f"{p}output stdout: JSON lines",
         f"{p}output segments: {tmp_path}/seg (seg-*.msgpack, at most 32 MiB)",
         f"{p}output socket: unix socket {tmp_path}/s.sock (mode 0640)",
