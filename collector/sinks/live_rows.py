@@ -36,7 +36,7 @@ class LiveRow:
 
 
 class _Acc:
-    __slots__ = ("writes", "bytes", "sent", "received", "now")
+    __slots__ = ("bytes", "now", "received", "sent", "writes")
 
     def __init__(self):
         self.writes = self.bytes = self.sent = self.received = 0
