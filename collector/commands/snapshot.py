@@ -56,8 +56,9 @@ def run_snapshot(duration, interval, top, as_json, msgpack_path, rules, argv=(),
                 rwindow.add_interval(sel.resets, s["interval"], s.get("resets_events_lost", 0))
                 for service, ev in sel.reset_events:
                     rwindow.add_event(service, _peer(ev))
-            detector.observe(float(s["ts"]), float(s["interval"]), sel.rates,
-                             sel.reset_records)
+            if s["interval"] >= interval / 2:   # a cut-short last one (q): rates too noisy
+                detector.observe(float(s["ts"]), float(s["interval"]), sel.rates,
+                                 sel.reset_records)
             if model is not None:
                 model.add_interval(sel.rates, sel.resets, s["interval"],
                                    [(a.service, a.signal) for a in detector.open_alerts()])

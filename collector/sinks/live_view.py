@@ -130,7 +130,7 @@ class LiveView:
         top = min(self.top, self.rows_room(detail_lines))
         rows = model.rows(self.state.sort, self.state.pattern, top=top)
         header = header_text(self.title, self.state, elapsed_s, countdown_s, len(rows),
-                             model.count(self.state.pattern))
+                             model.count())
         self._live.update(render(rows, self.state, header, detail, self.colour),
                           refresh=True)
 

@@ -23,7 +23,8 @@ class StandIn:
     resets = object()
     started_wall = 1000.0
 
-    def __init__(self):
+    def __init__(self, lengths=(1.0, 1.0, 1.0)):
+        self.lengths = lengths
         self.last_writes = []
         self.closed = False
 
@@ -36,14 +37,14 @@ class StandIn:
     def run(self, duration, interval, on_interval, on_tick=None, tick_s=None,
             should_stop=None):
         assert on_tick is None and tick_s is None          # not a terminal: no live view
-        for seq in range(3):
-            rates = aggregate_interval(BURST, seq, 1.0)
+        for seq, length in enumerate(self.lengths):
+            rates = aggregate_interval(BURST, seq, length)
             for r in rates:
                 r["resets_sent"], r["resets_received"] = 0, 0
-            rates.append({"seq": seq, "interval": 1.0, "service": "client", "pids": [30],
+            rates.append({"seq": seq, "interval": length, "service": "client", "pids": [30],
                           "comms": ["client"], "log_writes": 0, "log_bytes": 0, "paths": [],
                           "resets_sent": 0, "resets_received": 2})
-            stats = stats_record("web1", 1001.0 + seq, seq=seq, interval=1.0, drain_ms=1.0,
+            stats = stats_record("web1", 1001.0 + seq, seq=seq, interval=length, drain_ms=1.0,
                                  keys=3, map_capacity=100, evictions=0, lost_events=0,
                                  unresolved_writes=0, cpu_s=0.0, rss_bytes=0)
             self.last_writes = BURST
@@ -91,6 +92,16 @@ def test_pid_selection_counts_only_that_process(stand_in, capsys):
     assert out.splitlines()[2].split() == ["app.service", "11", "/var/log/app.log", "3",
                                            "1.00", "40", "B", "100.0%"]
     assert "client" not in out and "TCP resets: none" in out and err == ""
+
+
+def test_intervals_cut_short_are_not_judged(monkeypatch, capsys):
+    # one full interval above the floor, then two cut short (as q does): only the full
+    # one is judged, and one interval above does not open an alert (open_after 2)
+    c = StandIn(lengths=(1.0, 0.1, 0.1))
+    monkeypatch.setattr(snapshot, "build_collector", lambda *a, **kw: c)
+    run(duration=1.2)
+    out, err = capsys.readouterr()
+    assert err == "" and "9003" in out
 
 
 @pytest.fixture
