@@ -289,16 +289,22 @@ def compare_cmd(baseline, current, max_ratio, min_rate, min_bytes_rate, stat, as
                    "(self-contained, nothing to install).")
 @click.option("--top", default=6, show_default=True, type=click.IntRange(min=1),
               help="Services drawn per panel; the rest are summed as (others).")
-def plot_cmd(source, output, top):
-    """Draw log-write and reset rates per service over time, from a segment directory or
-    a stream file, with alert spans shaded."""
+@click.option("--scale", type=click.Choice(["auto", "linear", "log"]), default="auto",
+              show_default=True,
+              help="Y axis of the rate panels; auto: log when a panel's values span more "
+                   "than 100x.")
+def plot_cmd(source, output, top, scale):
+    """Draw log writes/s, resets sent/s and received/s per service over time, and the idle
+    time before each reset, from a segment directory or a stream file, with alert spans
+    shaded and labelled."""
     from collector.commands.plot import plot
+    from collector.sinks.text import plural
 
-    series = plot(source, output, top=top)
+    series = plot(source, output, top=top, scale=scale)
     for note in getattr(series, "notes", ()):
         click.echo(f"surgewatch: note: {note}", err=True)
-    click.echo(f"surgewatch: {len(series.ends)} intervals, {len(series.alerts)} alerts "
-               f"drawn to {output}", err=True)
+    click.echo(f"surgewatch: {plural(len(series.ends), 'interval')}, "
+               f"{plural(len(series.alerts), 'alert')} drawn to {output}", err=True)
 
 
 if __name__ == "__main__":

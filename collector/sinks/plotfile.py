@@ -1,31 +1,57 @@
 """Picture files of `surgewatch plot`: PNG and SVG drawn with matplotlib (the `plot` extra),
-HTML as a self-contained page with an inline SVG drawn here (no JavaScript, no matplotlib).
+HTML as a self-contained page with an inline SVG (collector/sinks/plotsvg.py: no
+JavaScript, no matplotlib).
 
-A Picture is already shaped (collector/commands/plot.py): per panel the binned lines of
-the top services plus OTHERS, and the alert spans; this module only draws and writes it.
+A Picture is already shaped (collector/commands/plot.py): per rate panel the binned lines
+of the top services plus OTHERS, its axis scale and its labelled alert spans; the idle
+panel's points. This module holds those types, what both renderers share (colours, peak
+labels, ticks) and the matplotlib renderer.
 """
 import datetime as dt
-import html
 import math
 import os
 from dataclasses import dataclass
 
 from collector.aggregate.logrates import OTHERS
+from collector.aggregate.resets import fmt_ms
 from collector.errors import BadInput
 
 PICTURE_TYPES = (".png", ".svg", ".html", ".htm")
 PALETTE = ["#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2",
            "#17becf", "#bcbd22", "#7f7f7f"]
+GREY = "#7f7f7f"
+ALERT = "#d62728"
+# idle-panel ticks (ms): the units a person thinks of idle timeouts in
+IDLE_TICKS_MS = (1, 10, 100, 1000, 10_000, 60_000, 600_000, 3_600_000, 36_000_000)
+MARKERS = {"received": "o", "sent": "^"}
 
 
 @dataclass
 class Panel:
-    """One panel: its y label, the point times, [(name, values)] and [(service, start, end)]."""
+    """A rate panel: y label, point times, [(name, values)], [(service, start, end,
+    label)] alert spans, and its y scale ("linear" or "log")."""
 
     label: str
     times: list
     lines: list
     spans: list
+    scale: str = "linear"
+
+    def names(self):
+        return [n for n, _ in self.lines]
+
+
+@dataclass
+class IdlePanel:
+    """Idle time before reset: [(name, direction, t, idle_ms, resets)] and a note on
+    what the points are drawn from."""
+
+    label: str
+    points: list
+    note: str
+
+    def names(self):
+        return list(dict.fromkeys(p[0] for p in self.points))
 
 
 @dataclass
@@ -33,8 +59,9 @@ class Picture:
     title: str
     start: float          # unix s: the first interval's start
     end: float            # unix s: the last interval's end
-    panels: list          # [Panel], top to bottom
-    alerts: list          # [service, panel, start, end or None, signal]
+    panels: list          # [Panel | IdlePanel], top to bottom
+    alerts: list          # [service, panel, start, end or None, signal, ratio or why not]
+    colors: dict          # service -> colour, the same in every panel
 
 
 def picture_type(out_path):
@@ -49,6 +76,8 @@ def picture_type(out_path):
 def write_picture(picture, out_path):
     """Write picture to out_path (.png, .svg or .html); BadInput when it cannot."""
     if picture_type(out_path) in (".html", ".htm"):
+        from collector.sinks.plotsvg import render_html
+
         try:
             with open(out_path, "w", encoding="utf-8") as f:
                 f.write(render_html(picture))
@@ -59,45 +88,49 @@ def write_picture(picture, out_path):
 
 
 def colors(names):
-    return {name: ("#7f7f7f" if name == OTHERS else PALETTE[i % (len(PALETTE) - 1)])
-            for i, name in enumerate(names)}
+    """One colour per service, in order of first appearance; (others) grey."""
+    out, k = {}, 0
+    for name in names:
+        if name in out:
+            continue
+        if name == OTHERS:
+            out[name] = GREY
+        else:
+            out[name] = PALETTE[k % (len(PALETTE) - 1)]
+            k += 1
+    return out
 
 
-def peak_labels(data, panel_peak, most=4):
-    """[(name, index, value)]: the peaks worth a label: at least 5% of the panel's peak,
-    the highest first, at most `most`, none too close to a label already placed (within
-    8% of the width and 8% of the height), never (others)."""
+def peak_labels(data, panel_peak, most=4, log=False):
+    """[(name, index, value)]: the peaks worth a label: at least 5% of the panel's peak
+    (any on a log axis), the highest first, at most `most`, none too close to a label
+    already placed (within 8% of the width and 8% of the height), never (others)."""
+    def height(v):
+        return math.log10(v) if log else v
+
     cand = []
     for name, ys in data:
         if name == OTHERS or not ys:
             continue
         k = max(range(len(ys)), key=ys.__getitem__)
-        if ys[k] > 0 and ys[k] >= 0.05 * panel_peak:
+        if ys[k] > 0 and (log or ys[k] >= 0.05 * panel_peak):
             cand.append((name, k, ys[k]))
     cand.sort(key=lambda c: -c[2])
     n = max((len(ys) for _, ys in data), default=1)
+    lo = min((height(c[2]) for c in cand), default=0.0) if log else 0.0
+    tall = max(height(panel_peak) - lo, 1e-9) if panel_peak > 0 else 1.0
     out = []
     for name, k, v in cand:
         if len(out) == most:
             break
-        if any(abs(k - k2) < 0.08 * n and abs(v - v2) < 0.08 * panel_peak
+        if any(abs(k - k2) < 0.08 * n and abs(height(v) - height(v2)) < 0.08 * tall
                for _, k2, v2 in out):
             continue
         out.append((name, k, v))
     return out
 
 
-def _nice_max(v):
-    if v <= 0:
-        return 1.0
-    exp = 10 ** math.floor(math.log10(v))
-    for m in (1, 2, 2.5, 5, 10):
-        if m * exp >= v:
-            return m * exp
-    return 10 * exp
-
-
-def _fmt(v):
+def fmt_rate(v):
     if v >= 1e6:
         return f"{v / 1e6:.3g}M"
     if v >= 1e3:
@@ -105,14 +138,46 @@ def _fmt(v):
     return f"{v:.3g}"
 
 
-def _peak(data):
+def peak(data):
     return max((max(ys) for _, ys in data if ys), default=0.0)
+
+
+def positive_range(data):
+    """(smallest, largest) positive value of [(name, values)], or None."""
+    pos = [v for _, ys in data for v in ys if v > 0]
+    return (min(pos), max(pos)) if pos else None
+
+
+def log_limits(data):
+    """(bottom, top) of a log axis: whole decades around the positive values, with
+    room above for the alert labels."""
+    lo, hi = positive_range(data) or (1.0, 10.0)
+    bottom = 10 ** math.floor(math.log10(lo * 0.7))    # a line at a decade stays visible
+    top = 10 ** math.ceil(math.log10(hi * 3))
+    return bottom, max(top, bottom * 10)
+
+
+def idle_limits(points):
+    """(bottom, top) in ms of the idle axis: the idle-tick values around the points."""
+    ys = [p[3] for p in points] or [1.0, 1000.0]
+    lo = max([t for t in IDLE_TICKS_MS if t <= min(ys)] or [1]) / 2
+    hi = min([t for t in IDLE_TICKS_MS if t >= max(ys) * 2] or [IDLE_TICKS_MS[-1]])
+    return lo, max(hi, lo * 20)
+
+
+def fmt_idle(ms):
+    return "<1ms" if ms < 1 else fmt_ms(ms)
+
+
+def marker_area(n, most):
+    """Marker area (points^2) of a cell of n resets; the fullest cell is 90."""
+    return 8 + 82 * math.sqrt(n / most) if most else 8
 
 
 # -- matplotlib: PNG, SVG ----------------------------------------------------------------------
 def render_matplotlib(picture, out_path):
     try:
-        import matplotlib      # lazy: an optional extra, and slow to import
+        import matplotlib  # lazy: an optional extra, and slow to import
     except ImportError:
         raise BadInput("PNG and SVG need matplotlib: pip install 'surgewatch[plot]' "
                        "(or write FILE.html, which needs nothing)") from None
@@ -122,34 +187,17 @@ def render_matplotlib(picture, out_path):
 
     panels = picture.panels
     fig, axes = plt.subplots(len(panels), 1, sharex=True, squeeze=False,
-                             figsize=(13, 3.6 * len(panels) + 0.6))
+                             figsize=(13, 2.9 * len(panels) + 0.7))
     axes = [a[0] for a in axes]
     fig.suptitle(picture.title, fontsize=10, x=0.01, ha="left")
     for ax, panel in zip(axes, panels):
-        data = panel.lines
-        xs = [dt.datetime.fromtimestamp(t) for t in panel.times]
-        cmap = colors([n for n, _ in data])
-        peak = _peak(data)
-        for name, ys in data:
-            ax.plot(xs, ys, color=cmap[name], lw=1.4 if name != OTHERS else 1.0,
-                    label=name, drawstyle="steps-pre")
-        for name, k, v in peak_labels(data, peak):
-            ax.annotate(f"{name} peak {_fmt(v)}/s", (xs[k], v), xytext=(4, 4),
-                        textcoords="offset points", fontsize=8, color=cmap[name])
-        for service, start, end in panel.spans:
-            c = cmap.get(service, "#d62728")
-            ax.axvspan(dt.datetime.fromtimestamp(start), dt.datetime.fromtimestamp(end),
-                       color=c, alpha=0.15, lw=0)
-            ax.text(dt.datetime.fromtimestamp(start), 1.0, f" alert: {service}",
-                    transform=ax.get_xaxis_transform(), va="top", fontsize=7, color=c)
-        ax.set_ylabel(panel.label)
-        ax.set_ylim(0, max(peak, 1.0) * 1.2)          # room for the alert labels on top
-        ax.grid(True, alpha=0.3)
-        if data:
-            ax.legend(loc="upper left", bbox_to_anchor=(1.005, 1.0), fontsize=8,
-                      frameon=False)
+        if isinstance(panel, IdlePanel):
+            _mpl_idle(ax, panel, picture.colors)
         else:
-            ax.text(0.5, 0.5, "none", transform=ax.transAxes, ha="center", color="#888")
+            _mpl_rates(ax, panel, picture.colors)
+        ax.grid(True, alpha=0.3)
+        ax.set_xlim(dt.datetime.fromtimestamp(picture.start),
+                    dt.datetime.fromtimestamp(picture.end))
     axes[-1].xaxis.set_major_formatter(mdates.DateFormatter("%H:%M:%S"))
     axes[-1].set_xlabel("local time")
     fig.tight_layout()
@@ -161,101 +209,62 @@ def render_matplotlib(picture, out_path):
         plt.close(fig)
 
 
-# -- HTML with an inline SVG (no matplotlib, no JavaScript) -----------------------------------
-def svg_panel(panel, x0, y0, width, height, t_lo, t_hi):
-    """SVG elements of one panel in the box (x0, y0, width, height)."""
-    esc = html.escape
-    times, data = panel.times, panel.lines
-    peak = _peak(data)
-    ymax = _nice_max(peak * 1.15)
-    span = max(t_hi - t_lo, 1e-9)
-
-    def X(t):
-        return x0 + (t - t_lo) / span * width
-
-    def Y(v):
-        return y0 + height - v / ymax * height
-
-    out = [f'<rect x="{x0}" y="{y0}" width="{width}" height="{height}" fill="#fff" '
-           f'stroke="#bbb"/>']
-    cmap = colors([n for n, _ in data])
-    for service, start, end in panel.spans:
-        c = cmap.get(service, "#d62728")
-        xa, xb = X(max(start, t_lo)), X(min(end, t_hi))
-        out.append(f'<rect x="{xa:.1f}" y="{y0}" width="{max(xb - xa, 1):.1f}" '
-                   f'height="{height}" fill="{c}" fill-opacity="0.15">'
-                   f'<title>alert: {esc(service)}</title></rect>')
-        out.append(f'<text x="{xa + 2:.1f}" y="{y0 + 10}" font-size="9" fill="{c}">'
-                   f'alert: {esc(service)}</text>')
-    for k in range(5):
-        v = ymax * k / 4
-        y = Y(v)
-        out.append(f'<line x1="{x0}" x2="{x0 + width}" y1="{y:.1f}" y2="{y:.1f}" '
-                   f'stroke="#eee"/>')
-        out.append(f'<text x="{x0 - 4}" y="{y + 3:.1f}" font-size="10" text-anchor="end">'
-                   f'{_fmt(v)}</text>')
-    out.append(f'<text x="{x0 - 44}" y="{y0 + height / 2}" font-size="11" '
-               f'transform="rotate(-90 {x0 - 44} {y0 + height / 2})" text-anchor="middle">'
-               f'{esc(panel.label)}</text>')
+def _mpl_rates(ax, panel, cmap):
+    data, log = panel.lines, panel.scale == "log"
+    xs = [dt.datetime.fromtimestamp(t) for t in panel.times]
+    top = peak(data)
     for name, ys in data:
-        pts = []
-        prev_t = t_lo
-        for t, v in zip(times, ys):           # steps: the rate holds over its interval
-            pts.append(f"{X(prev_t):.1f},{Y(v):.1f}")
-            pts.append(f"{X(t):.1f},{Y(v):.1f}")
-            prev_t = t
-        width_px = 1.0 if name == OTHERS else 1.6
-        out.append(f'<polyline fill="none" stroke="{cmap[name]}" stroke-width="{width_px}" '
-                   f'points="{" ".join(pts)}"><title>{esc(name)}</title></polyline>')
-    for name, k, v in peak_labels(data, peak):
-        out.append(f'<text x="{min(X(times[k]) + 3, x0 + width - 170):.1f}" '
-                   f'y="{max(Y(v) - 3, y0 + 22):.1f}" font-size="10" '
-                   f'fill="{cmap[name]}">{esc(name)} peak {_fmt(v)}/s</text>')
-    # legend
-    for j, (name, _) in enumerate(data):
-        ly = y0 + 16 + 14 * j
-        out.append(f'<rect x="{x0 + 8}" y="{ly - 8}" width="10" height="3" '
-                   f'fill="{cmap[name]}"/><text x="{x0 + 22}" y="{ly - 3}" font-size="10">'
-                   f'{esc(name)}</text>')
-    if not data:
-        out.append(f'<text x="{x0 + width / 2}" y="{y0 + height / 2}" fill="#888" '
-                   f'text-anchor="middle">none</text>')
-    return out
+        if log:                            # nothing to draw at 0 on a log axis: a gap
+            ys = [v if v > 0 else math.nan for v in ys]
+        ax.plot(xs, ys, color=cmap[name], lw=1.4 if name != OTHERS else 1.0,
+                label=name, drawstyle="steps-pre")
+    for name, k, v in peak_labels(data, top, log=log):
+        ax.annotate(f"{name} peak {fmt_rate(v)}/s", (xs[k], v), xytext=(4, 4),
+                    textcoords="offset points", fontsize=8, color=cmap[name])
+    for n, (service, start, end, label) in enumerate(panel.spans):
+        c = cmap.get(service, ALERT)
+        ax.axvspan(dt.datetime.fromtimestamp(start), dt.datetime.fromtimestamp(end),
+                   color=c, alpha=0.15, lw=0)
+        ax.text(dt.datetime.fromtimestamp(start), 0.98 - 0.09 * (n % 3), f" {label}",
+                transform=ax.get_xaxis_transform(), va="top", fontsize=7.5, color=c)
+    if log:
+        ax.set_yscale("log")
+        ax.set_ylim(*log_limits(data))
+    else:
+        ax.set_ylim(0, max(top, 1.0) * 1.3)      # room for the alert labels on top
+    ax.set_ylabel(panel.label + (" (log)" if log else ""))
+    if data:
+        ax.legend(loc="upper left", bbox_to_anchor=(1.005, 1.0), fontsize=8, frameon=False)
+    else:
+        ax.text(0.5, 0.5, "none", transform=ax.transAxes, ha="center", color="#888")
 
 
-def render_svg(picture, width=1100):
-    panels = picture.panels
-    ph, left, right, top_m, gap = 260, 70, 20, 30, 40
-    height = top_m + len(panels) * (ph + gap) + 10
-    t_lo, t_hi = picture.start, picture.end
-    out = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
-           f'viewBox="0 0 {width} {height}" font-family="sans-serif">',
-           f'<text x="8" y="18" font-size="12">{html.escape(picture.title)}</text>']
-    for n, panel in enumerate(panels):
-        y0 = top_m + n * (ph + gap)
-        out += svg_panel(panel, left, y0, width - left - right, ph, t_lo, t_hi)
-        for k in range(7):                   # time ticks
-            t = t_lo + (t_hi - t_lo) * k / 6
-            x = left + (width - left - right) * k / 6
-            out.append(f'<text x="{x:.1f}" y="{y0 + ph + 14}" font-size="10" '
-                       f'text-anchor="middle">'
-                       f'{dt.datetime.fromtimestamp(t):%H:%M:%S}</text>')
-    out.append("</svg>")
-    return "\n".join(out)
+def _mpl_idle(ax, panel, cmap):
+    from matplotlib.ticker import FixedLocator, FuncFormatter, NullLocator
 
-
-def render_html(picture):
-    esc = html.escape
-    rows = []
-    for service, panel, start, end, signal in picture.alerts:
-        rows.append(f"<tr><td>{esc(service)}</td><td>{esc(signal)}</td>"
-                    f"<td>{dt.datetime.fromtimestamp(start):%Y-%m-%d %H:%M:%S}</td>"
-                    f"<td>{'open' if end is None else f'{end - start:.0f} s'}</td></tr>")
-    table = ("<table><tr><th>service</th><th>signal</th><th>started</th><th>duration</th>"
-             "</tr>" + "".join(rows) + "</table>") if rows else "<p>No alerts.</p>"
-    return ("<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\">"
-            f"<title>{esc(picture.title)}</title>"
-            "<style>body{font-family:sans-serif;margin:16px}table{border-collapse:collapse}"
-            "td,th{border:1px solid #ccc;padding:2px 8px;text-align:left}</style></head><body>\n"
-            + render_svg(picture) + "\n<h3>Alerts</h3>\n" + table
-            + "\n</body></html>\n")
+    pts = panel.points
+    most = max((p[4] for p in pts), default=0)
+    groups = {}
+    for p in pts:
+        groups.setdefault((p[0], p[1]), []).append(p)
+    for (name, direction), ps in groups.items():
+        c = cmap.get(name, GREY)
+        filled = direction == "received"
+        ax.scatter([dt.datetime.fromtimestamp(p[2]) for p in ps], [p[3] for p in ps],
+                   s=[marker_area(p[4], most) for p in ps], marker=MARKERS[direction],
+                   facecolors=c if filled else "none", edgecolors=c, alpha=0.75,
+                   linewidths=1.0, label=f"{name} ({direction})")
+    ax.set_yscale("log")
+    ax.set_ylim(*idle_limits(pts))
+    ax.yaxis.set_major_locator(FixedLocator(IDLE_TICKS_MS))
+    ax.yaxis.set_minor_locator(NullLocator())
+    ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _pos: fmt_idle(v)))
+    ax.set_ylabel(panel.label)
+    ax.text(0.995, 0.02, panel.note + "; marker area: resets", transform=ax.transAxes,
+            ha="right", va="bottom", fontsize=7.5, color="#555")
+    if pts:
+        ax.legend(loc="upper left", bbox_to_anchor=(1.005, 1.0), fontsize=8, frameon=False,
+                  markerscale=0.7)
+    else:
+        ax.text(0.5, 0.5, "no reset records with an idle time", transform=ax.transAxes,
+                ha="center", color="#888")

@@ -5,11 +5,11 @@ import xml.dom.minidom
 import pytest
 from click.testing import CliRunner
 
-from collector.records import model
-from collector.pipeline.alerts import AlertStage
 from collector.cli import main
-from collector.errors import BadInput
 from collector.commands.plot import OTHERS, Series, lines, load, plot
+from collector.errors import BadInput
+from collector.pipeline.alerts import AlertStage
+from collector.records import model
 from collector.records.stream import encode
 
 T0 = 1_764_150_000.0
@@ -57,10 +57,13 @@ def test_series_rates_and_alert_spans(stream_file):
     assert len(s.ends) == 300 and s.has_resets and s.hosts == {"web1"}
     log_spans = s.spans("log")
     assert [x[0] for x in log_spans] == ["app.service"]     # writes + bytes alerts merged
-    service, start, end = log_spans[0]
+    _, start, end, label = log_spans[0]
     assert T0 + 120 <= start <= T0 + 122 and T0 + 180 <= end <= T0 + 190
-    (svc, rstart, rend), = s.spans("resets")
+    assert label.startswith("alert app.service: log bytes ") and ", log writes " in label
+    (svc, rstart, _, rlabel), = s.spans("received")
     assert svc == "nginx.service" and T0 + 220 <= rstart <= T0 + 222
+    assert rlabel == "alert nginx.service: resets received from 0/s"     # baseline 0
+    assert s.spans("sent") == []
     times, data = lines(s, "log", top=3)
     names = [n for n, _ in data]
     assert names == ["app.service", "nginx.service", "db.service", OTHERS]   # by volume
@@ -86,8 +89,8 @@ def test_open_alert_extends_to_the_end_and_close_without_open():
     s.add({"type": "alert", "state": "open", "service": "y", "signal": "resets_sent_per_s",
            "started": T0 + 2, "ts": T0 + 3})
     s.add({"type": "stats", "ts": T0 + 9, "interval": 1.0})
-    assert s.spans("log") == [("x", T0, T0 + 1)]
-    assert s.spans("resets") == [("y", T0 + 2, T0 + 9)]
+    assert s.spans("log") == [("x", T0, T0 + 1, "alert x: log writes new service")]
+    assert s.spans("sent") == [("y", T0 + 2, T0 + 9, "alert y: resets sent new service")]
 
 
 @pytest.mark.parametrize("ext", ["png", "svg", "html"])
@@ -119,6 +122,7 @@ def test_plot_writes_a_valid_picture(stream_file, tmp_path, ext):
         assert len(shaded) == 2                        # the flood and the storm
         assert "app.service peak" in svg and "nginx.service peak" in svg
         assert "<td>app.service</td>" in text
+        assert "alert nginx.service: resets received from 0/s" in svg
 
 
 def test_plot_without_resets_has_one_panel(tmp_path):
@@ -130,7 +134,8 @@ def test_plot_without_resets_has_one_panel(tmp_path):
     f.write_bytes(b"".join(encode(r) for r in recs))
     s = plot(str(f), str(tmp_path / "o.html"))
     assert not s.has_resets
-    assert "TCP resets" not in (tmp_path / "o.html").read_text()
+    text = (tmp_path / "o.html").read_text()
+    assert "TCP resets" not in text and "idle before reset" not in text
 
 
 def test_plot_segment_directory(stream_file, tmp_path):
@@ -152,7 +157,18 @@ def test_plot_bad_input_exit_2(tmp_path, stream_file):
     assert res.exit_code == 2
     empty = tmp_path / "empty.msgpack"
     empty.write_bytes(encode(synthetic(1)[0]))
-    with pytest.raises(BadInput, match="no complete interval"):
+    with pytest.raises(BadInput, match=r"empty.msgpack: 1 record but no complete interval "
+                                       r"yet \(an interval ends with its stats record\)"):
         load(str(empty))
+    empty.write_bytes(b"")
+    with pytest.raises(BadInput, match=r"empty.msgpack: no records in it \(empty\)"):
+        load(str(empty))
+    (tmp_path / "d").mkdir()
+    res = runner.invoke(main, ["plot", str(tmp_path / "d"), "-o", str(tmp_path / "x.png")])
+    assert res.exit_code == 2
+    assert res.output == (f"surgewatch: error: {tmp_path / 'd'}: no segment files "
+                          "(seg-*.msgpack) in this directory; give the directory `surgewatch "
+                          "run` writes (outputs.segments.dir, default /var/lib/surgewatch) "
+                          "or a stream file\n")
     with pytest.raises(BadInput, match="cannot write"):
         plot(str(stream_file), str(tmp_path / "no-dir" / "x.html"))
