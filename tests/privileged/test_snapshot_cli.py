@@ -88,6 +88,50 @@ def test_snapshot_msgpack_stream(tmp_path):
     assert mine and all(writer.pid in p["pids"] for p in mine)
 
 
+def _meta_written(path):
+    from collector.records.stream import StreamError, read_records
+
+    try:
+        with open(path, "rb") as f:
+            return any(r["type"] == "meta" for r in read_records(f, str(path)))
+    except (FileNotFoundError, StreamError):
+        return False
+
+
+def test_piped_snapshot_prints_the_text_table_with_the_exact_count(tmp_path):
+    """`surgewatch snapshot 1 3 -p PID | ...`: positional interval and count, the pid
+    filter, and the text table (not JSON) a pipe gets, with this process's exact writes."""
+    from tests.support.writers import write_lines
+
+    out, log, lines = tmp_path / "snap.msgpack", tmp_path / "exact.log", 1234
+    snap = subprocess.Popen([SURGEWATCH, "snapshot", "1", "3", "-p", str(os.getpid()),
+                             "--msgpack", str(out)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 120          # bcc's compile; far longer under QEMU
+        while not _meta_written(out):              # meta: the probes count from here on
+            assert snap.poll() is None and time.monotonic() < deadline, snap.stderr.read()
+            time.sleep(0.05)
+        write_lines(log, lines, b"%-39d\n" % 7)    # 1234 writes of 40 bytes, ~10 ms
+        stdout, stderr = snap.communicate(timeout=120)
+    finally:
+        if snap.poll() is None:
+            snap.kill()
+            snap.wait()
+    assert snap.returncode == 0, stderr
+    assert not stdout.lstrip().startswith("{"), stdout       # a table, not JSON
+    table = stdout.splitlines()
+    assert table[0].startswith("surgewatch snapshot ") and "window 3." in table[0]
+    assert table[1].split() == ["SERVICE", "PIDS", "LOG", "PATH", "WRITES", "WRITES/S",
+                                "BYTES/S", "SHARE"]
+    # -p: only this process's writes, so one row, whole
+    rows = table[2:table.index("")]
+    assert len(rows) == 1, stdout
+    cells = rows[0].split()
+    assert cells[-6].endswith("exact.log") and cells[-7] == str(os.getpid()), rows
+    assert int(cells[-5]) == lines and cells[-1] == "100.0%", rows
+
+
 def test_unprivileged_user_gets_one_line_and_exit_2():
     res = subprocess.run(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups",
                           "--inh-caps=-all", SURGEWATCH, "snapshot", "--duration", "1"],
