@@ -118,6 +118,41 @@ static __always_inline u64 iov_bytes(u64 vec, u64 vlen)
     return total;
 }
 
+/* Add one write-family call of `bytes` to key k (a possible log destination). */
+static __always_inline int count_key(struct sw_write_key *k, u64 bytes)
+{
+    u32 zero = 0;
+    u32 *epoch = ctl.lookup(&zero);
+    int odd = epoch && (*epoch & 1);
+    /* counted already this interval: go straight to the add (the verdict was looked up
+     * when the key was inserted; a key judged "not a log" since then stops at the next
+     * swap and its counts are dropped in userspace) */
+    struct sw_write_val *val = odd ? counts1.lookup(k) : counts0.lookup(k);
+    if (!val) {
+        struct sw_inode id = {.dev = k->dev, .gen = k->gen, .ino = k->ino};
+        u8 *verdict = verdicts.lookup(&id);
+        if (verdict && *verdict == SW_VERDICT_NOT_LOG)
+            return 0;
+        struct sw_write_val init = {};
+        init.cgroup_id = bpf_get_current_cgroup_id();
+        bpf_get_current_comm(&init.comm, sizeof(init.comm));
+        /* insert zeroed, then add below: a racing insert from another CPU is not lost */
+        if (odd)
+            counts1.insert(k, &init);
+        else
+            counts0.insert(k, &init);
+        val = odd ? counts1.lookup(k) : counts0.lookup(k);
+        if (!val) {
+            health_inc(SW_HEALTH_COUNTS_FULL);
+            return 0;
+        }
+    }
+    __sync_fetch_and_add(&val->writes, 1);
+    __sync_fetch_and_add(&val->bytes, bytes);
+    return 0;
+}
+
+#ifndef SW_FENTRY
 /* Count one write-family call to fd, if its file may be a log. Counted at entry: no exit
  * hook (each hook costs every write on the host), so `writes` are calls and `bytes` the
  * bytes they asked to write. */
@@ -132,37 +167,7 @@ static __always_inline int count_write(s32 fd, u64 a1, u64 a2, int vectored)
     }
     k.tgid = bpf_get_current_pid_tgid() >> 32;
     k.fd = fd;
-    u64 bytes = vectored ? iov_bytes(a1, a2) : a2;
-
-    u32 zero = 0;
-    u32 *epoch = ctl.lookup(&zero);
-    int odd = epoch && (*epoch & 1);
-    /* counted already this interval: go straight to the add (the verdict was looked up
-     * when the key was inserted; a key judged "not a log" since then stops at the next
-     * swap and its counts are dropped in userspace) */
-    struct sw_write_val *val = odd ? counts1.lookup(&k) : counts0.lookup(&k);
-    if (!val) {
-        struct sw_inode id = {.dev = k.dev, .gen = k.gen, .ino = k.ino};
-        u8 *verdict = verdicts.lookup(&id);
-        if (verdict && *verdict == SW_VERDICT_NOT_LOG)
-            return 0;
-        struct sw_write_val init = {};
-        init.cgroup_id = bpf_get_current_cgroup_id();
-        bpf_get_current_comm(&init.comm, sizeof(init.comm));
-        /* insert zeroed, then add below: a racing insert from another CPU is not lost */
-        if (odd)
-            counts1.insert(&k, &init);
-        else
-            counts0.insert(&k, &init);
-        val = odd ? counts1.lookup(&k) : counts0.lookup(&k);
-        if (!val) {
-            health_inc(SW_HEALTH_COUNTS_FULL);
-            return 0;
-        }
-    }
-    __sync_fetch_and_add(&val->writes, 1);
-    __sync_fetch_and_add(&val->bytes, bytes);
-    return 0;
+    return count_key(&k, vectored ? iov_bytes(a1, a2) : a2);
 }
 
 #ifdef SW_RAW_SYSCALLS
@@ -297,3 +302,104 @@ int exit_open_any(void *ctx)
     open_events.ringbuf_submit(ev, 0);
     return 0;
 }
+#endif  /* !SW_FENTRY */
+
+#ifdef SW_FENTRY
+/* The fentry path, on kernels that allow function tracing (feature-probed in the loader
+ * child): the five write syscalls meet in vfs_write (write, pwrite64) and vfs_writev
+ * (writev, pwritev, pwritev2), and opens of every kind in do_filp_open. Their struct
+ * file * is typed by the verifier from BTF, so file -> inode -> super block are direct
+ * loads and no fd table is walked; no syscall tracepoint is attached, so unrelated
+ * syscalls pay nothing. Keys carry fd -1 (userspace finds the path by inode). */
+#define LOAD(type, p, off) (*(type *)((char *)(p) + (off)))
+
+/* struct file * -> dev, ino, gen, kind. 0 for a possible log destination, 1 otherwise. */
+static __always_inline int inode_of_file(char *file, struct sw_write_key *k)
+{
+    char *inode = LOAD(char *, file, OFF_FILE_F_INODE);
+    if (!inode)
+        return 1;
+    u16 mode = LOAD(u16, inode, OFF_INODE_I_MODE);
+    if ((mode & S_IFMT_) == S_IFREG_) {
+        k->kind = SW_FILE_REGULAR;
+    } else if ((mode & S_IFMT_) == S_IFSOCK_) {
+        u16 family = 0;     /* private_data is a void *: probe reads from here on */
+        if (!sw_socket_sk(LOAD(char *, file, OFF_FILE_PRIVATE_DATA), &family) ||
+            family != AF_UNIX_)
+            return 1;
+        k->kind = SW_FILE_UNIX_SOCKET;
+    } else {
+        return 1;
+    }
+    char *sb = LOAD(char *, inode, OFF_INODE_I_SB);
+    if (!sb)
+        return 1;
+#if SZ_INODE_I_INO == 8
+    k->ino = LOAD(u64, inode, OFF_INODE_I_INO);
+#else
+    k->ino = LOAD(u32, inode, OFF_INODE_I_INO);
+#endif
+    k->gen = LOAD(u32, inode, OFF_INODE_I_GENERATION);
+    k->dev = LOAD(u32, sb, OFF_SB_S_DEV);
+    return 0;
+}
+
+static __always_inline int count_file(char *file, u64 bytes_or_vec, u64 vlen, int vectored)
+{
+    struct sw_write_key k = {};
+    if (!file || inode_of_file(file, &k))
+        return 0;
+    k.tgid = bpf_get_current_pid_tgid() >> 32;
+    k.fd = -1;
+    return count_key(&k, vectored ? iov_bytes(bytes_or_vec, vlen) : bytes_or_vec);
+}
+
+/* ssize_t vfs_write(struct file *, const char __user *, size_t count, loff_t *) */
+int kfunc__vfs_write(u64 *ctx)
+{
+    return count_file((char *)ctx[0], ctx[2], 0, 0);
+}
+
+/* ssize_t vfs_writev(struct file *, const struct iovec __user *, unsigned long vlen, ...) */
+int kfunc__vfs_writev(u64 *ctx)
+{
+    return count_file((char *)ctx[0], ctx[1], ctx[2], 1);
+}
+
+/* struct file *do_filp_open(int dfd, struct filename *, const struct open_flags *): every
+ * open(2) family call, io_uring's openat and exec's; the file is typed and the path is
+ * the kernel's copy of what the process passed. */
+int kretfunc__do_filp_open(u64 *ctx)
+{
+    char *file = (char *)ctx[3];
+    if ((s64)file < 0 && (s64)file >= -4095)          /* IS_ERR */
+        return 0;
+    int flags = LOAD(int, (char *)ctx[2], OFF_OPEN_FLAGS_OPEN_FLAG);
+    if ((flags & O_ACCMODE_) == 0)
+        return 0;
+    struct sw_write_key k = {};
+    if (!file || inode_of_file(file, &k))
+        return 0;
+    struct sw_inode id = {.dev = k.dev, .gen = k.gen, .ino = k.ino};
+    if (verdicts.lookup(&id))
+        return 0;
+    struct sw_open_event *ev = open_events.ringbuf_reserve(sizeof(struct sw_open_event));
+    if (!ev) {
+        health_inc(SW_HEALTH_EVENTS_LOST);
+        return 0;
+    }
+    ev->tgid = bpf_get_current_pid_tgid() >> 32;
+    ev->fd = -1;
+    ev->dev = k.dev;
+    ev->kind = k.kind;
+    ev->ino = k.ino;
+    ev->gen = k.gen;
+    ev->cgroup_id = bpf_get_current_cgroup_id();
+    bpf_get_current_comm(&ev->comm, sizeof(ev->comm));
+    char *name = LOAD(char *, (char *)ctx[1], OFF_FILENAME_NAME);
+    if (bpf_probe_read_kernel_str(&ev->path, sizeof(ev->path), name) < 0)
+        ev->path[0] = 0;
+    open_events.ringbuf_submit(ev, 0);
+    return 0;
+}
+#endif  /* SW_FENTRY */

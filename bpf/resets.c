@@ -9,7 +9,9 @@
  * softirq (or, on loopback, in the task of the peer that sent the RST). The owner of each
  * socket is recorded in process context only:
  *   - sock:inet_sock_set_state  CLOSE -> SYN_SENT (inside connect()), * -> LISTEN (listen())
- *   - syscalls accept/accept4 exit, sendto/sendmsg/recvfrom/recvmsg enter (fd -> socket)
+ *   - syscalls accept/accept4 exit, sendto/sendmsg/recvfrom/recvmsg enter (fd -> socket);
+ *     on kernels that allow fentry instead: fexit inet_csk_accept, fentry tcp_sendmsg and
+ *     tcp_recvmsg (the socket typed from BTF: no fd walk, no syscall tracepoint)
  * A passive socket not yet accept()ed gets the owner of the listener on its port (its
  * SYN_RECV -> ESTABLISHED transition runs in softirq: the current task is not read there).
  * The entry is kept after TCP_CLOSE (an abort moves the socket to CLOSE *before* the RST is
@@ -92,6 +94,7 @@ static __always_inline void own(u64 sk, u32 source)
         rhealth_inc(SW_RHEALTH_OWNERS_FULL);
 }
 
+#ifndef SW_FENTRY
 /* fd of the current task -> struct sock *, when it is a TCP socket; else 0
  * (the walk: bpf/fdwalk.h). */
 static __always_inline u64 tcp_sock_of_fd(s64 fd)
@@ -124,6 +127,8 @@ static __always_inline u64 tcp_sock_of_fd(s64 fd)
         return 0;
     return sk;
 }
+
+#endif
 
 /* ---- ownership, process context ------------------------------------------------------ */
 
@@ -185,6 +190,18 @@ int sw_destroy(void *ctx)
 }
 #endif
 
+/* send/recv on a socket: the owner may have changed (fd passed, fork); refresh it only
+ * when the owning process differs, so the common case is one lookup. */
+static __always_inline void refresh_owner(u64 sk)
+{
+    u32 tgid = bpf_get_current_pid_tgid() >> 32;
+    struct sw_sock_owner *cur = owners.lookup(&sk);
+    if (cur && cur->tgid == tgid && !cur->closed)
+        return;
+    own(sk, SW_OWNER_IO);
+}
+
+#ifndef SW_FENTRY
 int sw_exit_accept(void *ctx)
 {
     s64 fd = (s64)CTX_U64(ctx, TP_RET_OFF);
@@ -194,21 +211,52 @@ int sw_exit_accept(void *ctx)
     return 0;
 }
 
-/* send/recv on a socket: the owner may have changed (fd passed, fork); refresh it only
- * when the owning process differs, so the common case is one lookup. */
 int sw_enter_io(void *ctx)
 {
-    s64 fd = (s64)CTX_U64(ctx, TP_FD_OFF);
-    u64 sk = tcp_sock_of_fd(fd);
-    if (!sk)
-        return 0;
-    u32 tgid = bpf_get_current_pid_tgid() >> 32;
-    struct sw_sock_owner *cur = owners.lookup(&sk);
-    if (cur && cur->tgid == tgid && !cur->closed)
-        return 0;
-    own(sk, SW_OWNER_IO);
+    u64 sk = tcp_sock_of_fd((s64)CTX_U64(ctx, TP_FD_OFF));
+    if (sk)
+        refresh_owner(sk);
     return 0;
 }
+#else
+/* The fentry path (kernels that allow function tracing): the socket is at hand and typed
+ * where these run, so no fd is walked and no syscall tracepoint is attached.
+ *   fexit inet_csk_accept   the accepted socket (accept, accept4, io_uring's accept)
+ *   fentry tcp_sendmsg, tcp_recvmsg  any send/recv on a TCP socket, write/read included
+ * Kernel threads' sends (in-kernel sockets) are not process ownership: skipped, as no
+ * syscall hook ever saw them. */
+#define PF_KTHREAD_ 0x00200000
+
+static __always_inline int in_kthread(void)
+{
+    char *task = (char *)bpf_get_current_task_btf();
+    return (*(u32 *)(task + OFF_TASK_FLAGS)) & PF_KTHREAD_;
+}
+
+/* struct sock *inet_csk_accept(struct sock *, ...): the return value follows the
+ * ACCEPT_NARGS arguments (their number differs between kernels; from BTF) */
+int kretfunc__inet_csk_accept(u64 *ctx)
+{
+    u64 sk = ctx[ACCEPT_NARGS];
+    if (sk && !in_kthread())
+        own(sk, SW_OWNER_ACCEPT);
+    return 0;
+}
+
+int kfunc__tcp_sendmsg(u64 *ctx)
+{
+    if (!in_kthread())
+        refresh_owner(ctx[0]);
+    return 0;
+}
+
+int kfunc__tcp_recvmsg(u64 *ctx)
+{
+    if (!in_kthread())
+        refresh_owner(ctx[0]);
+    return 0;
+}
+#endif
 
 /* ---- resets, any context -------------------------------------------------------------- */
 

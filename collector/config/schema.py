@@ -15,7 +15,7 @@ RATE_MAX_PATHS = 20
 
 
 LOCK_FILE = "/run/surgewatch/surgewatch.lock"
-WRITE_HOOKS = ("tracepoints", "raw")
+WRITE_HOOKS = ("auto", "fentry", "tracepoints", "raw")     # collector/probes/fentry.py
 
 
 @dataclass(frozen=True)
@@ -52,7 +52,8 @@ class ResetsConfig:
 
 @dataclass(frozen=True)
 class ProbesConfig:
-    write_hook: str = "tracepoints"   # or "raw": raw_syscalls:sys_enter (docs/performance.md)
+    write_hook: str = "auto"          # fentry where allowed, else tracepoints; or "fentry",
+                                      # "tracepoints", "raw" (docs/probe-logwrites.md)
     max_keys: int = 65536             # (process, fd, inode) keys per interval
     max_inodes: int = 131072          # log/not-log verdicts kept in the kernel
     max_owners: int = 65536           # socket owners the resets probe remembers

@@ -68,7 +68,10 @@ class DestinationResolver:
         return path if self.rules.is_log_path(path) else NOT_LOG
 
     def _fd_path(self, pid, fd, dev, gen, ino):
-        """Absolute path behind /proc/PID/fd/FD if it still is the inode the kernel saw."""
+        """Absolute path behind /proc/PID/fd/FD if it still is the inode the kernel saw.
+        fd -1 (the fentry path counts per inode, not per fd): any fd of PID open on it."""
+        if fd < 0:
+            return self._inode_path(pid, dev, gen, ino)
         link = os.path.join(self.procfs.root, str(pid), "fd", str(fd))
         try:
             st = os.stat(link)
@@ -80,6 +83,19 @@ class DestinationResolver:
         except (OSError, HostLookupError):
             return None
         return value if kind == "file" else None
+
+    def _inode_path(self, pid, dev, gen, ino):
+        """Path of the first fd of PID open on inode (dev, gen, ino), else None."""
+        try:
+            fds = self.procfs.fds(pid)
+        except HostLookupError:
+            return None
+        for fd, target in fds.items():
+            if target.startswith("/"):
+                path = self._fd_path(pid, fd, dev, gen, ino)
+                if path is not None:
+                    return path
+        return None
 
     def note_open(self, ev):
         """An open-for-write of an inode with no verdict yet (from the kernel)."""

@@ -67,7 +67,10 @@ def build_collector(rules, probe_kwargs=None, resets=False, probes=None):
 def _start_resets(disabled, probes):
     """(probe, pending load) of the TCP reset probe, or None (with a note) when its
     plan cannot be made here."""
-    probe = ResetProbe(max_owners=probes.max_owners)
+    # the write hook decides the resets probe's process-context hooks too: fentry with
+    # "auto"/"fentry", the syscall tracepoints with "tracepoints"/"raw"
+    hook = probes.write_hook if probes.write_hook in ("auto", "fentry") else "tracepoints"
+    probe = ResetProbe(max_owners=probes.max_owners, hook=hook)
     try:
         return probe, probe.start_load(probes.load_timeout_s)
     except ProbeUnavailable as e:

@@ -47,11 +47,13 @@ _rss_bytes = _Statm()
 def _probe_meta(probe):
     """A probe's entry in the meta record: what it attached and which paths it took."""
     out = {"enabled": True, "tracepoints": list(getattr(probe, "attached", []))}
-    if hasattr(probe, "uses_raw"):
-        out["write_hook"] = "raw" if probe.uses_raw else "tracepoints"
-    for key in ("fd_walk", "fentry"):          # docs/stream.md
-        if getattr(probe, key, None) is not None:
-            out[key] = getattr(probe, key)
+    # "hook": what the probe counts on ("fentry", "tracepoints" or "raw"; the log-write
+    # probe's also as "write_hook", its older name); "hook_reason": why not fentry
+    for key, attr in (("hook", "write_path"), ("write_hook", "write_path"), ("hook", "hook_path"),
+                      ("hook_reason", "write_path_reason"), ("hook_reason", "hook_path_reason"),
+                      ("fd_walk", "fd_walk"), ("fentry", "fentry")):     # docs/stream.md
+        if getattr(probe, attr, None) is not None:
+            out[key] = getattr(probe, attr)
     walk = getattr(probe, "fd_walk_state", None) or {}
     for key in ("fd_slot", "fd_walk_reason"):
         if walk.get(key):

@@ -38,6 +38,7 @@ class BTFType:
     members: tuple = ()
     array: tuple = ()            # (elem_type, nelems) for arrays
     enumerators: tuple = ()      # ((name, value), ...) for enums
+    params: int = 0              # parameters of a function prototype
 
 
 class BTF:
@@ -99,7 +100,8 @@ class BTF:
                     values.append((self._str(name), v))
                 t.enumerators = tuple(values)
                 pos += 12 * vlen
-            elif kind in (KIND_FUNC_PROTO,):
+            elif kind == KIND_FUNC_PROTO:
+                t.params = vlen
                 pos += 8 * vlen
             elif kind in (KIND_VAR, KIND_DECL_TAG):
                 pos += 4
@@ -170,6 +172,12 @@ class BTF:
         if not tid:
             raise BTFError(f"function {name} not in kernel BTF")
         return tid
+
+    def func_params(self, name):
+        """How many parameters kernel function `name` takes (an fexit program finds the
+        return value after them)."""
+        proto = self.types[self.types[self.func_id(name)].size_or_type]
+        return proto.params
 
     def enum(self, name):
         tid = self._by_name.get((KIND_ENUM, name))

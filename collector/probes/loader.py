@@ -50,12 +50,18 @@ class Plan:
     """What the child does: compile `source` with `cflags`, then attach `steps` in order.
 
     A step is {"kind": "tracepoint"|"raw", "tp": ..., "fn": ...}; a step with "else" (a list
-    of steps) runs those instead when it cannot attach (the raw hook's fallback).
+    of steps) runs those instead when it cannot attach (the raw hook's fallback). Steps of
+    kind "fentry"/"fexit" ({"fn": "kfunc__<func>"/"kretfunc__<func>"}) are attached by bcc
+    as it loads the source; the step only collects the attachment. `fallback(why)`, if
+    given, returns the plan to run instead when loading this one fails (the fentry path's
+    way back to the tracepoints on a kernel that passed the feature probe but refuses the
+    real programs).
     """
     source: str
     cflags: list
     steps: list
     maps: list
+    fallback: object = None
 
 
 class LoadFailed(ProbeUnavailable):
@@ -225,7 +231,11 @@ def _fault(probe, point):
 
 
 def _attach(bpf, step):
-    tp, fn = step["tp"], step["fn"]
+    fn = step["fn"]
+    if step["kind"] in ("fentry", "fexit"):      # attached by bcc at load (its autoload)
+        fds = bpf.kfunc_entry_fds if step["kind"] == "fentry" else bpf.kfunc_exit_fds
+        return [(f"{step['kind']}:{fn.split('__', 1)[1]}", fds[fn.encode()])]
+    tp = step["tp"]
     if step["kind"] == "raw":
         bpf.attach_raw_tracepoint(tp=tp, fn_name=fn)
         return [(f"raw:{tp}", bpf.raw_tracepoint_fds[tp.encode()])]
@@ -244,12 +254,17 @@ def _run(request):
     BPF = kernel.import_bcc()
     _fault(name, "compile")
     t0 = time.monotonic()
-    try:
-        bpf = BPF(src_file=plan.source, cflags=plan.cflags)
-    except Exception as e:     # bcc raises bare Exception on compile/load failure
-        return {"ok": False, "stage": "compile/load", "detail": _one_line(e)}, []
-    compile_s = time.monotonic() - t0
     links, fallbacks = [], []
+    while True:
+        try:
+            bpf = BPF(src_file=plan.source, cflags=plan.cflags)
+            break
+        except Exception as e:     # bcc raises bare Exception on compile/load failure
+            if plan.fallback is None:
+                return {"ok": False, "stage": "compile/load", "detail": _one_line(e)}, []
+            fallbacks.append(plan.steps[0]["kind"])
+            plan = plan.fallback(_one_line(e))
+    compile_s = time.monotonic() - t0
     todo = list(plan.steps)
     while todo:
         step = todo.pop(0)
@@ -260,7 +275,7 @@ def _run(request):
                 fallbacks.append(step["tp"])
                 todo[:0] = step["else"]
                 continue
-            return {"ok": False, "stage": "attach", "tp": step["tp"],
+            return {"ok": False, "stage": "attach", "tp": step.get("tp", step["fn"]),
                     "detail": _one_line(e)}, []
     _fault(name, "attached")
     maps = [(m, bpf[m].map_fd) for m in plan.maps]

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from typing import NamedTuple
 
 from collector.errors import ProbeUnavailable
-from collector.probes import fdwalk, kernel, loader
+from collector.probes import fdwalk, fentry, kernel, loader
 from collector.probes.abi import BPF_DIR, abi
 from collector.probes.btf import BTF, BTFError
 from collector.probes.base import Probe
@@ -34,6 +34,15 @@ BTF_FIELDS = fdwalk.FIELDS + (
     ("INODE_I_SB", "inode", "i_sb"),
     ("INODE_I_GENERATION", "inode", "i_generation"),
     ("SB_S_DEV", "super_block", "s_dev"),
+)
+
+# the fentry path (bpf/logwrites.c, SW_FENTRY): where the write syscalls meet (write and
+# pwrite64 in vfs_write; writev, pwritev, pwritev2 in vfs_writev) and where every open
+# does; all three must be in BTF (vfs_writev is static: a kernel may inline it away)
+FENTRY_FUNCS = ("vfs_write", "vfs_writev", "do_filp_open")
+FENTRY_FIELDS = (
+    ("OPEN_FLAGS_OPEN_FLAG", "open_flags", "open_flag"),
+    ("FILENAME_NAME", "filename", "name"),
 )
 
 
@@ -135,6 +144,13 @@ def btf_macros(btf):
     return macros
 
 
+def fentry_macros(btf):
+    """Macros of the fentry path: SW_FENTRY, its struct fields, which functions exist."""
+    macros = fdwalk.btf_macros(btf, FENTRY_FIELDS, "log-write probe (fentry)")
+    macros["SW_FENTRY"] = 1
+    return macros
+
+
 def tracepoint_macros(root=None):
     """Offsets of the syscall tracepoint fields we read, from the live format files."""
     fmt = kernel.tracepoint_format("syscalls", "sys_enter_write", root)
@@ -171,48 +187,81 @@ class LogWriteProbe(Probe):
                      "iov_truncated": "SW_HEALTH_IOV_TRUNCATED"}
 
     def __init__(self, max_keys=65536, max_inodes=131072, ringbuf_pages=64, on_open=None,
-                 hook="tracepoints"):
-        """hook (config probes.write_hook): "tracepoints" (one syscalls:sys_enter_* per
-        write syscall) or "raw" (raw_syscalls:sys_enter with an id filter). Measured
+                 hook="auto"):
+        """hook (config probes.write_hook): "auto" (fentry where the kernel allows it, else
+        the syscall tracepoints), "fentry" (insist), "tracepoints" (one syscalls:sys_enter_*
+        per write syscall) or "raw" (raw_syscalls:sys_enter with an id filter). Measured
         (docs/performance.md): the raw hook runs a program on every syscall of the host,
         which costs other syscalls twice what the syscall tracepoints' shared entry path
         does, and saves little on writes."""
-        if hook not in ("raw", "tracepoints"):
+        if hook not in fentry.HOOKS:
             raise ProbeUnavailable(f"log-write probe: unknown hook {hook!r}; "
-                                   "fix: probes.write_hook = \"tracepoints\" or \"raw\"")
+                                   f"fix: probes.write_hook = one of {', '.join(fentry.HOOKS)}")
         self.hook = hook
         self.max_keys, self.max_inodes, self.ringbuf_pages = max_keys, max_inodes, ringbuf_pages
         self.on_open = on_open or (lambda ev: None)
         super().__init__()
-        self.uses_raw = False
+        self.write_path = None      # "fentry", "tracepoints" or "raw": what counts writes
+        self.write_path_reason = None
         self.fd_walk, self.fd_walk_state = None, {}     # which fd walk: fdwalk.py
-        self.fentry = None      # "loads" or "refused: why" (not used to count yet: issue 14)
+        self.fentry = None          # "loads" or "refused: why" (this kernel, any function)
         self.available = {}
         abi().check_layout("sw_write_key", KEY_LAYOUT, KEY_FIELDS)
         abi().check_layout("sw_write_val", VAL_LAYOUT, VAL_FIELDS)
 
+    @property
+    def uses_raw(self):
+        return self.write_path == "raw"
+
     def cflags(self):
-        macros, self.available = tracepoint_macros()
         btf = BTF.load()
-        macros.update(btf_macros(btf))
+        macros = btf_macros(btf)
+        refused = kernel.fentry_refusal(btf)
+        self.fentry = "loads" if refused is None else f"refused: {refused}"
+        use, self.write_path_reason = fentry.choose(self.hook, btf, FENTRY_FUNCS,
+                                                    "log-write probe")
+        if use:
+            return self._flags(macros | fentry_macros(btf), "fentry")
+        return self._tracepoint_flags(btf, macros)
+
+    def _tracepoint_flags(self, btf, macros):
+        tp, self.available = tracepoint_macros()
+        macros = macros | tp
         self.fd_walk, walk, self.fd_walk_state = fdwalk.choose(macros, macros["TP_FD_OFF"],
                                                                 "log-write probe")
         macros.update(walk)
-        refused = kernel.fentry_refusal(btf)
-        self.fentry = "loads" if refused is None else f"refused: {refused}"
         raw = raw_syscall_macros(btf) if self.hook == "raw" else {}
         if self.hook == "raw" and not raw:
             raise ProbeUnavailable("log-write probe: no raw sys_enter support for "
                                    f"{platform.machine()}; use the tracepoint hook")
-        macros.update(raw)
-        self.uses_raw = bool(raw)
+        return self._flags(macros | raw, "raw" if raw else "tracepoints")
+
+    def _flags(self, macros, path):
+        self.write_path = path
         macros.update(SW_MAX_KEYS=self.max_keys, SW_MAX_INODES=self.max_inodes,
                       SW_RINGBUF_PAGES=self.ringbuf_pages)
+        self.macros = macros
         return [f"-I{BPF_DIR}"] + [f"-D{k}={v}" for k, v in sorted(macros.items())]
 
     def plan(self):
         """What the loader child compiles and attaches (collector/probes/loader.py)."""
         flags = self.cflags()
+        if self.write_path == "fentry":
+            steps = [{"kind": "fentry", "fn": "kfunc__vfs_write"},
+                     {"kind": "fentry", "fn": "kfunc__vfs_writev"},
+                     {"kind": "fexit", "fn": "kretfunc__do_filp_open"}]
+            fallback = self._fallback_plan if self.hook == "auto" else None
+            return loader.Plan(str(BPF_DIR / "logwrites.c"), flags, steps, list(MAPS),
+                               fallback)
+        return self._tracepoint_plan(flags)
+
+    def _fallback_plan(self, why):
+        """The fentry programs passed the feature probe but did not load: the tracepoints."""
+        self.write_path_reason = f"fentry failed to load: {why}"
+        btf = BTF.load()
+        return self._tracepoint_plan(self._tracepoint_flags(btf, btf_macros(btf)))
+
+    def _tracepoint_plan(self, flags):
         writes = [{"kind": "tracepoint", "tp": f"syscalls:sys_enter_{sc}", "fn": f"enter_{sc}"}
                   for sc in WRITE_SYSCALLS if self.available.get(sc)]
         steps = [{"kind": "raw", "tp": "sys_enter", "fn": "raw_sys_enter", "else": writes}] \
@@ -231,16 +280,18 @@ class LogWriteProbe(Probe):
 
     def plan_state(self):
         """What plan() found about the kernel, for the daemon's copy of the probe."""
-        return {"available": self.available, "uses_raw": self.uses_raw,
+        return {"available": self.available, "write_path": self.write_path,
+                "write_path_reason": self.write_path_reason,
                 "fd_walk": self.fd_walk, "fd_walk_state": self.fd_walk_state,
                 "fentry": self.fentry}
 
     def _adopt_state(self, state):
-        self.available, self.uses_raw = state["available"], state["uses_raw"]
+        self.available, self.write_path = state["available"], state["write_path"]
+        self.write_path_reason = state["write_path_reason"]
         self.fd_walk, self.fd_walk_state = state["fd_walk"], state["fd_walk_state"]
         self.fentry = state["fentry"]
         if "sys_enter" in self.handover.info.get("fallbacks", ()):
-            self.uses_raw = False       # raw tracepoints refused: per-syscall ones attached
+            self.write_path = "tracepoints"     # raw tracepoint refused: per-syscall ones
         self.attached = ["raw_syscalls:sys_enter" if tp == "raw:sys_enter"
                          else tp.removeprefix("syscalls:") for tp in self.attached]
         self._event_t = abi().sw_open_event

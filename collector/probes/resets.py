@@ -16,7 +16,7 @@ import time
 from dataclasses import dataclass
 
 from collector.errors import ProbeUnavailable
-from collector.probes import fdwalk, kernel, loader
+from collector.probes import fdwalk, fentry, kernel, loader
 from collector.probes.abi import BPF_DIR, TCP_STATES, abi
 from collector.probes.base import Probe
 from collector.probes.btf import BTF, BTFError
@@ -36,6 +36,10 @@ BTF_FIELDS = fdwalk.FIELDS + (
 IO_SYSCALLS = ("sendto", "sendmsg", "recvfrom", "recvmsg")
 ACCEPT_SYSCALLS = ("accept", "accept4")
 MAPS = ("rcounts0", "rcounts1", "rctl", "rsent", "rhealth", "reset_events")  # bpf/resets.c
+# the fentry path's process-context hooks (bpf/resets.c, SW_FENTRY), in place of the
+# syscall tracepoints above: all must be in BTF
+FENTRY_FUNCS = ("inet_csk_accept", "tcp_sendmsg", "tcp_recvmsg")
+FENTRY_FIELDS = (("TASK_FLAGS", "task_struct", "flags"),)
 
 _A = abi()
 DIRECTIONS = {_A.SW_RST_SENT: "sent", _A.SW_RST_RECEIVED: "received"}
@@ -223,9 +227,16 @@ class ResetProbe(Probe):
                      "events_over_budget": "SW_RHEALTH_EVENTS_OVER_BUDGET"}
 
     def __init__(self, max_owners=65536, max_keys=4096, ringbuf_pages=16, on_event=None,
-                 event_budget=1000):
+                 event_budget=1000, hook="auto"):
         """event_budget: reset events (for `reset` records and peers) sent to userspace per
-        interval; every reset is counted in the kernel whatever the budget."""
+        interval; every reset is counted in the kernel whatever the budget. hook: "auto"
+        (fentry where the kernel allows it), "fentry" (insist) or "tracepoints" (syscall
+        tracepoints for accept and send/recv), from probes.write_hook."""
+        if hook not in ("auto", "fentry", "tracepoints"):
+            raise ProbeUnavailable(f"resets probe: unknown hook {hook!r}; "
+                                   'fix: "auto", "fentry" or "tracepoints"')
+        self.hook = hook
+        self.hook_path, self.hook_path_reason = None, None    # "fentry" or "tracepoints"
         self.max_owners, self.max_keys, self.ringbuf_pages = max_owners, max_keys, ringbuf_pages
         self.event_budget = event_budget
         self.on_event = on_event or (lambda ev: None)
@@ -237,7 +248,7 @@ class ResetProbe(Probe):
         self.hz = None
         self.fd_walk, self.fd_walk_state = None, {}     # which fd walk: fdwalk.py
 
-    def cflags(self):
+    def cflags(self, hook=None):
         root = kernel.tracefs_root()
         tp = lambda c, e: kernel.tracepoint_format(c, e, root)  # noqa: E731
         macros = tracepoint_layout(tp("tcp", "tcp_send_reset"), tp("tcp", "tcp_receive_reset"),
@@ -246,13 +257,21 @@ class ResetProbe(Probe):
         self.has_reason = "SEND_REASON_OFF" in macros
         # before 6.10 tcp_send_reset needs a socket: kernel replies with none are not traced
         self.traces_no_socket = "SEND_SOCKADDR" in macros
-        sc, self.available = syscall_macros(root)
-        macros.update(sc)
         btf = BTF.load()
         macros.update(btf_macros(btf))
-        self.fd_walk, walk, self.fd_walk_state = fdwalk.choose(macros, macros["TP_FD_OFF"],
-                                                                "resets probe")
-        macros.update(walk)
+        use, self.hook_path_reason = fentry.choose(hook or self.hook, btf, FENTRY_FUNCS,
+                                                   "resets probe")
+        if use:
+            macros.update(fdwalk.btf_macros(btf, FENTRY_FIELDS, "resets probe (fentry)"),
+                          SW_FENTRY=1, ACCEPT_NARGS=btf.func_params("inet_csk_accept"))
+            self.available, self.fd_walk, self.fd_walk_state = {}, None, {}
+        else:
+            sc, self.available = syscall_macros(root)
+            macros.update(sc)
+            self.fd_walk, walk, self.fd_walk_state = fdwalk.choose(
+                macros, macros["TP_FD_OFF"], "resets probe")
+            macros.update(walk)
+        self.hook_path = "fentry" if use else "tracepoints"
         self.reasons = reason_names(btf) if self.has_reason else {}
         self.hz = kernel_hz()
         macros.update(SK_HZ=self.hz, SW_MAX_OWNERS=self.max_owners, SW_MAX_RKEYS=self.max_keys,
@@ -260,9 +279,9 @@ class ResetProbe(Probe):
         self.macros = macros
         return [f"-I{BPF_DIR}"] + [f"-D{k}={v}" for k, v in sorted(macros.items())]
 
-    def plan(self):
+    def plan(self, hook=None):
         """What the loader child compiles and attaches (collector/probes/loader.py)."""
-        flags = self.cflags()
+        flags = self.cflags(hook)
         tps = [("sock:inet_sock_set_state", "sw_set_state")]
         if "HAVE_DESTROY" in self.macros:
             tps.append(("tcp:tcp_destroy_sock", "sw_destroy"))
@@ -273,15 +292,29 @@ class ResetProbe(Probe):
         tps += [("tcp:tcp_send_reset", "sw_send_reset"),
                 ("tcp:tcp_receive_reset", "sw_receive_reset")]
         steps = [{"kind": "tracepoint", "tp": tp, "fn": fn} for tp, fn in tps]
-        return loader.Plan(str(BPF_DIR / "resets.c"), flags, steps, list(MAPS))
+        fallback = None
+        if self.hook_path == "fentry":
+            steps = [{"kind": "fexit", "fn": "kretfunc__inet_csk_accept"},
+                     {"kind": "fentry", "fn": "kfunc__tcp_sendmsg"},
+                     {"kind": "fentry", "fn": "kfunc__tcp_recvmsg"}] + steps
+            fallback = self._fallback_plan if self.hook == "auto" else None
+        return loader.Plan(str(BPF_DIR / "resets.c"), flags, steps, list(MAPS), fallback)
+
+    def _fallback_plan(self, why):
+        """The fentry programs passed the feature probe but did not load: the tracepoints."""
+        plan = self.plan("tracepoints")
+        self.hook_path_reason = f"fentry failed to load: {why}"
+        return plan
 
     def load_kwargs(self):
         return {"max_owners": self.max_owners, "max_keys": self.max_keys,
-                "ringbuf_pages": self.ringbuf_pages, "event_budget": self.event_budget}
+                "ringbuf_pages": self.ringbuf_pages, "event_budget": self.event_budget,
+                "hook": self.hook}
 
     def plan_state(self):
         """What plan() found about the kernel, for the daemon's copy of the probe."""
         return {"available": self.available, "has_reason": self.has_reason,
+                "hook_path": self.hook_path, "hook_path_reason": self.hook_path_reason,
                 "traces_no_socket": self.traces_no_socket, "hz": self.hz,
                 "reasons": sorted(self.reasons.items()), "macros": self.macros,
                 "fd_walk": self.fd_walk, "fd_walk_state": self.fd_walk_state}
@@ -295,6 +328,7 @@ class ResetProbe(Probe):
         self.has_reason, self.traces_no_socket = st["has_reason"], st["traces_no_socket"]
         self.reasons = {int(k): v for k, v in st["reasons"]}
         self.fd_walk, self.fd_walk_state = st["fd_walk"], st["fd_walk_state"]
+        self.hook_path, self.hook_path_reason = st["hook_path"], st["hook_path_reason"]
         self._event_t = abi().sw_reset_event
         self._key_t, self._val_t = abi().sw_reset_key, abi().sw_reset_val
 

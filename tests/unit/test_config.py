@@ -71,7 +71,8 @@ BAD = [
     ("interval = 100000", "interval", "must be between"),
     ("rate_max_paths = -1", "rate_max_paths", "must be between"),
     ("lock_file = 'run/x.lock'", "lock_file", "not an absolute path"),
-    ("[probes]\nwrite_hook = 'kprobe'", "probes.write_hook", "is not one of tracepoints, raw"),
+    ("[probes]\nwrite_hook = 'kprobe'", "probes.write_hook",
+     "is not one of auto, fentry, tracepoints, raw"),
     ("[probes]\nmax_keys = 10", "probes.max_keys", "must be between"),
     ("[probes]\nload_timeout_s = 0", "probes.load_timeout_s", "must be between"),
     ("[probes]\nfentry = true", "probes.fentry", "unknown key"),
@@ -200,5 +201,5 @@ def test_env_seams_override_the_file_in_one_place(tmp_path):
     cfg = config.load(path, environ=env)
     assert (cfg.probes.write_hook, cfg.lock_file, cfg.probes.load_timeout_s) == \
         ("raw", "/tmp/l", 7.0)
-    with pytest.raises(BadInput, match="SURGEWATCH_WRITE_HOOK='fentry' is not one of"):
-        config.load(path, environ={"SURGEWATCH_WRITE_HOOK": "fentry"})
+    with pytest.raises(BadInput, match="SURGEWATCH_WRITE_HOOK='kprobe' is not one of"):
+        config.load(path, environ={"SURGEWATCH_WRITE_HOOK": "kprobe"})
