@@ -7,6 +7,7 @@ Host-supplied names are escaped (sinks.table.escape) so they cannot break the la
 """
 from collector.aggregate.resets import bucket_label, idle_mode
 from collector.sinks.text import escape
+from collector.sinks.wording import plural
 
 BAR_WIDTH = 40
 
@@ -53,7 +54,8 @@ def render_resets(window, top=10, inventory=None, idle_threshold_s=300.0, title=
     lines = [f"{title}: {t['resets_sent']} sent, {t['resets_received']} received "
              f"in {window.duration_s:.1f}s"]
     if window.events_lost:
-        lines.append(f"  ({window.events_lost} reset events lost: peers incomplete; counts exact)")
+        lines.append(f"  ({plural(window.events_lost, 'reset event')} lost: peers incomplete; "
+                     "counts exact)")
     for r in window.top(top):
         pids = ",".join(str(p) for p in sorted(r.pids)[:4]) or "-"
         lines.append("")

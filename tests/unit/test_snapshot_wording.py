@@ -1,0 +1,25 @@
+"""Counts in snapshot's sentences agree with their number ("1 write", "2 writes")."""
+from collector.aggregate.resets import ResetWindow
+from collector.commands.snapshot import _loss_note
+from collector.sinks.resets_view import render_resets
+from collector.sinks.wording import plural
+
+
+def test_plural():
+    assert [plural(n, "write") for n in (0, 1, 2)] == ["0 writes", "1 write", "2 writes"]
+    assert plural(1, "entry", "entries") == "1 entry" and plural(3, "entry", "entries") == \
+        "3 entries"
+
+
+def test_loss_note_singular_and_plural(capsys):
+    _loss_note({"unresolved_writes": 1, "lost_writes": 2, "lost_events": 1})
+    assert capsys.readouterr().err == (
+        "surgewatch: note: 1 write by processes gone before their files could be "
+        "identified, 2 writes not counted (kernel map full), 1 open event lost\n")
+
+
+def test_reset_events_lost_singular():
+    w = ResetWindow()
+    w.add_interval({}, 1.0, events_lost=1)
+    assert render_resets(w).splitlines()[1] == (
+        "  (1 reset event lost: peers incomplete; counts exact)")
