@@ -4,7 +4,7 @@ of the recent resets, alerting rows marked, and the keys of live_state.
 
 render() turns rows and the key state into a rich renderable (no terminal needed);
 LiveView runs it full-screen and puts the terminal back on every way out (q, the end,
-Ctrl-C, SIGTERM, an error). Host-supplied names are shown as plain, escaped text:
+Ctrl-C, SIGTERM, an error) and while stopped by Ctrl-Z. Host-supplied names are shown as plain, escaped text:
 never as rich markup.
 """
 import math
@@ -92,8 +92,9 @@ class LiveView:
         self.console = console or Console(no_color=not self.colour, highlight=False)
         self.state = ViewState()
         self._live = None
-        self._old_term = None
+        self._old_signals = {}
         self._drawn = None
+        self._force = False       # redraw at the next show(), paused or not
 
     @property
     def quit(self):
@@ -104,7 +105,8 @@ class LiveView:
             if self.keys is not None:
                 self.keys.__enter__()
             if threading.current_thread() is threading.main_thread():
-                self._old_term = signal.signal(signal.SIGTERM, _terminate)
+                self._old_signals = {signal.SIGTERM: signal.signal(signal.SIGTERM, _terminate),
+                                     signal.SIGTSTP: signal.signal(signal.SIGTSTP, self._stop)}
             self._live = Live(console=self.console, screen=True, auto_refresh=False,
                               redirect_stdout=False, redirect_stderr=False)
             self._live.start()
@@ -122,9 +124,9 @@ class LiveView:
         resets detail text (called only when it is shown)."""
         changed = self.state.feed(self.keys.read()) if self.keys is not None else False
         tick = (math.ceil(countdown_s) if countdown_s is not None else None, model.intervals)
-        if not changed and (self.state.paused or tick == self._drawn):
+        if not changed and not self._force and (self.state.paused or tick == self._drawn):
             return
-        self._drawn = tick
+        self._drawn, self._force = tick, False
         detail = detail() if (detail is not None and self.state.detail) else None
         detail_lines = detail.count("\n") + 2 if detail else 0
         top = min(self.top, self.rows_room(detail_lines))
@@ -140,14 +142,30 @@ class LiveView:
                 self._live.stop()
             finally:
                 self._live = None
-        if self._old_term is not None:
-            signal.signal(signal.SIGTERM, self._old_term)
-            self._old_term = None
+        for signum, old in self._old_signals.items():
+            signal.signal(signum, old)
+        self._old_signals = {}
         if self.keys is not None:
             self.keys.close()
 
     def __exit__(self, *exc):
         self.close()
+
+    def _stop(self, signum, frame):
+        """Ctrl-Z: the shell gets its terminal back (mode, screen, cursor) while we are
+        stopped; on `fg` the view takes it again and redraws."""
+        if self.keys is not None:
+            self.keys.suspend()
+        self.console.set_alt_screen(False)
+        self.console.show_cursor(True)
+        signal.signal(signal.SIGTSTP, signal.SIG_DFL)
+        os.kill(os.getpid(), signal.SIGTSTP)          # stops here until SIGCONT
+        signal.signal(signal.SIGTSTP, self._stop)
+        if self.keys is not None:
+            self.keys.resume()
+        self.console.set_alt_screen(True)
+        self.console.show_cursor(False)
+        self._force = True                            # redraw at the next tick
 
 
 def _terminate(signum, frame):

@@ -29,6 +29,15 @@ class TerminalKeys:
             out += chunk
         return out.decode("utf-8", "replace")
 
+    def suspend(self):
+        """The saved mode back while the process is stopped (Ctrl-Z)."""
+        if self._saved is not None:
+            termios.tcsetattr(self.fd, termios.TCSADRAIN, self._saved)
+
+    def resume(self):
+        if self._saved is not None:
+            tty.setcbreak(self.fd, termios.TCSANOW)
+
     def close(self):
         if self._saved is not None:
             try:

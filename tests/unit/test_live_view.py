@@ -146,3 +146,40 @@ def test_terminal_keys_cbreak_and_restore_on_a_pty():
     finally:
         os.close(master)
         os.close(slave)
+
+
+class SuspendableKeys(FakeKeys):
+    def __init__(self, *typed):
+        super().__init__(*typed)
+        self.log = []
+
+    def suspend(self):
+        self.log.append("suspend")
+
+    def resume(self):
+        self.log.append("resume")
+
+
+def test_ctrl_z_gives_the_terminal_back_while_stopped_and_redraws_after(monkeypatch):
+    keys = SuspendableKeys()
+    stopped = []
+
+    def kill(pid, signum):          # the stop itself: what the terminal is like meanwhile
+        assert signal.getsignal(signal.SIGTSTP) == signal.SIG_DFL
+        stopped.append((signum, list(keys.log), view.console.file.getvalue()[-20:]))
+
+    with LiveView("t", 10, keys=keys, console=console()) as view:
+        view.show(model(), 1.0, 9.0)
+        view.show(model(), 1.0, 9.0)                 # nothing changed: no redraw
+        frames = view.console.file.getvalue().count("\x1b[H")
+        monkeypatch.setattr(os, "kill", kill)
+        signal.getsignal(signal.SIGTSTP)(signal.SIGTSTP, None)
+        monkeypatch.undo()
+        assert keys.log == ["suspend", "resume"]
+        assert signal.getsignal(signal.SIGTSTP) == view._stop
+        view.state.paused = True                     # even paused, the screen comes back
+        view.show(model(), 1.0, 9.0)
+        assert view.console.file.getvalue().count("\x1b[H") > frames
+    (signum, log, screen), = stopped
+    assert signum == signal.SIGTSTP and log == ["suspend"]
+    assert screen.endswith("\x1b[?1049l\x1b[?25h")   # normal screen, cursor shown
