@@ -78,7 +78,7 @@ def run_snapshot(duration, interval, top, as_json, msgpack_path, rules, argv=(),
         collector.close()
         if sink:
             sink.close()
-    inventory_ = _inventory(collector.services, idle_threshold) \
+    inventory_ = selection.inventory(_inventory(collector.services, idle_threshold)) \
         if (resets_view or table is None) else None
     watched_resets = collector.resets is not None
     if table is not None:

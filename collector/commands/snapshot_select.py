@@ -5,7 +5,8 @@
 name, case-sensitive: as `surgewatch tail --service`). -p PID (repeatable): log writes of
 those processes only, exact (from the interval's per-process counts); reset counts are
 kept per service, so -p keeps the resets of the services whose sockets those processes
-own. Both given: a service must match a pattern and the writes be those pids'.
+own. Both given: a service must match a pattern and the writes be those pids'. The
+open-connection inventory (--resets, --json) is kept the same way, by pid exactly.
 """
 from dataclasses import dataclass
 from fnmatch import fnmatchcase
@@ -62,3 +63,16 @@ class Selection:
         return Selected(rates, {n: r for n, r in resets.items() if n in kept},
                         [r for r in reset_records if r.get("service") in kept],
                         [(s, ev) for s, ev in reset_events if s in kept])
+
+    def inventory(self, inv):
+        """The open-connection inventory ({service: [row]}, host.sockdiag.inventory) of
+        the selected services and pids, or None when there is none."""
+        if inv is None or self.everything:
+            return inv
+        pids = set(self.pids)
+        out = {}
+        for service, rows in inv.items():
+            kept = [r for r in rows if not pids or r["pid"] in pids]
+            if kept and self.service_ok(service):
+                out[service] = kept
+        return out

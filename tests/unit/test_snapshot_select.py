@@ -68,3 +68,14 @@ def test_pid_of_a_reset_only_service_and_both_filters():
     both = Selection(services=("client",), pids=(30, 20)).select(
         rates, resets, records, events, writes=WRITES, seq=3, interval_s=2.0)
     assert [r["service"] for r in both.rates] == ["client"]
+
+
+def test_inventory_kept_by_service_and_pid():
+    inv = {"app.service": [{"pid": 10, "at_risk": True}, {"pid": 11, "at_risk": False}],
+           "nginx.service": [{"pid": 20, "at_risk": False}]}
+    assert Selection().inventory(inv) is inv and Selection(("x",)).inventory(None) is None
+    assert Selection(services=("nginx*",)).inventory(inv) == {
+        "nginx.service": [{"pid": 20, "at_risk": False}]}
+    assert Selection(pids=(11,)).inventory(inv) == {
+        "app.service": [{"pid": 11, "at_risk": False}]}
+    assert Selection(services=("nginx*",), pids=(11,)).inventory(inv) == {}
