@@ -53,3 +53,21 @@ vm-test:
 
 clean:
 	rm -rf $(VENV) build .pytest_cache
+
+# `sudo make install`: the command, its systemd unit, man page and bash completion
+# (README.md, "Install"). The command is a link to the venv `make setup` made here, so
+# this checkout stays where it is. PREFIX=/opt/surgewatch etc. also rewrites the unit's
+# ExecStart; DESTDIR stages into a directory (no daemon-reload then).
+PREFIX ?= /usr/local
+UNIT_DIR ?= /etc/systemd/system
+.PHONY: install
+install: setup
+	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/share/man/man8 \
+		$(DESTDIR)$(PREFIX)/share/bash-completion/completions $(DESTDIR)$(UNIT_DIR)
+	ln -sfn $(CURDIR)/$(VENV)/bin/surgewatch $(DESTDIR)$(PREFIX)/bin/surgewatch
+	install -m 0644 docs/surgewatch.8 $(DESTDIR)$(PREFIX)/share/man/man8/surgewatch.8
+	_SURGEWATCH_COMPLETE=bash_source $(VENV)/bin/surgewatch > $(DESTDIR)$(PREFIX)/share/bash-completion/completions/surgewatch
+	sed 's|/usr/local/bin/surgewatch|$(PREFIX)/bin/surgewatch|' docs/surgewatch.service > $(DESTDIR)$(UNIT_DIR)/surgewatch.service
+	chmod 0644 $(DESTDIR)$(UNIT_DIR)/surgewatch.service $(DESTDIR)$(PREFIX)/share/bash-completion/completions/surgewatch
+	@if [ -z "$(DESTDIR)" ] && [ -d /run/systemd/system ]; then systemctl daemon-reload; fi
+	@echo "installed $(PREFIX)/bin/surgewatch, $(UNIT_DIR)/surgewatch.service, surgewatch(8), bash completion; start it: systemctl enable --now surgewatch"

@@ -1,0 +1,207 @@
+"""docs/surgewatch.service for real: `make install`, then systemd starts the hardened unit
+and its outputs hold the exact counts of a known workload (log lines written by a
+transient unit, TCP resets between two services); `systemd-analyze verify` says nothing
+about the unit and `systemd-analyze security` rates it at most 4.0. Stopped and removed
+afterwards; whatever the install replaced is put back.
+
+Needs systemd as PID 1 (the Vagrant VM, `make vm-test`); skipped elsewhere."""
+import os
+import re
+import subprocess
+import time
+import urllib.request
+import uuid
+from pathlib import Path
+
+import pytest
+
+from collector.records.segments import read_segments
+from tests.owncgroup import TIME_SCALE, unit_cgroup
+from tests.support.loopback import abort_connections
+
+ROOT = Path(__file__).resolve().parents[2]
+UNIT = "surgewatch.service"
+PREFIX = "/usr/local"
+# what `make install` writes (README.md, docs/operations.md "systemd")
+INSTALLED = [f"{PREFIX}/bin/surgewatch", f"/etc/systemd/system/{UNIT}",
+             f"{PREFIX}/share/man/man8/surgewatch.8",
+             f"{PREFIX}/share/bash-completion/completions/surgewatch"]
+STATE_DIR = "/var/lib/surgewatch"              # the unit's StateDirectory: the segments
+METRICS = "http://127.0.0.1:9477"              # the default outputs.prometheus.listen
+N_LINES, N_RESETS = 1000, 6
+
+pytestmark = [
+    pytest.mark.skipif(not os.path.isdir("/run/systemd/system"),
+                       reason="systemd is not PID 1 here (no /run/systemd/system): this test "
+                              "runs in the Vagrant VM (make vm-test)"),
+    pytest.mark.skipif(os.geteuid() != 0, reason="needs root: run `make test` as root"),
+]
+
+
+def sh(*cmd, check=True, timeout=120):
+    res = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, check=False)
+    if check and res.returncode != 0:
+        pytest.fail(f"{' '.join(cmd)}: exit {res.returncode}\n{res.stdout}\n{res.stderr}")
+    return res
+
+
+class Saved:
+    """The files `make install` replaces, to put back afterwards."""
+
+    def __init__(self, paths):
+        self.saved = {}
+        for p in paths:
+            if os.path.islink(p):
+                self.saved[p] = ("link", os.readlink(p))
+            elif os.path.exists(p):
+                self.saved[p] = ("file", Path(p).read_bytes())
+
+    def restore(self):
+        for p in INSTALLED:
+            if os.path.lexists(p):
+                os.unlink(p)
+        for p, (kind, what) in self.saved.items():
+            if kind == "link":
+                os.symlink(what, p)
+            else:
+                Path(p).write_bytes(what)
+
+
+def unit_log(since):
+    return sh("journalctl", "-u", UNIT, "--since", since, "-o", "cat", "--no-pager").stdout
+
+
+def wait_for(what, check, timeout):
+    end = time.monotonic() + timeout * TIME_SCALE
+    while time.monotonic() < end:
+        got = check()
+        if got:
+            return got
+        time.sleep(0.5)
+    pytest.fail(f"timed out waiting for {what}")
+
+
+def records_since(start_ts):
+    return [r for r in read_segments(STATE_DIR, newer_than=start_ts - 1)
+            if r.get("ts", 0) >= start_ts - 1]
+
+
+def this_run(start_ts):
+    """This daemon's records: from the last meta record written since start_ts on (a
+    start always begins a new segment with its meta)."""
+    recs = records_since(start_ts)
+    metas = [i for i, r in enumerate(recs) if r["type"] == "meta"]
+    return recs[metas[-1]:] if metas else []
+
+
+def totals(recs, service, field):
+    return sum(int(r.get(field) or 0) for r in recs
+               if r["type"] == "rate" and r["service"] == service)
+
+
+def metric(text, name, **labels):
+    want = ",".join(f'{k}="{v}"' for k, v in labels.items())
+    m = re.search(rf"^{re.escape(name)}\{{{re.escape(want)}\}} (\S+)$", text, re.MULTILINE)
+    return float(m.group(1)) if m else None
+
+
+@pytest.fixture
+def installed():
+    if sh("systemctl", "is-active", UNIT, check=False).stdout.strip() in ("active",
+                                                                         "activating"):
+        pytest.skip(f"{UNIT} is already running here; not touching it")
+    saved = Saved(INSTALLED)
+    try:
+        res = sh("make", "-C", str(ROOT), "install", timeout=600)
+        yield res.stdout
+    finally:
+        sh("systemctl", "stop", UNIT, check=False)
+        saved.restore()
+        sh("systemctl", "daemon-reload", check=False)
+        sh("systemctl", "reset-failed", UNIT, check=False)
+
+
+def test_unit_installs_starts_counts_exactly_and_is_hardened(installed, tmp_path):
+    for p in INSTALLED:
+        assert os.path.exists(p), f"make install did not create {p}"
+    assert Path(f"{PREFIX}/bin/surgewatch").resolve() == (ROOT / ".venv/bin/surgewatch").resolve()
+
+    verify = sh("systemd-analyze", "verify", f"/etc/systemd/system/{UNIT}", check=False)
+    about = [line for line in (verify.stdout + verify.stderr).splitlines()
+             if "surgewatch" in line]
+    assert about == [], "\n".join(about)
+    sec = sh("systemd-analyze", "security", UNIT, "--no-pager", check=False)
+    m = re.search(rf"Overall exposure level for {UNIT}: ([0-9.]+)", sec.stdout)
+    assert m, sec.stdout + sec.stderr
+    assert float(m.group(1)) <= 4.0, sec.stdout
+
+    since = time.strftime("%Y-%m-%d %H:%M:%S")
+    start_ts = time.time()
+    sh("systemctl", "start", UNIT)
+    pid = int(sh("systemctl", "show", "-P", "MainPID", UNIT).stdout)
+    assert pid > 0
+
+    def started():
+        recs = this_run(start_ts)
+        return recs if any(r["type"] == "stats" for r in recs) else None
+
+    recs = wait_for("the daemon's meta and first stats record in its segments", started, 90)
+    meta = recs[0]
+    assert meta["type"] == "meta" and meta["mode"] == "run", meta
+
+    tag = uuid.uuid4().hex[:8]
+    writer = f"swvm{tag}"
+    log = Path(f"/var/log/{writer}.log")
+    script = (f"import os; fd = os.open({str(log)!r}, os.O_WRONLY | os.O_CREAT | os.O_APPEND, "
+              f"0o644)\nfor _ in range({N_LINES}): os.write(fd, b'systemd unit test line\\n')")
+    try:
+        sh("systemd-run", "--wait", "--collect", "--quiet", f"--unit={writer}",
+           "/usr/bin/python3", "-c", script)
+        with unit_cgroup(f"swvms{tag}") as srv_cg, unit_cgroup(f"swvmc{tag}") as cli_cg:
+            _, client, server = abort_connections(N_RESETS, "swvms", srv_cg, "swvmc", cli_cg)
+            assert client.stdout.strip() == str(N_RESETS), client.stderr
+            assert server.wait(timeout=60) == 0
+        service = f"{writer}.service"
+        srv, cli = f"swvms{tag}.service", f"swvmc{tag}.service"
+
+        def counted():
+            r = this_run(start_ts)
+            got = (totals(r, service, "log_writes"), totals(r, srv, "resets_sent"),
+                   totals(r, cli, "resets_received"))
+            return r if got == (N_LINES, N_RESETS, N_RESETS) else None
+
+        wait_for(f"{N_LINES} log writes and {N_RESETS} resets each way", counted, 60)
+        time.sleep(2.5)                         # two more intervals: nothing extra comes
+        recs = this_run(start_ts)
+        assert totals(recs, service, "log_writes") == N_LINES
+        assert totals(recs, service, "log_bytes") == N_LINES * 23
+        paths = {p["path"]: p["writes"] for r in recs if r["type"] == "rate"
+                 and r["service"] == service for p in r["paths"]}
+        assert paths == {str(log): N_LINES}
+        assert (totals(recs, srv, "resets_sent"), totals(recs, cli, "resets_received")) == \
+            (N_RESETS, N_RESETS)
+        for field in ("evictions", "lost_writes", "fd_walk_failed", "resets_lost"):
+            assert sum(r.get(field, 0) for r in recs if r["type"] == "stats") == 0, field
+
+        with urllib.request.urlopen(METRICS + "/metrics", timeout=10) as r:
+            text = r.read().decode()
+        assert metric(text, "surgewatch_log_writes_total", service=service) == N_LINES
+        assert metric(text, "surgewatch_tcp_resets_total", service=srv,
+                      direction="sent") == N_RESETS
+        with urllib.request.urlopen(METRICS + "/", timeout=10) as r:
+            assert '<a href="metrics">' in r.read().decode()
+    finally:
+        if log.exists():
+            log.unlink()
+
+    sh("systemctl", "stop", UNIT)
+    show = sh("systemctl", "show", "-P", "ExecMainStatus", UNIT).stdout.strip()
+    journal = unit_log(since)
+    assert show == "0", journal
+    for line in (f"output segments: {STATE_DIR} ",
+                 "output socket: unix socket /run/surgewatch/stream.sock (mode 0660)",
+                 f"output prometheus: {METRICS}/metrics",
+                 "capabilities after loading the probes: CAP_DAC_READ_SEARCH, CAP_SYS_PTRACE",
+                 "stopped by SIGTERM; probes detached"):
+        assert line in journal, journal
+    assert "warning" not in journal.lower() and "error" not in journal.lower(), journal

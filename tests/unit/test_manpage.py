@@ -1,0 +1,58 @@
+"""docs/surgewatch.8 (the man page `make install` installs) describes every command and
+every option of collector/cli.py, each in its command's section, and renders cleanly."""
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import click
+import pytest
+
+from collector.cli import main
+
+PAGE = Path(__file__).resolve().parents[2] / "docs" / "surgewatch.8"
+
+
+def sections():
+    """{command: its .SS section as plain text (roff escapes undone)}."""
+    text = re.sub(r"\\f[BIRP]", "", PAGE.read_text()).replace("\\-", "-")
+    commands = text.split("\n.SH COMMANDS\n", 1)[1].split("\n.SH ", 1)[0]
+    return {m.group(1): m.group(2) for m in
+            re.finditer(r"^\.SS (\S+)\n(.*?)(?=^\.SS |\Z)", commands, re.DOTALL | re.MULTILINE)}
+
+
+def test_every_command_has_a_section():
+    assert set(sections()) == set(main.commands)
+
+
+@pytest.mark.parametrize("name", sorted(main.commands))
+def test_every_option_is_in_its_commands_section(name):
+    body = sections()[name]
+    missing = [o for p in main.commands[name].params if isinstance(p, click.Option)
+               for o in p.opts if not re.search(rf"(?<![\w-]){re.escape(o)}(?![\w-])", body)]
+    assert missing == [], f"docs/surgewatch.8, section {name}: describe {missing}"
+
+
+def test_renders_without_warnings():
+    groff = shutil.which("groff")
+    if groff is None:
+        pytest.skip("groff not installed (Debian's groff-base, with man-db)")
+    res = subprocess.run([groff, "-man", "-Tutf8", "-ww", "-z", str(PAGE)],
+                         capture_output=True, text=True, check=False, timeout=60)
+    assert (res.returncode, res.stderr) == (0, "")
+
+
+@pytest.mark.parametrize(("words", "cword", "want"), [
+    ("surgewatch sn", 1, "plain,snapshot"),
+    ("surgewatch run --no-s", 2, "plain,--no-segments\nplain,--no-socket"),
+])
+def test_bash_completion_completes_commands_and_options(words, cword, want):
+    """What the script from `_SURGEWATCH_COMPLETE=bash_source surgewatch` (README.md;
+    `make install` installs it) asks the command for."""
+    from click.testing import CliRunner
+
+    res = CliRunner().invoke(main, [], prog_name="surgewatch", env={
+        "_SURGEWATCH_COMPLETE": "bash_complete", "COMP_WORDS": words,
+        "COMP_CWORD": str(cword)})
+    assert res.exit_code == 0, res.output
+    assert res.stdout.strip() == want
