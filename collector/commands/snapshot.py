@@ -43,7 +43,7 @@ def run_snapshot(duration, interval, top, as_json, msgpack_path, rules, argv=(),
             sink.write_interval([meta])
         title = f"surgewatch snapshot {meta['host']}"
         view = _live_view(title, top) if live else None
-        model = view and _live_model()
+        model = _live_model() if view is not None else None
 
         def on_interval(iv):
             s = iv.stats
