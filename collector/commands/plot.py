@@ -165,6 +165,8 @@ def _ratio(rec):
     """The alert's largest ratio to its baseline (the peak's, known on close), or why
     there is none: "new service" (no baseline yet) or "from 0/s" (a baseline of 0)."""
     base, ratio = rec.get("baseline"), rec.get("ratio")
+    if rec.get("reason") == "new_service":     # its baseline is its own first intervals
+        return "new service"
     if _num(base) and base > 0 and _num(rec.get("peak")):
         return max(float(rec["peak"]) / base, float(ratio) if _num(ratio) else 0.0)
     if _num(ratio):

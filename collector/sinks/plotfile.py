@@ -21,8 +21,8 @@ PALETTE = ["#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e
            "#17becf", "#bcbd22", "#7f7f7f"]
 GREY = "#7f7f7f"
 ALERT = "#d62728"
-# idle-panel ticks (ms): the units a person thinks of idle timeouts in
-IDLE_TICKS_MS = (1, 10, 100, 1000, 10_000, 60_000, 600_000, 3_600_000, 36_000_000)
+# idle-panel ticks (ms): the units a person thinks of idle timeouts in; 0.5 is "<1ms"
+IDLE_TICKS_MS = (0.5, 1, 10, 100, 1000, 10_000, 60_000, 600_000, 3_600_000, 36_000_000)
 MARKERS = {"received": "o", "sent": "^"}
 
 
@@ -160,7 +160,7 @@ def log_limits(data):
 def idle_limits(points):
     """(bottom, top) in ms of the idle axis: the idle-tick values around the points."""
     ys = [p[3] for p in points] or [1.0, 1000.0]
-    lo = max([t for t in IDLE_TICKS_MS if t <= min(ys)] or [1]) / 2
+    lo = max([t for t in IDLE_TICKS_MS if t <= min(ys)] or [0.5]) / 2
     hi = min([t for t in IDLE_TICKS_MS if t >= max(ys) * 2] or [IDLE_TICKS_MS[-1]])
     return lo, max(hi, lo * 20)
 
@@ -260,8 +260,8 @@ def _mpl_idle(ax, panel, cmap):
     ax.yaxis.set_minor_locator(NullLocator())
     ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _pos: fmt_idle(v)))
     ax.set_ylabel(panel.label)
-    ax.text(0.995, 0.02, panel.note + "; marker area: resets", transform=ax.transAxes,
-            ha="right", va="bottom", fontsize=7.5, color="#555")
+    ax.set_title(panel.note + "; marker area: resets", loc="right", fontsize=8,
+                 color="#555")
     if pts:
         ax.legend(loc="upper left", bbox_to_anchor=(1.005, 1.0), fontsize=8, frameon=False,
                   markerscale=0.7)

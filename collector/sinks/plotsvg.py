@@ -173,8 +173,11 @@ def svg_rates(panel, box_args, cmap):
                        f'stroke-width="{width}" points="{" ".join(pts)}">'
                        f'<title>{esc(name)}</title></polyline>')
     for name, k, v in peak_labels(data, top, log=log):
+        y = box.y(v) - 3
+        if y < box.y0 + 44:                  # under the alert labels: below the peak
+            y = box.y(v) + 12
         out.append(f'<text x="{min(box.x(panel.times[k]) + 3, box.x0 + box.w - 150):.1f}" '
-                   f'y="{max(box.y(v) - 3, box.y0 + 44):.1f}" font-size="10" '
+                   f'y="{y:.1f}" font-size="10" '
                    f'fill="{cmap.get(name, GREY)}">{esc(name)} peak {fmt_rate(v)}/s</text>')
     out += _legend(box, [(n, cmap.get(n, GREY), "line") for n, _ in data])
     if not data:
@@ -212,7 +215,7 @@ def svg_idle(panel, box_args, cmap):
         out.append(_marker(box.x(t), box.y(idle_ms), 2 + 6 * math.sqrt(n / most),
                            cmap.get(name, GREY), direction,
                            f"{name} {direction}: {n} at {fmt_idle(idle_ms)}"))
-    out.append(f'<text x="{box.x0 + box.w - 4}" y="{box.y0 + box.h - 5}" font-size="9" '
+    out.append(f'<text x="{box.x0 + box.w}" y="{box.y0 - 5}" font-size="9" '
                f'text-anchor="end" fill="#555">{esc(panel.note)}; marker size: resets</text>')
     out += _legend(box, [(f"{n} ({d})", cmap.get(n, GREY), d)
                          for n, d in dict.fromkeys((p[0], p[1]) for p in pts)])

@@ -78,9 +78,12 @@ def _rate(head, rec):
                   f"pids {_pids(rec.get('pids')) or '-'}"]
     if sent or received:          # a reset-only service has no writes, paths or pids
         length = rec.get("interval")
-        per_s = f" ({format_rate((sent + received) / length)}/s)" \
-            if _num(length) and length > 0 else ""
-        parts.append(f"resets {sent} sent, {received} received{per_s}")
+
+        def count(n):
+            if n and _num(length) and length > 0:
+                return f"{n} ({format_rate(n / length)}/s)"
+            return str(n)
+        parts.append(f"resets sent {count(sent)}, received {count(received)}")
     return f"{head} {_seq(rec)} {_s(rec.get('service', '?'))}  " + "  ".join(parts)
 
 
@@ -125,12 +128,14 @@ def _alert(head, rec):
                 f"{service}  now {rate}, peak {_per_s(signal, rec.get('peak'))}"
                 f"{f' over {dur:.1f}s' if _num(dur) else ''}")
     ratio, baseline = rec.get("ratio"), rec.get("baseline")
-    if _num(ratio):
+    if rec.get("reason") == "new_service":
+        why = "new service"
+    elif _num(ratio):
         why = f"{ratio:.1f}x baseline {_per_s(signal, baseline)}"
     elif _num(baseline):
         why = f"baseline {_per_s(signal, baseline)}"
     else:
-        why = "new service, no baseline"
+        why = "no baseline"
     return (f"{head} {_seq(rec)} ALERT  {label}  {service}  {rate} = {why} "
             f"(threshold {_per_s(signal, rec.get('threshold'))}){_top(signal, rec.get('top'))}")
 

@@ -91,10 +91,14 @@ def test_alert_labels_name_signal_and_peak_ratio():
          "peak": 800.0},
         {"type": "alert", "state": "open", "service": "new", "signal": "resets_received_per_s",
          "started": T0 + 2, "ts": T0 + 3, "baseline": None, "ratio": None, "peak": 40.0},
+        {"type": "alert", "state": "open", "service": "job", "signal": "resets_sent_per_s",
+         "started": T0 + 2, "ts": T0 + 3, "baseline": 1619.0, "ratio": 1.2, "peak": 2000.0,
+         "reason": "new_service"},
         stats(4)])
     assert s.spans("log") == [("app", T0, T0 + 10, "alert app: log bytes 4.0x, log writes 80x")]
     assert s.spans("received") == [("new", T0 + 2, T0 + 10,
                                     "alert new: resets received new service")]
+    assert s.spans("sent") == [("job", T0 + 2, T0 + 10, "alert job: resets sent new service")]
 
 
 def test_idle_points_exact_counts_at_the_idle_time_and_others_folded():

@@ -20,7 +20,8 @@ def reset(direction="sent", kind="abort", idle_ms=1500, remote="127.0.0.1", **kw
     return model.reset_record("web1", 1000.0, 4, "db.service", 321, ev)
 
 
-def alert(state="open", signal="log_writes_per_s", baseline=100.0, ratio=50.0, **kw):
+def alert(state="open", signal="log_writes_per_s", baseline=100.0, ratio=50.0,
+          reason="above_baseline", **kw):
     top = {"pids": [7], "comms": ["app"],
            "paths": [{"path": "/var/log/app.log", "writes_per_s": 5000.0, "bytes_per_s": 1,
                       "pids": [7]}]}
@@ -29,7 +30,7 @@ def alert(state="open", signal="log_writes_per_s", baseline=100.0, ratio=50.0, *
                "idle": [{"bucket": "2.05s-4.1s", "resets": 30}], "sampled_resets": 30}
     return model.alert_record("web1", 1000.0, seq=9, state=state, service="app.service",
                               signal=signal, rate=5000.0, baseline=baseline, spread=3.0,
-                              ratio=ratio, threshold=300.0, reason="above_baseline",
+                              ratio=ratio, threshold=300.0, reason=reason,
                               started=990.0, peak=6000.0, intervals=0, top=top, **kw)
 
 
@@ -60,8 +61,10 @@ def test_alert_reset_signal_tops_peer_and_idle_bucket_and_new_service():
     line = format_record(alert(signal="resets_received_per_s"))
     assert "ALERT  resets received/s  app.service  5000/s = 50.0x baseline 100.0/s" in line
     assert line.endswith("top 10.0.0.9:443, idle 2.05s-4.1s")
+    line = format_record(alert(baseline=1619.0, ratio=1.2, reason="new_service"))
+    assert "5000/s = new service (threshold 300.0/s)" in line     # its own first intervals
     line = format_record(alert(baseline=None, ratio=None))
-    assert "5000/s = new service, no baseline (threshold 300.0/s)" in line
+    assert "5000/s = no baseline (threshold 300.0/s)" in line
 
 
 def test_alert_bytes_in_bytes_and_close_line():
@@ -89,10 +92,10 @@ def test_rate_lines_with_writes_resets_or_both():
     line = format_record(rate(20))
     assert line.endswith("#3      app.service  10.0 writes/s  100 B/s  /var/log/a.log  pids 7")
     only = format_record(rate(0, sent=0, received=40))
-    assert only.endswith("#3      app.service  resets 0 sent, 40 received (20.0/s)")
+    assert only.endswith("#3      app.service  resets sent 0, received 40 (20.0/s)")
     assert "writes/s" not in only and "pids" not in only
     both = format_record(rate(20, sent=3, received=1))
-    assert both.endswith("pids 7  resets 3 sent, 1 received (2.00/s)")
+    assert both.endswith("pids 7  resets sent 3 (1.50/s), received 1 (0.50/s)")
     assert "resets" not in format_record(rate(20, sent=0, received=0))
 
 
