@@ -109,3 +109,16 @@ def test_msgpack_file_sink_open_errors(tmp_path, make, fix):
         MsgpackFileSink(path)
     msg = str(exc.value)
     assert str(path) in msg and fix in msg and "\n" not in msg
+
+
+def test_idle_buckets_give_every_index_its_bounds():
+    from collector.sinks.jsonout import idle_buckets
+
+    b = idle_buckets(24)
+    assert len(b) == 24
+    assert b[0] == {"bucket": 0, "lo_ms": 0, "hi_ms": 1, "label": "<1ms"}
+    assert b[1] == {"bucket": 1, "lo_ms": 1, "hi_ms": 2, "label": "1ms-2ms"}
+    assert b[12] == {"bucket": 12, "lo_ms": 2048, "hi_ms": 4096, "label": "2.05s-4.1s"}
+    assert b[23] == {"bucket": 23, "lo_ms": 4194304, "hi_ms": None, "label": ">=1.17h"}
+    assert all(b[i]["hi_ms"] == b[i + 1]["lo_ms"] for i in range(23))
+    assert json.loads(dumps(b)) == b
