@@ -6,6 +6,8 @@ idle-before-reset histogram drawn as bars, and the open-connection inventory.
 Host-supplied names are escaped (sinks.table.escape) so they cannot break the layout.
 """
 from collector.aggregate.resets import bucket_label, idle_mode
+from collector.aggregate.signals import IDLE_BUCKETS
+from collector.sinks.jsonout import idle_buckets
 from collector.sinks.text import escape
 from collector.sinks.wording import plural
 
@@ -100,7 +102,8 @@ def render_inventory(inventory, idle_threshold_s, top=10, per_service=5):
 
 
 def resets_json(window, inventory=None, idle_threshold_s=None, top=None):
-    """The resets part of `snapshot --json`: window totals and per-service detail."""
+    """The resets part of `snapshot --json`: window totals, what each idle_hist index
+    counts (idle_buckets) and per-service detail."""
     d = max(window.duration_s, 1e-9)
     services = []
     for r in window.top(top or len(window.services) or 1):
@@ -109,7 +112,9 @@ def resets_json(window, inventory=None, idle_threshold_s=None, top=None):
         doc["resets_received_per_s"] = r.received / d
         doc["peers"] = dict(window.peers.get(r.service, {}))
         services.append(doc)
-    out = {"duration_s": window.duration_s, **window.totals(), "events_lost": window.events_lost,
+    totals = window.totals()
+    out = {"duration_s": window.duration_s, **totals, "events_lost": window.events_lost,
+           "idle_buckets": idle_buckets(len(totals["idle_hist"]) or IDLE_BUCKETS),
            "services": services}
     if inventory is not None:
         out["idle_threshold_s"] = idle_threshold_s

@@ -23,3 +23,18 @@ def test_reset_events_lost_singular():
     w.add_interval({}, 1.0, events_lost=1)
     assert render_resets(w).splitlines()[1] == (
         "  (1 reset event lost: peers incomplete; counts exact)")
+
+
+def test_resets_json_names_every_idle_bucket():
+    from collector.aggregate.resets import ServiceResets
+    from collector.sinks.resets_view import resets_json
+
+    w = ResetWindow()
+    h = [0] * 24
+    h[12] = 3
+    w.add_interval({"lb": ServiceResets("lb", sent=3, idle_hist=h)}, 1.0)
+    doc = resets_json(w)
+    assert len(doc["idle_buckets"]) == 24 == len(doc["idle_hist"])
+    assert doc["idle_buckets"][12] == {"bucket": 12, "lo_ms": 2048, "hi_ms": 4096,
+                                       "label": "2.05s-4.1s"}
+    assert len(resets_json(ResetWindow())["idle_buckets"]) == 24     # none yet: still named
