@@ -4,7 +4,7 @@ import platform
 from dataclasses import dataclass
 
 from collector.errors import ProbeUnavailable
-from collector.probes import fdwalk, kernel
+from collector.probes import fdwalk, fentry, kernel, logwrites
 from collector.probes import resets as rprobe
 from collector.probes.btf import BTF, BTFError
 from collector.probes.logwrites import btf_macros
@@ -142,9 +142,11 @@ def _program_checks(btf):
         out.append(Check("fd walk", True, detail, blocking=False))
     except (ProbeUnavailable, KeyError, TypeError) as e:
         out.append(Check("fd walk", False, str(e), "report this kernel version", blocking=False))
-    refused = kernel.fentry_refusal(btf)
-    out.append(Check("fentry", refused is None, "loads" if refused is None else
-                     f"refused: {refused} (syscall tracepoints are used)", blocking=False))
+    why = fentry.refusal(btf, logwrites.FENTRY_FUNCS + rprobe.FENTRY_FUNCS)
+    out.append(Check("fentry", why is None,
+                     "loads: both probes count on fentry (no syscall tracepoint; "
+                     'write_hook "auto")' if why is None else
+                     f"refused: {why} (syscall tracepoints are used)", blocking=False))
     return out
 
 
