@@ -30,7 +30,7 @@ from collector.sinks.plotfile import (
     picture_type,
     write_picture,
 )
-from collector.sinks.text import plural
+from collector.sinks.text import escape, plural
 
 MAX_POINTS = 1500          # intervals are merged into at most this many points
 IDLE_COLUMNS = 150         # time columns of the idle panel
@@ -69,7 +69,7 @@ class Series:
     def _other(self, rec):
         kind = rec.get("type")
         if kind == "meta" and isinstance(rec.get("host"), str):
-            self.hosts.add(rec["host"])
+            self.hosts.add(escape(rec["host"]))
         elif kind == "alert":
             self._alert(rec)
         elif kind == "reset":
@@ -77,9 +77,10 @@ class Series:
 
     def _interval(self, rates, stats):
         if isinstance(stats.get("host"), str):
-            self.hosts.add(stats["host"])
+            self.hosts.add(escape(stats["host"]))
         ts, length = stats.get("ts"), stats.get("interval")
-        if not _num(ts) or not _num(length) or length <= 0:
+        if _when(ts) is None or not _finite(length) or length <= 0 \
+                or _when(ts - length) is None:
             return
         for k in ("reset_records_suppressed", "resets_events_lost"):
             if _num(stats.get(k)):
@@ -91,22 +92,24 @@ class Series:
             name = rec.get("service")
             if not isinstance(name, str):
                 continue
+            name = escape(name)             # names are drawn: no control characters
             w = rec.get("log_writes_per_s")
-            if _num(w) and w > 0:
+            if _finite(w) and w > 0:
                 self.rates["log"].setdefault(name, {})[i] = float(w)
             for panel in ("sent", "received"):
                 n = rec.get(f"resets_{panel}")
                 if n is None:
                     continue
                 self.has_resets = True
-                if _num(n) and n > 0:
+                if _finite(n) and n > 0:
                     self.rates[panel].setdefault(name, {})[i] = n / length
 
     def _reset(self, rec):
         service, direction, idle = rec.get("service"), rec.get("direction"), rec.get("idle_ms")
         if not isinstance(service, str) or direction not in ("sent", "received"):
             return
-        if not _num(idle) or idle < 0:
+        service = escape(service)
+        if not _finite(idle) or idle < 0:
             self.idle_unknown += 1
             return
         lg = math.log2(max(float(idle), 0.5))     # < 1 ms drawn at 0.5 ms
@@ -117,21 +120,24 @@ class Series:
 
     def _alert(self, rec):
         service, signal = rec.get("service"), rec.get("signal")
-        if not isinstance(service, str) or signal not in PANEL_OF:
+        if not isinstance(service, str) or not isinstance(signal, str) \
+                or signal not in PANEL_OF:
             return
+        service = escape(service)
         panel, key = PANEL_OF[signal], (service, signal)
         ratio = _ratio(rec)
-        if rec.get("state") == "open":
-            started = rec.get("started", rec.get("ts"))
+        started = _time(rec, "started")
+        if rec.get("state") == "open" and started is not None:
             self._open[key] = len(self.alerts)
-            self.alerts.append([service, panel, float(started), None, signal, ratio])
+            self.alerts.append([service, panel, started, None, signal, ratio])
         elif rec.get("state") == "close":
+            end = _time(rec, "ended")
+            if end is None:
+                return
             idx = self._open.pop(key, None)
-            end = float(rec.get("ended", rec.get("ts")))
             if idx is None:           # opened before the source starts
-                start = rec.get("started")
-                self.alerts.append([service, panel, float(start) if start else end, end,
-                                    signal, ratio])
+                self.alerts.append([service, panel, started if started is not None else end,
+                                    end, signal, ratio])
             else:
                 a = self.alerts[idx]
                 a[3] = end
@@ -142,12 +148,13 @@ class Series:
         Overlapping alerts of one service (log writes and bytes) are one span whose
         label names each signal with its largest ratio to the baseline."""
         last = self.ends[-1] if self.ends else None
-        raw = sorted((a[0], a[2], a[3] if a[3] is not None else last, a[4], a[5])
-                     for a in self.alerts if a[1] == panel)
+        raw = sorted(((a[0], a[2], a[3] if a[3] is not None else last, a[4], a[5])
+                      for a in self.alerts if a[1] == panel), key=lambda a: a[:2])
         out = []
         for service, start, end, signal, ratio in raw:
             if end is None:
                 continue
+            end = max(end, start)           # a close stamped before its start: a line
             what = (signal, ratio)
             if out and out[-1][0] == service and start <= out[-1][2]:
                 out[-1][2] = max(end, out[-1][2])
@@ -159,6 +166,22 @@ class Series:
 
 def _num(v):
     return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+def _finite(v, most=1e15):
+    """A finite number below `most`: larger rates (or idle times) are no measurement."""
+    return _num(v) and math.isfinite(v) and abs(v) < most
+
+
+def _when(v):
+    """v when it is a unix time a date can be made of (0 to year 5000), else None."""
+    return float(v) if _finite(v) and 0 <= v < 95e9 else None
+
+
+def _time(rec, field):
+    """rec[field] (else its ts) as unix seconds, or None when neither is a usable time."""
+    t = _when(rec.get(field))
+    return t if t is not None else _when(rec.get("ts"))
 
 
 def _ratio(rec):
@@ -305,7 +328,7 @@ def _title(series, source):
     hosts = ", ".join(sorted(series.hosts)) or "?"
     t0 = dt.datetime.fromtimestamp(series.ends[0] - series.lengths[0])
     t1 = dt.datetime.fromtimestamp(series.ends[-1])
-    name = os.path.basename(source.rstrip("/")) or source
+    name = escape(os.path.basename(source.rstrip("/")) or source)
     return f"surgewatch: {hosts}  {t0:%Y-%m-%d %H:%M:%S} to {t1:%H:%M:%S}  ({name})"
 
 

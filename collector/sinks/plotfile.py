@@ -152,8 +152,8 @@ def log_limits(data):
     """(bottom, top) of a log axis: whole decades around the positive values, with
     room above for the alert labels."""
     lo, hi = positive_range(data) or (1.0, 10.0)
-    bottom = 10 ** math.floor(math.log10(lo * 0.7))    # a line at a decade stays visible
-    top = 10 ** math.ceil(math.log10(hi * 3))
+    bottom = 10.0 ** math.floor(math.log10(lo * 0.7))    # a line at a decade stays visible
+    top = 10.0 ** min(math.ceil(math.log10(hi) + math.log10(3)), 300)
     return bottom, max(top, bottom * 10)
 
 

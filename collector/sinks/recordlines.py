@@ -6,7 +6,7 @@ from collector.aggregate.profile import SIGNAL_LABELS
 from collector.aggregate.resets import fmt_ms
 from collector.aggregate.signals import LOG_BYTES, LOG_WRITES
 from collector.records.model import LOSS_FIELDS
-from collector.sinks.text import escape, format_bytes, format_rate
+from collector.sinks.text import escape, format_bytes, format_rate, plural
 
 # stats counters by what they mean for the interval's other records
 _UNDERCOUNT = LOSS_FIELDS + ("resets_lost",)
@@ -32,7 +32,7 @@ def _num(v):
 
 
 def _seq(rec):
-    return f"#{rec.get('seq', '?'):<6}"
+    return f"#{_s(rec.get('seq', '?')):<6}"
 
 
 def _pids(pids):
@@ -42,7 +42,7 @@ def _pids(pids):
 
 
 def _addr(host, port):
-    host = _s(host)
+    host, port = _s(host), _s(port)
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
@@ -54,7 +54,8 @@ def _per_s(signal, v):
 
 
 def _meta(head, rec):
-    probes = ",".join(_s(p) for p in (rec.get("probes") or {}))
+    probes = rec.get("probes") if isinstance(rec.get("probes"), (dict, list)) else ()
+    probes = ",".join(_s(p) for p in probes)
     interval = rec.get("interval")
     return (f"{head} start   surgewatch {_s(rec.get('version', '?'))} "
             f"({_s(rec.get('mode', '?'))}), interval "
@@ -118,7 +119,7 @@ def _top(signal, top):
 
 
 def _alert(head, rec):
-    signal = rec.get("signal")
+    signal = rec.get("signal") if isinstance(rec.get("signal"), str) else None
     label = SIGNAL_LABELS.get(signal, _s(signal))
     service = _s(rec.get("service", "?"))
     rate = _per_s(signal, rec.get("rate"))
@@ -161,7 +162,9 @@ def _stats(head, rec, every):
 
 
 def _dropped(head, rec):
-    return (f"{head} gap     {rec.get('dropped', '?')} records dropped for this reader "
+    n = rec.get("dropped")
+    what = plural(n, "record") if _num(n) else "? records"
+    return (f"{head} gap     {what} dropped for this reader "
             f"(it read too slowly; {rec.get('dropped_total', '?')} in all)")
 
 
@@ -179,7 +182,7 @@ _FORMATS = {"meta": _meta, "rate": _rate, "reset": _reset, "alert": _alert,
 def format_record(rec, every_stats=False):
     """One line for a person, or None for a healthy stats record (unless every_stats)."""
     head = f"{_when(rec.get('ts'))} {_s(rec.get('host', '?'))}"
-    kind = rec.get("type")
+    kind = rec.get("type") if isinstance(rec.get("type"), str) else None
     if kind == "stats":
         return _stats(head, rec, every_stats)
     return _FORMATS.get(kind, _other)(head, rec)

@@ -188,3 +188,31 @@ def test_png_with_every_panel_and_cli_scale_flag(tmp_path):
     res = CliRunner().invoke(main, ["plot", str(f), "-o", str(tmp_path / "x.png"),
                                     "--scale", "ln"])
     assert res.exit_code == 2 and "'ln' is not one of 'auto', 'linear', 'log'" in res.output
+
+
+def test_hostile_records_are_skipped_or_escaped_and_the_picture_is_made(tmp_path):
+    recs = client_server(n=3)
+    recs[0] = dict(recs[0], service="evil\x1b[2J\nname")
+    recs += [
+        {"type": "alert", "state": "open", "service": "srv", "signal": ["x"], "started": T0},
+        {"type": "alert", "state": "open", "service": "srv", "signal": "log_writes_per_s",
+         "started": "soon", "ts": None},                       # no usable time: skipped
+        {"type": "alert", "state": "close", "service": "cli",
+         "signal": "resets_received_per_s", "started": T0 + 5, "ended": T0 + 1,
+         "ts": T0 + 1},                                         # ended before it started
+        rate(3, "srv", writes=10), dict(rate(3, "cli"), log_writes_per_s=float("inf")),
+        reset("cli", "received", 1e300), stats(3),
+        dict(stats(4), interval=1e300), dict(stats(5), ts=float("nan"))]
+    s = series_of(recs)
+    assert len(s.ends) == 4                                    # the last two refused
+    assert "evil\\x1b[2J\\nname" in s.rates["log"] and "cli" not in s.rates["log"]
+    assert s.idle_unknown == 1 and len(s.alerts) == 1
+    assert s.spans("received") == [("cli", T0 + 5, T0 + 5,
+                                    "alert cli: resets received new service")]
+    f = tmp_path / "s.msgpack"
+    f.write_bytes(b"".join(encode(dict(r, v="1.3", host="h")) for r in recs))
+    for ext in ("html", "png"):
+        plot(str(f), str(tmp_path / f"p.{ext}"))
+    text = (tmp_path / "p.html").read_text()
+    xml.dom.minidom.parseString(text[text.index("<svg"):text.index("</svg>") + 6])
+    assert "\x1b" not in text

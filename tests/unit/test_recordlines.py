@@ -143,3 +143,11 @@ def test_tail_type_filter_prints_only_those_records(tmp_path):
     out = TTY()
     run_tail(f, stdout=out, stderr=io.StringIO())
     assert [l.split()[3] for l in out.getvalue().splitlines()] == ["start", "#3", "#4", "#9"]
+
+
+def test_dropped_gap_line_counts_in_words():
+    line = format_record({"type": "dropped", "ts": 1000.0, "host": "h", "dropped": 1,
+                          "dropped_total": 5})
+    assert line.endswith(" h gap     1 record dropped for this reader (it read too slowly; "
+                         "5 in all)")
+    assert " 3 records dropped" in format_record({"type": "dropped", "dropped": 3})
