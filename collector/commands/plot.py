@@ -291,11 +291,15 @@ def choose_scale(data, scale="auto"):
 def idle_points(series, top=6, columns=IDLE_COLUMNS):
     """[(name, direction, t, idle_ms, resets)]: the sampled resets per time column,
     service, direction and doubling of idle time, at their geometric mean idle time;
-    the `top` services by sampled resets, the rest as OTHERS."""
+    the `top` services by sampled resets, the rest as OTHERS. Each (service, direction)
+    has its own place in the column, so a client's and its backend's resets at the same
+    idle time stand side by side instead of one on the other."""
     per_service = {}
     for (_, service, _, _), (n, _) in series.idle.items():
         per_service[service] = per_service.get(service, 0) + n
-    shown = set(sorted(per_service, key=lambda s: (-per_service[s], s))[:top])
+    ranked = sorted(per_service, key=lambda s: (-per_service[s], s))
+    shown = set(ranked[:top])
+    rank = {name: k for k, name in enumerate(ranked[:top] + [OTHERS])}
     bins = _bins(series, columns)
     column_of = {i: k for k, (a, b) in enumerate(bins) for i in range(a, b)}
     cells = {}
@@ -306,11 +310,14 @@ def idle_points(series, top=6, columns=IDLE_COLUMNS):
         cell = cells.setdefault(key, [0, 0.0])
         cell[0] += n
         cell[1] += lg
+    groups = sorted({(name, d) for _, name, d, _ in cells}, key=lambda g: (rank[g[0]], g[1]))
+    place = {g: (j + 1) / (len(groups) + 1) for j, g in enumerate(groups)}
     out = []
     for (k, name, direction, _), (n, lg) in sorted(cells.items()):
         a, b = bins[k]
-        mid = (series.ends[a] - series.lengths[a] + series.ends[b - 1]) / 2
-        out.append((name, direction, mid, 2 ** (lg / n), n))
+        start = series.ends[a] - series.lengths[a]
+        t = start + (series.ends[b - 1] - start) * place[(name, direction)]
+        out.append((name, direction, t, 2 ** (lg / n), n))
     return out
 
 

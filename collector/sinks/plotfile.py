@@ -22,7 +22,8 @@ PALETTE = ["#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e
 GREY = "#7f7f7f"
 ALERT = "#d62728"
 # idle-panel ticks (ms): the units a person thinks of idle timeouts in; 0.5 is "<1ms"
-IDLE_TICKS_MS = (0.5, 1, 10, 100, 1000, 10_000, 60_000, 600_000, 3_600_000, 36_000_000)
+IDLE_TICKS_MS = (0.5, 1, 10, 100, 1000, 2000, 5000, 10_000, 30_000, 60_000, 300_000, 600_000,
+                 1_800_000, 3_600_000, 36_000_000)
 MARKERS = {"received": "o", "sent": "^"}
 
 
@@ -130,6 +131,23 @@ def peak_labels(data, panel_peak, most=4, log=False):
     return out
 
 
+def coinciding(data, share=0.5):
+    """Names of the lines that would hide under an earlier one: equal to it at more than
+    `share` of their non-zero points (a client's resets received and its backend's,
+    one per connection). They are drawn dashed, so both show."""
+    out = set()
+    for k, (name, ys) in enumerate(data):
+        pos = [i for i, v in enumerate(ys) if v > 0]
+        if not pos:
+            continue
+        for _, earlier in data[:k]:
+            same = sum(1 for i in pos if i < len(earlier) and earlier[i] == ys[i])
+            if same > share * len(pos):
+                out.add(name)
+                break
+    return out
+
+
 def fmt_rate(v):
     if v >= 1e6:
         return f"{v / 1e6:.3g}M"
@@ -213,11 +231,12 @@ def _mpl_rates(ax, panel, cmap):
     data, log = panel.lines, panel.scale == "log"
     xs = [dt.datetime.fromtimestamp(t) for t in panel.times]
     top = peak(data)
+    dashed = coinciding(data)
     for name, ys in data:
         if log:                            # nothing to draw at 0 on a log axis: a gap
             ys = [v if v > 0 else math.nan for v in ys]
         ax.plot(xs, ys, color=cmap[name], lw=1.4 if name != OTHERS else 1.0,
-                label=name, drawstyle="steps-pre")
+                ls=(0, (4, 3)) if name in dashed else "-", label=name, drawstyle="steps-pre")
     for name, k, v in peak_labels(data, top, log=log):
         ax.annotate(f"{name} peak {fmt_rate(v)}/s", (xs[k], v), xytext=(4, 4),
                     textcoords="offset points", fontsize=8, color=cmap[name])

@@ -15,6 +15,7 @@ from collector.sinks.plotfile import (
     GREY,
     IDLE_TICKS_MS,
     IdlePanel,
+    coinciding,
     fmt_idle,
     fmt_rate,
     idle_limits,
@@ -46,8 +47,9 @@ def time_ticks(t_lo, t_hi, most=8):
     return ticks, ("%H:%M:%S" if step < 60 else "%H:%M")
 
 
-def linear_ticks(top_value, n=4):
-    """(axis top, tick values): about n steps of 1, 2, 2.5 or 5 x 10^k from 0."""
+def linear_ticks(top_value, n=6):
+    """(axis top, tick values): at most n steps of 1, 2, 2.5 or 5 x 10^k from 0, the
+    axis top the first tick at or above top_value."""
     raw = max(top_value, 1e-9) / n
     exp = 10 ** math.floor(math.log10(raw))
     step = next(m * exp for m in (1, 2, 2.5, 5, 10) if m * exp >= raw)
@@ -113,9 +115,10 @@ def _legend(box, entries):
     for j, (name, color, kind) in enumerate(entries[:14]):
         y = box.y0 + 10 + 15 * j
         shown = name if len(name) <= LEGEND_CHARS else name[:LEGEND_CHARS - 3] + "..."
-        if kind == "line":
+        if kind in ("line", "dash"):
+            dash = ' stroke-dasharray="5 3"' if kind == "dash" else ""
             out.append(f'<line x1="{x}" x2="{x + 16}" y1="{y - 4}" y2="{y - 4}" '
-                       f'stroke="{color}" stroke-width="2"/>')
+                       f'stroke="{color}" stroke-width="2"{dash}/>')
         else:
             out.append(_marker(x + 8, y - 4, 4, color, kind))
         out.append(f'<text x="{x + 22}" y="{y}" font-size="10"><title>{esc(name)}</title>'
@@ -166,11 +169,13 @@ def svg_rates(panel, box_args, cmap):
         tx = xb - 2 if anchor else xa + 2
         out.append(f'<text x="{tx:.1f}" y="{ty}" {anchor}font-size="9" fill="{c}">'
                    f'{esc(label)}</text>')
+    dashed = coinciding(data)
     for name, ys in data:
         width = 1.0 if name == OTHERS else 1.6
+        dash = ' stroke-dasharray="5 4"' if name in dashed else ""
         for pts in _steps(box, panel.times, ys, log):
             out.append(f'<polyline fill="none" stroke="{cmap.get(name, GREY)}" '
-                       f'stroke-width="{width}" points="{" ".join(pts)}">'
+                       f'stroke-width="{width}"{dash} points="{" ".join(pts)}">'
                        f'<title>{esc(name)}</title></polyline>')
     for name, k, v in peak_labels(data, top, log=log):
         y = box.y(v) - 3
@@ -179,7 +184,8 @@ def svg_rates(panel, box_args, cmap):
         out.append(f'<text x="{min(box.x(panel.times[k]) + 3, box.x0 + box.w - 150):.1f}" '
                    f'y="{y:.1f}" font-size="10" '
                    f'fill="{cmap.get(name, GREY)}">{esc(name)} peak {fmt_rate(v)}/s</text>')
-    out += _legend(box, [(n, cmap.get(n, GREY), "line") for n, _ in data])
+    out += _legend(box, [(n, cmap.get(n, GREY), "dash" if n in dashed else "line")
+                         for n, _ in data])
     if not data:
         out.append(_none(box, "none"))
     return out

@@ -109,9 +109,9 @@ def test_idle_points_exact_counts_at_the_idle_time_and_others_folded():
     assert s.idle_unknown == 1
     pts = idle_points(s, top=2, columns=2)             # 4 intervals in 2 columns
     assert [(n, d, t, c) for n, d, t, _, c in pts] == [
-        (OTHERS, "received", T0 + 2.0, 1), ("cli", "received", T0 + 2.0, 8),
-        ("srv", "sent", T0 + 2.0, 8), ("cli", "received", T0 + 6.0, 8),
-        ("srv", "sent", T0 + 6.0, 8)]
+        (OTHERS, "received", T0 + 3.0, 1), ("cli", "received", T0 + 1.0, 8),
+        ("srv", "sent", T0 + 2.0, 8), ("cli", "received", T0 + 5.0, 8),
+        ("srv", "sent", T0 + 6.0, 8)]                  # side by side in each column
     assert [round(p[3], 6) for p in pts] == [1.0, 3000.0, 3000.0, 3000.0, 3000.0]
 
 
@@ -126,9 +126,9 @@ def test_idle_note_counts_records_and_the_rest():
 
 
 def test_linear_and_time_ticks_are_round():
-    assert linear_ticks(130.0) == (150.0, [0.0, 50.0, 100.0, 150.0])
-    assert linear_ticks(1.3) == (1.5, [0.0, 0.5, 1.0, 1.5])
-    assert linear_ticks(9000.0)[1] == [0.0, 2500.0, 5000.0, 7500.0, 10000.0]
+    assert linear_ticks(130.0) == (150.0, [0.0, 25.0, 50.0, 75.0, 100.0, 125.0, 150.0])
+    assert linear_ticks(10.4) == (12.0, [0.0, 2.0, 4.0, 6.0, 8.0, 10.0, 12.0])
+    assert linear_ticks(9000.0)[1] == [0.0, 2000.0, 4000.0, 6000.0, 8000.0, 10000.0]
     start = T0 + 7.3
     ticks, fmt = time_ticks(start, start + 300)
     off = time.localtime(start).tm_gmtoff
@@ -216,3 +216,22 @@ def test_hostile_records_are_skipped_or_escaped_and_the_picture_is_made(tmp_path
     text = (tmp_path / "p.html").read_text()
     xml.dom.minidom.parseString(text[text.index("<svg"):text.index("</svg>") + 6])
     assert "\x1b" not in text
+
+
+def test_a_line_equal_to_an_earlier_one_is_dashed_so_both_show(tmp_path):
+    from collector.sinks.plotfile import coinciding
+
+    assert coinciding([("cli", [0, 4, 4, 0]), ("nginx", [0, 4, 4, 0]), ("x", [1, 4, 0, 0])]) \
+        == {"nginx"}
+    assert coinciding([("a", [1, 2, 3]), ("b", [1, 5, 6])]) == set()     # 1 of 3 equal
+    recs = []
+    for i in range(6):                   # the balancer's resets reach client and backend
+        recs += [rate(i, "frontend", sent=0, received=4 * (i % 2)),
+                 rate(i, "nginx", sent=0, received=4 * (i % 2)), stats(i)]
+    f = tmp_path / "s.msgpack"
+    f.write_bytes(b"".join(encode(dict(r, v="1.3", host="h")) for r in recs))
+    plot(str(f), str(tmp_path / "p.html"))
+    text = (tmp_path / "p.html").read_text()
+    dashed = [line for line in text.splitlines() if "stroke-dasharray" in line]
+    assert len(dashed) == 2                                    # the line and its legend
+    assert "<title>nginx</title>" in dashed[0] and 'stroke="#d62728"' in dashed[1]
