@@ -183,7 +183,19 @@ def run_cmd(config_path, interval, fmt, segments_dir, no_segments, socket_path, 
 
 
 
-@main.command("tail")
+_TAIL_EXAMPLES = """Examples:
+
+\b
+  surgewatch tail                     the stored records, one line each
+  surgewatch tail -f --type alert     alerts as they open and close
+  surgewatch tail --type reset,alert --service 'nginx*'   resets and alerts of nginx
+  surgewatch tail --since 10m --type stats    every interval's own health, last 10 min
+  surgewatch tail --socket            the running daemon's live stream
+  surgewatch tail --json | jq .       JSON lines (the default when piped)
+"""
+
+
+@main.command("tail", epilog=_TAIL_EXAMPLES)
 @click.argument("source", required=False, metavar="[SOURCE]")
 @click.option("--json", "as_json", is_flag=True, default=None,
               help="JSON lines (default when stdout is not a terminal).")
@@ -260,7 +272,16 @@ def record_cmd(output, duration, interval, source, since, log_dirs, log_globs,
                    f"written to {output}", err=True)
 
 
-@main.command("compare")
+_COMPARE_EXAMPLES = """Examples:
+
+\b
+  surgewatch compare prod.json test.json          exit 1 when a service got 3x louder
+  surgewatch compare prod.json test.json --max-ratio 5 --min-rate 50
+  surgewatch compare prod.json test.json --json   rows with status matched/new/gone
+"""
+
+
+@main.command("compare", epilog=_COMPARE_EXAMPLES)
 @click.argument("baseline", metavar="BASELINE")
 @click.argument("current", metavar="CURRENT")
 @click.option("--max-ratio", default=3.0, show_default=True, type=click.FloatRange(min=1.0),
@@ -282,7 +303,16 @@ def compare_cmd(baseline, current, max_ratio, min_rate, min_bytes_rate, stat, as
 
 
 
-@main.command("plot")
+_PLOT_EXAMPLES = """Examples:
+
+\b
+  surgewatch plot /var/lib/surgewatch -o last.png    the stored segments
+  surgewatch plot run.msgpack -o run.html            no matplotlib needed
+  surgewatch plot run.msgpack -o run.svg --top 8 --scale linear
+"""
+
+
+@main.command("plot", epilog=_PLOT_EXAMPLES)
 @click.argument("source", metavar="SOURCE")
 @click.option("-o", "--output", "output", required=True, metavar="FILE",
               help="FILE.png or FILE.svg (matplotlib: the plot extra), or FILE.html "
