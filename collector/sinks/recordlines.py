@@ -53,9 +53,17 @@ def _per_s(signal, v):
     return f"{format_bytes(v)}/s" if signal == LOG_BYTES else f"{format_rate(v)}/s"
 
 
+def _probe(name, status):
+    off = isinstance(status, dict) and status.get("enabled") is False
+    return _s(name) + (" (off)" if off else "")
+
+
 def _meta(head, rec):
-    probes = rec.get("probes") if isinstance(rec.get("probes"), (dict, list)) else ()
-    probes = ",".join(_s(p) for p in probes)
+    probes = rec.get("probes")
+    if isinstance(probes, dict):
+        probes = ",".join(_probe(name, status) for name, status in probes.items())
+    else:
+        probes = ",".join(_s(p) for p in probes) if isinstance(probes, list) else ""
     interval = rec.get("interval")
     return (f"{head} start   surgewatch {_s(rec.get('version', '?'))} "
             f"({_s(rec.get('mode', '?'))}), interval "

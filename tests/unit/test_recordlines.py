@@ -151,3 +151,11 @@ def test_dropped_gap_line_counts_in_words():
     assert line.endswith(" h gap     1 record dropped for this reader (it read too slowly; "
                          "5 in all)")
     assert " 3 records dropped" in format_record({"type": "dropped", "dropped": 3})
+
+
+def test_meta_line_names_probes_and_which_are_off():
+    rec = model.meta_record("web1", 1000.0, 0.5, {"logwrites": {"enabled": True},
+                                                  "resets": {"enabled": False, "reason": "x"}},
+                            "6.1", mode="run", version="0.1.0")
+    assert format_record(rec).endswith(" web1 start   surgewatch 0.1.0 (run), interval 0.5s, "
+                                       "kernel 6.1, probes logwrites,resets (off)")
