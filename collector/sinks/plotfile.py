@@ -212,7 +212,7 @@ def render_matplotlib(picture, out_path):
         if isinstance(panel, IdlePanel):
             _mpl_idle(ax, panel, picture.colors)
         else:
-            _mpl_rates(ax, panel, picture.colors)
+            _mpl_rates(ax, panel, picture.colors, picture.start)
         ax.grid(True, alpha=0.3)
         ax.set_xlim(dt.datetime.fromtimestamp(picture.start),
                     dt.datetime.fromtimestamp(picture.end))
@@ -227,15 +227,16 @@ def render_matplotlib(picture, out_path):
         plt.close(fig)
 
 
-def _mpl_rates(ax, panel, cmap):
+def _mpl_rates(ax, panel, cmap, start):
     data, log = panel.lines, panel.scale == "log"
     xs = [dt.datetime.fromtimestamp(t) for t in panel.times]
+    first = [dt.datetime.fromtimestamp(start)]     # steps-pre: the first interval's start
     top = peak(data)
     dashed = coinciding(data)
     for name, ys in data:
         if log:                            # nothing to draw at 0 on a log axis: a gap
             ys = [v if v > 0 else math.nan for v in ys]
-        ax.plot(xs, ys, color=cmap[name], lw=1.4 if name != OTHERS else 1.0,
+        ax.plot(first + xs, ys[:1] + ys, color=cmap[name], lw=1.4 if name != OTHERS else 1.0,
                 ls=(0, (4, 3)) if name in dashed else "-", label=name, drawstyle="steps-pre")
     for name, k, v in peak_labels(data, top, log=log):
         ax.annotate(f"{name} peak {fmt_rate(v)}/s", (xs[k], v), xytext=(4, 4),
