@@ -67,7 +67,7 @@ install: setup
 	ln -sfn $(CURDIR)/$(VENV)/bin/surgewatch $(DESTDIR)$(PREFIX)/bin/surgewatch
 	install -m 0644 docs/surgewatch.8 $(DESTDIR)$(PREFIX)/share/man/man8/surgewatch.8
 	_SURGEWATCH_COMPLETE=bash_source $(VENV)/bin/surgewatch > $(DESTDIR)$(PREFIX)/share/bash-completion/completions/surgewatch
-	sed 's|/usr/local/bin/surgewatch|$(PREFIX)/bin/surgewatch|' docs/surgewatch.service > $(DESTDIR)$(UNIT_DIR)/surgewatch.service
+	sed 's|/usr/local/|$(PREFIX)/|g' docs/surgewatch.service > $(DESTDIR)$(UNIT_DIR)/surgewatch.service
 	chmod 0644 $(DESTDIR)$(UNIT_DIR)/surgewatch.service $(DESTDIR)$(PREFIX)/share/bash-completion/completions/surgewatch
 	@if [ -z "$(DESTDIR)" ] && [ -d /run/systemd/system ]; then systemctl daemon-reload; fi
 	@echo "installed $(PREFIX)/bin/surgewatch, $(UNIT_DIR)/surgewatch.service, surgewatch(8), bash completion; start it: systemctl enable --now surgewatch"
