@@ -60,7 +60,7 @@ def run_checks():
     checks += headers_checks(kernel.headers_info(), platform.release())
 
     try:
-        import bcc  # noqa: F401
+        import bcc
         checks.append(Check("bcc", True, f"python bcc {getattr(bcc, '__version__', '?')}"))
     except ImportError:
         checks.append(Check("bcc", False, "python module bcc not importable",
@@ -96,7 +96,7 @@ def run_checks():
             checks += _program_checks(btf)
         if root:
             try:
-                tp = lambda c, e: kernel.tracepoint_format(c, e, root)  # noqa: E731
+                tp = lambda c, e: kernel.tracepoint_format(c, e, root)
                 layout = rprobe.tracepoint_layout(
                     tp("tcp", "tcp_send_reset"), tp("tcp", "tcp_receive_reset"),
                     tp("sock", "inet_sock_set_state"), tp("tcp", "tcp_destroy_sock"))

@@ -4,6 +4,7 @@ surgewatch_build_info, and the idle histogram's _sum and _count
 import platform
 import urllib.error
 import urllib.request
+from types import SimpleNamespace
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
@@ -62,14 +63,11 @@ def test_build_info_is_one_series_of_value_1():
 
 
 def test_idle_histogram_has_exact_count_and_lower_bound_sum():
-    class R:
-        kinds = {}
-        # 3 at < 1 ms, 2 in [1, 2) ms, 4 in [4, 8) ms, 1 in [2048, 4096) ms, 1 >= 2^22 ms
-        idle_hist = [3, 2, 0, 4] + [0] * 8 + [1] + [0] * 10 + [1]
-
+    # 3 at < 1 ms, 2 in [1, 2) ms, 4 in [4, 8) ms, 1 in [2048, 4096) ms, 1 >= 2^22 ms
+    r = SimpleNamespace(kinds={}, idle_hist=[3, 2, 0, 4] + [0] * 8 + [1] + [0] * 10 + [1])
     sink = PrometheusSink(serve=False)
-    sink.add_reset_details({"app": R})
-    sink.add_reset_details({"app": R})
+    sink.add_reset_details({"app": r})
+    sink.add_reset_details({"app": r})
     got = {s.name: s.value for s in families(sink)["surgewatch_tcp_reset_idle_seconds"].samples
            if not s.name.endswith("_bucket")}
     # lower edges: 0, 1, 4, 2048, 2^22 ms; twice
