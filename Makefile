@@ -46,7 +46,7 @@ soak: setup
 # the hypothesis targets with 20,000 random examples each (make test runs 200, fixed seed)
 FUZZ_EXAMPLES ?= 20000
 fuzz: setup
-	SURGEWATCH_FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) SURGEWATCH_FUZZ_RANDOM=1 $(PY) -m pytest -ra $(PYTEST_ADDOPTS) tests/unit/test_rel_fuzz.py
+	SURGEWATCH_FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) SURGEWATCH_FUZZ_RANDOM=1 $(PY) -m pytest -ra $(PYTEST_ADDOPTS) tests/unit/test_rel_fuzz.py tests/unit/test_rel_fuzz_views.py
 
 vm-test:
 	@bash vagrant/vm-test.sh
