@@ -1,10 +1,10 @@
 """Terminal table for `surgewatch snapshot`.
 
-render_table() is pure (rows in, text out); LiveTable redraws it in place on a TTY.
+render_table() is pure (rows in, text out); LiveTable writes the final one (the live view
+is sinks/live_view.py).
 Names from the host are untrusted: control, format and separator characters are shown
 escaped (\\n, \\x1b, \\u202e) so a process cannot break or spoof the layout.
 """
-import math
 import os
 import sys
 
@@ -31,20 +31,17 @@ def _clip(line, width):
     return line if display_width(line) <= width else take(line, width)
 
 
-def render_table(rows, width, title, countdown_s=None, elapsed_s=None, counts=False):
+def render_table(rows, width, title, elapsed_s=None, counts=False):
     """The table as text (lines joined by "\\n", no trailing newline).
 
     rows: [PathTotal] from Window.rows(); width: terminal columns (no line is longer);
-    title: first part of the header line; elapsed_s: window length so far;
-    countdown_s: seconds until the snapshot ends (live mode), None for a final render;
+    title: first part of the header line; elapsed_s: the window's length;
     counts: a WRITES column with each row's writes in the window.
     """
     num_cols = (_COUNT_COL if counts else ()) + _NUM_COLS
     header = escape(title)
     if elapsed_s is not None:
         header += f"  window {format_duration(elapsed_s)}"
-    if countdown_s is not None:
-        header += f"  ends in {max(0, math.ceil(countdown_s))}s"
     lines = [_clip(header, width).rstrip()]
 
     cells = []
@@ -91,16 +88,9 @@ def render_table(rows, width, title, countdown_s=None, elapsed_s=None, counts=Fa
 
 
 class LiveTable:
-    """Shows render_table() output on `stream`.
+    """Writes the final render_table() on `stream`, as wide as its terminal (or
+    DEFAULT_WIDTH); `live` says whether the stream is a terminal (snapshot's live view)."""
 
-    On a TTY, update() redraws in place (cursor home, clear each line, clear below);
-    elsewhere update() writes nothing, so a pipe or file gets only the final table.
-    final() always writes the table once more without countdown.
-    """
-
-    CURSOR_HOME = "\x1b[H"
-    CLEAR_EOL = "\x1b[K"
-    CLEAR_BELOW = "\x1b[J"
     DEFAULT_WIDTH = 160     # when the stream is not a terminal
 
     def __init__(self, stream=None, width=None):
@@ -110,22 +100,14 @@ class LiveTable:
         except (AttributeError, ValueError):
             self.live = False
         self._width = width
-        self._drawn = False
 
-    def size(self):
-        """(columns, lines) to render for."""
+    def width(self):
         if self.live:
             try:
-                cols, lines = os.get_terminal_size(self.stream.fileno())
-                return (self._width or cols), lines
+                return self._width or os.get_terminal_size(self.stream.fileno()).columns
             except (AttributeError, OSError, ValueError):
                 pass
-        return (self._width or self.DEFAULT_WIDTH), 0
-
-    def max_rows(self, default=20):
-        """Rows that fit on the terminal below the two header lines (for Window.rows(top=...))."""
-        lines = self.size()[1]
-        return max(1, lines - 4) if lines else default
+        return self._width or self.DEFAULT_WIDTH
 
     def _write(self, text):
         try:
@@ -135,19 +117,5 @@ class LiveTable:
             self.stream.write(text.encode(enc, "backslashreplace").decode(enc))
         self.stream.flush()
 
-    def update(self, rows, title, countdown_s=None, elapsed_s=None):
-        if not self.live:
-            return
-        text = render_table(rows, self.size()[0], title, countdown_s, elapsed_s)
-        body = "".join(l + self.CLEAR_EOL + "\n" for l in text.split("\n"))
-        self._write(self.CURSOR_HOME + (self.CLEAR_BELOW if not self._drawn else "")
-                    + body + self.CLEAR_BELOW)
-        self._drawn = True
-
     def final(self, rows, title, elapsed_s=None, counts=False):
-        text = render_table(rows, self.size()[0], title, None, elapsed_s, counts)
-        if self.live and self._drawn:
-            body = "".join(l + self.CLEAR_EOL + "\n" for l in text.split("\n"))
-            self._write(self.CURSOR_HOME + body + self.CLEAR_BELOW)
-        else:
-            self._write(text + "\n")
+        self._write(render_table(rows, self.width(), title, elapsed_s, counts) + "\n")

@@ -19,8 +19,8 @@ def window():
     return w
 
 
-GOLDEN_LIVE_80 = """\
-surgewatch snapshot web1  window 10.0s  ends in 2s
+GOLDEN_80 = """\
+surgewatch snapshot web1  window 10.0s
 SERVICE        PIDS     LOG PATH                    WRITES/S     BYTES/S   SHARE
 app.service    101,102  /var/log/app/app.log            50.0   198.2 KiB   90.9%
 nginx.service  7        /var/log/nginx/access.log       4.00       800 B    7.3%
@@ -40,10 +40,9 @@ app.service  101,102  /var/log/app/app.log       50.0   198.2 KiB   90.9%
 (others)     7,103    (2 more)                   5.00       850 B    9.1%"""
 
 
-def test_golden_live():
-    out = render_table(window().rows(), 80, "surgewatch snapshot web1", countdown_s=1.2,
-                       elapsed_s=10.0)
-    assert out == GOLDEN_LIVE_80
+def test_golden_80():
+    out = render_table(window().rows(), 80, "surgewatch snapshot web1", elapsed_s=10.0)
+    assert out == GOLDEN_80
 
 
 def test_golden_narrow_final():
@@ -93,7 +92,7 @@ def test_hostile_names_escaped_and_layout_kept():
     w = Window()
     w.add_writes(HOSTILE, 0, 1.0)
     for width in (200, 80, 60, 40):
-        out = render_table(w.rows(), width, "host\nname", countdown_s=3, elapsed_s=1.0)
+        out = render_table(w.rows(), width, "host\nname", elapsed_s=1.0)
         assert len(out.split("\n")) == 2 + len(HOSTILE)
         assert out.startswith("host\\nname  window 1.0s")
         _assert_safe(out, width)
@@ -114,29 +113,16 @@ class FakeTTY(io.StringIO):
         return True
 
 
-def test_live_table_not_a_tty_writes_only_final():
+def test_final_table_not_a_tty_is_plain_text_at_default_width():
     out = io.StringIO()
-    live = LiveTable(out)
-    live.update(window().rows(), "t", countdown_s=2, elapsed_s=2.0)
-    assert out.getvalue() == ""
-    live.final(window().rows(), "t", elapsed_s=10.0)
+    LiveTable(out).final(window().rows(), "t", elapsed_s=10.0)
     text = out.getvalue()
-    assert "\x1b" not in text and text.endswith("\n") and "ends in" not in text
+    assert "\x1b" not in text and "ends in" not in text
+    assert text == render_table(window().rows(), LiveTable.DEFAULT_WIDTH, "t", 10.0) + "\n"
     assert text.startswith("t  window 10.0s\nSERVICE")
 
 
-def test_live_table_tty_redraws_in_place():
+def test_final_table_on_a_tty_is_the_same_text_at_its_width():
     out = FakeTTY()
-    live = LiveTable(out, width=80)
-    live.update(window().rows(), "surgewatch snapshot web1", countdown_s=1.2, elapsed_s=10.0)
-    first = out.getvalue()
-    assert first.startswith("\x1b[H\x1b[J")
-    assert first.replace("\x1b[K", "").replace("\x1b[H", "").replace("\x1b[J", "") == \
-        GOLDEN_LIVE_80 + "\n"
-    live.update(window().rows(), "surgewatch snapshot web1", countdown_s=0.5, elapsed_s=10.5)
-    second = out.getvalue()[len(first):]
-    assert second.startswith("\x1b[H") and not second.startswith("\x1b[H\x1b[J")
-    assert "ends in 1s" in second
-    live.final(window().rows(), "surgewatch snapshot web1", elapsed_s=11.0)
-    last = out.getvalue()[len(first) + len(second):]
-    assert last.startswith("\x1b[H") and "ends in" not in last and last.endswith("\x1b[J")
+    LiveTable(out, width=80).final(window().rows(), "surgewatch snapshot web1", elapsed_s=10.0)
+    assert out.getvalue() == GOLDEN_80 + "\n"
