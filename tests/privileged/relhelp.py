@@ -9,7 +9,29 @@ PROG_NAMES = {n[:15] for n in (
     "raw_sys_enter", "enter_write", "enter_writev", "enter_pwrite64", "enter_pwritev",
     "enter_pwritev2", "enter_openat", "enter_open", "enter_creat", "enter_openat2",
     "exit_open_any", "sw_set_state", "sw_destroy", "sw_exit_accept", "sw_enter_io",
-    "sw_send_reset", "sw_receive_reset")}
+    "sw_send_reset", "sw_receive_reset",
+    # the fentry path (kernels that allow it: the Vagrant VM)
+    "kfunc__vfs_write", "kfunc__vfs_writev", "kretfunc__do_filp_open",
+    "kretfunc__inet_csk_accept", "kfunc__tcp_sendmsg", "kfunc__tcp_recvmsg")}
+ATTACH_TYPES = {24: "fentry", 25: "fexit"}      # BPF_TRACE_FENTRY / BPF_TRACE_FEXIT
+
+
+def _links_of(pid):
+    """[(prog_id, attach kind)] of the BPF links (fentry/fexit attachments) `pid` holds open,
+    from /proc/PID/fdinfo (this bpftool has no pids column)."""
+    out = []
+    fddir = f"/proc/{pid}/fd"
+    for fd in os.listdir(fddir):
+        try:
+            if os.readlink(os.path.join(fddir, fd)) != "anon_inode:bpf_link":
+                continue
+            with open(f"/proc/{pid}/fdinfo/{fd}") as f:
+                info = dict(line.split(":", 1) for line in f if ":" in line)
+        except OSError:
+            continue
+        out.append((int(info["prog_id"]), ATTACH_TYPES.get(int(info.get("attach_type", -1)),
+                                                           "link")))
+    return out
 
 
 def bpf_programs():
@@ -39,26 +61,32 @@ def programs_of(pid):
     out = subprocess.run(["bpftool", "-j", "perf"], capture_output=True, text=True,
                          check=True).stdout
     held |= {a["prog_id"] for a in json.loads(out or "[]") if a.get("pid") == pid}
+    held |= {prog for prog, _ in _links_of(pid)}          # fentry/fexit links
     names = {p["id"]: p.get("name") for p in bpf_programs()}
     return {i for i in held if names.get(i) in PROG_NAMES}
 
 
 def attachments_of(pid):
-    """Tracepoints (bpftool perf names) with a program attached through an fd of `pid`."""
-    out = subprocess.run(["bpftool", "-j", "perf"], capture_output=True, text=True,
-                         check=True).stdout
-    return sorted(a.get("tracepoint", "?") for a in json.loads(out or "[]")
-                  if a.get("pid") == pid)
-
-
-def attached_programs():
-    """Ids of our programs attached anywhere on the host (bpftool perf): the oracle for
-    'nothing left attached'."""
+    """Tracepoints (bpftool perf names) with a program attached through an fd of `pid`,
+    and its fentry/fexit links as "<kind>:<program name>"."""
     out = subprocess.run(["bpftool", "-j", "perf"], capture_output=True, text=True,
                          check=True).stdout
     names = {p["id"]: p.get("name") for p in bpf_programs()}
-    return {a["prog_id"] for a in json.loads(out or "[]")
-            if names.get(a["prog_id"]) in PROG_NAMES}
+    return sorted([a.get("tracepoint", "?") for a in json.loads(out or "[]")
+                   if a.get("pid") == pid] +
+                  [f"{kind}:{names.get(prog, prog)}" for prog, kind in _links_of(pid)])
+
+
+def attached_programs():
+    """Ids of our programs attached anywhere on the host (bpftool perf and link): the
+    oracle for 'nothing left attached'."""
+    out = subprocess.run(["bpftool", "-j", "perf"], capture_output=True, text=True,
+                         check=True).stdout
+    links = subprocess.run(["bpftool", "-j", "link"], capture_output=True, text=True,
+                           check=True).stdout
+    names = {p["id"]: p.get("name") for p in bpf_programs()}
+    return {a["prog_id"] for a in json.loads(out or "[]") + json.loads(links or "[]")
+            if names.get(a.get("prog_id")) in PROG_NAMES}
 
 
 def record_figure(name, **figures):

@@ -73,7 +73,8 @@ def test_daemon_holds_no_compiler_and_counts_after_the_child_left(tmp_path):
         assert _children(d.pid) == [], "a loader child is still running"
         # every attachment the meta record names is held by the daemon itself
         named = meta["probes"]["logwrites"]["tracepoints"] + meta["probes"]["resets"]["tracepoints"]
-        assert len(attachments_of(d.pid)) == len(named) >= 17, (attachments_of(d.pid), named)
+        # (17+ on the tracepoint path; 10 on the fentry path: 3 + 7)
+        assert len(attachments_of(d.pid)) == len(named) >= 10, (attachments_of(d.pid), named)
         assert len(programs_of(d.pid)) >= 10
         log = d.write_between_intervals("after-child.log", 1234, LINE)
     finally:

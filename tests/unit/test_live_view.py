@@ -21,6 +21,15 @@ from collector.sinks.live_view import (
 )
 from collector.sinks.terminal_keys import TerminalKeys
 
+
+@pytest.fixture(autouse=True)
+def capable_terminal(monkeypatch):
+    """What these tests draw on is a capable terminal whatever runs them: rich sends no
+    control codes at all to TERM=dumb / unknown (ssh without a tty, sudo: the VM's CI)."""
+    monkeypatch.setenv("TERM", "xterm-256color")
+    monkeypatch.delenv("NO_COLOR", raising=False)
+
+
 FLOOD = LiveRow("app.service", 2000.0, 662.5, 80_000.0, 0.0, 0.0, 0, 0, alerts=("writes",))
 CLIENT = LiveRow("client\x1b[2J", 0.0, 0.0, 0.0, 0.0, 20.0, 0, 140, idle="32.8s-1.09m",
                  idle_share=0.85)
