@@ -16,8 +16,7 @@ from collector.sinks.jsonout import snapshot_json, write_json
 from collector.sinks.msgpackfile import MsgpackFileSink
 from collector.sinks.resets_view import render_reset_columns, render_resets, resets_json
 from collector.sinks.table import LiveTable
-from collector.sinks.text import escape
-from collector.sinks.wording import plural
+from collector.sinks.text import escape, plural
 
 LIVE_TICK_S = 0.1       # how often the live view reads keys and redraws if needed
 DETAIL_TOP = 5          # services in the live view's resets detail

@@ -8,8 +8,7 @@ Host-supplied names are escaped (sinks.table.escape) so they cannot break the la
 from collector.aggregate.resets import bucket_label, idle_mode
 from collector.aggregate.signals import IDLE_BUCKETS
 from collector.sinks.jsonout import idle_buckets
-from collector.sinks.text import escape
-from collector.sinks.wording import plural
+from collector.sinks.text import escape, plural
 
 BAR_WIDTH = 40
 

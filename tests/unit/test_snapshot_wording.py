@@ -2,7 +2,7 @@
 from collector.aggregate.resets import ResetWindow
 from collector.commands.snapshot import _loss_note
 from collector.sinks.resets_view import render_resets
-from collector.sinks.wording import plural
+from collector.sinks.text import plural
 
 
 def test_plural():
