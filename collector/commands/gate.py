@@ -14,7 +14,9 @@ from collector.aggregate.profile import SIGNAL_LABELS, ProfileBuilder, check_pro
 from collector.errors import EXIT_FAILURE, EXIT_OK, BadInput
 from collector.pipeline.build import build_collector
 from collector.records.intervals import intervals
+from collector.records.segments import list_segments
 from collector.records.source import notes_only, open_records
+from collector.sinks.text import plural
 
 
 # -- profile files ---------------------------------------------------------------------
@@ -70,8 +72,27 @@ def record_live(duration, interval, rules, argv=(), probes=None):
     return builder.profile("live", {"interval_s": float(interval)})
 
 
-def _records(source, on_note):
-    return open_records(source, notes_only(on_note))
+def _records(source, on_note, seen=None):
+    for rec in open_records(source, notes_only(on_note)):
+        if seen is not None:
+            seen[0] += 1
+        yield rec
+
+
+def _nothing_to_profile(source, records, cutoff):
+    """Why a stored source gave no interval, and what to do (as plot says it)."""
+    if os.path.isdir(source) and not list_segments(source):
+        return (f"{source}: no segment files (seg-*.msgpack) in this directory; give the "
+                "directory `surgewatch run` writes (outputs.segments.dir, default "
+                "/var/lib/surgewatch) or a stream file")
+    if not records:
+        return f"{source}: no records in it (empty); nothing to profile yet"
+    if cutoff is not None:
+        return (f"{source}: no complete interval after the cutoff; give an earlier --since "
+                "or a longer --duration")
+    return (f"{source}: {plural(records, 'record')} but no complete interval yet (an "
+            "interval ends with its stats record); record again once the collector has "
+            "run for one interval")
 
 
 def record_from(source, duration=None, since=None, on_note=None):
@@ -88,8 +109,8 @@ def record_from(source, duration=None, since=None, on_note=None):
         if last is not None:
             start = last - duration
             cutoff = start if cutoff is None else max(cutoff, start)
-    builder = ProfileBuilder()
-    for rates, stats in intervals(_records(source, on_note)):
+    builder, seen = ProfileBuilder(), [0]
+    for rates, stats in intervals(_records(source, on_note, seen)):
         ts = stats.get("ts")
         # an interval is in the window when it ends after the cutoff (+1 ms for float noise)
         if cutoff is not None and isinstance(ts, (int, float)) and ts <= cutoff + 1e-3:
@@ -98,8 +119,7 @@ def record_from(source, duration=None, since=None, on_note=None):
     try:
         return builder.profile(os.path.abspath(source))
     except ValueError:
-        raise BadInput(f"{source}: no complete interval in the window (no stats record"
-                       f"{' after the cutoff' if cutoff is not None else ''})") from None
+        raise BadInput(_nothing_to_profile(str(source), seen[0], cutoff)) from None
 
 
 # -- compare -----------------------------------------------------------------------------

@@ -235,6 +235,26 @@ def test_record_from_bad_source_is_bad_input(tmp_path, content):
         record_from(str(tmp_path / "missing"))
 
 
+
+def test_record_from_nothing_to_profile_says_what_the_source_holds(tmp_path):
+    empty_dir = tmp_path / "segs"
+    empty_dir.mkdir()
+    with pytest.raises(BadInput, match=r"segs: no segment files \(seg-\*.msgpack\) in this "
+                                       r"directory; give the directory `surgewatch run` writes"):
+        record_from(str(empty_dir))
+    empty = write_stream(tmp_path / "e.msgpack", [])
+    with pytest.raises(BadInput, match=r"e.msgpack: no records in it \(empty\); nothing to "
+                                       r"profile yet$"):
+        record_from(str(empty))
+    meta_only = write_stream(tmp_path / "m.msgpack", stream(0, {}))
+    with pytest.raises(BadInput, match=r"m.msgpack: 1 record but no complete interval yet"):
+        record_from(str(meta_only))
+    later = write_stream(tmp_path / "s.msgpack", stream(3, {"a": 10}))
+    with pytest.raises(BadInput, match=r"s.msgpack: no complete interval after the cutoff; "
+                                       r"give an earlier --since or a longer --duration$"):
+        record_from(str(later), since=T0 + 10)
+
+
 def test_profile_file_roundtrip_and_read_errors(tmp_path):
     p = profile_of(stream(3, {"a": 10}))
     path = tmp_path / "p.json"
