@@ -36,7 +36,15 @@ def main():
     """
 
 
-@main.command()
+_DOCTOR_EXAMPLES = """Examples:
+
+\b
+  sudo surgewatch doctor              every check, exit 1 when one FAILs
+  sudo surgewatch doctor | grep -v '^ok'    only what is missing or noted
+"""
+
+
+@main.command(epilog=_DOCTOR_EXAMPLES)
 def doctor():
     """Check kernel, BTF, tracefs, headers, tracepoints and privileges."""
     from collector.commands.doctor import exit_code, run_checks
@@ -149,10 +157,20 @@ def snapshot(interval_arg, count, duration, interval, top, services, pids, as_js
 
 
 
-@main.command("run")
-@click.option("--config", "config_path", type=click.Path(dir_okay=False), metavar="FILE",
+_RUN_EXAMPLES = """Examples:
+
+\b
+  sudo systemctl enable --now surgewatch    the daemon as installed (make install)
+  sudo surgewatch run -c /etc/surgewatch/surgewatch.toml
+  sudo surgewatch run --format json --no-segments | jq .   JSON lines, nothing stored
+  sudo surgewatch run -i 5 --prometheus 127.0.0.1:9478     drain every 5 s, other port
+"""
+
+
+@main.command("run", epilog=_RUN_EXAMPLES)
+@click.option("-c", "--config", "config_path", type=click.Path(dir_okay=False), metavar="FILE",
               help="TOML config (default /etc/surgewatch/surgewatch.toml; missing = defaults).")
-@click.option("--interval", type=click.FloatRange(min=0.05, max=3600), default=None,
+@click.option("-i", "--interval", type=click.FloatRange(min=0.05, max=3600), default=None,
               help="Seconds between kernel map drains (overrides the config; default 1).")
 @click.option("--format", "fmt", type=click.Choice(["msgpack", "json", "none"]), default=None,
               help="Records on stdout: msgpack stream, JSON lines, or none (default msgpack).")
@@ -187,8 +205,8 @@ _TAIL_EXAMPLES = """Examples:
 
 \b
   surgewatch tail                     the stored records, one line each
-  surgewatch tail -f --type alert     alerts as they open and close
-  surgewatch tail --type reset,alert --service 'nginx*'   resets and alerts of nginx
+  surgewatch tail -f -t alert         alerts as they open and close
+  surgewatch tail -t reset,alert -s 'nginx*'   resets and alerts of nginx
   surgewatch tail --since 10m --type stats    every interval's own health, last 10 min
   surgewatch tail --socket            the running daemon's live stream
   surgewatch tail --json | jq .       JSON lines (the default when piped)
@@ -202,10 +220,10 @@ _TAIL_EXAMPLES = """Examples:
 @click.option("-f", "--follow", is_flag=True, help="Keep waiting for new records.")
 @click.option("--since", metavar="WHEN",
               help="Only records from then on: 30s, 10m, 2h, 1d ago, unix seconds, or ISO time.")
-@click.option("--service", "services", multiple=True, metavar="PATTERN",
+@click.option("-s", "--service", "services", multiple=True, metavar="PATTERN",
               help="Only records (rate, reset, alert) of services matching PATTERN "
                    "(glob, repeatable).")
-@click.option("--type", "types", multiple=True, metavar="TYPE[,TYPE]",
+@click.option("-t", "--type", "types", multiple=True, metavar="TYPE[,TYPE]",
               help="Only records of these types: meta, rate, stats, reset, alert, dropped "
                    "(repeatable; with stats, healthy intervals get a line too).")
 @click.option("--config", "config_path", type=click.Path(dir_okay=False), metavar="FILE",
@@ -233,13 +251,22 @@ def tail_cmd(source, as_json, follow, since, services, types, config_path, from_
 
 
 
-@main.command("record")
+_RECORD_EXAMPLES = """Examples:
+
+\b
+  sudo surgewatch record -d 300 -o test.json        watch this host for 5 minutes
+  surgewatch record --from /var/lib/surgewatch -d 3600 -o prod.json   the last hour stored
+  surgewatch record --from run.msgpack --since 10m -o - | jq .services
+"""
+
+
+@main.command("record", epilog=_RECORD_EXAMPLES)
 @click.option("-o", "--output", "output", required=True, metavar="PROFILE",
               help="Profile file to write (JSON, docs/detection.md; - for stdout).")
-@click.option("--duration", type=click.FloatRange(min=0.1), default=None, metavar="S",
+@click.option("-d", "--duration", type=click.FloatRange(min=0.1), default=None, metavar="S",
               help="Seconds to watch live (default 60); with --from: the last S seconds.")
-@click.option("--interval", default=1.0, show_default=True, type=click.FloatRange(min=0.05),
-              help="Seconds between kernel map drains (live).")
+@click.option("-i", "--interval", default=1.0, show_default=True,
+              type=click.FloatRange(min=0.05), help="Seconds between kernel map drains (live).")
 @click.option("--from", "source", metavar="SEGMENTS_DIR_OR_FILE", default=None,
               help="Profile stored records (segment directory or stream file) instead of "
                    "watching the host.")
@@ -308,7 +335,7 @@ _PLOT_EXAMPLES = """Examples:
 \b
   surgewatch plot /var/lib/surgewatch -o last.png    the stored segments
   surgewatch plot run.msgpack -o run.html            no matplotlib needed
-  surgewatch plot run.msgpack -o run.svg --top 8 --scale linear
+  surgewatch plot run.msgpack -o run.svg -n 8 --scale linear
 """
 
 
@@ -317,7 +344,7 @@ _PLOT_EXAMPLES = """Examples:
 @click.option("-o", "--output", "output", required=True, metavar="FILE",
               help="FILE.png or FILE.svg (matplotlib: the plot extra), or FILE.html "
                    "(self-contained, nothing to install).")
-@click.option("--top", default=6, show_default=True, type=click.IntRange(min=1),
+@click.option("-n", "--top", default=6, show_default=True, type=click.IntRange(min=1),
               help="Services drawn per panel; the rest are summed as (others).")
 @click.option("--scale", type=click.Choice(["auto", "linear", "log"]), default="auto",
               show_default=True,

@@ -183,3 +183,49 @@ def test_doctor_all_ok_exits_0(run, monkeypatch):
     assert res.stdout.splitlines()[-1] == "probes can run"
     assert "FAIL" not in res.stdout
     assert "note kprobes" in res.stdout and "-> fix: n/a" in res.stdout
+
+
+# -- examples and short flags in every command ---------------------------------------
+
+@pytest.mark.parametrize("name", sorted(main.commands))
+def test_every_help_ends_with_examples_of_its_own_command(run, name):
+    res = run(name, "--help")
+    assert res.exit_code == 0, res.output
+    examples = res.stdout.split("\n  Examples:\n", 1)[1].strip("\n").split("\n\n")[0]
+    lines = [line.split()[:3] for line in examples.splitlines() if line.strip()]
+    assert lines and all(w[:2] == ["surgewatch", name] or w[:3] == ["sudo", "surgewatch", name]
+                         or w[:2] == ["sudo", "systemctl"] for w in lines), examples
+
+
+def test_short_flags_reach_record_tail_plot_and_run(run, monkeypatch):
+    import collector.commands.gate as gate
+    import collector.commands.plot as plot
+    import collector.commands.run as run_mod
+    import collector.commands.tail as tail
+
+    seen = {}
+    monkeypatch.setattr(gate, "record_from",
+                        lambda source, duration, since: seen.setdefault("record", duration)
+                        and {"services": {}, "duration_s": duration})
+    monkeypatch.setattr(gate, "write_profile", lambda doc, out: None)
+    monkeypatch.setattr(tail, "run_tail", lambda source, **kw: seen.setdefault("tail", kw) and 0)
+
+    class Drawn:
+        ends, alerts = [1.0, 2.0], []
+    monkeypatch.setattr(plot, "plot", lambda s, o, top, scale: seen.setdefault("plot", top)
+                        and Drawn())
+    monkeypatch.setattr(run_mod, "run_daemon", lambda path, ov, argv: seen.setdefault(
+        "run", (path, ov.interval)) and 0)
+
+    assert run("record", "--from", "x.msgpack", "-d", "30", "-o", "p.json").exit_code == 0
+    assert run("tail", "x.msgpack", "-s", "nginx*", "-t", "reset,alert").exit_code == 0
+    assert run("plot", "x.msgpack", "-n", "3", "-o", "x.html").exit_code == 0
+    assert run("run", "-c", "/etc/sw.toml", "-i", "5").exit_code == 0
+    assert seen["record"] == 30.0 and seen["plot"] == 3 and seen["run"] == ("/etc/sw.toml", 5.0)
+    assert seen["tail"]["services"] == ("nginx*",)
+    assert set(seen["tail"]["types"]) == {"reset", "alert"}
+
+
+def test_record_short_interval_longer_than_duration_is_a_usage_error(run):
+    res = run("record", "-d", "1", "-i", "2", "-o", "p.json")
+    assert res.exit_code == 2 and "--interval 2.0 is longer than --duration 1.0" in res.stderr
