@@ -17,7 +17,7 @@ import time
 
 from collector.errors import EXIT_OK, EXIT_USAGE, BadInput
 from collector.records.model import RECORD_TYPES
-from collector.records.segments import SegmentFollower
+from collector.records.segments import SegmentFollower, list_segments
 from collector.records.source import open_records, read_pipe
 from collector.sinks.jsonout import dumps
 from collector.sinks.recordlines import format_record
@@ -119,6 +119,12 @@ def run_tail(source, as_json=None, follow=False, since=None, services=(), stdout
     if socket or (not stdin and _is_socket(source)):
         return _tail_socket(source, out, on_problem, want, state, stdout)
     records = open_records(source, on_problem, newer_than=since)   # refuses a bad source
+    if not stdin and os.path.isdir(source) and not list_segments(source):
+        # silence would look like "nothing happened"; it may be the wrong directory
+        stderr.write(f"surgewatch: note: {source}: no segment files (seg-*.msgpack) "
+                     f"{'yet, waiting' if follow else 'in it'}; the daemon's are in "
+                     "outputs.segments.dir (default /var/lib/surgewatch)\n")
+        stderr.flush()
     try:
         if follow and not stdin:
             follower = SegmentFollower(source, on_problem, from_end=since is None,

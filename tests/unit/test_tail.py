@@ -136,6 +136,19 @@ def test_missing_source(tmp_path):
         tail(tmp_path / "nope")
 
 
+
+def test_directory_without_segments_says_so_on_stderr(tmp_path):
+    """Not an error (the daemon may not have written yet), but never silence."""
+    code, out, err = tail(tmp_path, as_json=True)
+    assert (code, out) == (0, "")
+    assert err == (f"surgewatch: note: {tmp_path}: no segment files (seg-*.msgpack) in it; "
+                   "the daemon's are in outputs.segments.dir (default /var/lib/surgewatch)\n")
+    code, out, err = tail(tmp_path, as_json=True, follow=True, poll_s=0,
+                          should_stop=lambda: True)
+    assert code == 0 and "no segment files (seg-*.msgpack) yet, waiting;" in err
+    fill(tmp_path / "seg", n=1).close()
+    assert tail(tmp_path / "seg", as_json=True)[2] == ""
+
 def test_follow_from_the_end(tmp_path):
     s = fill(tmp_path / "seg", n=3, max_segment_bytes=4096)
     polls = {"n": 0}
