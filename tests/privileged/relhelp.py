@@ -10,9 +10,10 @@ PROG_NAMES = {n[:15] for n in (
     "enter_pwritev2", "enter_openat", "enter_open", "enter_creat", "enter_openat2",
     "exit_open_any", "sw_set_state", "sw_destroy", "sw_exit_accept", "sw_enter_io",
     "sw_send_reset", "sw_receive_reset",
-    # the fentry path (kernels that allow it: the Vagrant VM)
-    "kfunc__vfs_write", "kfunc__vfs_writev", "kretfunc__do_filp_open",
-    "kretfunc__inet_csk_accept", "kfunc__tcp_sendmsg", "kfunc__tcp_recvmsg")}
+    # the fentry path (kernels that allow it: the Vagrant VM); bcc names a tracing program
+    # after its target function, without the kfunc__/kretfunc__ prefix
+    "vfs_write", "vfs_writev", "do_filp_open", "inet_csk_accept", "tcp_sendmsg",
+    "tcp_recvmsg")}
 ATTACH_TYPES = {24: "fentry", 25: "fexit"}      # BPF_TRACE_FENTRY / BPF_TRACE_FEXIT
 
 
