@@ -33,13 +33,48 @@ def _tracepoint_variant(category, event):
     return ", ".join(f"{n}@{f.offset}" for n, f in fmt.items())
 
 
+def privileges_check(problems):
+    """problems: kernel.privilege_problems() lines ("what; fix: how"): what in the
+    detail, how once after it (not twice)."""
+    if not problems:
+        return Check("privileges", True, "root / CAP_BPF+CAP_PERFMON present")
+    whats, hows = [], []
+    for line in problems:
+        what, _, how = line.partition("; fix: ")
+        whats.append(what)
+        if how and how not in hows:
+            hows.append(how)
+    hows = [h for h in hows if not any(o != h and o.startswith(h) for o in hows)]  # root once
+    return Check("privileges", False, "; ".join(whats),
+                 "; ".join(hows) or "run as root (sudo surgewatch ...)")
+
+
+def tracefs_check(root, mounts_text, euid):
+    """root: kernel.tracefs_root(); mounts_text: /proc/self/mounts. An unprivileged user
+    cannot see into a mounted tracefs (mode 0700): say that, not "not mounted"."""
+    if root:
+        return Check("tracefs", True, f"mounted at {root}")
+    mounted = [f[1] for f in (line.split() for line in mounts_text.splitlines())
+               if len(f) > 2 and f[2] == "tracefs"]
+    if mounted and euid != 0:
+        return Check("tracefs", False, f"mounted at {mounted[0]}, not readable by this user",
+                     "run as root (sudo surgewatch ...)")
+    return Check("tracefs", False, "not mounted",
+                 "mount -t tracefs nodev /sys/kernel/tracing (or: make setup)")
+
+
+def _mounts():
+    try:
+        with open("/proc/self/mounts") as f:
+            return f.read()
+    except OSError:
+        return ""
+
+
 def run_checks():
     checks = [Check("kernel", True, platform.release(), blocking=False)]
 
-    problems = kernel.privilege_problems()
-    checks.append(Check("privileges", not problems,
-                        "root / CAP_BPF+CAP_PERFMON present" if not problems else problems[0],
-                        "run as root (sudo surgewatch ...)"))
+    checks.append(privileges_check(kernel.privilege_problems()))
 
     btf = None
     if kernel.btf_available():
@@ -54,8 +89,7 @@ def run_checks():
                             "use a kernel built with CONFIG_DEBUG_INFO_BTF=y"))
 
     root = kernel.tracefs_root()
-    checks.append(Check("tracefs", bool(root), f"mounted at {root}" if root else "not mounted",
-                        "mount -t tracefs nodev /sys/kernel/tracing (or: make setup)"))
+    checks.append(tracefs_check(root, _mounts(), os.geteuid()))
 
     checks += headers_checks(kernel.headers_info(), platform.release())
 
