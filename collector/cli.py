@@ -1,12 +1,13 @@
 """Command line: parses arguments and wires objects; the work happens in
 collector/commands/. Each command imports its module when it runs, so that a process
 carries only its own command's code (the daemon's RSS and start-up time)."""
+import os
 import sys
 
 import click
 
 from collector import config
-from collector.errors import SurgewatchError
+from collector.errors import BadInput, SurgewatchError
 
 
 def _fail(err):
@@ -245,6 +246,10 @@ def tail_cmd(source, as_json, follow, since, services, types, config_path, from_
         source = config.load(config_path).socket.path
     if source is None:
         source = config.load(config_path).segments.dir
+        if not os.path.exists(source):      # the usual cause: no daemon has run here
+            raise BadInput(f"{source}: no such directory: `surgewatch run` writes its segments "
+                           "there (sudo systemctl start surgewatch); or give SOURCE, or "
+                           "--socket for the live stream")
     sys.exit(run_tail(source, as_json=as_json, follow=follow,
                       since=parse_since(since) if since else None, services=services,
                       socket=from_socket, types=types))

@@ -229,3 +229,14 @@ def test_short_flags_reach_record_tail_plot_and_run(run, monkeypatch):
 def test_record_short_interval_longer_than_duration_is_a_usage_error(run):
     res = run("record", "-d", "1", "-i", "2", "-o", "p.json")
     assert res.exit_code == 2 and "--interval 2.0 is longer than --duration 1.0" in res.stderr
+
+
+def test_tail_default_directory_missing_says_where_it_comes_from(run, tmp_path):
+    cfg = tmp_path / "sw.toml"
+    cfg.write_text(f'[outputs.segments]\ndir = "{tmp_path}/segs"\n')
+    res = run("tail", "--config", str(cfg))
+    assert res.exit_code == 2
+    assert stderr_lines(res) == [
+        f"surgewatch: error: {tmp_path}/segs: no such directory: `surgewatch run` writes its "
+        "segments there (sudo systemctl start surgewatch); or give SOURCE, or --socket for "
+        "the live stream"]
