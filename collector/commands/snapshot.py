@@ -16,7 +16,7 @@ from collector.sinks.jsonout import snapshot_json, write_json
 from collector.sinks.msgpackfile import MsgpackFileSink
 from collector.sinks.resets_view import render_reset_columns, render_resets, resets_json
 from collector.sinks.table import LiveTable
-from collector.sinks.text import escape, plural
+from collector.sinks.text import escape, format_rate, plural
 
 LIVE_TICK_S = 0.1       # how often the live view reads keys and redraws if needed
 DETAIL_TOP = 5          # services in the live view's resets detail
@@ -124,6 +124,9 @@ def _alerts_note(detector):
     them: signal, rate, baseline or floor, top path or peer)."""
     for a in detector.open_alerts():
         line = format_event(AlertEvent(OPEN, a, a.started))
+        if a.rate <= a.threshold:   # open, yet "0 lines/s" alone reads as a false alarm
+            line += (f"; peak {format_rate(a.peak)}/s, now below its threshold (it closes "
+                     f"after {detector.config.close_after} intervals below)")
         sys.stderr.write(f"surgewatch: {escape(line)}\n")
 
 

@@ -153,3 +153,17 @@ def test_help_has_examples_and_keys(calls):
     out = cli("--help").stdout
     assert "surgewatch snapshot 1 30" in out and "q quit" in out
     assert "[OPTIONS] [INTERVAL] [COUNT]" in out
+
+
+def test_an_alert_still_open_after_its_flood_ended_gives_its_peak(capsys):
+    """The window ended in the intervals an alert waits before closing: its last rate is 0,
+    so the line says the peak and that it is below the threshold now."""
+    det = snapshot.warm_detector()
+    flood = aggregate_interval(BURST, 0, 1.0)
+    for seq, recs in enumerate([flood, flood, []]):
+        det.observe(1001.0 + seq, 1.0, recs)
+    snapshot._alerts_note(det)
+    assert capsys.readouterr().err == (
+        "surgewatch: alert open: app.service log writes 0 lines/s (new service, no baseline "
+        "yet (floor 1000)); top: /var/log/app.log; peak 3001/s, now below its threshold (it "
+        f"closes after {det.config.close_after} intervals below)\n")
