@@ -10,10 +10,17 @@ PROG_NAMES = {n[:15] for n in (
     "enter_pwritev2", "enter_openat", "enter_open", "enter_creat", "enter_openat2",
     "exit_open_any", "sw_set_state", "sw_destroy", "sw_exit_accept", "sw_enter_io",
     "sw_send_reset", "sw_receive_reset",
-    # the fentry path (kernels that allow it: the Vagrant VM); bcc names a tracing program
-    # after its target function, without the kfunc__/kretfunc__ prefix
-    "vfs_write", "vfs_writev", "do_filp_open", "inet_csk_accept", "tcp_sendmsg",
-    "tcp_recvmsg")}
+    # the fentry path (kernels that allow it: the Vagrant VM): bcc names a tracing program
+    # after its target function, with or without the kfunc__/kretfunc__ prefix
+    *(pre + f for f in ("vfs_write", "vfs_writev", "do_filp_open", "inet_csk_accept",
+                        "tcp_sendmsg", "tcp_recvmsg")
+      for pre in ("", "kfunc__", "kretfunc__")))}
+
+
+def ours(name):
+    """Is a program of this name one of surgewatch's? (bpftool shows the BTF name, which
+    can be longer than the kernel's 15-character one: compare those.)"""
+    return (name or "")[:15] in PROG_NAMES
 ATTACH_TYPES = {24: "fentry", 25: "fexit"}      # BPF_TRACE_FENTRY / BPF_TRACE_FEXIT
 
 
@@ -64,7 +71,7 @@ def programs_of(pid):
     held |= {a["prog_id"] for a in json.loads(out or "[]") if a.get("pid") == pid}
     held |= {prog for prog, _ in _links_of(pid)}          # fentry/fexit links
     names = {p["id"]: p.get("name") for p in bpf_programs()}
-    return {i for i in held if names.get(i) in PROG_NAMES}
+    return {i for i in held if ours(names.get(i))}
 
 
 def attachments_of(pid):
@@ -87,7 +94,7 @@ def attached_programs():
                            check=True).stdout
     names = {p["id"]: p.get("name") for p in bpf_programs()}
     return {a["prog_id"] for a in json.loads(out or "[]") + json.loads(links or "[]")
-            if names.get(a.get("prog_id")) in PROG_NAMES}
+            if ours(names.get(a.get("prog_id")))}
 
 
 def record_figure(name, **figures):
