@@ -174,7 +174,7 @@ def _ratio(rec):
 
 def _fmt_ratio(r):
     if isinstance(r, str):
-        return r
+        return f"({r})"            # "log writes (new service)", not "log writes new service"
     return f"{r:.0f}x" if r >= 10 else f"{r:.1f}x"
 
 

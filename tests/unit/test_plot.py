@@ -62,7 +62,7 @@ def test_series_rates_and_alert_spans(stream_file):
     assert label.startswith("alert app.service: log bytes ") and ", log writes " in label
     (svc, rstart, _, rlabel), = s.spans("received")
     assert svc == "nginx.service" and T0 + 220 <= rstart <= T0 + 222
-    assert rlabel == "alert nginx.service: resets received from 0/s"     # baseline 0
+    assert rlabel == "alert nginx.service: resets received (from 0/s)"     # baseline 0
     assert s.spans("sent") == []
     times, data = lines(s, "log", top=3)
     names = [n for n, _ in data]
@@ -89,8 +89,8 @@ def test_open_alert_extends_to_the_end_and_close_without_open():
     s.add({"type": "alert", "state": "open", "service": "y", "signal": "resets_sent_per_s",
            "started": T0 + 2, "ts": T0 + 3})
     s.add({"type": "stats", "ts": T0 + 9, "interval": 1.0})
-    assert s.spans("log") == [("x", T0, T0 + 1, "alert x: log writes new service")]
-    assert s.spans("sent") == [("y", T0 + 2, T0 + 9, "alert y: resets sent new service")]
+    assert s.spans("log") == [("x", T0, T0 + 1, "alert x: log writes (new service)")]
+    assert s.spans("sent") == [("y", T0 + 2, T0 + 9, "alert y: resets sent (new service)")]
 
 
 @pytest.mark.parametrize("ext", ["png", "svg", "html"])
@@ -122,7 +122,7 @@ def test_plot_writes_a_valid_picture(stream_file, tmp_path, ext):
         assert len(shaded) == 2                        # the flood and the storm
         assert "app.service peak" in svg and "nginx.service peak" in svg
         assert "<td>app.service</td>" in text
-        assert "alert nginx.service: resets received from 0/s" in svg
+        assert "alert nginx.service: resets received (from 0/s)" in svg
 
 
 def test_plot_without_resets_has_one_panel(tmp_path):

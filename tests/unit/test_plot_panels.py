@@ -97,8 +97,8 @@ def test_alert_labels_name_signal_and_peak_ratio():
         stats(4)])
     assert s.spans("log") == [("app", T0, T0 + 10, "alert app: log bytes 4.0x, log writes 80x")]
     assert s.spans("received") == [("new", T0 + 2, T0 + 10,
-                                    "alert new: resets received new service")]
-    assert s.spans("sent") == [("job", T0 + 2, T0 + 10, "alert job: resets sent new service")]
+                                    "alert new: resets received (new service)")]
+    assert s.spans("sent") == [("job", T0 + 2, T0 + 10, "alert job: resets sent (new service)")]
 
 
 def test_idle_points_exact_counts_at_the_idle_time_and_others_folded():
@@ -208,7 +208,7 @@ def test_hostile_records_are_skipped_or_escaped_and_the_picture_is_made(tmp_path
     assert "evil\\x1b[2J\\nname" in s.rates["log"] and "cli" not in s.rates["log"]
     assert s.idle_unknown == 1 and len(s.alerts) == 1
     assert s.spans("received") == [("cli", T0 + 5, T0 + 5,
-                                    "alert cli: resets received new service")]
+                                    "alert cli: resets received (new service)")]
     f = tmp_path / "s.msgpack"
     f.write_bytes(b"".join(encode(dict(r, v="1.3", host="h")) for r in recs))
     for ext in ("html", "png"):
