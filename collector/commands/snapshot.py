@@ -12,6 +12,7 @@ from collector.commands.snapshot_select import Selection
 from collector.errors import EnvironmentProblem
 from collector.host.sockdiag import inventory, socket_owners, tcp_connections_all_namespaces
 from collector.pipeline.build import build_collector
+from collector.records.model import alert_record
 from collector.sinks.jsonout import snapshot_json, write_json
 from collector.sinks.msgpackfile import MsgpackFileSink
 from collector.sinks.resets_view import render_reset_columns, render_resets, resets_json
@@ -55,14 +56,17 @@ def run_snapshot(duration, interval, top, as_json, msgpack_path, rules, argv=(),
                 rwindow.add_interval(sel.resets, s["interval"], s.get("resets_events_lost", 0))
                 for service, ev in sel.reset_events:
                     rwindow.add_event(service, _peer(ev))
+            events = []
             if s["interval"] >= interval / 2:   # a cut-short last one (q): rates too noisy
-                detector.observe(float(s["ts"]), float(s["interval"]), sel.rates,
-                                 sel.reset_records)
+                events = detector.observe(float(s["ts"]), float(s["interval"]), sel.rates,
+                                          sel.reset_records)
             if model is not None:
                 model.add_interval(sel.rates, sel.resets, s["interval"],
                                    [(a.service, a.signal) for a in detector.open_alerts()])
             if sink:      # the stream keeps every record: -s/-p select what is shown
-                sink.write_interval(iv.rates + iv.reset_records + [iv.stats])
+                raised = [alert_record(meta["host"], float(s["ts"]), seq=s["seq"], **ev.fields())
+                          for ev in events]
+                sink.write_interval(iv.rates + iv.reset_records + raised + [iv.stats])
 
         def on_tick(elapsed):
             view.show(model, window.duration_s, max(0.0, duration - elapsed),

@@ -167,3 +167,32 @@ def test_an_alert_still_open_after_its_flood_ended_gives_its_peak(capsys):
         "surgewatch: alert open: app.service log writes 0 lines/s (new service, no baseline "
         "yet (floor 1000)); top: /var/log/app.log; peak 3001/s, now below its threshold (it "
         f"closes after {det.config.close_after} intervals below)\n")
+
+
+def test_msgpack_stream_has_the_alerts_the_snapshot_announced(stand_in, tmp_path, capsys):
+    """As the daemon writes them: after the interval's rate and reset records, before its
+    stats record; so `tail` and `plot` of the file show the alert stderr named."""
+    from collector.records import model
+    from collector.records.source import open_records
+
+    plain_run = stand_in.run
+    stand_in.meta = lambda interval, mode, argv: model.meta_record(
+        "web1", 1000.0, interval, {"logwrites": {"enabled": True}}, "6.1", mode=mode,
+        version="t")
+
+    def run_with_records(duration, interval, on_interval, **kw):    # as runtime.py makes them
+        def full(iv):
+            iv.rates[:] = [model.rate_record("web1", iv.stats["ts"], **r) for r in iv.rates]
+            on_interval(iv)
+        plain_run(duration, interval, full, **kw)
+    stand_in.run = run_with_records
+    path = tmp_path / "s.msgpack"
+    run(msgpack_path=str(path))
+    recs = list(open_records(str(path), lambda *a: None))
+    kinds = [(r["type"], r.get("seq")) for r in recs]
+    assert kinds == [("meta", None)] + [k for seq in range(3) for k in (
+        [("rate", seq)] * 3 + ([("alert", 1)] if seq == 1 else []) + [("stats", seq)])]
+    alert = next(r for r in recs if r["type"] == "alert")
+    assert (alert["state"], alert["service"], alert["signal"], alert["reason"],
+            alert["rate"]) == ("open", "app.service", "log_writes_per_s", "new_service", 3001.0)
+    assert "alert open: app.service" in capsys.readouterr().err
