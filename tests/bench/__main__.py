@@ -1,6 +1,7 @@
 """`make bench`: issue 7's six benchmarks, each figure printed next to its target.
 
-    python -m tests.bench [syscalls] [userspace] [resets] [startup] [interval]  (default: all)
+    python -m tests.bench [syscalls] [progstats] [userspace] [resets] [startup] [interval]
+                                                                             (default: all)
 
 Environment: BENCH_ROUNDS (syscall rounds, default 7), BENCH_N (calls per loop, default
 500000). Results also go to build/bench/results.json. Run it on an otherwise idle
@@ -14,7 +15,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from tests.bench import interval, resetstorm, startup, syscalls, userspace
+from tests.bench import interval, progstats, resetstorm, startup, syscalls, userspace
 
 ROUNDS = int(os.environ.get("BENCH_ROUNDS", "7"))
 N = int(os.environ.get("BENCH_N", "500000"))
@@ -70,6 +71,7 @@ def report_startup(r):
 
 CASES = {
     "syscalls": (lambda w: syscalls.run(w, ROUNDS, N, logger_lines=50_000), syscalls.report),
+    "progstats": (progstats.run, progstats.report),     # per program, every hook offered
     "userspace": (userspace.run, report_userspace),
     "resets": (resetstorm.run, report_resets),
     "startup": (startup.run, report_startup),

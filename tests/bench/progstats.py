@@ -1,6 +1,7 @@
 """Case 1b: what each of surgewatch's programs costs per run, by the kernel's own count.
 
     python -m tests.bench.progstats [hook ...]      (default: every hook this kernel offers)
+    python -m tests.bench progstats                 (the same, in make bench)
 
 For each write hook (tracepoints, fentry where the kernel allows it) a real `surgewatch run`
 (resets on, as its defaults) is attached; kernel.bpf_stats_enabled is switched on only
@@ -12,7 +13,6 @@ the host. bpf_stats itself adds ~34 ns per run on this project's hosts (KERNEL-N
 the figures are upper bounds; the programs' relative costs are what to compare."""
 import json
 import os
-import subprocess
 import sys
 import tempfile
 
@@ -85,10 +85,14 @@ def report(results, n=N):
             print(f"     {case:5} {cells or 'no program runs'}")
 
 
+def run(workdir, hooks=None):
+    """{hook: measure(hook)} for every hook given or offered (make bench's entry)."""
+    return {h: measure(h, os.path.join(workdir, h)) for h in hooks or offered_hooks()}
+
+
 def main(argv):
-    hooks = argv or offered_hooks()
     with tempfile.TemporaryDirectory(prefix="sw-progstats-") as d:
-        results = {h: measure(h, os.path.join(d, h)) for h in hooks}
+        results = run(d, argv)
     report(results)
     print(json.dumps(results, default=list))
 
@@ -96,5 +100,4 @@ def main(argv):
 if __name__ == "__main__":
     if os.geteuid() != 0:
         sys.exit("progstats: run as root (bpf_stats, bpftool)")
-    subprocess.run(["mkdir", "-p", "build/bench"], check=False)
     main(sys.argv[1:])
