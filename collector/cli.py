@@ -208,6 +208,7 @@ _TAIL_EXAMPLES = """Examples:
   surgewatch tail                     the stored records, one line each
   surgewatch tail -f -t alert         alerts as they open and close
   surgewatch tail -t reset,alert -s 'nginx*'   resets and alerts of nginx
+  surgewatch tail -p 4242 --since 1h  the last hour's records naming pid 4242
   surgewatch tail --since 10m --type stats    every interval's own health, last 10 min
   surgewatch tail --socket            the running daemon's live stream
   surgewatch tail --json | jq .       JSON lines (the default when piped)
@@ -224,6 +225,9 @@ _TAIL_EXAMPLES = """Examples:
 @click.option("-s", "--service", "services", multiple=True, metavar="PATTERN",
               help="Only records (rate, reset, alert) of services matching PATTERN "
                    "(glob, repeatable).")
+@click.option("-p", "--pid", "pids", multiple=True, type=click.IntRange(min=1), metavar="PID",
+              help="Only records (rate, reset, alert) naming PID (repeatable): a rate record "
+                   "with it among the service's pids, its resets, alerts with it on top.")
 @click.option("-t", "--type", "types", multiple=True, metavar="TYPE[,TYPE]",
               help="Only records of these types: meta, rate, stats, reset, alert, dropped "
                    "(repeatable; with stats, healthy intervals get a line too).")
@@ -232,7 +236,7 @@ _TAIL_EXAMPLES = """Examples:
 @click.option("--socket", "from_socket", is_flag=True,
               help="Read the live stream of the running daemon from its socket "
                    "(SOURCE, else the configured outputs.socket.path).")
-def tail_cmd(source, as_json, follow, since, services, types, config_path, from_socket):
+def tail_cmd(source, as_json, follow, since, services, pids, types, config_path, from_socket):
     """Show records from a segment directory, a stream file, the daemon's stream socket
     or - (stdin).
 
@@ -252,7 +256,7 @@ def tail_cmd(source, as_json, follow, since, services, types, config_path, from_
                            "--socket for the live stream")
     sys.exit(run_tail(source, as_json=as_json, follow=follow,
                       since=parse_since(since) if since else None, services=services,
-                      socket=from_socket, types=types))
+                      socket=from_socket, types=types, pids=pids))
 
 
 

@@ -3,7 +3,7 @@ live stream socket of `surgewatch run` (collector/sinks/unixsock.py).
 
 One line per record in a terminal (collector/sinks/recordlines.py), JSON lines otherwise
 (or with --json). --follow waits for new records (from the end, or from --since);
---since, --service and --type filter. A segment cut by
+--since, --service, --pid and --type filter. A segment cut by
 a crash yields its whole records and a note on stderr; corrupt data is an error line,
 and reading goes on with the next segment.
 """
@@ -59,7 +59,21 @@ def parse_types(values):
     return frozenset(types)
 
 
-def keep(rec, since=None, services=(), types=()):
+def _pids_of(rec):
+    """The pids a record names: a rate record's writers and owners, a reset's pid, an
+    alert's top pids (docs/stream.md)."""
+    t = rec.get("type")
+    if t == "reset":
+        found = [rec.get("pid")]
+    elif t == "alert":
+        top = rec.get("top") if isinstance(rec.get("top"), dict) else {}
+        found = top.get("pids")
+    else:
+        found = rec.get("pids")
+    return {p for p in (found if isinstance(found, list) else []) if isinstance(p, int)}
+
+
+def keep(rec, since=None, services=(), types=(), pids=()):
     if since is not None:
         ts = rec.get("ts")
         if isinstance(ts, (int, float)) and ts < since:
@@ -70,8 +84,11 @@ def keep(rec, since=None, services=(), types=()):
         return False
     if services:                    # records of a service: rate, reset, alert
         name = rec.get("service")
-        return isinstance(name, str) and any(fnmatch.fnmatchcase(name, p) for p in services)
-    return True
+        if not (isinstance(name, str) and any(fnmatch.fnmatchcase(name, p) for p in services)):
+            return False
+    # with pids: rate, reset and alert records naming one of them
+    return not pids or (rec.get("type") in ("rate", "reset", "alert")
+                        and bool(_pids_of(rec) & set(pids)))
 
 
 class _Out:
@@ -92,7 +109,8 @@ class _Out:
 
 
 def run_tail(source, as_json=None, follow=False, since=None, services=(), stdout=None,
-             stderr=None, poll_s=0.5, should_stop=lambda: False, socket=False, types=()):
+             stderr=None, poll_s=0.5, should_stop=lambda: False, socket=False, types=(),
+             pids=()):
     """Print the records of source (of `types` only, when given); returns the exit code.
     A healthy stats record gets a line only when stats were asked for by type."""
     stdout = stdout if stdout is not None else sys.stdout
@@ -103,7 +121,7 @@ def run_tail(source, as_json=None, follow=False, since=None, services=(), stdout
         except (AttributeError, ValueError):
             as_json = True
     out = _Out(stdout, as_json, every_stats="stats" in types)
-    want = {"since": since, "services": services, "types": types}
+    want = {"since": since, "services": services, "types": types, "pids": pids}
     state = {"corrupt": 0}
 
     def on_problem(err, kind):

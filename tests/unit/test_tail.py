@@ -75,6 +75,26 @@ def test_keep_filters():
     assert not keep(stats(0, 1000.0), services=("app.*",))
 
 
+
+def test_keep_by_pid_rate_reset_and_alert_records_naming_it():
+    r = rate(0, 1000.0, "app.service")                       # pids [7, 8]
+    reset = {"type": "reset", "ts": 1000.0, "service": "app.service", "pid": 9}
+    alert = {"type": "alert", "ts": 1000.0, "service": "app.service", "top": {"pids": [8]}}
+    assert [keep(x, pids=(8,)) for x in (r, reset, alert)] == [True, False, True]
+    assert [keep(x, pids=(9,)) for x in (r, reset, alert)] == [False, True, False]
+    assert not keep(stats(0, 1000.0), pids=(7,)) and not keep(meta(), pids=(7,))
+    assert keep(r, pids=(7,), services=("app.*",)) and not keep(r, pids=(7,), services=("db*",))
+    assert not keep({"type": "alert", "top": "junk"}, pids=(7,))
+    assert keep({"type": "dropped", "ts": 1000.0}, pids=(7,))   # a gap always shows
+
+
+def test_pid_filter_from_a_segment_dir(tmp_path):
+    fill(tmp_path / "seg", n=3).close()
+    code, out, _ = tail(tmp_path / "seg", as_json=True, pids=(8,), services=("db.*",))
+    recs = [json.loads(l) for l in out.splitlines()]
+    assert code == 0 and [(r["type"], r["service"], r["seq"]) for r in recs] == [
+        ("rate", "db.service", s) for s in range(3)]
+
 def test_pretty_lines():
     line = format_record(rate(3, 1000.0, "app\x1b[2J.service"))
     assert "#3" in line and "app\\x1b[2J.service" in line and "\x1b" not in line
