@@ -135,13 +135,13 @@ def _alerts_note(detector):
 
 
 def _loss_note(stats):
-    lost = {k: stats.get(k, 0) for k in ("unresolved_writes", "lost_writes", "lost_events")}
-    if any(lost.values()):
-        sys.stderr.write(
-            f"surgewatch: note: {plural(lost['unresolved_writes'], 'write')} by processes "
-            f"gone before their files could be identified, "
-            f"{plural(lost['lost_writes'], 'write')} not counted (kernel map full), "
-            f"{plural(lost['lost_events'], 'open event')} lost\n")
+    parts = [(stats.get("unresolved_writes", 0), "write",
+              "by processes gone before their files could be identified"),
+             (stats.get("lost_writes", 0), "write", "not counted (kernel map full)"),
+             (stats.get("lost_events", 0), "open event", "lost")]
+    said = [f"{plural(n, noun)} {what}" for n, noun, what in parts if n]   # no "0 ..." noise
+    if said:
+        sys.stderr.write(f"surgewatch: note: {', '.join(said)}\n")
 
 
 def _peer(ev):

@@ -18,6 +18,14 @@ def test_loss_note_singular_and_plural(capsys):
         "identified, 2 writes not counted (kernel map full), 1 open event lost\n")
 
 
+
+def test_loss_note_names_only_what_was_lost(capsys):
+    _loss_note({"unresolved_writes": 4, "lost_writes": 0, "lost_events": 0})
+    assert capsys.readouterr().err == (
+        "surgewatch: note: 4 writes by processes gone before their files could be identified\n")
+    _loss_note({"unresolved_writes": 0, "lost_writes": 0, "lost_events": 0})
+    assert capsys.readouterr().err == ""
+
 def test_reset_events_lost_singular():
     w = ResetWindow()
     w.add_interval({}, 1.0, events_lost=1)
