@@ -36,7 +36,8 @@ def render_table(rows, width, title, elapsed_s=None, counts=False):
 
     rows: [PathTotal] from Window.rows(); width: terminal columns (no line is longer);
     title: first part of the header line; elapsed_s: the window's length;
-    counts: a WRITES column with each row's writes in the window.
+    counts: a WRITES column with each row's writes in the window (left out when the
+    terminal is too narrow for it beside the rates).
     """
     num_cols = (_COUNT_COL if counts else ()) + _NUM_COLS
     header = escape(title)
@@ -62,6 +63,9 @@ def render_table(rows, width, title, elapsed_s=None, counts=False):
     # minimum) before LOG PATH goes below its own minimum; clip only as a last resort.
     avail = width - sum(w_nums) - len(SEP) * (2 + len(num_cols))
     w_path_min = min(w_path_needed, _PATH_MIN)
+    if counts and _SERVICE_MIN + _PIDS_MIN + w_path_min > avail:
+        # a narrow terminal: the window's count goes before any rate would be clipped
+        return render_table(rows, width, title, elapsed_s)
     while w_service + w_pids + w_path_min > avail and (w_service > _SERVICE_MIN or w_pids > _PIDS_MIN):
         if w_service - _SERVICE_MIN >= w_pids - _PIDS_MIN:
             w_service -= 1

@@ -51,6 +51,15 @@ def test_golden_narrow_final():
     assert all(len(line) <= 60 for line in out.split("\n"))
 
 
+
+def test_narrow_final_leaves_out_the_count_before_clipping_a_rate():
+    out = render_table(window().rows(), 60, "surgewatch snapshot web1", elapsed_s=75.0,
+                       counts=True)
+    assert out == GOLDEN_FINAL_60                        # SHARE kept, WRITES left out
+    wide = render_table(window().rows(), 80, "t", elapsed_s=1.0, counts=True)
+    assert wide.split("\n")[1].split() == ["SERVICE", "PIDS", "LOG", "PATH", "WRITES",
+                                            "WRITES/S", "BYTES/S", "SHARE"]
+
 def test_golden_top_with_others():
     assert render_table(window().rows(top=1), 80, "t") == GOLDEN_TOP1
 
