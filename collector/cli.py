@@ -266,6 +266,7 @@ _RECORD_EXAMPLES = """Examples:
   sudo surgewatch record -d 300 -o test.json        watch this host for 5 minutes
   surgewatch record --from /var/lib/surgewatch -d 3600 -o prod.json   the last hour stored
   surgewatch record --from run.msgpack --since 10m -o - | jq .services
+  surgewatch record --from-prometheus http://prom:9090 --match '{env="prod"}' --range 24h -o prod.json
 """
 
 
@@ -280,14 +281,47 @@ _RECORD_EXAMPLES = """Examples:
               help="Profile stored records (segment directory or stream file) instead of "
                    "watching the host.")
 @click.option("--since", metavar="WHEN", help="With --from: only records from then on.")
+@click.option("--from-prometheus", "prom_url", metavar="URL", default=None,
+              help="Profile a fleet from the Prometheus server at URL (per service across "
+                   "hosts: fleet total, per-host median and p95).")
+@click.option("--match", metavar="SELECTOR", default="{}", show_default=True,
+              help="With --from-prometheus: the label selector of the hosts, e.g. "
+                   "'{env=\"prod\"}'.")
+@click.option("--range", "prom_range", metavar="DURATION", default="24h", show_default=True,
+              help="With --from-prometheus: how far back from --end (90m, 24h, 7d).")
+@click.option("--step", metavar="DURATION", default=None,
+              help="With --from-prometheus: the rate resolution (default 60s; at least "
+                   "twice the scrape interval).")
+@click.option("--end", metavar="WHEN", default=None,
+              help="With --from-prometheus: the end of the range (default now; as --since).")
+@click.option("--bearer-token-file", metavar="FILE", default=None,
+              help="With --from-prometheus: send the token in FILE (Authorization: Bearer).")
+@click.option("--ca-file", metavar="FILE", default=None,
+              help="With --from-prometheus: trust the CA certificates in FILE (PEM) for https.")
 @_rules_option
-def record_cmd(output, duration, interval, source, since, log_dirs, log_globs,
-               journald_sockets):
+def record_cmd(output, duration, interval, source, since, prom_url, match, prom_range, step,
+               end, bearer_token_file, ca_file, log_dirs, log_globs, journald_sockets):
     """Record a profile: per-service rates and their spread over a window."""
     from collector.commands.gate import record_from, record_live, write_profile
     from collector.commands.tail import parse_since
 
-    if source is not None:
+    prom_only = {"--match": match != "{}", "--range": prom_range != "24h", "--step": step,
+                 "--end": end, "--bearer-token-file": bearer_token_file, "--ca-file": ca_file}
+    if prom_url is not None:
+        from collector.commands.gate import parse_duration, record_from_prometheus
+
+        if source is not None or since or duration is not None:
+            raise click.BadParameter("not with --from, --since or --duration",
+                                     param_hint="--from-prometheus")
+        doc = record_from_prometheus(
+            prom_url, match=match, range_s=parse_duration(prom_range, "--range"),
+            step=parse_duration(step, "--step") if step else None,
+            end=_when(end, "--end") if end else None,
+            bearer_token_file=bearer_token_file, ca_file=ca_file)
+    elif any(prom_only.values()):
+        flag = next(k for k, v in prom_only.items() if v)
+        raise click.BadParameter("only with --from-prometheus", param_hint=flag)
+    elif source is not None:
         doc = record_from(source, duration=duration,
                           since=parse_since(since) if since else None)
     else:
@@ -306,6 +340,15 @@ def record_cmd(output, duration, interval, source, since, log_dirs, log_globs,
         click.echo(f"surgewatch: {plural(len(doc['services']), 'service')} over "
                    f"{doc['duration_s']:.1f}s "
                    f"written to {output}", err=True)
+
+
+def _when(text, flag):
+    from collector.commands.tail import parse_since
+
+    try:
+        return parse_since(text)
+    except BadInput as e:
+        raise BadInput(str(e).replace("--since", flag, 1)) from None
 
 
 _COMPARE_EXAMPLES = """Examples:

@@ -255,6 +255,17 @@ def check_profile(doc, name):
 
 
 # -- compare ------------------------------------------------------------------------------
+def side_of(doc):
+    """Where a profile's rates come from: {"origin": "prometheus" (a fleet, each rate a
+    host's: collector/aggregate/fleet.py) or "local" (this file's builder, each rate one
+    host's per-interval), "basis", "hosts"}."""
+    fleet = doc.get("basis") == "per_host"
+    hosts = doc.get("hosts")
+    return {"origin": "prometheus" if fleet else "local",
+            "basis": "per_host" if fleet else "per_interval",
+            "hosts": len(hosts) if isinstance(hosts, list) else 0}
+
+
 def compare(base, cur, max_ratio=3.0, min_rate=10.0, min_bytes_rate=10240.0, stat="mean"):
     """Compare two profiles service by service (matched by name).
 
@@ -284,4 +295,5 @@ def compare(base, cur, max_ratio=3.0, min_rate=10.0, min_bytes_rate=10240.0, sta
     skipped = [s for s in SIGNALS if (s in base["signals"]) != (s in cur["signals"])]
     return {"ok": not any(r["exceeds"] for r in rows), "stat": stat, "max_ratio": max_ratio,
             "min_rate": min_rate, "min_bytes_rate": min_bytes_rate, "signals": signals,
-            "signals_not_compared": skipped, "rows": rows}
+            "signals_not_compared": skipped, "rows": rows,
+            "sides": {"baseline": side_of(base), "current": side_of(cur)}}

@@ -1,15 +1,18 @@
 """`surgewatch record` and `surgewatch compare`: the test-environment gate.
 
 record: a profile (collector/aggregate/profile.py, format in docs/detection.md) from a
-live window of this host (the `snapshot` pipeline) or from stored records (a segment
-directory or a stream file). compare: two profiles side by side, exit 0 within limits,
+live window of this host (the `snapshot` pipeline), from stored records (a segment
+directory or a stream file), or from a Prometheus server's history of a fleet
+(collector/aggregate/fleet.py over collector/records/prometheus_api.py). compare: two profiles side by side, exit 0 within limits,
 1 when a service exceeds them, 2 on bad input.
 """
 import json
 import math
 import os
+import re
 import sys
 
+from collector.aggregate.fleet import HOST_LABEL, RESET_DIRECTIONS, FleetBuilder
 from collector.aggregate.profile import SIGNAL_LABELS, ProfileBuilder, check_profile, compare
 from collector.errors import EXIT_FAILURE, EXIT_OK, BadInput
 from collector.pipeline.build import build_collector
@@ -122,6 +125,77 @@ def record_from(source, duration=None, since=None, on_note=None):
         raise BadInput(_nothing_to_profile(str(source), seen[0], cutoff)) from None
 
 
+# -- record --from-prometheus ------------------------------------------------------------
+METRICS = (("surgewatch_log_writes_total", "log_writes_per_s"),
+           ("surgewatch_log_write_bytes_total", "log_bytes_per_s"))
+RESETS_METRIC = "surgewatch_tcp_resets_total"
+MAX_POINTS = 10_000          # Prometheus refuses over 11,000 points per series
+
+
+_DURATION = re.compile(r"([0-9]+(?:\.[0-9]+)?)\s*(s|m|h|d)?")
+_UNITS = {None: 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def parse_duration(text, flag):
+    """Seconds from "90", "90s", "10m", "24h", "7d"; BadInput naming flag otherwise."""
+    m = _DURATION.fullmatch(text.strip())
+    secs = float(m.group(1)) * _UNITS[m.group(2)] if m else 0.0
+    if secs <= 0:
+        raise BadInput(f"{flag} {text!r}: expected a duration such as 90s, 10m, 24h or 7d")
+    return secs
+
+
+def default_step(range_s):
+    """60 s, or coarser so that the range stays within MAX_POINTS steps."""
+    return float(max(60, math.ceil(range_s / MAX_POINTS)))
+
+
+def fleet_queries(match, step):
+    """(signal or None, PromQL, split) per query: per service and host, the rate over
+    each step (windows of one step tile the range)."""
+    m = match.strip()
+    if not (m.startswith("{") and m.endswith("}")):
+        raise BadInput(f"--match {match!r}: expected a label selector in braces, e.g. "
+                       "'{env=\"prod\"}'")
+    by = f"service, {HOST_LABEL}"
+    out = [(sig, f"sum by ({by}) (rate({name}{m}[{step:g}s]))", None)
+           for name, sig in METRICS]
+    out.append((None, f"sum by ({by}, direction) (rate({RESETS_METRIC}{m}[{step:g}s]))",
+                ("direction", RESET_DIRECTIONS)))
+    return out
+
+
+def record_from_prometheus(url, match="{}", range_s=86400.0, step=None, end=None,
+                           bearer_token_file=None, ca_file=None, clock=None):
+    """A fleet profile (basis per_host) of `range_s` seconds up to `end` (unix s, default
+    now) from the Prometheus server at url."""
+    import time
+
+    from collector.records.prometheus_api import PrometheusAPI
+
+    step = default_step(range_s) if step is None else float(step)
+    if step > range_s:
+        raise BadInput(f"--step {step:g}s is longer than --range {range_s:g}s; give a "
+                       "shorter step")
+    queries = fleet_queries(match, step)
+    api = PrometheusAPI(url, bearer_token_file=bearer_token_file, ca_file=ca_file)
+    end = (clock or time.time)() if end is None else float(end)
+    end = math.floor(end / step) * step           # aligned: the same steps on every run
+    start = end - range_s + step                  # the first sample covers [end-range, +step]
+    builder = FleetBuilder(step)
+    for signal, expr, split in queries:
+        builder.add_matrix(signal, api.query_range(expr, start, end, step), split=split)
+    meta = {"prometheus": {"url": api.url, "match": match, "range_s": float(range_s),
+                           "step_s": step, "end": end}}
+    try:
+        return builder.profile(f"prometheus {api.url} {match}", meta)
+    except ValueError:
+        raise BadInput(f"no surgewatch data for {match} at {api.url} in the {range_s:g}s "
+                       f"before {end:.0f} (unix s): check --match (a label the scrape "
+                       "adds, e.g. job or env) and --range; --step must be at least twice "
+                       "the scrape interval") from None
+
+
 # -- compare -----------------------------------------------------------------------------
 def _num(v):
     if v is None:
@@ -141,6 +215,13 @@ def _ratio(cell):
     if math.isinf(r):
         return "new"
     return f"{r:.2f}x"
+
+
+def _side(side):
+    n = side["hosts"]
+    if side["origin"] == "prometheus":
+        return f"Prometheus, {plural(n, 'host')} (a host's rate over the range)"
+    return f"local record, {plural(n, 'host')} (per-interval rates)"
 
 
 def render_compare(result, base_name, cur_name):
@@ -163,6 +244,10 @@ def render_compare(result, base_name, cur_name):
     out.append(fmt.format(*head).rstrip())
     out += [fmt.format(*x).rstrip() for x in lines]
     bad = [r["service"] for r in result["rows"] if r["exceeds"]]
+    sides = result.get("sides")
+    if sides:
+        out.append(f"sources: baseline {_side(sides['baseline'])}; "
+                   f"current {_side(sides['current'])}")
     if result["signals_not_compared"]:
         out.append("not compared (only one profile has them): " + ", ".join(
             SIGNAL_LABELS[s] for s in result["signals_not_compared"]))
