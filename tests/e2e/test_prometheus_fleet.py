@@ -69,7 +69,7 @@ def prometheus(tmp_path_factory):
     assert res.returncode == 0, res.stdout + res.stderr
     (d / "prometheus.yml").write_text("global:\n  scrape_interval: 15s\n")
     port = free_port()
-    log = open(d / "prometheus.log", "w+")
+    log = open(d / "prometheus.log", "w+")     # noqa: SIM115 (open while it runs)
     proc = subprocess.Popen(
         [PROMETHEUS, f"--config.file={d / 'prometheus.yml'}", f"--storage.tsdb.path={d / 'tsdb'}",
          f"--web.listen-address=127.0.0.1:{port}", "--log.level=warn"],
@@ -90,6 +90,10 @@ def prometheus(tmp_path_factory):
         proc.terminate()
         proc.wait(timeout=30)
         log.close()
+
+
+def approx(v):
+    return pytest.approx(v, rel=1e-9)       # rate()'s float division
 
 
 def surgewatch(*args):
@@ -114,7 +118,6 @@ def test_fleet_profile_is_what_the_history_says(prometheus):
                                               prometheus["end"])
     app, db = doc["services"]["app.service"], doc["services"]["db.service"]
     assert (app["hosts"], db["hosts"]) == (3, 2)
-    approx = lambda v: pytest.approx(v, rel=1e-9)   # noqa: E731 (rate()'s float division)
     w = app["log_writes_per_s"]
     # hosts 10, 20, 60: total 90, mean 30, median 20, p95 = 20 + 0.9 x (60 - 20)
     assert (w["fleet_total"], w["mean"], w["median"], w["p95"], w["max"]) == \
