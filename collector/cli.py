@@ -136,7 +136,7 @@ def snapshot(interval_arg, count, duration, interval, top, services, pids, as_js
     rows marked), then the final table. Piped or redirected: the final table only.
     """
     from collector.commands.snapshot import run_snapshot
-    from collector.commands.snapshot_select import Selection
+    from collector.aggregate.selection import Selection
 
     if interval_arg is not None and interval is not None:
         raise click.UsageError("the interval is given twice (INTERVAL and -i/--interval): "

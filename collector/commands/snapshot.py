@@ -8,7 +8,7 @@ from contextlib import nullcontext
 from collector.aggregate.alerts import OPEN, AlertEvent, Detector, format_event
 from collector.aggregate.logrates import Window
 from collector.aggregate.resets import ResetWindow
-from collector.commands.snapshot_select import Selection
+from collector.aggregate.selection import Selection
 from collector.errors import EnvironmentProblem
 from collector.host.sockdiag import inventory, socket_owners, tcp_connections_all_namespaces
 from collector.pipeline.build import build_collector
@@ -119,7 +119,7 @@ def _live_view(title, top):
 
 
 def _live_model():
-    from collector.sinks.live_rows import LiveModel
+    from collector.aggregate.live_rows import LiveModel
     return LiveModel()
 
 

@@ -4,7 +4,7 @@ q quit, s cycle the sort (live_rows.SORTS), / edit the filter (typed text applie
 once; Enter keeps it, Esc restores the previous one, an empty filter shows every
 service), r the resets detail on/off, p pause (collection goes on; the screen is held).
 """
-from collector.sinks.live_rows import SORTS
+from collector.aggregate.live_rows import SORTS
 
 KEYS_HELP = "q quit  s sort  / filter  r resets  p pause"
 _ENTER, _ESC, _BACKSPACE = ("\r", "\n"), "\x1b", ("\x7f", "\b")

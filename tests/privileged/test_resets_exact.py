@@ -4,7 +4,6 @@ Servers and clients are separate processes, so attribution is checked by pid: on
 loopback the task current when the client receives the RST is the *server* (it sent
 it), so a probe attributing by current task would fail these tests.
 """
-import os
 import signal
 import socket
 import subprocess

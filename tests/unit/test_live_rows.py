@@ -2,7 +2,7 @@
 import pytest
 
 from collector.aggregate.resets import ServiceResets
-from collector.sinks.live_rows import SORTS, LiveModel, LiveRow, matches
+from collector.aggregate.live_rows import SORTS, LiveModel, LiveRow, matches
 
 
 def rec(service, writes=0, nbytes=0, sent=0, received=0):

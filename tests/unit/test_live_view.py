@@ -9,7 +9,7 @@ import termios
 import pytest
 from rich.console import Console
 
-from collector.sinks.live_rows import LiveModel, LiveRow
+from collector.aggregate.live_rows import LiveModel, LiveRow
 from collector.sinks.live_state import ViewState
 from collector.sinks.live_view import (
     ALERT_MARK,

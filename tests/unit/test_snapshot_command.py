@@ -8,7 +8,7 @@ from collector.aggregate.logrates import aggregate_interval
 from collector.aggregate.resets import ServiceResets
 from collector.cli import main
 from collector.commands import snapshot
-from collector.commands.snapshot_select import Selection
+from collector.aggregate.selection import Selection
 from collector.pipeline.runtime import Interval
 from collector.records.model import LogWrite, stats_record
 

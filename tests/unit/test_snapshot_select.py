@@ -1,7 +1,7 @@
 """snapshot -s/--service and -p/--pid: what one interval keeps, exactly."""
 from collector.aggregate.logrates import aggregate_interval
 from collector.aggregate.resets import ServiceResets
-from collector.commands.snapshot_select import Selection
+from collector.aggregate.selection import Selection
 from collector.records.model import LogWrite
 
 WRITES = [LogWrite(10, "app", "app.service", "/var/log/app.log", 30, 3000),
