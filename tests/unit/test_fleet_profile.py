@@ -2,6 +2,9 @@
 API client's one-line errors and exit codes (collector/records/prometheus_api.py, against
 a stub HTTP server on loopback), and compare across both kinds of profile."""
 import json
+import shutil
+import ssl
+import subprocess
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -99,7 +102,7 @@ def test_queries_put_the_match_in_every_selector_and_tile_the_range():
 class Stub:
     """Answers /api/v1/query_range by the metric named in the query, or with `fail`."""
 
-    def __init__(self, fail=None):
+    def __init__(self, fail=None, tls=None):
         self.fail, self.seen = fail, []
         stub = self
 
@@ -119,7 +122,13 @@ class Stub:
                 pass
 
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), H)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        scheme = "http"
+        if tls:
+            ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            ctx.load_cert_chain(*tls)
+            self.server.socket = ctx.wrap_socket(self.server.socket, server_side=True)
+            scheme = "https"
+        self.url = f"{scheme}://127.0.0.1:{self.server.server_address[1]}"
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
         self.thread.start()
 
@@ -139,8 +148,8 @@ class Stub:
 def stub():
     servers = []
 
-    def make(fail=None):
-        servers.append(Stub(fail))
+    def make(fail=None, tls=None):
+        servers.append(Stub(fail, tls))
         return servers[-1]
     yield make
     for s in servers:
@@ -219,3 +228,21 @@ def test_compare_reports_each_sides_source_and_basis():
     text = render_compare(r, "prod.json", "test.json").splitlines()
     assert text[-3] == ("sources: baseline Prometheus, 4 hosts (a host's rate over the range); "
                         "current local record, 1 host (per-interval rates)")
+
+
+def test_https_needs_its_ca_and_works_with_ca_file(stub, tmp_path):
+    if shutil.which("openssl") is None:
+        pytest.skip("openssl not installed")
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+                    "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1",
+                    "-keyout", str(key), "-out", str(cert)],
+                   check=True, capture_output=True, timeout=60)
+    s = stub(tls=(str(cert), str(key)))
+    with pytest.raises(PrometheusUnavailable, match="TLS certificate not trusted .*; give its "
+                       "CA with --ca-file"):
+        record_from_prometheus(s.url, range_s=240, step=60, end=END)
+    doc = record_from_prometheus(s.url, range_s=240, step=60, end=END, ca_file=str(cert))
+    assert doc["services"]["app.service"]["log_bytes_per_s"]["fleet_total"] == 10000.0
+    with pytest.raises(BadInput, match="--ca-file .*: not a usable CA certificate file"):
+        record_from_prometheus(s.url, range_s=240, step=60, end=END, ca_file=str(key))
