@@ -270,7 +270,7 @@ def format_event(ev):
             RESETS_RECEIVED: "resets received"}[a.signal]
     if ev.state == OPEN:
         if a.reason == NEW_SERVICE:
-            base = f"new service, no baseline yet (floor {_num(a.threshold)})"
+            base = f"new service, no baseline yet; floor {_num(a.threshold)} {unit}"
         else:
             ratio = f"{a.ratio:.1f}x " if a.ratio is not None else ""
             base = f"{ratio}baseline {_num(a.baseline)} {unit}"

@@ -82,7 +82,7 @@ def test_a_pipe_gets_the_final_text_table_and_the_alert(stand_in, capsys):
         "client                              0.00        2.00        0        6\n")
     # 3001 writes/s for 2 intervals opens an alert at the new-service floor (1000/s)
     assert err == ("surgewatch: alert open: app.service log writes 3001 lines/s (new service, "
-                   "no baseline yet (floor 1000)); top: /var/log/app.log\n")
+                   "no baseline yet; floor 1000 lines/s); top: /var/log/app.log\n")
     assert stand_in.closed
 
 
@@ -165,7 +165,7 @@ def test_an_alert_still_open_after_its_flood_ended_gives_its_peak(capsys):
     snapshot._alerts_note(det)
     assert capsys.readouterr().err == (
         "surgewatch: alert open: app.service log writes 0 lines/s (new service, no baseline "
-        "yet (floor 1000)); top: /var/log/app.log; peak 3001/s, now below its threshold (it "
+        "yet; floor 1000 lines/s); top: /var/log/app.log; peak 3001/s, now below its threshold (it "
         f"closes after {det.config.close_after} intervals below)\n")
 
 
