@@ -11,6 +11,7 @@ import math
 import os
 import re
 import sys
+import time
 
 from collector.aggregate.fleet import HOST_LABEL, RESET_DIRECTIONS, FleetBuilder
 from collector.aggregate.profile import SIGNAL_LABELS, ProfileBuilder, check_profile, compare
@@ -169,8 +170,6 @@ def record_from_prometheus(url, match="{}", range_s=86400.0, step=None, end=None
                            bearer_token_file=None, ca_file=None, clock=None):
     """A fleet profile (basis per_host) of `range_s` seconds up to `end` (unix s, default
     now) from the Prometheus server at url."""
-    import time
-
     from collector.records.prometheus_api import PrometheusAPI
 
     step = default_step(range_s) if step is None else float(step)

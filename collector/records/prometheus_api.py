@@ -8,6 +8,7 @@ a profile. Errors are one line each (docs/detection.md, "Fleet profiles"):
   (PrometheusUnavailable: retry, or fix the URL, token or CA);
 - Prometheus rejects the query (HTTP 400/422, its own message): exit 2 (BadInput).
 """
+import http.client
 import json
 import ssl
 import urllib.error
@@ -85,7 +86,8 @@ class PrometheusAPI:
             why = getattr(reason, "strerror", None) or reason
             raise PrometheusUnavailable(f"cannot reach Prometheus at {self.url}: {why}; check "
                                         "the URL and that the server runs") from None
-        except (OSError, ValueError) as e:   # timeouts, resets, TLS failures mid-answer
+        except (OSError, ValueError, http.client.HTTPException) as e:   # timeouts, resets,
+            # TLS failures, a connection closed mid-answer
             raise PrometheusUnavailable(f"cannot reach Prometheus at {self.url}: "
                                         f"{getattr(e, 'strerror', None) or e}; check the URL "
                                         "and that the server runs") from None

@@ -17,6 +17,7 @@ from collector.aggregate.fleet import FleetBuilder, quantile
 from collector.aggregate.profile import check_profile, compare
 from collector.cli import main
 from collector.commands.gate import (
+    default_step,
     fleet_queries,
     record_from_prometheus,
     render_compare,
@@ -209,6 +210,14 @@ def test_cli_options_only_with_from_prometheus_and_bad_durations(tmp_path):
     assert res.exit_code == 2 and "--range 'yesterday': expected a duration" in res.output
     res = CliRunner().invoke(main, ["record", "--from-prometheus", "ftp://x", "-o", out])
     assert res.exit_code == 2 and "not an http:// or https:// URL" in res.output
+    res = CliRunner().invoke(main, ["record", "--from-prometheus", "http://127.0.0.1:1",
+                                    "--end", "soon", "-o", out])
+    assert res.exit_code == 2 and "--end 'soon': expected a duration ago" in res.output
+
+
+def test_default_step_is_60s_or_coarser_within_10000_steps():
+    assert default_step(86400) == 60.0
+    assert default_step(30 * 86400) == 260.0       # ceil(2,592,000 / 10,000)
 
 
 def test_compare_reports_each_sides_source_and_basis():
