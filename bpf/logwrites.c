@@ -152,6 +152,30 @@ static __always_inline int count_key(struct sw_write_key *k, u64 bytes)
     return 0;
 }
 
+/* An open event for inode k opened as fd (-1: unknown), reserved with everything but the
+ * path filled in; NULL when the inode has a verdict already or the ring buffer is full.
+ * The caller reads the path and submits. */
+static __always_inline struct sw_open_event *open_event(struct sw_write_key *k, s32 fd)
+{
+    struct sw_inode id = {.dev = k->dev, .gen = k->gen, .ino = k->ino};
+    if (verdicts.lookup(&id))
+        return 0;
+    struct sw_open_event *ev = open_events.ringbuf_reserve(sizeof(struct sw_open_event));
+    if (!ev) {
+        health_inc(SW_HEALTH_EVENTS_LOST);
+        return 0;
+    }
+    ev->tgid = bpf_get_current_pid_tgid() >> 32;
+    ev->fd = fd;
+    ev->dev = k->dev;
+    ev->kind = k->kind;
+    ev->ino = k->ino;
+    ev->gen = k->gen;
+    ev->cgroup_id = bpf_get_current_cgroup_id();
+    bpf_get_current_comm(&ev->comm, sizeof(ev->comm));
+    return ev;
+}
+
 #ifndef SW_FENTRY
 /* Count one write-family call to fd, if its file may be a log. Counted at entry: no exit
  * hook (each hook costs every write on the host), so `writes` are calls and `bytes` the
@@ -280,23 +304,9 @@ int exit_open_any(void *ctx)
     struct sw_write_key k = {};
     if (inode_of_fd((s32)fd, &k) != 0)
         return 0;
-    struct sw_inode id = {.dev = k.dev, .gen = k.gen, .ino = k.ino};
-    if (verdicts.lookup(&id))
+    struct sw_open_event *ev = open_event(&k, (s32)fd);
+    if (!ev)
         return 0;
-
-    struct sw_open_event *ev = open_events.ringbuf_reserve(sizeof(struct sw_open_event));
-    if (!ev) {
-        health_inc(SW_HEALTH_EVENTS_LOST);
-        return 0;
-    }
-    ev->tgid = bpf_get_current_pid_tgid() >> 32;
-    ev->fd = (s32)fd;
-    ev->dev = k.dev;
-    ev->kind = k.kind;
-    ev->ino = k.ino;
-    ev->gen = k.gen;
-    ev->cgroup_id = bpf_get_current_cgroup_id();
-    bpf_get_current_comm(&ev->comm, sizeof(ev->comm));
     if (bpf_probe_read_user_str(&ev->path, sizeof(ev->path), (void *)path_ptr) < 0)
         ev->path[0] = 0;
     open_events.ringbuf_submit(ev, 0);
@@ -380,22 +390,9 @@ int kretfunc__do_filp_open(u64 *ctx)
     struct sw_write_key k = {};
     if (!file || inode_of_file(file, &k))
         return 0;
-    struct sw_inode id = {.dev = k.dev, .gen = k.gen, .ino = k.ino};
-    if (verdicts.lookup(&id))
+    struct sw_open_event *ev = open_event(&k, -1);
+    if (!ev)
         return 0;
-    struct sw_open_event *ev = open_events.ringbuf_reserve(sizeof(struct sw_open_event));
-    if (!ev) {
-        health_inc(SW_HEALTH_EVENTS_LOST);
-        return 0;
-    }
-    ev->tgid = bpf_get_current_pid_tgid() >> 32;
-    ev->fd = -1;
-    ev->dev = k.dev;
-    ev->kind = k.kind;
-    ev->ino = k.ino;
-    ev->gen = k.gen;
-    ev->cgroup_id = bpf_get_current_cgroup_id();
-    bpf_get_current_comm(&ev->comm, sizeof(ev->comm));
     char *name = LOAD(char *, (char *)ctx[1], OFF_FILENAME_NAME);
     if (bpf_probe_read_kernel_str(&ev->path, sizeof(ev->path), name) < 0)
         ev->path[0] = 0;

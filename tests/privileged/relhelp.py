@@ -24,22 +24,24 @@ def ours(name):
 ATTACH_TYPES = {24: "fentry", 25: "fexit"}      # BPF_TRACE_FENTRY / BPF_TRACE_FEXIT
 
 
-def _links_of(pid):
-    """[(prog_id, attach kind)] of the BPF links (fentry/fexit attachments) `pid` holds open,
-    from /proc/PID/fdinfo (this bpftool has no pids column)."""
-    out = []
+def _fdinfos(pid, kind):
+    """/proc/PID/fdinfo of every fd of `pid` that is an anon inode `kind` (bpf-prog,
+    bpf_link), as {field: value} (this bpftool has no pids column)."""
     fddir = f"/proc/{pid}/fd"
     for fd in os.listdir(fddir):
         try:
-            if os.readlink(os.path.join(fddir, fd)) != "anon_inode:bpf_link":
+            if os.readlink(os.path.join(fddir, fd)) != f"anon_inode:{kind}":
                 continue
             with open(f"/proc/{pid}/fdinfo/{fd}") as f:
-                info = dict(line.split(":", 1) for line in f if ":" in line)
+                yield {k: v.strip() for k, v in (line.split(":", 1) for line in f if ":" in line)}
         except OSError:
             continue
-        out.append((int(info["prog_id"]), ATTACH_TYPES.get(int(info.get("attach_type", -1)),
-                                                           "link")))
-    return out
+
+
+def _links_of(pid):
+    """[(prog_id, attach kind)] of the BPF links (fentry/fexit attachments) `pid` holds."""
+    return [(int(i["prog_id"]), ATTACH_TYPES.get(int(i.get("attach_type", -1)), "link"))
+            for i in _fdinfos(pid, "bpf_link")]
 
 
 def bpf_programs():
@@ -52,18 +54,7 @@ def bpf_programs():
 def programs_of(pid):
     """Ids of the BPF programs with our names that the process `pid` holds open (from
     /proc/PID/fdinfo: this bpftool is built without the pids column)."""
-    held = set()
-    fddir = f"/proc/{pid}/fd"
-    for fd in os.listdir(fddir):
-        try:
-            if os.readlink(os.path.join(fddir, fd)) != "anon_inode:bpf-prog":
-                continue
-            with open(f"/proc/{pid}/fdinfo/{fd}") as f:
-                for line in f:
-                    if line.startswith("prog_id:"):
-                        held.add(int(line.split()[1]))
-        except OSError:
-            continue
+    held = {int(i["prog_id"]) for i in _fdinfos(pid, "bpf-prog")}
     # programs the loader child attached and handed over: the process holds their
     # perf-event / raw tracepoint fds, not the program fds (bpftool perf names the holder)
     out = subprocess.run(["bpftool", "-j", "perf"], capture_output=True, text=True,
