@@ -137,6 +137,22 @@ def reset_counts_by_service(per_service):
     return {s: (r.sent, r.received) for s, r in per_service.items()}
 
 
+def add_resets(rates, per_service, new_record):
+    """Reset counts into one interval's rate records, in place: resets_sent/received on
+    every record, and a record new_record(name, ServiceResets) appended for each service
+    with resets but no log writes. The daemon and snapshot's -p selection both use it."""
+    by_service = {r["service"]: r for r in rates}
+    for rec in rates:
+        rec["resets_sent"], rec["resets_received"] = 0, 0
+    for name, r in sorted(per_service.items()):
+        rec = by_service.get(name)
+        if rec is None:
+            rec = new_record(name, r)
+            rates.append(rec)
+        rec["resets_sent"], rec["resets_received"] = r.sent, r.received
+    return rates
+
+
 class EventBudget:
     """At most `limit` reset records per interval; counts what was not sent."""
 

@@ -13,6 +13,7 @@ from fnmatch import fnmatchcase
 from typing import NamedTuple
 
 from collector.aggregate.logrates import aggregate_interval
+from collector.aggregate.resets import add_resets
 
 
 class Selected(NamedTuple):
@@ -46,18 +47,10 @@ class Selection:
         if pids:
             resets = {n: r for n, r in resets.items() if r.pids & pids}
             rates = aggregate_interval([w for w in writes if w.pid in pids], seq, interval_s)
-            by_service = {r["service"]: r for r in rates}
-            for r in rates:
-                r["resets_sent"], r["resets_received"] = 0, 0
-            for name, r in sorted(resets.items()):
-                rec = by_service.get(name)
-                if rec is None:
-                    rec = {"seq": seq, "interval": float(interval_s), "service": name,
-                           "pids": sorted(r.pids & pids), "comms": [], "log_writes": 0,
-                           "log_bytes": 0, "log_writes_per_s": 0.0,
-                           "log_bytes_per_s": 0.0, "paths": []}
-                    rates.append(rec)
-                rec["resets_sent"], rec["resets_received"] = r.sent, r.received
+            add_resets(rates, resets, lambda name, r: {
+                "seq": seq, "interval": float(interval_s), "service": name,
+                "pids": sorted(r.pids & pids), "comms": [], "log_writes": 0, "log_bytes": 0,
+                "log_writes_per_s": 0.0, "log_bytes_per_s": 0.0, "paths": []})
         rates = [r for r in rates if self.service_ok(r["service"])]
         kept = {r["service"] for r in rates}
         return Selected(rates, {n: r for n, r in resets.items() if n in kept},

@@ -14,6 +14,7 @@ from typing import NamedTuple
 
 from collector.records import model
 from collector.aggregate.logrates import rate_bodies
+from collector.aggregate.resets import add_resets
 from collector.config import RATE_MAX_PATHS
 from collector.host.keycache import KeyCache
 from collector.records.model import LogWrite
@@ -182,17 +183,9 @@ class Collector:
         record per service with resets but no log writes), reset health in stats."""
         per_service, records, rstats, events = self.resets.interval(self.seq, ts, flipped)
         stats.update(rstats)
-        by_service = {r["service"]: r for r in rates}
-        for rec in rates:
-            rec["resets_sent"], rec["resets_received"] = 0, 0
-        for name, r in sorted(per_service.items()):
-            rec = by_service.get(name)
-            if rec is None:
-                rec = model.rate_record(self.host, ts, seq=self.seq, interval=interval_s,
-                                        service=name, pids=r.pids, comms=r.comms, log_writes=0,
-                                        log_bytes=0, paths=[])
-                rates.append(rec)
-            rec["resets_sent"], rec["resets_received"] = r.sent, r.received
+        add_resets(rates, per_service, lambda name, r: model.rate_record(
+            self.host, ts, seq=self.seq, interval=interval_s, service=name, pids=r.pids,
+            comms=r.comms, log_writes=0, log_bytes=0, paths=[]))
         return Interval(rates, stats, records, per_service, events)
 
     def _enrich(self, counts):
