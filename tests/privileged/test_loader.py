@@ -1,7 +1,6 @@
 """The loader child (collector/probes/loader.py): the daemon never maps bcc's compiler,
 programs keep counting after the child is gone, and a child that dies or hangs leaves
 nothing attached and one line of error (docs/reliability.md)."""
-import json
 import os
 import signal
 import subprocess
@@ -31,25 +30,33 @@ def _children(pid):
     return kids
 
 
-def _held_by(pid):
-    """Attachments (bpftool perf) held by `pid` or by a loader child it started (its
-    command line ends with the parent's pid): other programs on the host, from tests
-    running beside this one, are not ours."""
-    out = subprocess.run(["bpftool", "-j", "perf"], capture_output=True, text=True,
-                         check=True).stdout
-    mine = []
-    for a in json.loads(out or "[]"):
-        holder = a.get("pid")
-        if holder == pid:
-            mine.append(a)
+def _loaders_of(pid):
+    """Loader children `pid` started (their command line ends with the parent's pid),
+    found by command line: after the parent's SIGKILL they are no longer its children."""
+    found = []
+    for d in os.listdir("/proc"):
+        if not d.isdigit():
             continue
         try:
-            with open(f"/proc/{holder}/cmdline", "rb") as f:
+            with open(f"/proc/{d}/cmdline", "rb") as f:
                 argv = f.read().split(b"\0")
         except OSError:
             continue
         if b"collector.probes.loader" in argv and argv[-2:-1] == [str(pid).encode()]:
-            mine.append(a)
+            found.append(int(d))
+    return found
+
+
+def _held_by(pid):
+    """Attachments held by `pid` or by a loader child it started: tracepoints (bpftool
+    perf) and fentry/fexit links (the VM's path, which bpftool perf does not list). Other
+    programs on the host, from tests running beside this one, are not ours."""
+    mine = []
+    for holder in [pid, *_loaders_of(pid)]:
+        try:
+            mine += attachments_of(holder)
+        except OSError:                   # the process is gone: it holds nothing
+            continue
     return mine
 
 
