@@ -1,7 +1,9 @@
-"""pid -> service name: the systemd unit, else the container id, else comm (DESIGN.md).
+"""pid -> service name: the systemd unit, else the container, else comm (DESIGN.md).
 
 service_from_cgroup() is pure (cgroup lines in, answer out); ServiceResolver adds /proc
-reads and a cache keyed so that a reused pid never inherits a dead process's service.
+reads and a cache keyed so that a reused pid never inherits a dead process's service,
+and, given a collector.host.containers.ContainerNames, names a container the way its
+operators do (its name, or namespace/pod/container) instead of by its id.
 """
 import re
 from collections import OrderedDict
@@ -9,7 +11,8 @@ from collections import OrderedDict
 from collector.errors import HostLookupError
 
 SYSTEMD = "systemd"
-CONTAINER = "container"
+CONTAINER = "container"               # name: the 12-hex id (no better name known)
+NAMED_CONTAINER = "named-container"   # name: docker/podman name, or namespace/pod/container
 CONTAINER_ID_CHARS = 12  # as `docker ps` shows it
 
 # systemd cgroup driver scopes (docker, containerd/CRI, CRI-O, podman); the cgroupfs
@@ -36,7 +39,23 @@ def service_from_cgroup(lines):
     for path in other_v1:
         container = _innermost_container(_components(path))
         if container:
-            return (CONTAINER, container)
+            return (CONTAINER, container[:CONTAINER_ID_CHARS])
+    return None
+
+
+def container_id_from_cgroup(lines):
+    """The full 64-hex id of the container these cgroup lines put a process in, or None
+    (the same search as service_from_cgroup, so both name the same container)."""
+    v2, systemd_v1, other_v1 = _paths_by_hierarchy(lines)
+    for path in v2 + systemd_v1:
+        components = _components(path)
+        container = _innermost_container(components)
+        if container or _unit_of(components):
+            return container
+    for path in other_v1:
+        container = _innermost_container(_components(path))
+        if container:
+            return container
     return None
 
 
@@ -66,10 +85,15 @@ def _service_from_path(path):
     # over units nested inside it: unit names are only unique per systemd instance.
     container = _innermost_container(components)
     if container:
-        return (CONTAINER, container)
+        return (CONTAINER, container[:CONTAINER_ID_CHARS])
+    unit = _unit_of(components)
+    return (SYSTEMD, unit) if unit else None
+
+
+def _unit_of(components):
     for component in reversed(components):
         if component.endswith(_UNIT_SUFFIXES) and not component.startswith("."):
-            return (SYSTEMD, component)
+            return component
     return None
 
 
@@ -78,17 +102,18 @@ def _innermost_container(components):
         component = components[i]
         match = _CONTAINER_UNIT.fullmatch(component)
         if match:
-            return match.group(1)[:CONTAINER_ID_CHARS]
+            return match.group(1)
         # cgroupfs drivers: /docker/<id>, /kubepods/<qos>/pod<uid>/<id>
         if _BARE_ID.fullmatch(component) and (
             (i > 0 and components[i - 1] == "docker") or "kubepods" in components[:i]
         ):
-            return component[:CONTAINER_ID_CHARS]
+            return component
     return None
 
 
 def service_label(found, comm):
-    """The service string used in records: unit, "container:<id>", else comm."""
+    """The service string used in records: unit, container name, "container:<id>" (a
+    container with no better name known), else comm."""
     if found is None:
         return comm
     kind, name = found
@@ -103,9 +128,12 @@ class ServiceResolver:
     which is why comm is not cached: the caller's comm is always the current one.
     """
 
-    def __init__(self, procfs, cgroups=None, max_entries=8192):
+    def __init__(self, procfs, cgroups=None, max_entries=8192, containers=None):
+        """containers: a ContainerNames (collector/host/containers.py), or None to name
+        containers by id only."""
         self.procfs = procfs
         self.cgroups = cgroups
+        self.containers = containers
         self.max_entries = max_entries
         self._cache = OrderedDict()  # key -> (kind, name) or None
         self._this_drain = None      # during a drain: (pid, cgroup_id) -> answer
@@ -121,6 +149,13 @@ class ServiceResolver:
 
     def resolve(self, pid, comm, cgroup_id=None):
         return service_label(self.identify(pid, cgroup_id)[0], comm)
+
+    def container_info(self, service):
+        """The ContainerInfo (id, image, source, log path) behind a service that is a
+        container's name, or None: what a record may add about a container service."""
+        if self.containers is None:
+            return None
+        return self.containers.by_name(service)
 
     def identify(self, pid, cgroup_id=None):
         """((kind, name) or None, start time or None): the answer and the process it is
@@ -151,11 +186,26 @@ class ServiceResolver:
                 return self._resolve_gone(cgroup_id), None
         except HostLookupError:
             return self._resolve_gone(cgroup_id), None
-        found = service_from_cgroup(lines)
-        self._cache[key] = found
-        if len(self._cache) > self.max_entries:
-            self._cache.popitem(last=False)
+        found, final = self._named(lines)
+        if final:       # a container known by id only is asked again (its name may come)
+            self._cache[key] = found
+            if len(self._cache) > self.max_entries:
+                self._cache.popitem(last=False)
         return found, start
+
+    def _named(self, lines):
+        """(service_from_cgroup's answer with a container's name when one is known,
+        whether that answer is final)."""
+        found = service_from_cgroup(lines)
+        if found is None or found[0] != CONTAINER or self.containers is None:
+            return found, True
+        container_id = container_id_from_cgroup(lines)
+        if container_id is None:
+            return found, True
+        info = self.containers.lookup(container_id)
+        if info.source == "id":
+            return found, False
+        return (NAMED_CONTAINER, info.name), True
 
     def _resolve_gone(self, cgroup_id):
         # The process exited before we looked: its cgroup (id from the probe) still
@@ -163,5 +213,5 @@ class ServiceResolver:
         if cgroup_id is not None and self.cgroups is not None:
             path = self.cgroups.path(cgroup_id)
             if path is not None:
-                return service_from_cgroup([f"0::{path}"])
+                return self._named([f"0::{path}"])[0]
         return None
