@@ -10,6 +10,7 @@ from collections import deque
 from dataclasses import dataclass
 from fnmatch import fnmatchcase
 
+from collector.aggregate.lossrisk import LOG_LOSS_RISK
 from collector.aggregate.resets import bucket_label, idle_mode
 from collector.aggregate.signals import LOG_BYTES, LOG_WRITES, RESETS_RECEIVED, RESETS_SENT
 
@@ -17,7 +18,7 @@ RECENT_INTERVALS = 10      # "recent resets": the idle bucket is judged over the
 SORTS = ("now", "avg", "bytes", "resets", "name")
 # the short name of each alerting signal in the ALERT column
 SIGNAL_NAMES = {LOG_WRITES: "writes", LOG_BYTES: "bytes", RESETS_SENT: "sent",
-                RESETS_RECEIVED: "recv"}
+                RESETS_RECEIVED: "recv", LOG_LOSS_RISK: "loss"}
 
 
 @dataclass(frozen=True)
@@ -32,7 +33,9 @@ class LiveRow:
     received: int              # resets received in the window
     idle: str | None = None    # the idle-before-reset bucket holding most recent resets
     idle_share: float = 0.0    # its share of the recent resets with a known idle time
-    alerts: tuple = ()         # SIGNAL_NAMES of the signals alerting now
+    alerts: tuple = ()         # SIGNAL_NAMES of the signals alerting now ("loss": at
+                               # loss risk in the last interval, docs/detection.md)
+    loss_risk: tuple = ()      # the limits ("journald", "capacity") it went over then
 
 
 class _Acc:
@@ -76,6 +79,7 @@ class LiveModel:
         self._services = {}
         self._recent = deque(maxlen=recent)     # per interval: {service: idle_hist}
         self._alerts = {}                       # service -> signal names alerting
+        self._risks = {}                        # service -> limits at risk, last interval
 
     def add_interval(self, rates, resets, interval_s, alerts=()):
         """rates: the interval's `rate` records; resets: {service: ServiceResets};
@@ -87,7 +91,10 @@ class LiveModel:
         self.intervals += 1
         for acc in self._services.values():
             acc.now = (0, 0, 0, 0)
+        self._risks = {}
         for r in rates:
+            for entry in r.get("loss_risk") or ():
+                self._risks.setdefault(r["service"], set()).add(entry.get("limit", "?"))
             acc = self._services.setdefault(r["service"], _Acc())
             now = (r.get("log_writes", 0), r.get("log_bytes", 0),
                    r.get("resets_sent", 0), r.get("resets_received", 0))
@@ -118,10 +125,13 @@ class LiveModel:
     def _row(self, name, acc):
         last, window = self.last_s or 1.0, self.duration_s or 1.0
         idle, share = self._idle(name)
-        order = [s for s in SIGNAL_NAMES.values() if s in self._alerts.get(name, ())]
+        risks = self._risks.get(name, set())
+        alerting = self._alerts.get(name, set()) | ({SIGNAL_NAMES[LOG_LOSS_RISK]} if risks
+                                                     else set())
+        order = [s for s in SIGNAL_NAMES.values() if s in alerting]
         return LiveRow(name, acc.now[0] / last, acc.writes / window, acc.now[1] / last,
                        acc.now[2] / last, acc.now[3] / last, acc.sent, acc.received,
-                       idle, share, tuple(order))
+                       idle, share, tuple(order), tuple(sorted(risks)))
 
     def rows(self, sort="now", pattern="", top=None):
         """[LiveRow] of services matching `pattern` (matches()), ordered by `sort`

@@ -1,6 +1,7 @@
 """Checking a parsed TOML document into a Config: every problem (unknown key, wrong type,
 impossible value) is a BadInput of one line, "FILE: key: reason"."""
 import dataclasses
+import json
 import math
 
 from collector.aggregate.signals import DetectorConfig
@@ -60,7 +61,7 @@ def parse(data, path=DEFAULT_PATH):
     """Config from a parsed TOML mapping; BadInput "PATH: key: reason" on any problem."""
     c = _Checker(path)
     top = c.table(data, "", ("interval", "rate_max_paths", "lock_file", "log_rules", "outputs",
-                             "resets", "probes", "alerts"))
+                             "resets", "probes", "alerts", "capacity"))
     cfg = Config(path=path)
     if "interval" in top:
         cfg = cfg.replace(interval=c.number(top, "interval", "interval",
@@ -74,6 +75,8 @@ def parse(data, path=DEFAULT_PATH):
         cfg = cfg.replace(probes=_probes(c, top["probes"]))
     if "alerts" in top:
         cfg = cfg.replace(alerts=_alerts(c, top["alerts"]))
+    if "capacity" in top:
+        cfg = cfg.replace(capacity=_capacity(c, top["capacity"]))
     if "log_rules" in top:
         c.table(top["log_rules"], "log_rules", ("dirs", "globs", "journald_sockets"))
         try:
@@ -258,3 +261,29 @@ def _alerts(c, value):
         return DetectorConfig(**changes)
     except ValueError as e:
         c.fail("alerts", str(e))
+
+
+MAX_CAPACITY_GLOBS = 256
+_GLOB_STARTS = ("/", "*", "?", "[")
+
+
+def _capacity(c, value):
+    """[capacity]: "path glob" = lines/s. A glob matches a rate record's path, which is
+    absolute or "<channel>:<socket path>" ("journald:/run/systemd/journal/stdout")."""
+    if not isinstance(value, dict):
+        c.fail("capacity", f"expected a table of \"path glob\" = lines/s, got {_kind(value)}")
+    if len(value) > MAX_CAPACITY_GLOBS:
+        c.fail("capacity", f"{len(value)} globs; at most {MAX_CAPACITY_GLOBS}")
+    out = []
+    for glob, lines in value.items():
+        name = f"capacity.{json.dumps(glob, ensure_ascii=False)}"
+        prefix = glob.partition(":")[0]
+        if not glob.startswith(_GLOB_STARTS) and not (":" in glob and prefix.isalpha()):
+            c.fail(name, "not a path glob: start it with / (a file), or with a channel "
+                         "such as journald: or syslog:")
+        if isinstance(lines, bool) or not isinstance(lines, (int, float)):
+            c.fail(name, f"expected a number of lines/s, got {_kind(lines)}")
+        if not math.isfinite(lines) or lines <= 0 or lines > 1e12:
+            c.fail(name, f"must be a number of lines/s above 0 (at most 1e12), got {lines:g}")
+        out.append((glob, float(lines)))
+    return tuple(out)

@@ -74,6 +74,9 @@ class Config:
     resets: ResetsConfig = field(default_factory=ResetsConfig)
     probes: ProbesConfig = field(default_factory=ProbesConfig)
     alerts: DetectorConfig = field(default_factory=DetectorConfig)
+    # [capacity]: ((path glob, lines/s), ...) in file order: what a destination keeps up
+    # with (docs/detection.md, "Loss risk"); journald's own limits are read from the host
+    capacity: tuple = ()
 
     def replace(self, **changes):
         return dataclasses.replace(self, **changes)

@@ -3,16 +3,33 @@
 Feeds each interval's `rate` and `reset` records to collector.aggregate.alerts.Detector
 and turns what opened or closed into `alert` records (docs/stream.md) and one log line
 each (docs/detection.md). The interval's end time and length come from its `stats` record.
+The loss-risk check (collector.aggregate.lossrisk) runs here too: it adds `loss_risk` to
+the interval's rate records at risk and raises `log_loss_risk` alerts.
 """
 from collector.records import model
 from collector.aggregate.alerts import Detector, format_event
+from collector.aggregate.lossrisk import LossRisk, format_risk_event
+from collector.host.journald_limits import JournaldLimits
 
 
 class AlertStage:
-    def __init__(self, host, log=None, config=None):
+    def __init__(self, host, log=None, config=None, capacity=(), loss_risk=None):
+        """capacity: the config's [capacity] globs; loss_risk: a LossRisk (tests), else
+        one reading journald's limits from this host's files."""
         self.host = host
         self.log = log
         self.detector = Detector(config)
+        if loss_risk is None:
+            loss_risk = LossRisk(JournaldLimits(warn=self._warn), capacity)
+        self.loss_risk = loss_risk
+
+    def _warn(self, message):
+        if self.log is not None:
+            self.log("warning", message, key=f"journald-limits:{message[:80]}")
+
+    def set_capacity(self, capacity):
+        """The [capacity] of a reloaded config."""
+        self.loss_risk.set_capacity(capacity)
 
     def interval(self, rates, stats, resets=()):
         """`alert` records for one interval (closes first, then opens). A failure here is
@@ -35,6 +52,24 @@ class AlertStage:
                 level = "warning" if ev.state == "open" else "notice"
                 self.log(level, format_event(ev),
                          key=f"alert:{ev.alert.service}:{ev.alert.signal}:{ev.state}")
+        return out + self._loss_risk(ts, stats, rates)
+
+    def _loss_risk(self, ts, stats, rates):
+        """log_loss_risk `alert` records of the interval; a failure costs only them."""
+        try:
+            events = self.loss_risk.observe(ts, float(stats["interval"]), rates)
+        except Exception as e:          # a bug here must not cost the other alerts
+            if self.log is not None:
+                self.log("error", f"loss-risk check failed this interval: "
+                                  f"{type(e).__name__}: {e}", key="loss-risk-failed")
+            return []
+        out = []
+        for ev in events:
+            out.append(model.alert_record(self.host, ts, seq=stats["seq"], **ev.fields()))
+            if self.log is not None:
+                level = "warning" if ev.state == "open" else "notice"
+                self.log(level, format_risk_event(ev),
+                         key=f"loss:{ev.risk.service}:{ev.risk.key}:{ev.state}")
         return out
 
     def status(self):

@@ -9,8 +9,9 @@ from typing import NamedTuple
 from collector import __version__
 
 # "MAJOR.MINOR": readers accept any minor of their major, refuse a newer major.
-SCHEMA_VERSION = "1.3"   # 1.1: rate.resets_*, stats.resets_*, `reset` records; 1.2: `alert`;
-#                          1.3: rate.paths bounded, the rest in one "(other)" entry
+SCHEMA_VERSION = "1.4"   # 1.1: rate.resets_*, stats.resets_*, `reset` records; 1.2: `alert`;
+#                          1.3: rate.paths bounded, the rest in one "(other)" entry;
+#                          1.4: rate.loss_risk, `alert` signal log_loss_risk with `limit`
 SCHEMA_MAJOR = 1
 
 
@@ -110,12 +111,13 @@ def meta_record(host, ts, interval, probes, kernel, *, mode, argv=(), version=No
 
 def rate_record(host, ts, *, seq, interval, service, pids, comms, log_writes, log_bytes,
                 paths, log_writes_per_s=None, log_bytes_per_s=None,
-                resets_sent=None, resets_received=None):
+                resets_sent=None, resets_received=None, loss_risk=None):
     """One service during one interval (the body comes from aggregate.logrates.aggregate_interval).
 
     interval is the measured interval length in seconds and must be > 0. The per-second
     rates are computed from the totals when not given. resets_* are added only when
-    not None (the resets probe fills them in).
+    not None (the resets probe fills them in); loss_risk (schema 1.4) only when the
+    service is at risk (collector.aggregate.lossrisk adds it to the daemon's records).
     """
     if not interval > 0:
         raise ValueError(f"interval must be > 0 seconds, got {interval!r}")
@@ -138,6 +140,8 @@ def rate_record(host, ts, *, seq, interval, service, pids, comms, log_writes, lo
         rec["resets_sent"] = resets_sent
     if resets_received is not None:
         rec["resets_received"] = resets_received
+    if loss_risk:
+        rec["loss_risk"] = list(loss_risk)
     return rec
 
 
@@ -165,11 +169,12 @@ ALERT_STATES = ("open", "close")
 
 def alert_record(host, ts, *, seq, state, service, signal, rate, baseline, spread, ratio,
                  threshold, reason, started, peak, intervals, top, ended=None,
-                 duration_s=None, close_reason=None):
+                 duration_s=None, close_reason=None, limit=None):
     """An alert opened or closed (body from collector.aggregate.alerts.Alert.fields).
 
     baseline, spread and ratio are None when the service has no baseline yet (or a
-    baseline of 0 for ratio); ended, duration_s and close_reason only on state "close".
+    baseline of 0 for ratio); ended, duration_s and close_reason only on state "close";
+    limit (schema 1.4) only on signal log_loss_risk: the limit the rate was judged against.
     """
     if state not in ALERT_STATES:
         raise ValueError(f"alert state must be one of {ALERT_STATES}, got {state!r}")
@@ -184,6 +189,8 @@ def alert_record(host, ts, *, seq, state, service, signal, rate, baseline, sprea
     )
     if state == "close":
         rec.update(ended=float(ended), duration_s=float(duration_s), close_reason=close_reason)
+    if limit is not None:
+        rec["limit"] = dict(limit)
     return rec
 
 

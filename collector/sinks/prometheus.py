@@ -20,6 +20,7 @@ Names, help, families and the HTTP server are collector/sinks/prometheus_exposit
 import threading
 import time
 
+from collector.aggregate.lossrisk import LOG_LOSS_RISK
 from collector.config import parse_listen
 from collector.records.model import clean_text
 from collector.sinks import prometheus_exposition as exposition
@@ -30,6 +31,25 @@ OTHER = "(other)"
 
 def _label(text):
     return clean_text(str(text))
+
+
+def loss_families(loss):
+    """surgewatch_log_loss_risk and surgewatch_log_loss_limit from sorted
+    [((service, limit), (1 at risk / 0, allowed lines/s))] (docs/detection.md, "Loss risk")."""
+    from prometheus_client.core import GaugeMetricFamily
+
+    risk = GaugeMetricFamily(f"{PREFIX}_log_loss_risk", "1 while the service logs faster "
+                             "than a limit lets through (journald's rate limit, a "
+                             "[capacity] glob), 0 once below again.",
+                             labels=["service", "limit"])
+    allowed = GaugeMetricFamily(f"{PREFIX}_log_loss_limit", "Lines/s the limit lets "
+                                "through: journald's burst (disk-scaled) / "
+                                "RateLimitIntervalSec, or the [capacity] value.",
+                                labels=["service", "limit"])
+    for (service, limit), (v, per_s) in loss:
+        risk.add_metric([service, limit], v)
+        allowed.add_metric([service, limit], per_s)
+    return [risk, allowed]
 
 
 class _Bounded:
@@ -85,6 +105,7 @@ class PrometheusSink:
         self._counters = {k: 0.0 for k in STATS_COUNTERS}
         self._gauges = {}
         self._alerts = {}          # (service, signal) -> 1 open / 0 closed (`alert` records)
+        self._loss = {}            # (service, limit) -> [1 at risk / 0, allowed lines/s]
         self._intervals = 0
         self.build_info = exposition.build_info()
         self.registry = CollectorRegistry(auto_describe=False)
@@ -127,6 +148,19 @@ class PrometheusSink:
         key = (_label(rec.get("service", "?")), _label(rec.get("signal", "?")))
         if key in self._alerts or len(self._alerts) < 4 * self._services.limit:
             self._alerts[key] = 1 if rec.get("state") == "open" else 0
+        if rec.get("signal") == LOG_LOSS_RISK:
+            self._loss_risk(key[0], rec)
+
+    def _loss_risk(self, service, rec):
+        """surgewatch_log_loss_risk{service,limit} (1 at risk, 0 once over) and the limit
+        itself, surgewatch_log_loss_limit{service,limit} in lines/s: from log_loss_risk
+        alerts; series leave with their service's label, at most 4 x max_services."""
+        limit = rec.get("limit") if isinstance(rec.get("limit"), dict) else {}
+        key = (service, _label(limit.get("key", "?")))
+        allowed = rec.get("threshold")
+        allowed = float(allowed) if isinstance(allowed, (int, float)) else float("nan")
+        if key in self._loss or len(self._loss) < 4 * self._services.limit:
+            self._loss[key] = [1 if rec.get("state") == "open" else 0, allowed]
 
     def _rate(self, rec, now):
         svc = self._services.get(_label(rec.get("service", "?")), now)
@@ -175,6 +209,9 @@ class PrometheusSink:
         for key in [k for k, v in self._alerts.items()
                     if not v and k[0] not in self._services.items]:
             del self._alerts[key]
+        for key in [k for k, (v, _) in self._loss.items()
+                    if not v and k[0] not in self._services.items]:
+            del self._loss[key]
         for _, (svc, _) in self._services.items.items():
             svc.paths.expire(now)
 
@@ -187,9 +224,10 @@ class PrometheusSink:
             counters = dict(self._counters)
             gauges = dict(self._gauges)
             alerts = sorted(self._alerts.items())
+            loss = sorted((k, tuple(v)) for k, v in self._loss.items())
             intervals = self._intervals
         return [exposition.build_info_family(self.build_info)] + out + \
-            [exposition.alert_family(alerts)] + \
+            [exposition.alert_family(alerts)] + loss_families(loss) + \
             exposition.health_families(intervals, counters, gauges)
 
     def render(self):

@@ -2,6 +2,7 @@
 type with its content, names escaped. Field meanings: docs/stream.md."""
 import datetime as dt
 
+from collector.aggregate.lossrisk import LOG_LOSS_RISK
 from collector.aggregate.profile import SIGNAL_LABELS
 from collector.aggregate.resets import fmt_ms
 from collector.aggregate.signals import LOG_BYTES, LOG_WRITES
@@ -93,7 +94,44 @@ def _rate(head, rec):
                 return f"{n} ({format_rate(n / length)}/s)"
             return str(n)
         parts.append(f"resets sent {count(sent)}, received {count(received)}")
+    risks = rec.get("loss_risk") if isinstance(rec.get("loss_risk"), list) else []
+    parts += [_risk(r) for r in risks if isinstance(r, dict)]
     return f"{head} {_seq(rec)} {_s(rec.get('service', '?'))}  " + "  ".join(parts)
+
+
+def _risk(entry):
+    """One loss_risk entry of a rate record: which limit and by how much."""
+    if entry.get("limit") == "journald":
+        n, span = entry.get("messages"), entry.get("window_s")
+        burst, per = entry.get("burst"), entry.get("interval_s")
+        sure = ", dropping" if entry.get("certain") else ""
+        return (f"LOSS RISK journald: {_g(n)} msgs in {_g(span)}s > burst {_s(burst)} "
+                f"per {_g(per)}s{sure}")
+    return (f"LOSS RISK capacity {_s(entry.get('glob'))}: "
+            f"{_per_s(None, entry.get('rate'))} > {_per_s(None, entry.get('capacity'))}")
+
+
+def _g(v):
+    return f"{v:g}" if _num(v) else "?"
+
+
+def _loss_alert(head, rec):
+    """A log_loss_risk alert: the limit, not a baseline."""
+    limit = rec.get("limit") if isinstance(rec.get("limit"), dict) else {}
+    service = _s(rec.get("service", "?"))
+    if limit.get("limit") == "journald":
+        what = (f"journald burst {_s(limit.get('burst'))} per {_g(limit.get('interval_s'))}s "
+                f"({_s(limit.get('source'))})")
+    else:
+        what = f"capacity {_s(limit.get('glob'))} {_per_s(None, limit.get('capacity'))}"
+    if rec.get("state") == "close":
+        dur = rec.get("duration_s")
+        return (f"{head} {_seq(rec)} ALERT closed (below limit)  log loss risk  {service}  "
+                f"peak {_per_s(None, rec.get('peak'))}{f' over {dur:.1f}s' if _num(dur) else ''}"
+                f"  {what}")
+    return (f"{head} {_seq(rec)} ALERT  log loss risk  {service}  "
+            f"{_per_s(None, rec.get('rate'))} > {_per_s(None, rec.get('threshold'))} = {what}"
+            f"{_top(LOG_WRITES, rec.get('top'))}")
 
 
 def _reset(head, rec):
@@ -128,6 +166,8 @@ def _top(signal, top):
 
 def _alert(head, rec):
     signal = rec.get("signal") if isinstance(rec.get("signal"), str) else None
+    if signal == LOG_LOSS_RISK:
+        return _loss_alert(head, rec)
     label = SIGNAL_LABELS.get(signal, _s(signal))
     service = _s(rec.get("service", "?"))
     rate = _per_s(signal, rec.get("rate"))

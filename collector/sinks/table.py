@@ -16,6 +16,7 @@ SEP = "  "
 # (header, width) of the fixed numeric columns, right-aligned.
 _NUM_COLS = (("WRITES/S", 9), ("BYTES/S", 10), ("SHARE", 6))
 _COUNT_COL = (("WRITES", 7),)      # the window's total, in the final table
+_LOSS_COL = (("LOSS", 4),)         # the limit a row went over (docs/detection.md)
 _SERVICE_MIN, _SERVICE_MAX = 8, 28
 _PIDS_MIN, _PIDS_MAX = 4, 18
 _PATH_MIN = 12
@@ -31,15 +32,24 @@ def _clip(line, width):
     return line if display_width(line) <= width else take(line, width)
 
 
-def render_table(rows, width, title, elapsed_s=None, counts=False):
+def risk_marks(risks):
+    """{(service, path): LOSS column text} from {(service, path): {limit kinds}}
+    (collector.aggregate.lossrisk.LossRisk.marks): "journald", "capacity" or both."""
+    return {k: "+".join(sorted(v)) for k, v in risks.items() if v}
+
+
+def render_table(rows, width, title, elapsed_s=None, counts=False, risks=None):
     """The table as text (lines joined by "\\n", no trailing newline).
 
     rows: [PathTotal] from Window.rows(); width: terminal columns (no line is longer);
     title: first part of the header line; elapsed_s: the window's length;
     counts: a WRITES column with each row's writes in the window (left out when the
-    terminal is too narrow for it beside the rates).
+    terminal is too narrow for it beside the rates); risks: {(service, path): kinds}
+    of the rows at loss risk during the window (LossRisk.marks): a LOSS column naming
+    the limit, shown only when there is one.
     """
-    num_cols = (_COUNT_COL if counts else ()) + _NUM_COLS
+    marks = risk_marks(risks or {})
+    num_cols = (_COUNT_COL if counts else ()) + _NUM_COLS + (_LOSS_COL if marks else ())
     header = escape(title)
     if elapsed_s is not None:
         header += f"  window {format_duration(elapsed_s)}"
@@ -53,6 +63,8 @@ def render_table(rows, width, title, elapsed_s=None, counts=False):
             service, path = escape(r.service), escape(r.path)
         nums = (format_rate(r.writes_per_s), format_bytes(r.bytes_per_s),
                 f"{r.share * 100:.1f}%")
+        if marks:
+            nums += ("" if r.folded else marks.get((r.service, r.path), "-"),)
         cells.append((service, r.pids, path) + ((str(r.writes),) if counts else ()) + nums)
 
     w_service = min(_SERVICE_MAX, max([_SERVICE_MIN] + [display_width(c[0]) for c in cells]))
@@ -65,7 +77,7 @@ def render_table(rows, width, title, elapsed_s=None, counts=False):
     w_path_min = min(w_path_needed, _PATH_MIN)
     if counts and _SERVICE_MIN + _PIDS_MIN + w_path_min > avail:
         # a narrow terminal: the window's count goes before any rate would be clipped
-        return render_table(rows, width, title, elapsed_s)
+        return render_table(rows, width, title, elapsed_s, risks=risks)
     while w_service + w_pids + w_path_min > avail and (w_service > _SERVICE_MIN or w_pids > _PIDS_MIN):
         if w_service - _SERVICE_MIN >= w_pids - _PIDS_MIN:
             w_service -= 1
@@ -121,5 +133,5 @@ class LiveTable:
             self.stream.write(text.encode(enc, "backslashreplace").decode(enc))
         self.stream.flush()
 
-    def final(self, rows, title, elapsed_s=None, counts=False):
-        self._write(render_table(rows, self.width(), title, elapsed_s, counts) + "\n")
+    def final(self, rows, title, elapsed_s=None, counts=False, risks=None):
+        self._write(render_table(rows, self.width(), title, elapsed_s, counts, risks) + "\n")

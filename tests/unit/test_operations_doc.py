@@ -21,6 +21,7 @@ SECTIONS = {
     "socket": "outputs.socket",
     "prometheus": "outputs.prometheus",
     "resets": "resets",
+    "capacity": "capacity",
 }
 
 
@@ -53,6 +54,8 @@ def expected_keys():
         default = getattr(config.Config(), f.name)
         if f.name == "log_rules":
             out |= {f"{where}.{k}" for k in ("dirs", "globs", "journald_sockets")}
+        elif f.name == "capacity":     # "path glob" = lines/s: user keys, none by default
+            continue
         elif f.name == "alerts":       # the detector's scalars; per-signal floors are fixed
             out |= {f"{where}.{g.name}" for g in dataclasses.fields(default)
                     if g.name != "limits"}
