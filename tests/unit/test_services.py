@@ -5,7 +5,9 @@ import pytest
 
 from collector.errors import AccessDenied, NoSuchProcess
 from collector.host.procfs import ProcFS
-from collector.host.services import ServiceResolver, service_from_cgroup
+from collector.host.containers import ContainerNames
+from collector.host.services import (ServiceResolver, container_id_from_cgroup,
+                                     service_from_cgroup)
 
 FIXTURES = Path(__file__).parent / "fixtures" / "proc"
 ID = "3f4e9c1a7b2d5e6f7a8b9c0d1e2f3a4b5c6d7e8f9a0b1c2d3e4f5a6b7c8d9e0f"
@@ -282,3 +284,68 @@ def test_same_pid_other_cgroup_in_one_drain_is_looked_up_again():
     proc.table[10] = (100, ["0::/system.slice/c.service"])  # moved: new cgroup id
     assert resolver.resolve(10, "a", cgroup_id=8) == "c.service"
     resolver.end_drain()
+
+
+# -- containers named as operators know them ----------------------------------------------
+
+CONTAINERS = Path(__file__).parent / "fixtures" / "containers"
+PODMAN_WEB = "a16ba8e6dcfe40b703ae0b3ce2cb125bcf0af486e6b4d173c3d3d314c7eab0c3"
+DOCKER = "9f3c2b1a0e8d7c6b5a4f3e2d1c0b9a8f7e6d5c4b3a2f1e0d9c8b7a6f5e4d3c2b"
+K8S_NGINX = "4b8e0f6a2c9d1e3f5a7b9c0d2e4f6a8b0c1d3e5f7a9b1c3d5e7f9a0b2c4d6e8f"
+
+
+@pytest.mark.parametrize("lines, expected", [
+    ([f"0::/machine.slice/libpod-{ID}.scope/container"], ID),
+    ([f"0::/system.slice/docker-{ID}.scope/system.slice/nginx.service"], ID),
+    (["9:name=systemd:/", f"4:memory:/docker/{ID}", "0::/"], ID),
+    (["0::/system.slice/nginx.service", f"4:memory:/docker/{ID}"], None),  # as the service
+    ([f"0::/machine.slice/libpod-conmon-{ID}.scope"], None),
+    (["0::/"], None),
+])
+def test_full_container_id(lines, expected):
+    assert container_id_from_cgroup(lines) == expected
+    found = service_from_cgroup(lines)
+    assert (found is not None and found[0] == "container") == (expected is not None)
+
+
+@pytest.mark.parametrize("tree, cgroup, service", [
+    ("podman", f"/machine.slice/libpod-{PODMAN_WEB}.scope/container", "sw-fixture-web"),
+    ("docker", f"/system.slice/docker-{DOCKER}.scope", "shop-web"),
+    ("k8s", f"/kubepods.slice/kubepods-besteffort.slice/kubepods-besteffort-pod8a3f.slice/"
+            f"cri-containerd-{K8S_NGINX}.scope", "shop/web-7d4b9c6f5-x2k9p/nginx"),
+    ("k8s", f"/system.slice/docker-{ID}.scope", f"container:{ID12}"),    # nobody knows it
+    ("podman", "/system.slice/nginx.service", "nginx.service"),
+])
+def test_container_service_is_its_name(tree, cgroup, service):
+    proc = FakeProc({10: (100, [f"0::{cgroup}"])})
+    resolver = ServiceResolver(proc, containers=ContainerNames(root=str(CONTAINERS / tree)))
+    assert resolver.resolve(10, "sh") == service
+
+
+def test_container_image_for_the_record():
+    proc = FakeProc({10: (100, [f"0::/system.slice/docker-{DOCKER}.scope"])})
+    resolver = ServiceResolver(proc, containers=ContainerNames(root=str(CONTAINERS / "docker")))
+    assert resolver.resolve(10, "nginx") == "shop-web"
+    info = resolver.container_info("shop-web")
+    assert (info.id, info.image, info.source) == (DOCKER, "nginx:1.25", "docker")
+    assert resolver.container_info("nginx.service") is None
+    assert ServiceResolver(proc).container_info("shop-web") is None
+
+
+def test_container_known_by_id_only_is_asked_again(tmp_path):
+    proc = FakeProc({10: (100, [f"0::/system.slice/docker-{DOCKER}.scope"])})
+    names = ContainerNames(root=str(tmp_path), retry_s=0)
+    resolver = ServiceResolver(proc, containers=names)
+    assert resolver.resolve(10, "nginx") == f"container:{DOCKER[:12]}"
+    shutil.copytree(CONTAINERS / "docker", tmp_path, dirs_exist_ok=True)   # config written
+    assert resolver.resolve(10, "nginx") == "shop-web"
+    reads = proc.cgroup_reads
+    assert resolver.resolve(10, "nginx") == "shop-web"                      # now cached
+    assert proc.cgroup_reads == reads
+
+
+def test_gone_container_process_is_named_from_its_cgroup_id():
+    cgroups = FakeCgroups({501: f"/machine.slice/libpod-{PODMAN_WEB}.scope/container"})
+    resolver = ServiceResolver(FakeProc({}), cgroups,
+                               containers=ContainerNames(root=str(CONTAINERS / "podman")))
+    assert resolver.resolve(10, "sh", cgroup_id=501) == "sw-fixture-web"
