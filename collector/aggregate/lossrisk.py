@@ -171,10 +171,16 @@ class LossRisk:
             if entry is not None:
                 at_risk[(name, JOURNALD)] = entry
         for name, hist in list(self.history.items()):
-            if name not in seen:
-                hist.append((float(interval_s), 0))
-                if not any(n for _, n in hist) and (name, JOURNALD) not in self.open:
-                    del self.history[name]
+            if name in seen:
+                continue
+            # no rate record: nothing to annotate, but its window may still be over the
+            # burst (the alert stays open) or empty (the service is forgotten)
+            hist.append((float(interval_s), 0))
+            entry = self._journald(name, hist, [])
+            if entry is not None:
+                at_risk[(name, JOURNALD)] = entry
+            elif (name, JOURNALD) not in self.open and not self._window(name, hist)[0]:
+                del self.history[name]
         for glob, cap in self.capacity:
             at_risk.update(self._capacity(glob, cap, rates, interval_s))
         by_service = {}
@@ -189,11 +195,19 @@ class LossRisk:
                 rec["loss_risk"] = entries
         return self._events(ts, interval_s, at_risk)
 
-    def _journald(self, name, hist, paths):
+    def _window(self, name, hist):
+        """(messages, span, RateLimit) of the service's journald window; (0, 0, limit)
+        when journald does not limit it."""
         limit = self.limits.for_unit(name)
         if not limit.enabled:
-            return None
+            return 0, 0.0, limit
         n, span = window_count(hist, limit.interval_s)
+        return n, span, limit
+
+    def _journald(self, name, hist, paths):
+        n, span, limit = self._window(name, hist)
+        if not limit.enabled:
+            return None
         if n <= limit.effective_burst:
             return None
         return {"limit": JOURNALD, "key": JOURNALD, "unit": name,
@@ -234,6 +248,8 @@ class LossRisk:
             entry = at_risk.get(key)
             risk.intervals += 1
             if entry is not None:
+                if not entry["paths"]:          # a quiet interval: keep where it went
+                    entry = dict(entry, paths=risk.entry["paths"])
                 risk.entry, risk.rate, risk.below = entry, entry["rate"], 0
                 risk.peak = max(risk.peak, entry["rate"])
                 continue

@@ -47,7 +47,7 @@ def test_rules_unit_tests_pass(promtool):
 
 def served_names():
     """Every sample name the sink serves, with a service that has writes, resets and an
-    idle histogram, and one stats and alert record."""
+    idle histogram, one stats record and two alert records (one of them log_loss_risk)."""
     class R:
         kinds = {"abort": 1}   # noqa: RUF012
         idle_hist = [1] * 24
@@ -64,7 +64,12 @@ def served_names():
                                signal="log_writes_per_s", rate=5, baseline=1, spread=1,
                                ratio=5, threshold=2, reason="above_baseline", started=1.0,
                                peak=5, intervals=0, top={})
-    sink.write_interval([rate, alert, stats])
+    loss = model.alert_record("h", 1.0, seq=1, state="open", service="a",
+                              signal="log_loss_risk", rate=50, baseline=None, spread=None,
+                              ratio=None, threshold=8, reason="journald_rate_limit",
+                              started=1.0, peak=50, intervals=0, top={},
+                              limit={"limit": "journald", "key": "journald"})
+    sink.write_interval([rate, alert, loss, stats])
     sink.add_reset_details({"a": R})
     return {s.name for f in text_string_to_metric_families(sink.render().decode())
             for s in f.samples}
