@@ -174,7 +174,7 @@ def parse_conf(text):
         line = pending + raw.strip() if pending else raw.strip()
         pending = ""
         if line.endswith("\\"):
-            pending = line[:-1] + " "
+            pending = line[:-1].rstrip() + " "
             continue
         if not line or line[0] in "#;":
             continue
