@@ -275,7 +275,7 @@ def format_risk_event(ev):
     """One line for the daemon's log."""
     r, e = ev.risk, ev.risk.entry
     if e["limit"] == JOURNALD:
-        what = (f"journald rate limit: {e['messages']:g} messages in {e['window_s']:.0f}s, "
+        what = (f"journald rate limit: {e['messages']:g} messages in {_secs(e['window_s'])}s, "
                 f"burst {e['burst']} per {e['interval_s']:g}s ({e['source']})")
     else:
         what = f"capacity {e['glob']}: {e['rate']:.0f} lines/s, capacity {e['capacity']:g}"
@@ -284,4 +284,8 @@ def format_risk_event(ev):
         return f"loss risk: {r.service} above its {what}{sure}"
     return (f"loss risk over: {r.service} back under its "
             f"{'journald rate limit' if e['limit'] == JOURNALD else 'capacity ' + e['glob']}"
-            f" after {r.ended - r.started:.0f}s")
+            f" after {_secs(r.ended - r.started)}s")
+
+
+def _secs(v):
+    return f"{v:.2g}" if v < 10 else f"{v:.0f}"

@@ -105,7 +105,7 @@ def _risk(entry):
         n, span = entry.get("messages"), entry.get("window_s")
         burst, per = entry.get("burst"), entry.get("interval_s")
         sure = ", dropping" if entry.get("certain") else ""
-        return (f"LOSS RISK journald: {_g(n)} msgs in {_g(span)}s > burst {_s(burst)} "
+        return (f"LOSS RISK journald: {_g(n)} msgs in {_secs(span)}s > burst {_s(burst)} "
                 f"per {_g(per)}s{sure}")
     return (f"LOSS RISK capacity {_s(entry.get('glob'))}: "
             f"{_per_s(None, entry.get('rate'))} > {_per_s(None, entry.get('capacity'))}")
@@ -113,6 +113,12 @@ def _risk(entry):
 
 def _g(v):
     return f"{v:g}" if _num(v) else "?"
+
+
+def _secs(v):
+    if not _num(v):
+        return "?"
+    return f"{v:.2g}" if v < 10 else f"{v:.0f}"
 
 
 def _loss_alert(head, rec):
