@@ -117,6 +117,7 @@ class LossRisk:
     def __init__(self, limits, capacity=(), close_after=CLOSE_AFTER):
         self.limits = limits
         self.capacity = _globs(capacity)
+        self._glob_hits = {}       # path -> indices of the capacity globs it matches
         self.close_after = close_after
         self.history = {}          # service -> deque[(interval_s, journald-bound messages)]
         self.open = {}             # (service, limit key) -> _Risk
@@ -129,6 +130,7 @@ class LossRisk:
         """New [capacity] globs (a SIGHUP): alerts of globs gone close at the next
         interval, as any risk that stopped."""
         self.capacity = _globs(capacity)
+        self._glob_hits = {}
 
     def journald_bound(self, path):
         """Whether messages written to `path` (a rate record's path) go to journald."""
@@ -181,8 +183,8 @@ class LossRisk:
                 at_risk[(name, JOURNALD)] = entry
             elif (name, JOURNALD) not in self.open and not self._window(name, hist)[0]:
                 del self.history[name]
-        for glob, cap in self.capacity:
-            at_risk.update(self._capacity(glob, cap, rates, interval_s))
+        if self.capacity:
+            at_risk.update(self._capacities(rates, interval_s))
         by_service = {}
         for (name, _), entry in sorted(at_risk.items()):
             by_service.setdefault(name, []).append(entry)
@@ -219,28 +221,47 @@ class LossRisk:
                 "window_s": float(span), "rate": n / span if span else 0.0,
                 "certain": n > 2 * limit.effective_burst, "paths": sorted(paths)}
 
-    @staticmethod
-    def _capacity(glob, cap, rates, interval_s):
-        total, contributors = 0, {}
+    def _globs_of(self, path):
+        """The capacity globs `path` matches (cached: a path is matched once)."""
+        hit = self._glob_hits.get(path)
+        if hit is None:
+            hit = () if path == OTHER_PATH else tuple(
+                i for i, (glob, _) in enumerate(self.capacity) if fnmatchcase(path, glob))
+            if len(self._glob_hits) > 10000:
+                self._glob_hits.clear()
+            self._glob_hits[path] = hit
+        return hit
+
+    def _capacities(self, rates, interval_s):
+        """{(service, key): entry} of the [capacity] globs over their lines/s: one pass
+        over the paths, summing per glob over paths and services."""
+        totals = [0] * len(self.capacity)
+        contributors = [{} for _ in self.capacity]
         for rec in rates:
             name = rec.get("service")
             for p in rec.get("paths") or ():
+                w = int(p.get("writes", 0))
+                if not w:
+                    continue
                 path = p.get("path", "")
-                if path != OTHER_PATH and fnmatchcase(path, glob):
-                    w = int(p.get("writes", 0))
-                    total += w
-                    if w:
-                        mine = contributors.setdefault(name, [0, []])
-                        mine[0] += w
-                        mine[1].append(path)
-        rate = total / interval_s
-        if rate <= cap:
-            return {}
-        key = limit_key(CAPACITY, glob)
-        return {(name, key): {"limit": CAPACITY, "key": key, "glob": glob,
-                              "capacity": cap, "allowed_per_s": cap, "rate": rate,
-                              "service_rate": w / interval_s, "paths": sorted(paths)}
-                for name, (w, paths) in contributors.items() if isinstance(name, str)}
+                for i in self._globs_of(path):
+                    totals[i] += w
+                    mine = contributors[i].setdefault(name, [0, []])
+                    mine[0] += w
+                    mine[1].append(path)
+        out = {}
+        for i, (glob, cap) in enumerate(self.capacity):
+            rate = totals[i] / interval_s
+            if rate <= cap:
+                continue
+            key = limit_key(CAPACITY, glob)
+            for name, (w, paths) in contributors[i].items():
+                if isinstance(name, str):
+                    out[(name, key)] = {
+                        "limit": CAPACITY, "key": key, "glob": glob, "capacity": cap,
+                        "allowed_per_s": cap, "rate": rate, "service_rate": w / interval_s,
+                        "paths": sorted(paths)}
+        return out
 
     def _events(self, ts, interval_s, at_risk):
         events = []
