@@ -13,7 +13,16 @@
 
 /* what a written file descriptor points at, as the kernel sees it (i_mode, family) */
 #define SW_FILE_REGULAR 1
-#define SW_FILE_UNIX_SOCKET 2
+#define SW_FILE_UNIX_SOCKET 2   /* stream socket (journald's stdout stream): verdict by peer */
+#define SW_FILE_PIPE 3          /* pipe or FIFO: a log when a log-copying runtime reads it */
+#define SW_FILE_UNIX_DGRAM 4    /* datagram to a configured socket path (syslog, journald's
+                                 * native protocol): dev 0, ino = the path's channel id */
+
+/* AF_UNIX datagram destinations: key of the `sockpaths` map (sun_path, zero-padded) */
+#define SW_SUN_PATH_LEN 108
+struct sw_sock_path {
+    char path[SW_SUN_PATH_LEN];
+};
 
 /* lost/health counters: index into the `health` per-CPU array */
 #define SW_HEALTH_COUNTS_FULL 0     /* write not counted: counts map full (lost) */

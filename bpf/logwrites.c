@@ -4,9 +4,12 @@
  * file, in kernel maps that userspace drains once per interval. No per-write event leaves
  * the kernel. A write is looked up by walking the task's real fd table (offsets from BTF,
  * passed as OFF_* macros), so fd reuse, dup, fork and exec can never point a count at the
- * wrong file. Only regular files and AF_UNIX sockets (journald's stdout stream) can be
- * log destinations; every other write returns after the walk. Inodes userspace has
- * judged not to be logs are skipped in the kernel through the `verdicts` map.
+ * wrong file. Only regular files, AF_UNIX stream sockets (journald's stdout stream),
+ * pipes and FIFOs (a container's stdout, read by its runtime) and AF_UNIX datagrams to a
+ * configured socket path (syslog, journald's native protocol) can be log destinations;
+ * every other write returns after the walk. Inodes userspace has judged not to be logs
+ * are skipped in the kernel through the `verdicts` map; a datagram's destination path is
+ * matched in the kernel (`sockpaths`), so every message is judged while it is sent.
  *
  * Macros supplied by collector/probes/logwrites.py (and fdwalk.py):
  *   OFF_* / SZ_*         struct member offsets and sizes from the running kernel's BTF
@@ -15,6 +18,7 @@
  *   TP_*_OFF             syscall tracepoint field offsets (live format)
  *   HAVE_<syscall>       for each tracepoint that exists on this kernel
  *   SW_RAW_SYSCALLS, NR_*, OFF_PT_REGS_*   the raw sys_enter hook, where the arch is known
+ *   SW_UNIX_DGRAM, OFF_UNIX_*, OFF_MSGHDR_*   datagram channels, where BTF has the fields
  *   SW_MAX_KEYS, SW_MAX_INODES, SW_RINGBUF_PAGES
  */
 #include <uapi/linux/ptrace.h>
@@ -24,7 +28,9 @@
 #define S_IFMT_ 00170000
 #define S_IFREG_ 0100000
 #define S_IFSOCK_ 0140000
+#define S_IFIFO_ 0010000
 #define AF_UNIX_ 1
+#define SOCK_STREAM_ 1
 #define O_ACCMODE_ 3
 
 #define TP_U64(ctx, off) (*(u64 *)((char *)(ctx) + (off)))
@@ -38,6 +44,9 @@ BPF_TABLE("lru_hash", u32, u64, opening, 16384);                    /* tid -> us
 BPF_ARRAY(ctl, u32, 1);
 BPF_PERCPU_ARRAY(health, u64, SW_HEALTH_MAX);
 BPF_RINGBUF_OUTPUT(open_events, SW_RINGBUF_PAGES);
+#ifdef SW_UNIX_DGRAM
+BPF_HASH(sockpaths, struct sw_sock_path, u32, 64);   /* socket path -> channel id (userspace) */
+#endif
 
 static __always_inline void health_inc(u32 idx)
 {
@@ -46,10 +55,46 @@ static __always_inline void health_inc(u32 idx)
         (*v)++;
 }
 
+#ifdef SW_UNIX_DGRAM
+/* A datagram's channel: the path it is addressed to (`name`, a struct sockaddr_un in user
+ * or kernel memory), else the path the socket it is connected to is bound to. Fills k as
+ * a SW_FILE_UNIX_DGRAM key and returns 0 when that path is a configured channel, else 1.
+ * Abstract and unnamed addresses never match. */
+static __always_inline int unix_dgram_dest(char *sk, char *name, int namelen, int user,
+                                           struct sw_write_key *k)
+{
+    struct sw_sock_path p = {};
+    if (name && namelen > 2) {
+        long n = user ? bpf_probe_read_user_str(p.path, sizeof(p.path), name + 2)
+                      : bpf_probe_read_kernel_str(p.path, sizeof(p.path), name + 2);
+        if (n <= 1)
+            return 1;
+    } else {
+        char *peer = 0, *addr = 0;
+        if (bpf_probe_read_kernel(&peer, sizeof(peer), sk + OFF_UNIX_SOCK_PEER) || !peer)
+            return 1;
+        if (bpf_probe_read_kernel(&addr, sizeof(addr), peer + OFF_UNIX_SOCK_ADDR) || !addr)
+            return 1;
+        if (bpf_probe_read_kernel_str(p.path, sizeof(p.path),
+                                      addr + OFF_UNIX_ADDRESS_NAME + 2) <= 1)
+            return 1;
+    }
+    u32 *id = sockpaths.lookup(&p);
+    if (!id)
+        return 1;
+    k->kind = SW_FILE_UNIX_DGRAM;
+    k->dev = 0;
+    k->gen = 0;
+    k->ino = *id;
+    return 0;
+}
+#endif
+
 /* fd -> struct file -> inode, through the current task's fd table (bpf/fdwalk.h). Fills
  * dev, ino, gen, kind. Returns 0 for a possible log destination, 1 for anything else, -1 on
- * a failed walk. */
-static __always_inline int inode_of_fd(s32 fd, struct sw_write_key *k)
+ * a failed walk, 2 for an AF_UNIX socket that is not a stream (*skp = its struct sock *:
+ * the caller finds the datagram's destination). */
+static __always_inline int inode_of_fd(s32 fd, struct sw_write_key *k, char **skp)
 {
     char *inode = 0, *priv = 0, *sb = 0;
     u16 mode = 0;
@@ -66,10 +111,20 @@ static __always_inline int inode_of_fd(s32 fd, struct sw_write_key *k)
         return -1;
     if ((mode & S_IFMT_) == S_IFREG_) {
         k->kind = SW_FILE_REGULAR;
+    } else if ((mode & S_IFMT_) == S_IFIFO_) {
+        k->kind = SW_FILE_PIPE;
     } else if ((mode & S_IFMT_) == S_IFSOCK_) {
         u16 family = 0;          /* before the inode chunk: TCP writes stop here */
-        if (!sw_socket_sk(priv, &family) || family != AF_UNIX_)
+        char *sk = (char *)sw_socket_sk(priv, &family);
+        if (!sk || family != AF_UNIX_)
             return 1;
+        short type = 0;
+        if (bpf_probe_read_kernel(&type, sizeof(type), priv + OFF_SOCKET_TYPE))
+            return -1;
+        if (type != SOCK_STREAM_) {
+            *skp = sk;
+            return 2;
+        }
         k->kind = SW_FILE_UNIX_SOCKET;
     } else {
         return 1;
@@ -183,7 +238,12 @@ static __always_inline struct sw_open_event *open_event(struct sw_write_key *k, 
 static __always_inline int count_write(s32 fd, u64 a1, u64 a2, int vectored)
 {
     struct sw_write_key k = {};
-    int rc = inode_of_fd(fd, &k);
+    char *sk = 0;
+    int rc = inode_of_fd(fd, &k, &sk);
+#ifdef SW_UNIX_DGRAM
+    if (rc == 2)                 /* write(2) on a connected datagram socket */
+        rc = unix_dgram_dest(sk, 0, 0, 1, &k);
+#endif
     if (rc != 0) {
         if (rc < 0)
             health_inc(SW_HEALTH_FDWALK_FAILED);
@@ -193,6 +253,53 @@ static __always_inline int count_write(s32 fd, u64 a1, u64 a2, int vectored)
     k.fd = fd;
     return count_key(&k, vectored ? iov_bytes(a1, a2) : a2);
 }
+
+#ifdef SW_UNIX_DGRAM
+/* send(2), sendto(2) (glibc's syslog(3), Python's SysLogHandler): one call is one
+ * datagram; a stream socket's send counts like a write. */
+int enter_sendto(void *ctx)
+{
+    s32 fd = (s32)TP_U64(ctx, TP_FD_OFF);
+    struct sw_write_key k = {};
+    char *sk = 0;
+    int rc = inode_of_fd(fd, &k, &sk);
+    if (rc == 2)
+        rc = unix_dgram_dest(sk, (char *)TP_U64(ctx, TP_SENDTO_ADDR_OFF),
+                             (int)TP_U64(ctx, TP_SENDTO_ADDR_LEN_OFF), 1, &k);
+    if (rc != 0) {
+        if (rc < 0)
+            health_inc(SW_HEALTH_FDWALK_FAILED);
+        return 0;
+    }
+    k.tgid = bpf_get_current_pid_tgid() >> 32;
+    k.fd = fd;
+    return count_key(&k, TP_U64(ctx, TP_SENDTO_LEN_OFF));
+}
+
+/* sendmsg(2) (logger(1), sd_journal_send: journald's native protocol, addressed to its
+ * socket): the msghdr is read only for AF_UNIX sockets. struct user_msghdr is uapi:
+ * name, namelen, iov, iovlen at 0, 8, 16, 24. */
+int enter_sendmsg(void *ctx)
+{
+    s32 fd = (s32)TP_U64(ctx, TP_FD_OFF);
+    struct sw_write_key k = {};
+    char *sk = 0;
+    int rc = inode_of_fd(fd, &k, &sk);
+    if (rc != 0 && rc != 2) {
+        if (rc < 0)
+            health_inc(SW_HEALTH_FDWALK_FAILED);
+        return 0;
+    }
+    struct { u64 name; s32 namelen; s32 pad; u64 iov; u64 iovlen; } m = {};
+    if (bpf_probe_read_user(&m, sizeof(m), (void *)TP_U64(ctx, TP_SENDMSG_MSG_OFF)))
+        return 0;
+    if (rc == 2 && unix_dgram_dest(sk, (char *)m.name, m.namelen, 1, &k))
+        return 0;
+    k.tgid = bpf_get_current_pid_tgid() >> 32;
+    k.fd = fd;
+    return count_key(&k, iov_bytes(m.iov, m.iovlen));
+}
+#endif
 
 #ifdef SW_RAW_SYSCALLS
 /* raw_syscalls:sys_enter: every syscall passes here, so the id test comes first and is
@@ -302,7 +409,9 @@ int exit_open_any(void *ctx)
         return 0;
 
     struct sw_write_key k = {};
-    if (inode_of_fd((s32)fd, &k) != 0)
+    char *sk = 0;
+    /* a FIFO is judged by who reads it, not by its path (userspace, at the drain) */
+    if (inode_of_fd((s32)fd, &k, &sk) != 0 || k.kind == SW_FILE_PIPE)
         return 0;
     struct sw_open_event *ev = open_event(&k, (s32)fd);
     if (!ev)
@@ -332,10 +441,16 @@ static __always_inline int inode_of_file(char *file, struct sw_write_key *k)
     u16 mode = LOAD(u16, inode, OFF_INODE_I_MODE);
     if ((mode & S_IFMT_) == S_IFREG_) {
         k->kind = SW_FILE_REGULAR;
+    } else if ((mode & S_IFMT_) == S_IFIFO_) {
+        k->kind = SW_FILE_PIPE;
     } else if ((mode & S_IFMT_) == S_IFSOCK_) {
         u16 family = 0;     /* private_data is a void *: probe reads from here on */
-        if (!sw_socket_sk(LOAD(char *, file, OFF_FILE_PRIVATE_DATA), &family) ||
-            family != AF_UNIX_)
+        char *sock = LOAD(char *, file, OFF_FILE_PRIVATE_DATA);
+        if (!sw_socket_sk(sock, &family) || family != AF_UNIX_)
+            return 1;
+        short type = 0;     /* datagrams are counted in unix_dgram_sendmsg, below */
+        if (bpf_probe_read_kernel(&type, sizeof(type), sock + OFF_SOCKET_TYPE) ||
+            type != SOCK_STREAM_)
             return 1;
         k->kind = SW_FILE_UNIX_SOCKET;
     } else {
@@ -388,7 +503,7 @@ int kretfunc__do_filp_open(u64 *ctx)
     if ((flags & O_ACCMODE_) == 0)
         return 0;
     struct sw_write_key k = {};
-    if (!file || inode_of_file(file, &k))
+    if (!file || inode_of_file(file, &k) || k.kind == SW_FILE_PIPE)
         return 0;
     struct sw_open_event *ev = open_event(&k, -1);
     if (!ev)
@@ -399,4 +514,22 @@ int kretfunc__do_filp_open(u64 *ctx)
     open_events.ringbuf_submit(ev, 0);
     return 0;
 }
+
+#if defined(SW_UNIX_DGRAM) && defined(HAVE_FENTRY_UNIX_DGRAM)
+/* int unix_dgram_sendmsg(struct socket *, struct msghdr *, size_t len): every datagram
+ * an AF_UNIX socket sends, whatever the syscall (write, send, sendto, sendmsg, sendmmsg,
+ * io_uring); msg_name is the kernel's copy of the address, if one was given. */
+int kfunc__unix_dgram_sendmsg(u64 *ctx)
+{
+    char *sk = LOAD(char *, (char *)ctx[0], OFF_SOCKET_SK);
+    char *msg = (char *)ctx[1];
+    struct sw_write_key k = {};
+    if (!sk || unix_dgram_dest(sk, LOAD(char *, msg, OFF_MSGHDR_MSG_NAME),
+                               LOAD(int, msg, OFF_MSGHDR_MSG_NAMELEN), 0, &k))
+        return 0;
+    k.tgid = bpf_get_current_pid_tgid() >> 32;
+    k.fd = -1;
+    return count_key(&k, ctx[2]);
+}
+#endif
 #endif  /* SW_FENTRY */

@@ -32,41 +32,42 @@ apt_install() {
 apt_install python3-bpfcc bpfcc-tools libbpfcc libbpf1 python3-venv python3-pip bpftool \
             make gcc libc6-dev iproute2 tcpdump
 
-# 1b. Debian's Prometheus server, for tests/e2e (which starts its own, on loopback, with a
-#     temporary config). Installing must not start the packaged service (it would listen on
-#     every address): a temporary policy-rc.d keeps it down, and under systemd it is disabled.
-if [ ! -x /usr/bin/prometheus ]; then
-    made_policy=0
+# Packages whose maintainer scripts would start a service that listens or takes over a
+# host socket: a temporary policy-rc.d keeps them down, and under systemd they are
+# disabled (tests start their own, on loopback or in namespaces, with temporary configs).
+apt_install_stopped() {
+    local units="$1"; shift
+    local made_policy=0
     if [ ! -e /usr/sbin/policy-rc.d ]; then
         printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d
         chmod 0755 /usr/sbin/policy-rc.d
         made_policy=1
         trap 'rm -f /usr/sbin/policy-rc.d' EXIT
     fi
-    apt_install prometheus
+    apt_install "$@"
     if [ $made_policy -eq 1 ]; then rm -f /usr/sbin/policy-rc.d; trap - EXIT; fi
-    if [ -d /run/systemd/system ]; then
-        systemctl disable --now prometheus.service >/dev/null 2>&1 || true
+    if [ -d /run/systemd/system ] && [ -n "$units" ]; then
+        # shellcheck disable=SC2086
+        systemctl disable --now $units >/dev/null 2>&1 || true
     fi
+}
+
+# 1b. Debian's Prometheus server (tests/e2e), HAProxy and nginx (the incident scenarios,
+#     inside network namespaces the tests create).
+[ -x /usr/bin/prometheus ] || apt_install_stopped prometheus.service prometheus
+if [ ! -x /usr/sbin/haproxy ] || [ ! -x /usr/sbin/nginx ]; then
+    apt_install_stopped "haproxy.service nginx.service" haproxy nginx
 fi
 
-# 1c. HAProxy and nginx from Debian, for tests/e2e's incident scenarios (each test starts
-#     its own, inside network namespaces it creates, with a temporary config). The packaged
-#     services must not start (they would listen on every address): same policy-rc.d guard.
-if [ ! -x /usr/sbin/haproxy ] || [ ! -x /usr/sbin/nginx ]; then
-    made_policy=0
-    if [ ! -e /usr/sbin/policy-rc.d ]; then
-        printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d
-        chmod 0755 /usr/sbin/policy-rc.d
-        made_policy=1
-        trap 'rm -f /usr/sbin/policy-rc.d' EXIT
-    fi
-    apt_install haproxy nginx
-    if [ $made_policy -eq 1 ]; then rm -f /usr/sbin/policy-rc.d; trap - EXIT; fi
-    if [ -d /run/systemd/system ]; then
-        systemctl disable --now haproxy.service nginx.service >/dev/null 2>&1 || true
-    fi
+# 1c. The log channels of docs/probe-logwrites.md: rsyslog (tests run `rsyslogd -n` with
+#     their own socket; the packaged one must not take /dev/log from journald), logger,
+#     python3-systemd (journald's native protocol), and podman with conmon and crun and
+#     busybox-static (a container image built on the spot: no registry is reachable).
+if [ ! -x /usr/sbin/rsyslogd ]; then
+    apt_install_stopped "rsyslog.service syslog.socket" rsyslog
 fi
+apt_install bsdutils python3-systemd
+[ -x /usr/bin/podman ] || apt_install podman conmon crun busybox-static uidmap
 
 # 2. Kernel headers for bcc's clang: the running kernel's own package when the distro has
 #    one, else the distro's generic headers linked under /lib/modules/$KREL/.

@@ -19,7 +19,7 @@ log = logging.getLogger("surgewatch")
 NOT_LOG = object()      # judged: not a log destination
 UNRESOLVED = object()   # cannot be judged: the process and its fd are gone
 
-KIND_REGULAR, KIND_UNIX_SOCKET = 1, 2   # SW_FILE_* in bpf/common.h
+KIND_REGULAR, KIND_UNIX_SOCKET, KIND_PIPE, KIND_UNIX_DGRAM = 1, 2, 3, 4   # SW_FILE_*
 FS_IOC_GETVERSION = 0x80087601           # _IOR('v', 1, long): the inode's i_generation
 
 
@@ -44,13 +44,19 @@ def inode_generation(path):
 
 
 class DestinationResolver:
-    def __init__(self, procfs, rules, set_verdict, journald_clients, max_inodes=131072):
+    def __init__(self, procfs, rules, set_verdict, journald_clients, max_inodes=131072,
+                 set_channels=None, pipe_reader=None):
         """set_verdict(dev, gen, ino, is_log) tells the kernel;
-        journald_clients(paths) -> socket inodes. Inodes are keyed (dev, gen, ino): an inode
-        number alone is reused as soon as a file is deleted."""
+        journald_clients(paths) -> socket inodes; set_channels({socket path: channel id})
+        gives the kernel the datagram channels; pipe_reader(count) -> destination path of
+        a pipe a log-copying runtime reads, else None. Inodes are keyed (dev, gen, ino): an
+        inode number alone is reused as soon as a file is deleted."""
         self.procfs, self.rules = procfs, rules
         self._set_verdict = set_verdict
         self._journald_clients = journald_clients
+        self._set_channels = set_channels
+        self._pipe_reader = pipe_reader
+        self._channel_table = None          # what the kernel was last given
         self._inodes = OrderedDict()        # (dev, gen, ino) -> path | NOT_LOG
         self._max = max_inodes
         self._journald = None               # socket inodes connected to journald, per drain
@@ -121,6 +127,28 @@ class DestinationResolver:
         the kernel's copy and replays)."""
         self.rules = rules
         self._inodes.clear()
+        self.refresh_channels()
+
+    def channel_table(self):
+        """{socket path: channel id} for the kernel: each configured path and, when it is a
+        symlink (/dev/log -> /run/systemd/journal/dev-log), the path it resolves to, which
+        is what the server bound and so what a connected socket's peer carries."""
+        table = {}
+        for channel, label in enumerate(self.rules.channels()):
+            path = label.split(":", 1)[1]
+            table.setdefault(path, channel)
+            table.setdefault(os.path.realpath(path), channel)
+        return table
+
+    def refresh_channels(self):
+        """Give the kernel the channel table if it changed (a symlink made since): cheap
+        enough for every drain (a few realpath calls)."""
+        if self._set_channels is None:
+            return
+        table = self.channel_table()
+        if table != self._channel_table:
+            self._set_channels(table)
+            self._channel_table = table
 
     def replay(self):
         """Judge every file already open on the host (they were opened before we looked).
@@ -161,9 +189,13 @@ class DestinationResolver:
 
     def start_drain(self):
         self._journald = None
+        self.refresh_channels()
 
     def destination(self, count):
         """Path of a counted (pid, fd, inode), NOT_LOG, or UNRESOLVED."""
+        if count.kind == KIND_UNIX_DGRAM:       # matched in the kernel: ino is the channel
+            channels = self.rules.channels()
+            return channels[count.ino] if count.ino < len(channels) else UNRESOLVED
         key = (count.dev, count.gen, count.ino)
         known = self._inodes.get(key)
         if known is not None:
@@ -171,6 +203,11 @@ class DestinationResolver:
             return known
         if count.kind == KIND_UNIX_SOCKET:
             verdict = self._judge_socket(count)
+        elif count.kind == KIND_PIPE:
+            # judged by its reader; a pipe no runtime reads (a shell pipeline, one whose
+            # ends are gone) is not a log, and not a loss either
+            path = self._pipe_reader(count) if self._pipe_reader else None
+            verdict = path if path is not None else NOT_LOG
         else:
             path = self._fd_path(count.tgid, count.fd, count.dev, count.gen, count.ino)
             if path is None:

@@ -2,7 +2,9 @@
 
 The probe reports writes per (pid, fd); /proc/<pid>/fd/<fd> says what the fd points at.
 A file is a log when it lies under a log directory or its name looks like a log; a
-stream socket is a log when its peer is journald's stdout socket (see unixsock.py).
+stream socket is a log when its peer is journald's stdout socket (see unixsock.py); a
+datagram is a log message when it is sent to a syslog or journald-native socket path
+(matched in the kernel: `channels()` is the table it matches against).
 """
 import fnmatch
 import posixpath
@@ -40,13 +42,30 @@ def parse_fd_target(target):
     return ("other", target)
 
 
+RULE_KEYS = ("dirs", "globs", "journald_sockets", "syslog_sockets", "journald_native_sockets")
+
+
 class LogRules:
     def __init__(self, dirs=("/var/log/",), globs=("*.log", "*.log.[0-9]*"),
-                 journald_sockets=("/run/systemd/journal/stdout",)):
+                 journald_sockets=("/run/systemd/journal/stdout",),
+                 syslog_sockets=("/dev/log",),
+                 journald_native_sockets=("/run/systemd/journal/socket",)):
         # "/var/log" and "/var/log/" mean the same, and neither covers "/var/logfoo".
         self.dirs = tuple(posixpath.normpath(d).rstrip("/") + "/" for d in dirs)
         self.globs = tuple(globs)
         self.journald_sockets = tuple(journald_sockets)
+        self.syslog_sockets = tuple(syslog_sockets)
+        self.journald_native_sockets = tuple(journald_native_sockets)
+
+    def key(self):
+        """What decides verdicts and channels: equal keys need no reload."""
+        return tuple(getattr(self, k) for k in RULE_KEYS)
+
+    def channels(self):
+        """The datagram channels, in channel-id order: their labels as a destination path
+        ("syslog:/dev/log", "journald:/run/systemd/journal/socket")."""
+        return [f"syslog:{p}" for p in self.syslog_sockets] + \
+               [f"journald:{p}" for p in self.journald_native_sockets]
 
     def is_log_path(self, path):
         """True when an fd target path is a log file by these rules."""
@@ -62,13 +81,13 @@ class LogRules:
 
     @classmethod
     def from_config(cls, config, where="log_rules"):
-        """LogRules from a config mapping with optional keys dirs, globs, journald_sockets.
+        """LogRules from a config mapping with optional keys RULE_KEYS.
 
         Raises BadInput with one line naming the key and what was expected.
         """
         if not isinstance(config, dict):
             raise BadInput(f"{where}: expected a mapping, got {type(config).__name__}")
-        known = ("dirs", "globs", "journald_sockets")
+        known = RULE_KEYS
         unknown = sorted(str(k) for k in config if k not in known)
         if unknown:
             raise BadInput(f"{where}: unknown key {unknown[0]!r} "

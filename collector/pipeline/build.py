@@ -41,7 +41,8 @@ def build_collector(rules, probe_kwargs=None, resets=False, probes=None):
     kwargs.update(probe_kwargs or {})
     probe = LogWriteProbe(on_open=lambda ev: holder["resolver"].note_open(ev), **kwargs)
     resolver = DestinationResolver(procfs, rules, probe_verdict(probe),
-                                   journald_stream_clients)
+                                   journald_stream_clients,
+                                   set_channels=probe.set_socket_paths)
     holder["resolver"] = resolver
     disabled = {}
     pending = probe.start_load(probes.load_timeout_s)
@@ -59,6 +60,7 @@ def build_collector(rules, probe_kwargs=None, resets=False, probes=None):
         except BaseException:
             probe.close()
             raise
+    resolver.refresh_channels()
     resolver.replay()
     gc.freeze()        # what loading built lives for the whole run: never rescan it
     return Collector(probe, resolver, services, resets=stage, disabled_probes=disabled)
@@ -97,7 +99,7 @@ def _reset_stage(procfs, services, reset_load, disabled):
 
 def rules_key(rules):
     """What of the rules decides verdicts: equal keys, no reload of verdicts needed."""
-    return (rules.dirs, rules.globs, rules.journald_sockets)
+    return rules.key()
 
 
 def apply_rules(collector, rules):

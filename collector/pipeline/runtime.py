@@ -55,6 +55,8 @@ def _probe_meta(probe):
                       ("fd_walk", "fd_walk"), ("fentry", "fentry")):     # docs/stream.md
         if getattr(probe, attr, None) is not None:
             out[key] = getattr(probe, attr)
+    if getattr(probe, "channels", None):     # why the datagram channels are off
+        out["channels_off"] = probe.channels
     walk = getattr(probe, "fd_walk_state", None) or {}
     for key in ("fd_slot", "fd_walk_reason"):
         if walk.get(key):

@@ -25,6 +25,7 @@ RAW_SYSCALL_ABI = {
     },
 }
 OPEN_SYSCALLS = ("openat", "open", "creat", "openat2")
+SEND_SYSCALLS = ("sendto", "sendmsg")       # datagram channels on the tracepoint path
 MAPS = ("counts0", "counts1", "verdicts", "ctl", "health", "open_events")   # bpf/logwrites.c
 
 # (macro, struct, member path): the kernel struct fields the C code reads: the shared fd
@@ -34,6 +35,21 @@ BTF_FIELDS = fdwalk.FIELDS + (
     ("INODE_I_SB", "inode", "i_sb"),
     ("INODE_I_GENERATION", "inode", "i_generation"),
     ("SB_S_DEV", "super_block", "s_dev"),
+    ("SOCKET_TYPE", "socket", "type"),
+)
+
+# the datagram channels (syslog, journald's native protocol): a connected socket's peer
+# and the path it is bound to. unix_sock is in vmlinux's BTF when AF_UNIX is built in; a
+# kernel without these fields runs without the channels, and says so in `meta`.
+DGRAM_FIELDS = (
+    ("UNIX_SOCK_PEER", "unix_sock", "peer"),
+    ("UNIX_SOCK_ADDR", "unix_sock", "addr"),
+    ("UNIX_ADDRESS_NAME", "unix_address", "name"),
+)
+DGRAM_FENTRY_FUNC = "unix_dgram_sendmsg"
+DGRAM_FENTRY_FIELDS = (
+    ("MSGHDR_MSG_NAME", "msghdr", "msg_name"),
+    ("MSGHDR_MSG_NAMELEN", "msghdr", "msg_namelen"),
 )
 
 # the fentry path (bpf/logwrites.c, SW_FENTRY): where the write syscalls meet (write and
@@ -151,6 +167,21 @@ def fentry_macros(btf):
     return macros
 
 
+def dgram_macros(btf, fentry_path):
+    """(macros, None) for the datagram channels, or ({}, why not) on a kernel whose BTF
+    lacks what they read (or, on the fentry path, unix_dgram_sendmsg)."""
+    fields = DGRAM_FIELDS + (DGRAM_FENTRY_FIELDS if fentry_path else ())
+    try:
+        macros = fdwalk.btf_macros(btf, fields, "log-write probe (datagram channels)")
+        if fentry_path:
+            btf.func_id(DGRAM_FENTRY_FUNC)
+            macros["HAVE_FENTRY_UNIX_DGRAM"] = 1
+    except (ProbeUnavailable, BTFError) as e:
+        return {}, f"syslog and journald-native channels off: {e}"
+    macros["SW_UNIX_DGRAM"] = 1
+    return macros, None
+
+
 def tracepoint_macros(root=None):
     """Offsets of the syscall tracepoint fields we read, from the live format files."""
     fmt = kernel.tracepoint_format("syscalls", "sys_enter_write", root)
@@ -161,15 +192,16 @@ def tracepoint_macros(root=None):
     macros = {"TP_FD_OFF": fmt["fd"].offset, "TP_RET_OFF": ret["ret"].offset,
               "TP_WRITE_COUNT_OFF": fmt["count"].offset}
     available = {}
-    for sc in WRITE_SYSCALLS + OPEN_SYSCALLS:
+    for sc in WRITE_SYSCALLS + OPEN_SYSCALLS + SEND_SYSCALLS:
         f = kernel.tracepoint_format("syscalls", f"sys_enter_{sc}", root)
         available[sc] = f is not None
         if f is None:
             continue
         macros[f"HAVE_{sc}"] = 1
-        if sc in WRITE_SYSCALLS and f["fd"].offset != macros["TP_FD_OFF"]:
+        if sc in WRITE_SYSCALLS + SEND_SYSCALLS and f["fd"].offset != macros["TP_FD_OFF"]:
             raise ProbeUnavailable(f"log-write probe: unexpected sys_enter_{sc} format")
-        for field in ("filename", "pathname", "flags", "how", "count", "vec", "vlen"):
+        for field in ("filename", "pathname", "flags", "how", "count", "vec", "vlen",
+                      "addr", "addr_len", "len", "msg"):
             if field in f:
                 macros[f"TP_{sc.upper()}_{field.upper()}_OFF"] = f[field].offset
     if not available["openat"]:
@@ -205,6 +237,7 @@ class LogWriteProbe(Probe):
         self.write_path_reason = None
         self.fd_walk, self.fd_walk_state = None, {}     # which fd walk: fdwalk.py
         self.fentry = None          # "loads" or "refused: why" (this kernel, any function)
+        self.channels = None        # None: datagram channels on; else why they are off
         self.available = {}
         abi().check_layout("sw_write_key", KEY_LAYOUT, KEY_FIELDS)
         abi().check_layout("sw_write_val", VAL_LAYOUT, VAL_FIELDS)
@@ -221,12 +254,17 @@ class LogWriteProbe(Probe):
         use, self.write_path_reason = fentry.choose(self.hook, btf, FENTRY_FUNCS,
                                                     "log-write probe")
         if use:
-            return self._flags(macros | fentry_macros(btf), "fentry")
+            dgram, self.channels = dgram_macros(btf, True)
+            return self._flags(macros | fentry_macros(btf) | dgram, "fentry")
         return self._tracepoint_flags(btf, macros)
 
     def _tracepoint_flags(self, btf, macros):
         tp, self.available = tracepoint_macros()
-        macros = macros | tp
+        dgram, self.channels = dgram_macros(btf, False)
+        if dgram and not all(self.available.get(sc) for sc in SEND_SYSCALLS):
+            dgram, self.channels = {}, ("syslog and journald-native channels off: no "
+                                        "syscalls:sys_enter_sendto/sendmsg tracepoints")
+        macros = macros | tp | dgram
         self.fd_walk, walk, self.fd_walk_state = fdwalk.choose(macros, macros["TP_FD_OFF"],
                                                                 "log-write probe")
         macros.update(walk)
@@ -250,10 +288,15 @@ class LogWriteProbe(Probe):
             steps = [{"kind": "fentry", "fn": "kfunc__vfs_write"},
                      {"kind": "fentry", "fn": "kfunc__vfs_writev"},
                      {"kind": "fexit", "fn": "kretfunc__do_filp_open"}]
+            if self.channels is None:
+                steps.append({"kind": "fentry", "fn": f"kfunc__{DGRAM_FENTRY_FUNC}"})
             fallback = self._fallback_plan if self.hook == "auto" else None
-            return loader.Plan(str(BPF_DIR / "logwrites.c"), flags, steps, list(MAPS),
+            return loader.Plan(str(BPF_DIR / "logwrites.c"), flags, steps, self._maps(),
                                fallback)
         return self._tracepoint_plan(flags)
+
+    def _maps(self):
+        return list(MAPS) + (["sockpaths"] if self.channels is None else [])
 
     def _fallback_plan(self, why):
         """The fentry programs passed the feature probe but did not load: the tracepoints."""
@@ -272,7 +315,10 @@ class LogWriteProbe(Probe):
                               "fn": f"enter_{sc}"})
                 steps.append({"kind": "tracepoint", "tp": f"syscalls:sys_exit_{sc}",
                               "fn": "exit_open_any"})
-        return loader.Plan(str(BPF_DIR / "logwrites.c"), flags, steps, list(MAPS))
+        if self.channels is None:
+            steps += [{"kind": "tracepoint", "tp": f"syscalls:sys_enter_{sc}", "fn": f"enter_{sc}"}
+                      for sc in SEND_SYSCALLS]
+        return loader.Plan(str(BPF_DIR / "logwrites.c"), flags, steps, self._maps())
 
     def load_kwargs(self):
         return {"max_keys": self.max_keys, "max_inodes": self.max_inodes,
@@ -283,13 +329,14 @@ class LogWriteProbe(Probe):
         return {"available": self.available, "write_path": self.write_path,
                 "write_path_reason": self.write_path_reason,
                 "fd_walk": self.fd_walk, "fd_walk_state": self.fd_walk_state,
-                "fentry": self.fentry}
+                "fentry": self.fentry, "channels": self.channels}
 
     def _adopt_state(self, state):
         self.available, self.write_path = state["available"], state["write_path"]
         self.write_path_reason = state["write_path_reason"]
         self.fd_walk, self.fd_walk_state = state["fd_walk"], state["fd_walk_state"]
         self.fentry = state["fentry"]
+        self.channels = state.get("channels")
         if "sys_enter" in self.handover.info.get("fallbacks", ()):
             self.write_path = "tracepoints"     # raw tracepoint refused: per-syscall ones
         self.attached = ["raw_syscalls:sys_enter" if tp == "raw:sys_enter"
@@ -305,6 +352,23 @@ class LogWriteProbe(Probe):
         a = abi()
         self.maps["verdicts"].update(a.sw_inode(dev, gen, ino), ctypes.c_uint8(
             a.SW_VERDICT_LOG if is_log else a.SW_VERDICT_NOT_LOG))
+
+    def set_socket_paths(self, paths):
+        """{socket path: channel id}: the datagram destinations the kernel counts (the
+        table is replaced). No-op when the channels are off on this kernel."""
+        if self.channels is not None:
+            return
+        table = self.maps["sockpaths"]
+        for key in table.keys():
+            table.delete(ctypes.create_string_buffer(key, len(key)))
+        key_t = abi().sw_sock_path
+        for path, channel in paths.items():
+            raw = path.encode()
+            if not raw or len(raw) >= abi().SW_SUN_PATH_LEN:
+                continue              # cannot be a bound sun_path: never matches
+            key = key_t()
+            key.path = raw            # zero-padded: the kernel compares all 108 bytes
+            table.update(key, ctypes.c_uint32(channel))
 
     def clear_verdicts(self):
         """Forget every verdict: writes count as pending until judged again."""

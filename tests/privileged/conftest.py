@@ -132,7 +132,9 @@ def harness(hook, fd_walk):
     from collector.host.logdest import LogRules
     from collector.pipeline.build import build_collector
 
-    rules = LogRules(journald_sockets=("/run/surgewatch-test/journal.sock",))
+    rules = LogRules(journald_sockets=("/run/surgewatch-test/journal.sock",),
+                     syslog_sockets=("/run/surgewatch-test/dev-log-link",),
+                     journald_native_sockets=("/run/surgewatch-test/native.sock",))
     if hook == "fentry" and fd_walk != "btf":
         pytest.skip("the fentry path walks no fd table: one fd_walk is enough")
     collector = build_collector(rules, probe_kwargs={"hook": hook})

@@ -61,12 +61,17 @@ def test_socket_mode_default_has_no_world_access():
 # The privacy property: the BPF programs read a process's memory only for
 #  - the iovec array of writev-family calls, of which only iov_len is used,
 #  - openat2's `struct open_how` (its flags),
-#  - the path string passed to open* (to name the file).
-# The write buffer pointer (write's `buf`, each iovec's `iov_base`) is never read.
+#  - the path string passed to open* (to name the file),
+#  - sendmsg's struct user_msghdr head (name, namelen, iov, iovlen: not the control data)
+#    and the socket path a datagram is addressed to (to name the channel).
+# The write buffer pointer (write's `buf`, sendto's `buff`, each iovec's `iov_base`) is
+# never read.
 ALLOWED_USER_READS = {
     "bpf_probe_read_user(&iov, sizeof(iov), (void *)(vec + i * sizeof(iov)))",
     "bpf_probe_read_user(&flags, sizeof(flags), (void *)TP_U64(ctx, TP_OPENAT2_HOW_OFF))",
     "bpf_probe_read_user_str(&ev->path, sizeof(ev->path), (void *)path_ptr)",
+    "bpf_probe_read_user(&m, sizeof(m), (void *)TP_U64(ctx, TP_SENDMSG_MSG_OFF))",
+    "bpf_probe_read_user_str(p.path, sizeof(p.path), name + 2)",
 }
 
 
@@ -103,5 +108,11 @@ def test_write_counts_come_from_the_length_argument_only():
     # both write paths (syscall tracepoints, fentry) count the length arguments: the count
     # or the iovecs' lengths, never data
     found = re.findall(r"count_key\(&k, (.*)\);", lw)
-    assert sorted(found) == ["vectored ? iov_bytes(a1, a2) : a2",
-                             "vectored ? iov_bytes(bytes_or_vec, vlen) : bytes_or_vec"], found
+    assert sorted(found) == sorted([
+        "vectored ? iov_bytes(a1, a2) : a2",
+        "vectored ? iov_bytes(bytes_or_vec, vlen) : bytes_or_vec",
+        "TP_U64(ctx, TP_SENDTO_LEN_OFF)",               # sendto's len
+        "iov_bytes(m.iov, m.iovlen)",                   # sendmsg's iovec lengths
+        "ctx[2]",                                       # unix_dgram_sendmsg's len
+    ]), found
+    assert "TP_SENDTO_BUFF_OFF" not in lw
