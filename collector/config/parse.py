@@ -20,7 +20,7 @@ from collector.config.schema import (
     SocketConfig,
 )
 from collector.errors import BadInput
-from collector.host.logdest import LogRules
+from collector.host.logdest import RULE_KEYS, LogRules
 
 
 class _Checker:
@@ -78,7 +78,7 @@ def parse(data, path=DEFAULT_PATH):
     if "capacity" in top:
         cfg = cfg.replace(capacity=_capacity(c, top["capacity"]))
     if "log_rules" in top:
-        c.table(top["log_rules"], "log_rules", ("dirs", "globs", "journald_sockets"))
+        c.table(top["log_rules"], "log_rules", RULE_KEYS)
         try:
             cfg = cfg.replace(log_rules=LogRules.from_config(top["log_rules"]))
         except BadInput as e:

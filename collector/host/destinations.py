@@ -45,17 +45,17 @@ def inode_generation(path):
 
 class DestinationResolver:
     def __init__(self, procfs, rules, set_verdict, journald_clients, max_inodes=131072,
-                 set_channels=None, pipe_reader=None):
+                 set_channels=None, runtime_pipes=None):
         """set_verdict(dev, gen, ino, is_log) tells the kernel;
         journald_clients(paths) -> socket inodes; set_channels({socket path: channel id})
-        gives the kernel the datagram channels; pipe_reader(count) -> destination path of
-        a pipe a log-copying runtime reads, else None. Inodes are keyed (dev, gen, ino): an
-        inode number alone is reused as soon as a file is deleted."""
+        gives the kernel the datagram channels; runtime_pipes (collector.host.runtimes.
+        RuntimePipes) says which pipes a log-copying runtime reads. Inodes are keyed (dev,
+        gen, ino): an inode number alone is reused as soon as a file is deleted."""
         self.procfs, self.rules = procfs, rules
         self._set_verdict = set_verdict
         self._journald_clients = journald_clients
         self._set_channels = set_channels
-        self._pipe_reader = pipe_reader
+        self._runtime_pipes = runtime_pipes
         self._channel_table = None          # what the kernel was last given
         self._inodes = OrderedDict()        # (dev, gen, ino) -> path | NOT_LOG
         self._max = max_inodes
@@ -128,6 +128,9 @@ class DestinationResolver:
         self.rules = rules
         self._inodes.clear()
         self.refresh_channels()
+        if self._runtime_pipes is not None:
+            from collector.host.runtimes import runtime_names   # (it imports kernel_dev)
+            self._runtime_pipes.set_names(runtime_names(rules.runtimes))
 
     def channel_table(self):
         """{socket path: channel id} for the kernel: each configured path and, when it is a
@@ -190,6 +193,8 @@ class DestinationResolver:
     def start_drain(self):
         self._journald = None
         self.refresh_channels()
+        if self._runtime_pipes is not None:
+            self._runtime_pipes.start_drain()
 
     def destination(self, count):
         """Path of a counted (pid, fd, inode), NOT_LOG, or UNRESOLVED."""
@@ -206,8 +211,8 @@ class DestinationResolver:
         elif count.kind == KIND_PIPE:
             # judged by its reader; a pipe no runtime reads (a shell pipeline, one whose
             # ends are gone) is not a log, and not a loss either
-            path = self._pipe_reader(count) if self._pipe_reader else None
-            verdict = path if path is not None else NOT_LOG
+            pipe = self._runtime_pipes and self._runtime_pipes.lookup(count.dev, count.ino)
+            verdict = pipe.label if pipe else NOT_LOG
         else:
             path = self._fd_path(count.tgid, count.fd, count.dev, count.gen, count.ino)
             if path is None:

@@ -42,20 +42,25 @@ def parse_fd_target(target):
     return ("other", target)
 
 
-RULE_KEYS = ("dirs", "globs", "journald_sockets", "syslog_sockets", "journald_native_sockets")
+RULE_KEYS = ("dirs", "globs", "journald_sockets", "syslog_sockets", "journald_native_sockets",
+             "runtimes")
+NAME_KEYS = ("globs", "runtimes")      # names and patterns, not absolute paths
 
 
 class LogRules:
     def __init__(self, dirs=("/var/log/",), globs=("*.log", "*.log.[0-9]*"),
                  journald_sockets=("/run/systemd/journal/stdout",),
                  syslog_sockets=("/dev/log",),
-                 journald_native_sockets=("/run/systemd/journal/socket",)):
+                 journald_native_sockets=("/run/systemd/journal/socket",), runtimes=()):
         # "/var/log" and "/var/log/" mean the same, and neither covers "/var/logfoo".
         self.dirs = tuple(posixpath.normpath(d).rstrip("/") + "/" for d in dirs)
         self.globs = tuple(globs)
         self.journald_sockets = tuple(journald_sockets)
         self.syslog_sockets = tuple(syslog_sockets)
         self.journald_native_sockets = tuple(journald_native_sockets)
+        # log-copying runtimes besides collector.host.runtimes.DEFAULT_LOG_RUNTIMES: a pipe
+        # one of them reads is a log of the process writing into it (comm or argv[0] globs)
+        self.runtimes = tuple(runtimes)
 
     def key(self):
         """What decides verdicts and channels: equal keys need no reload."""
@@ -106,7 +111,7 @@ class LogRules:
                                    f"item {i} is {type(item).__name__}")
             if any(v == "" for v in value):
                 raise BadInput(f"{where}.{key}: empty string in the list")
-            if key != "globs":
+            if key not in NAME_KEYS:
                 relative = [v for v in value if not v.startswith("/")]
                 if relative:
                     raise BadInput(f"{where}.{key}: {relative[0]!r} is not an absolute path")

@@ -32,6 +32,12 @@ _CONMON_FILELESS = ("journald", "passthrough", "none", "off", "null")
 _CRI_NAMESPACE = "k8s.io"           # containerd's namespace for Kubernetes: a shim per pod
 
 
+def runtime_names(extra=()):
+    """The log-copying runtimes: the default list and the config's additions
+    (log_rules.runtimes)."""
+    return DEFAULT_LOG_RUNTIMES + tuple(n for n in extra if n not in DEFAULT_LOG_RUNTIMES)
+
+
 class RuntimePipe(NamedTuple):
     """The runtime process reading one pipe/FIFO and what it tells about the container."""
 
@@ -167,6 +173,14 @@ class RuntimePipes:
         self._may_scan = True
 
     def start_drain(self):
+        self._may_scan = True
+
+    def set_names(self, names):
+        """Judge by another runtime list from now on (new log rules)."""
+        self.names = tuple(names)
+        self._pipes.clear()
+        self._relays.clear()
+        self._args.clear()
         self._may_scan = True
 
     def lookup(self, dev, ino):

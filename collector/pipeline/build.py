@@ -7,8 +7,10 @@ import sys
 from collector.config import ProbesConfig
 from collector.errors import ProbeUnavailable
 from collector.host.cgroups import CgroupIndex
+from collector.host.containers import ContainerNames
 from collector.host.destinations import DestinationResolver
 from collector.host.procfs import ProcFS
+from collector.host.runtimes import RuntimePipes, runtime_names
 from collector.host.services import ServiceResolver
 from collector.host.sockdiag import ListenerLookup
 from collector.host.unixsock import journald_stream_clients
@@ -34,7 +36,7 @@ def build_collector(rules, probe_kwargs=None, resets=False, probes=None):
     probes = probes or ProbesConfig()
     kernel.require_environment()
     procfs = ProcFS()
-    services = ServiceResolver(procfs, CgroupIndex())
+    services = ServiceResolver(procfs, CgroupIndex(), containers=ContainerNames())
     holder = {}
     kwargs = dict(hook=probes.write_hook, max_keys=probes.max_keys,
                   max_inodes=probes.max_inodes)
@@ -42,7 +44,8 @@ def build_collector(rules, probe_kwargs=None, resets=False, probes=None):
     probe = LogWriteProbe(on_open=lambda ev: holder["resolver"].note_open(ev), **kwargs)
     resolver = DestinationResolver(procfs, rules, probe_verdict(probe),
                                    journald_stream_clients,
-                                   set_channels=probe.set_socket_paths)
+                                   set_channels=probe.set_socket_paths,
+                                   runtime_pipes=RuntimePipes(procfs, runtime_names(rules.runtimes)))
     holder["resolver"] = resolver
     disabled = {}
     pending = probe.start_load(probes.load_timeout_s)

@@ -111,7 +111,7 @@ def test_from_config_missing_keys_keep_defaults():
     ({"globs": [""]}, "log_rules.globs: empty string in the list"),
     ({"dir": ["/var/log"]},
      "log_rules: unknown key 'dir' (expected one of dirs, globs, journald_sockets, "
-     "syslog_sockets, journald_native_sockets)"),
+     "syslog_sockets, journald_native_sockets, runtimes)"),
     (["/var/log"], "log_rules: expected a mapping, got list"),
 ])
 def test_from_config_errors_are_one_line(config, message):
