@@ -132,7 +132,8 @@ def test_low_burst_unit_raises_loss_risk_and_journald_confirms(daemon):
     writes = sum(p["writes"] for r in rates for p in r["paths"] if p["path"] == STDOUT)
     assert writes == N_LINES + 1
     risky = [e for r in rates for e in r.get("loss_risk", ()) if e["limit"] == "journald"]
-    # the burst took at most two of the daemon's intervals: one window held all of it
-    assert max(e["messages"] for e in risky) == N_LINES, risky
+    # one window held the whole burst (the last line too, when the slow VM's drains run
+    # late and one interval covers more than its nominal second)
+    assert max(e["messages"] for e in risky) in (N_LINES, N_LINES + 1), risky
     assert all(e["paths"] == [STDOUT] for e in risky), risky
     assert any(e["certain"] for e in risky), risky

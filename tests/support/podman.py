@@ -31,9 +31,18 @@ class PodmanFailed(AssertionError):
     pass
 
 
+def global_args():
+    """podman's systemd cgroup manager talks to systemd over D-Bus ("crun: cannot open
+    sd-bus"); the Vagrant VM runs no D-Bus daemon, so podman makes its cgroups itself
+    there (libpod_parent/libpod-<id>, which names the container just the same)."""
+    if os.path.exists("/run/dbus/system_bus_socket"):
+        return []
+    return ["--cgroup-manager=cgroupfs"]
+
+
 def podman(*args, check=True, timeout=TIMEOUT_S):
-    res = subprocess.run([PODMAN, *args], capture_output=True, text=True, timeout=timeout,
-                         check=False)
+    res = subprocess.run([PODMAN, *global_args(), *args], capture_output=True, text=True,
+                         timeout=timeout, check=False)
     if check and res.returncode != 0:
         raise PodmanFailed(f"podman {' '.join(args)}: exit {res.returncode}: "
                            f"{last_line(res.stderr)}")
