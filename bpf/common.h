@@ -31,8 +31,9 @@ struct sw_sock_path {
 #define SW_HEALTH_IOV_TRUNCATED 3   /* writev with more iovecs than summed: bytes undercounted */
 #define SW_HEALTH_MAX 4
 
-/* iovecs summed per writev-family call (UIO_MAXIOV is 1024; loggers use a handful) */
-#define SW_MAX_IOV 64
+/* iovecs summed per writev-family call (UIO_MAXIOV is 1024; loggers use a handful, conmon
+ * up to 128 per flush of its k8s-file log) */
+#define SW_MAX_IOV 128
 
 /* counts key: one process writing one open file through one fd */
 struct sw_write_key {

@@ -270,3 +270,23 @@ def test_service_from_systemd_style_cgroup(harness, tmp_path):
                 os.rmdir(d)
             except OSError:
                 pass
+
+
+def test_writev_sums_128_iovecs_and_no_more(harness, tmp_path):
+    """conmon flushes up to 128 iovecs per writev: all of their bytes count. Past
+    SW_MAX_IOV (bpf/common.h) the call still counts once, with the first 128 iovecs'
+    bytes (and health.iov_truncated says so)."""
+    log = tmp_path / "iov.log"
+    harness.settle()
+    p = py("""
+        import os, sys
+        fd = os.open(sys.argv[1], os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+        for _ in range(50):
+            assert os.writev(fd, [b"ab\\n"] * 128) == 384
+        for _ in range(7):
+            assert os.writev(fd, [b"ab\\n"] * 130) == 390
+        """, log)
+    assert p.wait() == 0
+    got = harness.for_path(harness.collect(), str(log))
+    assert got[p.pid][:2] == [57, 50 * 384 + 7 * 384]
+    assert log.stat().st_size == 50 * 384 + 7 * 390
