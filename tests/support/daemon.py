@@ -35,15 +35,17 @@ def _toml_bool(on):
 
 
 def build_config(*, interval, logdir, stdout, segments, segdir, socket, sock, port,
-                resets=None):
+                resets=None, log_rules=""):
     """The daemon's config: only `logdir` is a log destination; `port` None turns
-    Prometheus off; `resets` None leaves the [resets] section out (the default)."""
+    Prometheus off; `resets` None leaves the [resets] section out (the default);
+    `log_rules`: more TOML lines in [log_rules] (syslog_sockets = [...])."""
     text = f"""
 interval = {interval}
 [log_rules]
 dirs = [{json.dumps(str(logdir))}]
 globs = []
 journald_sockets = []
+{log_rules}
 [outputs.stdout]
 format = "{stdout}"
 [outputs.segments]
@@ -70,7 +72,8 @@ class Daemon:
     stdout: "json" or "msgpack" (read into `records`), or "none" (nothing read).
     segments, socket: those outputs on or off. prometheus: False, True (a free port) or
     a port; `port` is the one in use. resets: None (default), True or False.
-    config_extra: TOML appended; config_text: the whole config instead.
+    config_extra: TOML appended; config_text: the whole config instead; log_rules: TOML
+    lines added to [log_rules].
     env: variables over os.environ; lock: the lock file (default workdir/run.lock).
     extra: arguments after `run --config FILE`; wrap: a command in front (setpriv ...);
     cpu: pin the daemon to that CPU (taskset); umask: the child's umask."""
@@ -78,7 +81,7 @@ class Daemon:
     def __init__(self, workdir, *, interval=0.5, logdir=None, stdout="json", segments=False,
                  socket=False, prometheus=False, resets=None, config_extra="",
                  config_text=None, env=None, lock=None, extra=(), wrap=(), cpu=None,
-                 umask=None):
+                 umask=None, log_rules=""):
         if stdout not in STDOUT_FORMATS:
             raise ValueError(f"stdout: {stdout!r} is not one of {STDOUT_FORMATS}")
         self.workdir = Path(workdir)
@@ -94,7 +97,7 @@ class Daemon:
             config_text = build_config(
                 interval=interval, logdir=self.logdir, stdout=stdout, segments=segments,
                 segdir=self.segdir, socket=socket, sock=self.sock, port=self.port,
-                resets=resets) + config_extra
+                resets=resets, log_rules=log_rules) + config_extra
         self.cfg.write_text(config_text)
         os.chmod(self.cfg, 0o644)
         e = dict(os.environ, SURGEWATCH_LOCK_FILE=str(self.lock))
