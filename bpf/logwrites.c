@@ -55,6 +55,16 @@ static __always_inline void health_inc(u32 idx)
         (*v)++;
 }
 
+/* systemd names the child it forks for a unit "(<name>)" until exec; that child writes
+ * the journald stdout stream's header (unit, priority, ...: one write, not a log line),
+ * so stream writes of a task whose comm starts with '(' are not counted. */
+static __always_inline int systemd_prexec(void)
+{
+    char comm[SW_COMM_LEN] = {};
+    bpf_get_current_comm(&comm, sizeof(comm));
+    return comm[0] == '(';
+}
+
 #ifdef SW_UNIX_DGRAM
 /* A datagram's channel: the path it is addressed to (`name`, a struct sockaddr_un in user
  * or kernel memory), else the path the socket it is connected to is bound to. Fills k as
@@ -125,6 +135,8 @@ static __always_inline int inode_of_fd(s32 fd, struct sw_write_key *k, char **sk
             *skp = sk;
             return 2;
         }
+        if (systemd_prexec())
+            return 1;
         k->kind = SW_FILE_UNIX_SOCKET;
     } else {
         return 1;
@@ -450,7 +462,7 @@ static __always_inline int inode_of_file(char *file, struct sw_write_key *k)
             return 1;
         short type = 0;     /* datagrams are counted in unix_dgram_sendmsg, below */
         if (bpf_probe_read_kernel(&type, sizeof(type), sock + OFF_SOCKET_TYPE) ||
-            type != SOCK_STREAM_)
+            type != SOCK_STREAM_ || systemd_prexec())
             return 1;
         k->kind = SW_FILE_UNIX_SOCKET;
     } else {
