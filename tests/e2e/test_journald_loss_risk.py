@@ -58,6 +58,9 @@ SCRIPT = (
     "    os.write(1, b'swloss line ' + str(i).encode() + b'\\n')\n"
     f"time.sleep({WAIT_S})\n"
     "os.write(1, b'swloss last line\\n')\n"
+    # stay a few intervals: the drain holding the last line must still find the process
+    # in the unit's cgroup (a transient unit's cgroup goes with its last process)
+    f"time.sleep({3 * TIME_SCALE})\n"
 )
 
 
