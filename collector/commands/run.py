@@ -49,6 +49,7 @@ class Daemon:
         self.cfg = None
         self.outputs = Outputs(OutputContext(self.log, stdout))
         self.collector = None
+        self.alert_stage = None          # built at start: [capacity] follows reloads
         self._stop_signal = None
         self._reload = False
         self.failed = None
@@ -84,6 +85,8 @@ class Daemon:
         if rules_key(new.log_rules) != rules_key(self.cfg.log_rules):
             apply_rules(self.collector, new.log_rules)
         self.collector.max_paths = new.rate_max_paths
+        if self.alert_stage is not None:
+            self.alert_stage.set_capacity(new.capacity)
         self.cfg = new
         self.log("notice", f"reloaded {new.path}", key="reloaded")
         self._log_where(self.outputs.opened)
@@ -151,7 +154,8 @@ class Daemon:
                              f"{', '.join(self.outputs) or 'nothing'} ({_source(self.cfg)}, "
                              f"lock {self.cfg.lock_file})", key="start")
             self._log_where(self.outputs.opened)
-            alerts = AlertStage(meta["host"], self.log, self.cfg.alerts)  # docs/detection.md
+            self.alert_stage = alerts = AlertStage(meta["host"], self.log, self.cfg.alerts,
+                                                   capacity=self.cfg.capacity)  # docs/detection.md
 
             def on_interval(iv):
                 seg = self.outputs.get("segments")
