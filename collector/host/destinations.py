@@ -129,8 +129,7 @@ class DestinationResolver:
         self._inodes.clear()
         self.refresh_channels()
         if self._runtime_pipes is not None:
-            from collector.host.runtimes import runtime_names   # (it imports kernel_dev)
-            self._runtime_pipes.set_names(runtime_names(rules.runtimes))
+            self._runtime_pipes.set_extra(rules.runtimes)
 
     def channel_table(self):
         """{socket path: channel id} for the kernel: each configured path and, when it is a

@@ -175,9 +175,9 @@ class RuntimePipes:
     def start_drain(self):
         self._may_scan = True
 
-    def set_names(self, names):
-        """Judge by another runtime list from now on (new log rules)."""
-        self.names = tuple(names)
+    def set_extra(self, extra):
+        """Judge by the default runtimes and these (new log rules) from now on."""
+        self.names = runtime_names(extra)
         self._pipes.clear()
         self._relays.clear()
         self._args.clear()

@@ -8,7 +8,11 @@ import pytest
 
 from collector.host.destinations import (
 
+    KIND_PIPE,
+
     KIND_REGULAR,
+
+    KIND_UNIX_DGRAM,
 
     KIND_UNIX_SOCKET,
 
@@ -491,3 +495,59 @@ def test_replay_judges_a_journald_socket_shared_by_two_fds_once(env, journal_soc
     r = env.resolver()
     assert r.replay() == 1
     assert len(env.verdicts.calls) == 1
+
+
+# -- datagram channels and runtime pipes ----------------------------------------------
+
+def test_channel_table_has_each_path_and_its_symlink_target(env):
+    real = env.tmp / "journal-dev-log"
+    real.write_text("")
+    link = env.tmp / "dev-log"
+    os.symlink(real, link)
+    env.rules = LogRules(syslog_sockets=(str(link),), journald_native_sockets=("/nonexistent/s",))
+    given = []
+    r = env.resolver(set_channels=given.append)
+    assert r.channel_table() == {str(link): 0, str(real): 0, "/nonexistent/s": 1}
+    r.refresh_channels()
+    r.refresh_channels()                       # unchanged: the kernel is not told again
+    assert given == [r.channel_table()]
+
+
+def test_datagram_keys_are_named_by_channel_id(env):
+    env.rules = LogRules(syslog_sockets=("/dev/log",),
+                         journald_native_sockets=("/run/systemd/journal/socket",))
+    r = env.resolver()
+    assert r.destination(count(1, -1, (0, 0, 1), kind=KIND_UNIX_DGRAM)) == \
+        "journald:/run/systemd/journal/socket"
+    assert r.destination(count(1, -1, (0, 0, 0), kind=KIND_UNIX_DGRAM)) == "syslog:/dev/log"
+    assert r.destination(count(1, -1, (0, 0, 2), kind=KIND_UNIX_DGRAM)) is UNRESOLVED
+    assert env.verdicts.calls == []            # judged in the kernel: no verdict
+
+
+class Pipes:
+    def __init__(self, known):
+        self.known, self.extra, self.drains = known, None, 0
+
+    def lookup(self, dev, ino):
+        return self.known.get((dev, ino))
+
+    def start_drain(self):
+        self.drains += 1
+
+    def set_extra(self, extra):
+        self.extra = extra
+
+
+class Piped:
+    label = "container:/var/log/pods/ns_pod_uid/app/0.log"
+
+
+def test_pipes_are_logs_when_a_runtime_reads_them(env):
+    pipes = Pipes({(12, 777): Piped()})
+    r = env.resolver(runtime_pipes=pipes)
+    assert r.destination(count(5, 1, (12, 0, 777), kind=KIND_PIPE)) == Piped.label
+    assert r.destination(count(5, 1, (12, 0, 778), kind=KIND_PIPE)) is NOT_LOG   # not a loss
+    r.start_drain()
+    assert pipes.drains == 1
+    r.change_rules(LogRules(runtimes=("my-shim",)))
+    assert pipes.extra == ("my-shim",)
