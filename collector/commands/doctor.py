@@ -181,6 +181,11 @@ def _program_checks(btf):
                      "loads: both probes count on fentry (no syscall tracepoint; "
                      'write_hook "auto")' if why is None else
                      f"refused: {why} (syscall tracepoints are used)", blocking=False))
+    _, off = logwrites.dgram_macros(btf, why is None)
+    out.append(Check("log channels", off is None,
+                     "files, journald stdout, syslog and journald-native datagrams, container "
+                     "stdout (docs/probe-logwrites.md)" if off is None else
+                     f"files, journald stdout, container stdout; {off}", blocking=False))
     return out
 
 
