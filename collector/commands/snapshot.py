@@ -7,9 +7,12 @@ from contextlib import nullcontext
 
 from collector.aggregate.alerts import OPEN, AlertEvent, Detector, format_event
 from collector.aggregate.logrates import Window
+from collector.aggregate.lossrisk import (OPEN as RISK_OPEN, LossRisk, RiskEvent,
+                                          format_risk_event)
 from collector.aggregate.resets import ResetWindow
 from collector.aggregate.selection import Selection
 from collector.errors import EnvironmentProblem
+from collector.host.journald_limits import JournaldLimits
 from collector.host.sockdiag import inventory, socket_owners, tcp_connections_all_namespaces
 from collector.pipeline.build import build_collector
 from collector.records.model import alert_record
@@ -25,7 +28,9 @@ DETAIL_TOP = 5          # services in the live view's resets detail
 
 def run_snapshot(duration, interval, top, as_json, msgpack_path, rules, argv=(),
                  resets_view=False, idle_threshold=300.0, probes=None, selection=None,
-                 alerts=None):
+                 alerts=None, capacity=()):
+    """capacity: the config's [capacity] globs, for the loss-risk check (docs/detection.md,
+    "Loss risk"), run on every interval as the daemon runs it."""
     selection = selection or Selection()
     sink = MsgpackFileSink(msgpack_path) if msgpack_path else None   # fail before loading
     table = None if as_json else LiveTable(sys.stdout)
@@ -36,6 +41,9 @@ def run_snapshot(duration, interval, top, as_json, msgpack_path, rules, argv=(),
     collector = build_collector(rules, resets=True, probes=probes)
     window, rwindow = Window(), ResetWindow()
     model, detector = None, warm_detector(alerts)
+    notes = []          # journald-limits warnings: said after the live view, not over it
+    risk = LossRisk(JournaldLimits(warn=notes.append), capacity)
+    selected = set()    # services of the selected rate records: whose open risks to say
     try:
         collector.begin()            # before the meta record says the probes are attached
         meta = collector.meta(interval, "snapshot", argv)
@@ -47,9 +55,14 @@ def run_snapshot(duration, interval, top, as_json, msgpack_path, rules, argv=(),
 
         def on_interval(iv):
             s = iv.stats
+            # before the selection: the limits are the service's and the destination's,
+            # whatever -s/-p show; it annotates iv.rates (`loss_risk`) for all outputs
+            risk_events = _observe_risk(risk, iv.rates, s, notes)
             sel = selection.select(iv.rates, iv.resets, iv.reset_records, iv.reset_events,
                                    writes=collector.last_writes if selection.pids else None,
                                    seq=s["seq"], interval_s=s["interval"])
+            _carry_risk(iv.rates, sel.rates)
+            selected.update(r["service"] for r in sel.rates)
             window.add_interval([r for r in sel.rates if r["log_writes"] or r["paths"]],
                                 s["interval"], s)
             if collector.resets is not None:
@@ -65,7 +78,7 @@ def run_snapshot(duration, interval, top, as_json, msgpack_path, rules, argv=(),
                                    [(a.service, a.signal) for a in detector.open_alerts()])
             if sink:      # the stream keeps every record: -s/-p select what is shown
                 raised = [alert_record(meta["host"], float(s["ts"]), seq=s["seq"], **ev.fields())
-                          for ev in events]
+                          for ev in events + risk_events]
                 sink.write_interval(iv.rates + iv.reset_records + raised + [iv.stats])
 
         def on_tick(elapsed):
@@ -85,12 +98,15 @@ def run_snapshot(duration, interval, top, as_json, msgpack_path, rules, argv=(),
         if (resets_view or table is None) else None
     watched_resets = collector.resets is not None
     if table is not None:
-        table.final(window.rows(top=top), title, elapsed_s=window.duration_s, counts=True)
+        rows = window.rows(top=top)
+        table.final(rows, title, elapsed_s=window.duration_s, counts=True,
+                    risks=_shown_marks(risk.marks, rows))
         if watched_resets:
             sys.stdout.write("\n" + (render_resets(rwindow, top, inventory_, idle_threshold)
                                      if resets_view else render_reset_columns(rwindow, top))
                              + "\n")
         _alerts_note(detector)
+        _risks_note(risk, selected)
         _loss_note(window.stats() or {})
     else:
         doc = snapshot_json(window, meta, top=top)
@@ -98,6 +114,8 @@ def run_snapshot(duration, interval, top, as_json, msgpack_path, rules, argv=(),
         if watched_resets:
             doc["resets"] = resets_json(rwindow, inventory_, idle_threshold, top)
         write_json(doc, sys.stdout)
+    for note in notes:
+        sys.stderr.write(f"surgewatch: note: {escape(note)}\n")
 
 
 def warm_detector(config=None):
@@ -132,6 +150,43 @@ def _alerts_note(detector):
             line += (f"; peak {format_rate(a.peak)}/s, now below its threshold (it closes "
                      f"after {detector.config.close_after} intervals below)")
         sys.stderr.write(f"surgewatch: {escape(line)}\n")
+
+
+def _observe_risk(risk, rates, stats, notes):
+    """The interval's log_loss_risk events (the rate records at risk get `loss_risk`);
+    a failure costs only the check, once said."""
+    try:
+        return risk.observe(float(stats["ts"]), float(stats["interval"]), rates)
+    except Exception as e:          # a bug in the check must not cost the snapshot
+        msg = f"loss-risk check failed: {type(e).__name__}: {e}"
+        if msg not in notes:
+            notes.append(msg)
+        return []
+
+
+def _carry_risk(rates, selected):
+    """`loss_risk` onto selected records rebuilt from the writes (-p): a service's risk
+    is the service's, whichever of its processes is shown."""
+    by_service = {r["service"]: r["loss_risk"] for r in rates if r.get("loss_risk")}
+    for r in selected:
+        if "loss_risk" not in r and r.get("service") in by_service:
+            r["loss_risk"] = by_service[r["service"]]
+
+
+def _shown_marks(marks, rows):
+    """LossRisk.marks of the rows shown: the LOSS column appears only for one of them."""
+    shown = {(r.service, r.path) for r in rows if not r.folded}
+    return {k: v for k, v in marks.items() if k in shown}
+
+
+def _risks_note(risk, services):
+    """Loss risks open when the window ended, one line each on stderr (as the daemon
+    logs them), of the selected services."""
+    for service, key in risk.open_risks():
+        if service in services:
+            r = risk.open[(service, key)]
+            line = format_risk_event(RiskEvent(RISK_OPEN, r, r.started))
+            sys.stderr.write(f"surgewatch: {escape(line)}\n")
 
 
 def _loss_note(stats):

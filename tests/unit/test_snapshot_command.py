@@ -9,6 +9,7 @@ from collector.aggregate.resets import ServiceResets
 from collector.cli import main
 from collector.commands import snapshot
 from collector.aggregate.selection import Selection
+from collector.host.journald_limits import RateLimit
 from collector.pipeline.runtime import Interval
 from collector.records.model import LogWrite, stats_record
 
@@ -18,13 +19,15 @@ BURST = [LogWrite(10, "app", "app.service", "/var/log/app.log", 3000, 120_000),
 
 
 class StandIn:
-    """What run_snapshot uses of a Collector: three intervals of 1 s, BURST in each."""
+    """What run_snapshot uses of a Collector: three intervals of 1 s, `writes` (BURST) in
+    each."""
 
     resets = object()
     started_wall = 1000.0
 
-    def __init__(self, lengths=(1.0, 1.0, 1.0)):
+    def __init__(self, lengths=(1.0, 1.0, 1.0), writes=BURST):
         self.lengths = lengths
+        self.writes = writes
         self.last_writes = []
         self.closed = False
 
@@ -38,7 +41,7 @@ class StandIn:
             should_stop=None):
         assert on_tick is None and tick_s is None          # not a terminal: no live view
         for seq, length in enumerate(self.lengths):
-            rates = aggregate_interval(BURST, seq, length)
+            rates = aggregate_interval(self.writes, seq, length)
             for r in rates:
                 r["resets_sent"], r["resets_received"] = 0, 0
             rates.append({"seq": seq, "interval": length, "service": "client", "pids": [30],
@@ -47,7 +50,7 @@ class StandIn:
             stats = stats_record("web1", 1001.0 + seq, seq=seq, interval=length, drain_ms=1.0,
                                  keys=3, map_capacity=100, evictions=0, lost_events=0,
                                  unresolved_writes=0, cpu_s=0.0, rss_bytes=0)
-            self.last_writes = BURST
+            self.last_writes = self.writes
             on_interval(Interval(rates, stats, [], {"client": ServiceResets(
                 "client", pids={30}, received=2)}, []))
 
@@ -55,8 +58,34 @@ class StandIn:
         self.closed = True
 
 
+class Limits:
+    """journald's limits as a test sets them (the two questions LossRisk asks of
+    collector.host.journald_limits.JournaldLimits): one RateLimit for every unit, off
+    unless given; warns `warning` (if any) when first asked, as a bad file would."""
+
+    def __init__(self, limit=RateLimit(0.0, 0, 0, "off"), warning=None, warn=None):
+        self.limit, self.warning, self.warn = limit, warning, warn
+
+    def for_unit(self, unit):
+        if self.warning:
+            self.warn(self.warning)
+            self.warning = None
+        return self.limit
+
+    def reaches_journald(self, path):
+        return path == "/dev/log"
+
+
 @pytest.fixture
-def stand_in(monkeypatch):
+def limits(monkeypatch):
+    """Sets the journald limits the snapshot reads (none by default): no host files."""
+    made = {"limit": RateLimit(0.0, 0, 0, "off"), "warning": None}
+    monkeypatch.setattr(snapshot, "JournaldLimits", lambda warn=None: Limits(warn=warn, **made))
+    return made
+
+
+@pytest.fixture
+def stand_in(monkeypatch, limits):
     c = StandIn()
     monkeypatch.setattr(snapshot, "build_collector", lambda *a, **kw: c)
     return c
@@ -94,7 +123,7 @@ def test_pid_selection_counts_only_that_process(stand_in, capsys):
     assert "client" not in out and "TCP resets: none" in out and err == ""
 
 
-def test_intervals_cut_short_are_not_judged(monkeypatch, capsys):
+def test_intervals_cut_short_are_not_judged(monkeypatch, limits, capsys):
     # one full interval above the floor, then two cut short (as q does): only the full
     # one is judged, and one interval above does not open an alert (open_after 2)
     c = StandIn(lengths=(1.0, 0.1, 0.1))
@@ -196,3 +225,130 @@ def test_msgpack_stream_has_the_alerts_the_snapshot_announced(stand_in, tmp_path
     assert (alert["state"], alert["service"], alert["signal"], alert["reason"],
             alert["rate"]) == ("open", "app.service", "log_writes_per_s", "new_service", 3001.0)
     assert "alert open: app.service" in capsys.readouterr().err
+
+
+# -- the loss-risk check (docs/detection.md, "Loss risk"), as the daemon runs it ----------
+STDOUT = "journald:/run/systemd/journal/stdout"
+CHATTY = BURST + [LogWrite(40, "chatty", "chatty.service", STDOUT, 150, 15_000)]
+
+
+def with_records(stand_in):
+    """stand_in's rate records made as runtime.py makes them (for the msgpack stream)."""
+    from collector.records import model
+
+    plain_run = stand_in.run
+    stand_in.meta = lambda interval, mode, argv: model.meta_record(
+        "web1", 1000.0, interval, {"logwrites": {"enabled": True}}, "6.1", mode=mode,
+        version="t")
+
+    def run_with_records(duration, interval, on_interval, **kw):
+        def full(iv):
+            iv.rates[:] = [model.rate_record("web1", iv.stats["ts"], **r) for r in iv.rates]
+            on_interval(iv)
+        plain_run(duration, interval, full, **kw)
+    stand_in.run = run_with_records
+
+
+def records(path):
+    from collector.records.source import open_records
+    return list(open_records(str(path), lambda *a: None))
+
+
+def test_a_capacity_exceeded_gives_the_loss_column_and_the_open_risk(stand_in, capsys):
+    # app.log at 3001 lines/s against a capacity of 1000 in every interval
+    run(capacity=(("/var/log/app*.log", 1000.0),))
+    out, err = capsys.readouterr()
+    assert out.splitlines()[1:4] == [
+        "SERVICE        PIDS   LOG PATH               WRITES   WRITES/S     BYTES/S   SHARE"
+        "      LOSS",
+        "app.service    10,11  /var/log/app.log         9003       3001   117.2 KiB   99.8%"
+        "  capacity",
+        "nginx.service  20     /var/log/nginx/a.log       21       7.00       700 B    0.2%"
+        "         -"]
+    assert err.splitlines()[1:] == [
+        "surgewatch: loss risk: app.service above its capacity /var/log/app*.log: 3001 "
+        "lines/s, capacity 1000"]
+
+
+def test_a_capacity_not_reached_shows_nothing(stand_in, capsys):
+    run(capacity=(("/var/log/nginx/*", 7.0),))         # exactly at it: not above
+    out, err = capsys.readouterr()
+    assert "LOSS" not in out.splitlines()[1] and "loss risk" not in err
+    assert out.splitlines()[2].split()[-1] == "99.8%"
+
+
+def test_journald_limit_alert_in_the_stream_whatever_is_shown(monkeypatch, limits, tmp_path,
+                                                              capsys):
+    """chatty.service: 150 lines/s to journald's stdout stream against a burst of 200 per
+    2 s: over from the second interval (300 in 2 s). Shown only app.service (-s): no LOSS
+    column, no line; the msgpack stream keeps every record, the alert among them."""
+    limits["limit"] = RateLimit(2.0, 200, 200, "test")
+    c = StandIn(writes=CHATTY)
+    monkeypatch.setattr(snapshot, "build_collector", lambda *a, **kw: c)
+    with_records(c)
+    path = tmp_path / "s.msgpack"
+    run(msgpack_path=str(path), selection=Selection(("app.service",)))
+    out, err = capsys.readouterr()
+    assert "LOSS" not in out and "chatty" not in out and "loss risk" not in err
+    recs = records(path)
+    kinds = [(r["type"], r.get("seq"), r.get("signal")) for r in recs]
+    assert kinds == [("meta", None, None)] + [k for seq in range(3) for k in (
+        [("rate", seq, None)] * 4
+        + ([("alert", 1, "log_writes_per_s"), ("alert", 1, "log_loss_risk")] if seq == 1
+           else []) + [("stats", seq, None)])]
+    (risk,) = [r for r in recs if r.get("signal") == "log_loss_risk"]
+    assert (risk["state"], risk["service"], risk["reason"], risk["rate"], risk["threshold"],
+            risk["started"]) == ("open", "chatty.service", "journald_rate_limit", 150.0,
+                                 100.0, 1001.0)
+    chatty = [r for r in recs if r["type"] == "rate" and r["service"] == "chatty.service"]
+    assert [[e["messages"] for e in r.get("loss_risk", ())] for r in chatty] == [
+        [], [300], [300]]
+
+
+def test_journald_limit_shown_when_its_service_is(monkeypatch, limits, capsys):
+    limits["limit"] = RateLimit(2.0, 200, 200, "test")
+    c = StandIn(writes=CHATTY)
+    monkeypatch.setattr(snapshot, "build_collector", lambda *a, **kw: c)
+    run(selection=Selection(("chatty*",)))
+    out, err = capsys.readouterr()
+    assert out.splitlines()[1:3] == [
+        "SERVICE         PIDS  LOG PATH                               WRITES   WRITES/S"
+        "     BYTES/S   SHARE      LOSS",
+        "chatty.service  40    journald:/run/systemd/journal/stdout      450      150.0"
+        "    14.6 KiB  100.0%  journald"]
+    assert err == ("surgewatch: loss risk: chatty.service above its journald rate limit: "
+                   "300 messages in 2s, burst 200 per 2s (test)\n")
+
+
+def test_a_pid_shown_carries_its_services_risk():
+    """-p rebuilds the rate records from the writes: the service's loss_risk goes onto
+    them (the live view's marker is the service's)."""
+    rates = aggregate_interval(BURST, 0, 1.0)
+    rates[0]["loss_risk"] = [{"limit": "capacity"}]
+    sel = Selection(pids=(11,)).select(rates, {}, writes=BURST, seq=0, interval_s=1.0)
+    snapshot._carry_risk(rates, sel.rates)
+    assert [(r["service"], r.get("loss_risk")) for r in sel.rates] == [
+        ("app.service", [{"limit": "capacity"}])]
+
+
+def test_limit_warnings_are_said_after_the_window(monkeypatch, limits, capsys):
+    """Not while the live view draws: after the table and the other notes."""
+    limits["warning"] = "/etc/systemd/journald.conf: cannot read (Permission denied)"
+    c = StandIn(writes=CHATTY)
+    monkeypatch.setattr(snapshot, "build_collector", lambda *a, **kw: c)
+    run()
+    out, err = capsys.readouterr()
+    assert err.splitlines()[-1] == ("surgewatch: note: /etc/systemd/journald.conf: cannot "
+                                    "read (Permission denied)")
+    assert "chatty.service" in out and "LOSS" not in out     # journald off: no risk
+
+
+def test_a_failing_check_costs_only_itself(stand_in, monkeypatch, capsys):
+    def broken(self, ts, interval_s, rates):
+        raise KeyError("paths")
+    monkeypatch.setattr(snapshot.LossRisk, "observe", broken)
+    run()
+    out, err = capsys.readouterr()
+    assert "9003" in out and "alert open: app.service" in err
+    assert err.splitlines()[-1] == "surgewatch: note: loss-risk check failed: KeyError: 'paths'"
+    assert err.count("loss-risk check failed") == 1           # three intervals, said once
