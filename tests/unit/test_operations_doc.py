@@ -5,6 +5,7 @@ import tomllib
 from pathlib import Path
 
 from collector import config
+from collector.host.logdest import RULE_KEYS
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "operations.md"
 
@@ -53,7 +54,7 @@ def expected_keys():
         where = SECTIONS[f.name]
         default = getattr(config.Config(), f.name)
         if f.name == "log_rules":
-            out |= {f"{where}.{k}" for k in ("dirs", "globs", "journald_sockets")}
+            out |= {f"{where}.{k}" for k in RULE_KEYS}     # every rule, datagram and runtime
         elif f.name == "capacity":     # "path glob" = lines/s: user keys, none by default
             continue
         elif f.name == "alerts":       # the detector's scalars; per-signal floors are fixed
@@ -75,7 +76,7 @@ def test_every_config_key_is_documented():
 
 def test_documented_values_are_the_defaults():
     def rules(r):
-        return (r.dirs, r.globs, r.journald_sockets)
+        return r.key()                 # every RULE_KEYS value, in order
 
     cfg = config.parse(config_block(), path="doc")
     default = config.Config(path="doc")
