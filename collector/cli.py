@@ -154,7 +154,8 @@ def snapshot(interval_arg, count, duration, interval, top, services, pids, as_js
     run_snapshot(duration=duration, interval=interval, top=top, as_json=as_json,
                  msgpack_path=msgpack_path, rules=cfg.log_rules, argv=sys.argv,
                  resets_view=resets_view, idle_threshold=idle_threshold, probes=cfg.probes,
-                 selection=Selection(tuple(services), tuple(pids)), alerts=cfg.alerts)
+                 selection=Selection(tuple(services), tuple(pids)), alerts=cfg.alerts,
+                 capacity=cfg.capacity)
 
 
 

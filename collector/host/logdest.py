@@ -45,6 +45,8 @@ def parse_fd_target(target):
 RULE_KEYS = ("dirs", "globs", "journald_sockets", "syslog_sockets", "journald_native_sockets",
              "runtimes")
 NAME_KEYS = ("globs", "runtimes")      # names and patterns, not absolute paths
+# the kernel's `sockpaths` table holds 64 paths: each socket path and its symlink target
+MAX_SOCKET_PATHS = 32
 
 
 class LogRules:
@@ -116,4 +118,10 @@ class LogRules:
                 if relative:
                     raise BadInput(f"{where}.{key}: {relative[0]!r} is not an absolute path")
             values[key] = tuple(value)
-        return cls(**values)
+        rules = cls(**values)
+        sockets = len(rules.channels())          # the defaults of keys not given count too
+        if sockets > MAX_SOCKET_PATHS:
+            raise BadInput(f"{where}: {sockets} syslog and journald-native socket paths; "
+                           f"at most {MAX_SOCKET_PATHS} (the kernel's table holds them and "
+                           "their symlink targets)")
+        return rules

@@ -26,6 +26,7 @@ RAW_SYSCALL_ABI = {
 }
 OPEN_SYSCALLS = ("openat", "open", "creat", "openat2")
 SEND_SYSCALLS = ("sendto", "sendmsg")       # datagram channels on the tracepoint path
+SOCKPATHS_MAX = 64                          # entries of `sockpaths` (bpf/logwrites.c)
 MAPS = ("counts0", "counts1", "verdicts", "ctl", "health", "open_events")   # bpf/logwrites.c
 
 # (macro, struct, member path): the kernel struct fields the C code reads: the shared fd
@@ -362,7 +363,7 @@ class LogWriteProbe(Probe):
         for key in table.keys():
             table.delete(ctypes.create_string_buffer(key, len(key)))
         key_t = abi().sw_sock_path
-        for path, channel in paths.items():
+        for path, channel in list(paths.items())[:SOCKPATHS_MAX]:
             raw = path.encode()
             if not raw or len(raw) >= abi().SW_SUN_PATH_LEN:
                 continue              # cannot be a bound sun_path: never matches

@@ -124,3 +124,12 @@ def test_from_config_errors_are_one_line(config, message):
 def test_from_config_names_the_section():
     with pytest.raises(BadInput, match=r"^logs\.dirs: "):
         LogRules.from_config({"dirs": 1}, where="logs")
+
+
+def test_socket_paths_are_bounded_by_the_kernels_table():
+    many = [f"/run/s{i}" for i in range(33)]
+    with pytest.raises(BadInput) as info:
+        LogRules.from_config({"syslog_sockets": many[:20], "journald_native_sockets": many[20:]})
+    assert str(info.value) == ("log_rules: 33 syslog and journald-native socket paths; at most "
+                               "32 (the kernel's table holds them and their symlink targets)")
+    assert len(LogRules.from_config({"syslog_sockets": many[:31]}).channels()) == 32
