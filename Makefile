@@ -30,7 +30,7 @@ test-e2e: setup
 	$(PY) -m pytest -ra $(PYTEST_ADDOPTS) tests/e2e
 
 bench: setup
-	$(PY) -m tests.bench
+	$(PY) -m tests.bench && $(PY) -m tests.bench.channels
 
 # both production incidents, real HAProxy and nginx in network namespaces (docs/walkthrough.md)
 demo: setup
