@@ -54,8 +54,10 @@ def serve(kind):
     probes, plans = _plans()
     loaded = []                      # (bpf, [(tp, fn)])
     if kind == "floor":
-        b = BPF(text=EMPTY)
-        loaded.append((b, [(st["tp"], "empty") for p in plans for st in p.steps]))
+        # one empty program per probe, as each probe is one BPF object: both attach to
+        # sys_enter_sendto/sendmsg, and one object cannot attach a tracepoint twice
+        for p in plans:
+            loaded.append((BPF(text=EMPTY), [(st["tp"], "empty") for st in p.steps]))
     else:
         for p in plans:
             loaded.append((BPF(src_file=p.source, cflags=p.cflags),
