@@ -14,6 +14,7 @@ from collections import OrderedDict
 
 from collector.errors import EnvironmentProblem, HostLookupError
 from collector.host.logdest import parse_fd_target
+from collector.host.services import container_id_from_cgroup
 
 log = logging.getLogger("surgewatch")
 NOT_LOG = object()      # judged: not a log destination
@@ -210,7 +211,9 @@ class DestinationResolver:
         elif count.kind == KIND_PIPE:
             # judged by its reader; a pipe no runtime reads (a shell pipeline, one whose
             # ends are gone) is not a log, and not a loss either
-            pipe = self._runtime_pipes and self._runtime_pipes.lookup(count.dev, count.ino)
+            pipe = None
+            if self._runtime_pipes is not None and self._maybe_container(count.tgid):
+                pipe = self._runtime_pipes.lookup(count.dev, count.ino)
             verdict = pipe.label if pipe else NOT_LOG
         else:
             path = self._fd_path(count.tgid, count.fd, count.dev, count.gen, count.ino)
@@ -220,6 +223,17 @@ class DestinationResolver:
         if verdict is not UNRESOLVED:
             self._remember(key, verdict)
         return verdict
+
+    def _maybe_container(self, pid):
+        """Can pid's pipe be a container's stdout? Only a process in a container's cgroup
+        writes one (docker, podman, containerd, CRI-O: exec'd processes too), so every
+        other writer's pipe (shells, daemons' wake-up pipes) is judged without scanning
+        the runtimes' fds. A process already gone may have been a container's: scan."""
+        try:
+            lines = self.procfs.cgroup(pid)
+        except HostLookupError:
+            return True
+        return container_id_from_cgroup(lines) is not None
 
     def _journald_set(self):
         """{socket inode: journald socket path it is connected to}."""

@@ -12,12 +12,14 @@ import subprocess
 import pytest
 
 from tests.e2e.incidents import SURGEWATCH, flood_incident, interval_windows
+from tests.owncgroup import TIME_SCALE
 
 pytestmark = pytest.mark.e2e
 
 INTERVAL = 0.25
 BASE, FLOOD = 30, 3000
 POOL, BURSTS = 2, 24
+REL = 0.05 if TIME_SCALE <= 1 else 0.10
 
 
 @pytest.fixture(scope="module")
@@ -68,6 +70,8 @@ def test_chatty_jump_seen_with_service_file_and_rate(run):
     # every line it wrote was counted, once
     assert sum(_path_writes(x, run.log) for x in recs.values()) == len(run.lines)
     # the intervals wholly inside the flood: rate within 5% of the lines stamped in them
+    # (10% under a software CPU, TIME_SCALE > 1: a line's timestamp and its write(2) drift
+    # further apart when two vCPUs are shared by writer, daemon and nginx; seen: 6.3%)
     full = [seq for seq, (a, b) in run.windows.items()
             if a >= run.jump_ts and b <= run.flood_end_ts]
     assert len(full) >= int(4.0 / INTERVAL) - 3
@@ -76,7 +80,7 @@ def test_chatty_jump_seen_with_service_file_and_rate(run):
         truth = sum(1 for ts, _ in run.lines if a <= ts < b) / (b - a)
         assert truth > 0.9 * FLOOD
         got = recs[seq]["log_writes_per_s"]
-        assert got == pytest.approx(truth, rel=0.05), (seq, got, truth)
+        assert got == pytest.approx(truth, rel=REL), (seq, got, truth)
     # before the jump the service ran at its usual few tens of lines/s
     before = [recs[s]["log_writes_per_s"] for s, (a, b) in run.windows.items()
               if b < run.jump_ts and s in recs and a > min(ts for ts, _ in run.lines)]

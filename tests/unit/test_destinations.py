@@ -551,3 +551,26 @@ def test_pipes_are_logs_when_a_runtime_reads_them(env):
     assert pipes.drains == 1
     r.change_rules(LogRules(runtimes=("my-shim",)))
     assert pipes.extra == ("my-shim",)
+
+
+def test_pipes_of_writers_outside_containers_are_not_looked_up(env):
+    """Only a process in a container's cgroup writes a container's stdout: other writers'
+    pipes are judged without scanning the runtimes (the scan reads every process)."""
+    class Counting(Pipes):
+        lookups = 0
+
+        def lookup(self, dev, ino):
+            Counting.lookups += 1
+            return super().lookup(dev, ino)
+
+    pipes = Counting({(12, 777): Piped(), (12, 779): Piped()})
+    r = env.resolver(runtime_pipes=pipes)
+    env.proc.process(6)
+    (env.proc.root / "6" / "cgroup").write_text("0::/system.slice/cron.service\n")
+    env.proc.process(7)
+    (env.proc.root / "7" / "cgroup").write_text(
+        "0::/machine.slice/libpod-" + "ab" * 32 + ".scope/container\n")
+    assert r.destination(count(6, 1, (12, 0, 777), kind=KIND_PIPE)) is NOT_LOG
+    assert Counting.lookups == 0
+    assert r.destination(count(7, 1, (12, 0, 779), kind=KIND_PIPE)) == Piped.label
+    assert Counting.lookups == 1
