@@ -26,7 +26,6 @@ contaminated round after this many seconds, default 120)."""
 import json
 import os
 import socket
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -34,7 +33,7 @@ import time
 from pathlib import Path
 
 from tests.bench.syscalls import (TRACING_TYPES, Served, _bpf_stats_enabled, _cpu_busy,
-                                  _mode_split, _proc_cpu, _progs)
+                                  _proc_cpu, _progs, summarize_pairs)
 from tests.support.daemon import Daemon
 
 CASES = ("null", "pipe", "udp", "udpmsg", "tcp", "syslog", "syslogmsg")
@@ -274,35 +273,8 @@ def _one_round(loop, conds, pairs):
 
 
 def summarize(rounds):
-    """Median paired delta per condition, case and VM mode (syscalls.summarize_pairs, for
-    these cases); pairs whose detached neighbours are in different modes are dropped."""
-    detached = {c: [] for c in CASES}
-    for rnd in rounds:
-        for rows in rnd.values():
-            for c, b, _on, a in rows:
-                detached[c] += [b, a]
-    split = {c: _mode_split(v) for c, v in detached.items()}
-    res = {}
-    for rnd in rounds:
-        for name, rows in rnd.items():
-            for c, b, on, a in rows:
-                t = split[c]
-                mb, ma = ("all", "all") if t is None else \
-                    ("fast" if b < t else "slow", "fast" if a < t else "slow")
-                entry = res.setdefault(name, {}).setdefault(c, {})
-                if mb != ma:
-                    entry["dropped"] = entry.get("dropped", 0) + 1
-                    continue
-                m = entry.setdefault(mb, {"deltas": [], "base": []})
-                m["deltas"].append(on - (b + a) / 2)
-                m["base"].append((b + a) / 2)
-    for by_case in res.values():
-        for entry in by_case.values():
-            for mode, m in entry.items():
-                if mode != "dropped":
-                    m.update(n=len(m["deltas"]), delta_ns=statistics.median(m["deltas"]),
-                             base_ns=statistics.median(m["base"]))
-    return {"modes": split, "by_tracer": res}
+    """Median paired delta per condition, case and VM mode (syscalls.summarize_pairs)."""
+    return summarize_pairs(rounds, CASES)
 
 
 def _probe_of(prog, map_names):

@@ -250,10 +250,10 @@ def _mode_split(values):
     return (v[i] + v[i + 1]) / 2 if ratio > 1.10 else None
 
 
-def summarize_pairs(rounds):
+def summarize_pairs(rounds, cases=PAIR_CASES):
     """Median paired delta per tracer, case and mode; pairs whose two detached neighbours
     are in different modes (the VM switched during the pair) are dropped."""
-    detached = {c: [] for c in PAIR_CASES}
+    detached = {c: [] for c in cases}
     for rnd in rounds:
         for rows in rnd.values():
             for c, b, _on, a in rows:
