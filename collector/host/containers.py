@@ -105,6 +105,19 @@ def parse_podman_images(text):
 
 # -- the lookups -------------------------------------------------------------------------
 
+# A file's mtime comes from the kernel's coarse clock (a jiffy, or a second on some file
+# systems): a change made within that tick of the last look leaves the stamp unchanged
+# (seen in the VM: mkdir then symlink, one mtime). A stamp this recent is not trusted.
+RACY_NS = 2_000_000_000
+
+
+def _stamp(st, *extra):
+    """What identifies this version of a file or directory, or None while too recent."""
+    if time.time_ns() - st.st_mtime_ns < RACY_NS:
+        return None
+    return (st.st_mtime_ns, st.st_ino) + extra
+
+
 class _JsonFile:
     """A parsed file, parsed again when its mtime or size changes."""
 
@@ -118,8 +131,8 @@ class _JsonFile:
         except OSError:
             self._stamp, self._value = None, {}
             return self._value
-        stamp = (st.st_mtime_ns, st.st_size, st.st_ino)
-        if stamp != self._stamp:
+        stamp = _stamp(st, st.st_size)
+        if stamp is None or stamp != self._stamp:
             try:
                 with open(self.path, encoding="utf-8", errors="replace") as f:
                     self._value = self.parse(f.read())
@@ -185,8 +198,8 @@ class ContainerNames:
     def _kubernetes(self, cid):
         try:
             st = os.stat(self._k8s_dir)
-            stamp = (st.st_mtime_ns, st.st_ino)
-            if stamp != self._k8s_stamp:
+            stamp = _stamp(st)
+            if stamp is None or stamp != self._k8s_stamp:
                 self._k8s = self._k8s_index(os.listdir(self._k8s_dir))
                 self._k8s_stamp = stamp
         except OSError:

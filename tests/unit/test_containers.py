@@ -2,7 +2,9 @@
 podman's containers.json/images.json recorded from podman 4.3.1, docker's config.v2.json
 and kubelet's /var/log/containers links in their documented formats."""
 import json
+import os
 import shutil
+import time
 from pathlib import Path
 
 import pytest
@@ -147,6 +149,36 @@ def test_k8s_link_made_after_the_first_lookup(tmp_path):
     (links / f"p_ns_c-{K8S_NGINX}.log").symlink_to("/var/log/pods/ns_p_u/c/0.log")
     clock.t = 5
     assert lookup.lookup(K8S_NGINX).name == "ns/p/c"
+
+
+def test_k8s_link_made_within_the_directorys_mtime_tick(tmp_path):
+    # a coarse file-system clock: the link's creation leaves the directory's mtime as it was
+    links = tmp_path / "var/log/containers"
+    links.mkdir(parents=True)
+    tick = links.stat().st_mtime_ns
+    clock = Clock()
+    lookup = ContainerNames(root=str(tmp_path), clock=clock, retry_s=5)
+    assert lookup.lookup(K8S_NGINX).source == "id"
+    (links / f"p_ns_c-{K8S_NGINX}.log").symlink_to("/var/log/pods/ns_p_u/c/0.log")
+    os.utime(links, ns=(tick, tick))
+    clock.t = 5
+    assert lookup.lookup(K8S_NGINX).name == "ns/p/c"
+
+
+def test_an_old_unchanged_k8s_directory_is_not_listed_again(tmp_path, monkeypatch):
+    links = tmp_path / "var/log/containers"
+    links.mkdir(parents=True)
+    old = time.time_ns() - 3600 * 10**9
+    os.utime(links, ns=(old, old))
+    clock = Clock()
+    lookup = ContainerNames(root=str(tmp_path), clock=clock, retry_s=5)
+    assert lookup.lookup(K8S_NGINX).source == "id"
+    listed = []
+    real = os.listdir
+    monkeypatch.setattr(os, "listdir", lambda p: listed.append(p) or real(p))
+    clock.t = 5
+    assert lookup.lookup(K8S_NGINX).source == "id"
+    assert listed == []
 
 
 # -- fallback and cache ------------------------------------------------------------------
