@@ -123,3 +123,54 @@ def contributors(signal, rec, resets, top=3):
                    for b in sorted(idle)]
     return out
 
+
+
+# -- load (schema 1.5): a service's own traffic and the ratios normalised by it ----------------
+CONNS_ACCEPTED = "conns_accepted"       # rate record fields (counts in the interval)
+CONNS_CONNECTED = "conns_connected"
+TCP_BYTES_OUT = "tcp_bytes_out"
+CONNS = "conns_per_s"                   # profile signals: accepted + connected per second
+TCP_BYTES = "tcp_bytes_out_per_s"
+LOG_WRITES_PER_CONN = "log_writes_per_conn"
+LOG_BYTES_PER_TCP_KIB = "log_bytes_per_tcp_kib"
+RESETS_PER_CONN = "resets_per_conn"
+LOAD_SIGNALS = (CONNS, TCP_BYTES)
+RATIOS = (LOG_WRITES_PER_CONN, LOG_BYTES_PER_TCP_KIB, RESETS_PER_CONN)
+
+
+def _count(rec, key):
+    v = rec.get(key)
+    return v if isinstance(v, (int, float)) and not isinstance(v, bool) and v >= 0 else None
+
+
+def conns_of(rec):
+    """conns_accepted + conns_connected of a record, or None when it carries neither."""
+    a, c = _count(rec, CONNS_ACCEPTED), _count(rec, CONNS_CONNECTED)
+    if a is None and c is None:
+        return None
+    return (a or 0) + (c or 0)
+
+
+def ratios_of(log_writes, log_bytes, conns, tcp_bytes_out, resets):
+    """The load ratios from totals (one interval's, or a window's sums: a ratio of sums,
+    never a mean of ratios). Any argument may be None (not measured); a ratio is present
+    only when its denominator is > 0 and its numerator measured."""
+    out = {}
+    if conns is not None and conns > 0:
+        if log_writes is not None:
+            out[LOG_WRITES_PER_CONN] = log_writes / conns
+        if resets is not None:
+            out[RESETS_PER_CONN] = resets / conns
+    if tcp_bytes_out is not None and tcp_bytes_out > 0 and log_bytes is not None:
+        out[LOG_BYTES_PER_TCP_KIB] = log_bytes / (tcp_bytes_out / 1024)
+    return out
+
+
+def load_ratios(rec):
+    """The ratio fields of one `rate` record (docs/stream.md, schema 1.5), a new dict (the
+    record is not changed): log_writes_per_conn, log_bytes_per_tcp_kib, resets_per_conn,
+    each only when its denominator is > 0 (and, for resets, the record has reset fields)."""
+    sent, received = _count(rec, "resets_sent"), _count(rec, "resets_received")
+    resets = None if sent is None and received is None else (sent or 0) + (received or 0)
+    return ratios_of(_count(rec, "log_writes"), _count(rec, "log_bytes"), conns_of(rec),
+                     _count(rec, TCP_BYTES_OUT), resets)
