@@ -2,7 +2,9 @@
 
 PrometheusSink consumes the same records as every other sink and keeps running totals:
 log writes and bytes per service (and per service and path), TCP resets per service and
-direction, and the collector's own health from `stats`. A scrape renders them through a
+direction, the service's load (TCP connections accepted/connected, bytes sent into TCP
+sockets: schema 1.5, only for services whose records carry them) and the collector's own
+health from `stats`. A scrape renders them through a
 custom collector, so a scrape never waits on the collection loop beyond one lock.
 
 Label cardinality is bounded (docs/operations.md, "Prometheus"):
@@ -21,6 +23,7 @@ import threading
 import time
 
 from collector.aggregate.lossrisk import LOG_LOSS_RISK
+from collector.aggregate.signals import CONNS_ACCEPTED, CONNS_CONNECTED, TCP_BYTES_OUT
 from collector.config import parse_listen
 from collector.records.model import clean_text
 from collector.sinks import prometheus_exposition as exposition
@@ -80,6 +83,8 @@ class _Service:
     def __init__(self, max_paths, idle_s):
         self.writes = self.bytes = 0
         self.resets = {"sent": 0, "received": 0}
+        self.conns = None          # {"accepted", "connected"} once a record carried load
+        self.tcp_bytes = None      # once a record carried tcp_bytes_out
         self.kinds = {}            # sent resets by kind
         self.idle_hist = []        # cumulative idle-before-reset bucket counts (24)
         self.idle_count = 0
@@ -172,6 +177,13 @@ class PrometheusSink:
             pv[1] += int(p.get("bytes", 0))
         for direction in ("sent", "received"):
             svc.resets[direction] += int(rec.get(f"resets_{direction}", 0) or 0)
+        if CONNS_ACCEPTED in rec or CONNS_CONNECTED in rec:
+            if svc.conns is None:
+                svc.conns = {"accepted": 0, "connected": 0}
+            svc.conns["accepted"] += int(rec.get(CONNS_ACCEPTED, 0) or 0)
+            svc.conns["connected"] += int(rec.get(CONNS_CONNECTED, 0) or 0)
+        if TCP_BYTES_OUT in rec:
+            svc.tcp_bytes = (svc.tcp_bytes or 0) + int(rec.get(TCP_BYTES_OUT) or 0)
 
     def add_reset_details(self, per_service):
         """Exact per-service reset kinds and idle-before-reset histograms of one interval

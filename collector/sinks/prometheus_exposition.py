@@ -71,6 +71,12 @@ def service_families(services):
     kinds = CounterMetricFamily(f"{P}_tcp_resets_sent_by_kind", "TCP resets sent, by "
                                 "service and kind (abort, reply, no_socket).",
                                 labels=["service", "kind"])
+    conns = CounterMetricFamily(f"{P}_tcp_connections", "TCP connections of the service: "
+                                "accept()ed (accepted) or outgoing that reached "
+                                "ESTABLISHED (connected).", labels=["service", "direction"])
+    tbytes = CounterMetricFamily(f"{P}_tcp_sent_bytes", "Bytes the service's sends put "
+                                 "into TCP sockets (where the kernel counts them exactly).",
+                                 labels=["service"])
     idle = HistogramMetricFamily(f"{P}_tcp_reset_idle_seconds", "Time a connection was "
                                  "idle before it was reset (where defined).",
                                  labels=["service"])
@@ -82,12 +88,17 @@ def service_families(services):
             pbytes.add_metric([name, path], b)
         for direction in ("sent", "received"):
             resets.add_metric([name, direction], svc.resets[direction])
+        if svc.conns is not None:
+            for direction in ("accepted", "connected"):
+                conns.add_metric([name, direction], svc.conns[direction])
+        if svc.tcp_bytes is not None:
+            tbytes.add_metric([name], svc.tcp_bytes)
         for kind, n in sorted(svc.kinds.items()):
             kinds.add_metric([name, kind], n)
         if svc.idle_hist:
             idle.add_metric([name], _idle_buckets(svc.idle_hist),
                             sum_value=idle_sum_lower_bound(svc.idle_hist))
-    return [writes, wbytes, pwrites, pbytes, resets, kinds, idle]
+    return [writes, wbytes, pwrites, pbytes, resets, kinds, idle, conns, tbytes]
 
 
 def _idle_buckets(hist):

@@ -148,3 +148,46 @@ def test_serves_metrics_over_loopback_and_refuses_a_taken_port():
         sink.close()
     with pytest.raises(OSError):               # closed: nothing listens any more
         socket.create_connection((host, port), timeout=2).close()
+
+
+def loaded(service, writes, accepted, connected, tcp_bytes=None, sent=None, received=None):
+    """A rate record with the load fields of schema 1.5 (tcp_bytes_out only when given)."""
+    rec = rate(service, writes, writes * 10, sent=sent, received=received)
+    rec.update(conns_accepted=accepted, conns_connected=connected)
+    if tcp_bytes is not None:
+        rec["tcp_bytes_out"] = tcp_bytes
+    return rec
+
+
+def test_load_counters_accumulate_exactly_and_only_for_services_with_load():
+    sink = PrometheusSink(serve=False)
+    sink.write_interval([loaded("web", 10, 7, 2, tcp_bytes=4096, sent=1, received=0),
+                         loaded("db", 0, 3, 0), rate("cron", 4, 40), stats()])
+    sink.write_interval([loaded("web", 5, 1, 1, tcp_bytes=1000), loaded("db", 0, 2, 5),
+                         stats()])
+    conns = "surgewatch_tcp_connections_total"
+    assert value(sink, conns, service="web", direction="accepted") == 8
+    assert value(sink, conns, service="web", direction="connected") == 3
+    assert value(sink, "surgewatch_tcp_sent_bytes_total", service="web") == 5096
+    # a load-only service (log_writes 0) has its log counters at 0 and its load
+    assert value(sink, conns, service="db", direction="accepted") == 5
+    assert value(sink, conns, service="db", direction="connected") == 5
+    assert value(sink, "surgewatch_log_writes_total", service="db") == 0
+    # no exact byte count (db) or no load at all (cron): no series, not a 0
+    s = samples(sink)
+    assert ("surgewatch_tcp_sent_bytes_total", frozenset({("service", "db")})) not in s
+    assert {dict(k[1])["service"] for k in s if k[0] == conns} == {"web", "db"}
+    assert sum(1 for k in s if k[0] in (conns, "surgewatch_tcp_sent_bytes_total")) == 5
+
+
+def test_load_counters_fold_into_other_as_the_log_counters():
+    sink = PrometheusSink(serve=False, max_services=2)
+    sink.write_interval([loaded(f"svc{i}", 1, i, 1, tcp_bytes=100) for i in range(5)]
+                        + [stats()])
+    conns = "surgewatch_tcp_connections_total"
+    s = samples(sink)
+    assert {dict(k[1])["service"] for k in s if k[0] == conns} == {"svc0", "svc1", OTHER}
+    assert value(sink, conns, service=OTHER, direction="accepted") == 2 + 3 + 4
+    assert value(sink, conns, service=OTHER, direction="connected") == 3
+    assert value(sink, "surgewatch_tcp_sent_bytes_total", service=OTHER) == 300
+    assert value(sink, "surgewatch_log_writes_total", service=OTHER) == 3
