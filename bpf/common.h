@@ -113,7 +113,8 @@ struct sw_open_event {
 #define SW_RHEALTH_OWNERS_FULL 2   /* owner not recorded: owners map update failed */
 #define SW_RHEALTH_NO_OWNER 3      /* reset on a socket whose owner was never seen */
 #define SW_RHEALTH_EVENTS_OVER_BUDGET 4  /* reset counted, no event: interval's budget spent */
-#define SW_RHEALTH_MAX 5
+#define SW_RHEALTH_LOADS_FULL 5    /* a process's load not counted: loads map full (lost) */
+#define SW_RHEALTH_MAX 6
 
 /* the resets probe's `rctl` array: the epoch (which count map is live), and how many
  * reset events an interval may send (the rest are only counted: a storm costs userspace
@@ -149,6 +150,21 @@ struct sw_reset_val {
     __u64 cgroup_id;
     char comm[SW_COMM_LEN];
     __u64 idle_hist[SW_IDLE_BUCKETS];
+};
+
+/* a process's TCP load during one interval (the denominators of load-normalised rates):
+ * the resets probe's `loads0`/`loads1` maps, flipped with the reset counts' epoch */
+struct sw_load_key {
+    __u32 tgid;
+    __u32 pad;
+};
+
+struct sw_load_val {
+    __u64 accepted;    /* TCP connections it accept()ed */
+    __u64 connected;   /* its connect()s that reached ESTABLISHED */
+    __u64 tcp_bytes;   /* bytes its sends put into TCP sockets (what the send returned) */
+    __u64 cgroup_id;
+    char comm[SW_COMM_LEN];
 };
 
 /* one reset, to userspace through a ring buffer (losses counted in rhealth) */

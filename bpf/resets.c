@@ -17,6 +17,14 @@
  * The entry is kept after TCP_CLOSE (an abort moves the socket to CLOSE *before* the RST is
  * sent) and deleted at tcp:tcp_destroy_sock; the map is an LRU in any case.
  *
+ * Load (the denominators of load-normalised rates), per process and interval, in `loads*`:
+ *   accepted   accept exit (tracepoints) / fexit inet_csk_accept (fentry): process context
+ *   connected  SYN_SENT -> ESTABLISHED (softirq): counted for the socket's recorded owner
+ *   tcp_bytes  what each send on a TCP socket returned: sock:sock_send_length (6.4+; every
+ *              send path, sendfile and io_uring included) on the tracepoint path, fexit
+ *              tcp_sendmsg (+ tcp_sendpage where it exists) on the fentry path; absent
+ *              on a tracepoint-path kernel without sock_send_length (HAVE_TCP_BYTES unset)
+ *
  * Idle before reset = now - max(tcp_sock.lsndtime, icsk_ack.lrcvtime): jiffies of the last
  * data sent and received (both stamped at connection set-up), read at the reset through
  * BTF offsets, so there is no per-packet hook.
@@ -29,7 +37,9 @@
  *   SEND_* / RECV_*              live tracepoint field offsets (see resets.py)
  *   HAVE_DESTROY, DESTROY_SKADDR_OFF, SS_SKADDR_OFF, SS_OLD_OFF, SS_NEW_OFF, SS_PROTO_OFF,
  *   SS_SPORT_OFF, TP_FD_OFF, TP_RET_OFF, HAVE_<syscall>
- *   SW_MAX_OWNERS, SW_MAX_RKEYS, SW_RINGBUF_PAGES
+ *   SL_PROTO_OFF, SL_RET_OFF     sock:sock_send_length's fields (HAVE_SEND_LENGTH)
+ *   SENDMSG_NARGS, SENDPAGE_NARGS  fentry path: where fexit finds the return value
+ *   SW_MAX_OWNERS, SW_MAX_RKEYS, SW_MAX_LOADS, SW_RINGBUF_PAGES
  */
 #include <uapi/linux/ptrace.h>
 #include "common.h"
@@ -65,6 +75,8 @@ BPF_TABLE("lru_hash", u64, struct sw_sock_owner, owners, SW_MAX_OWNERS);
 BPF_TABLE("lru_hash", u16, struct sw_sock_owner, listeners, 4096);   /* local port -> owner */
 BPF_HASH(rcounts0, struct sw_reset_key, struct sw_reset_val, SW_MAX_RKEYS);
 BPF_HASH(rcounts1, struct sw_reset_key, struct sw_reset_val, SW_MAX_RKEYS);
+BPF_HASH(loads0, struct sw_load_key, struct sw_load_val, SW_MAX_LOADS);
+BPF_HASH(loads1, struct sw_load_key, struct sw_load_val, SW_MAX_LOADS);
 BPF_ARRAY(rctl, u32, 2);                  /* SW_RCTL_* */
 BPF_ARRAY(rsent, u64, 2);                 /* events sent, per epoch parity */
 BPF_PERCPU_ARRAY(rhealth, u64, SW_RHEALTH_MAX);
@@ -92,6 +104,54 @@ static __always_inline void own(u64 sk, u32 source)
     owner_from_current(&o, source);
     if (owners.update(&sk, &o))
         rhealth_inc(SW_RHEALTH_OWNERS_FULL);
+}
+
+/* this interval's load entry of process tgid (created with its cgroup and comm) */
+static __always_inline struct sw_load_val *load_of(u32 tgid, u64 cgroup_id, const char *comm)
+{
+    struct sw_load_key k = {};
+    k.tgid = tgid;
+    u32 zero = SW_RCTL_EPOCH;
+    u32 *epoch = rctl.lookup(&zero);
+    int odd = epoch && (*epoch & 1);
+    struct sw_load_val *v = odd ? loads1.lookup(&k) : loads0.lookup(&k);
+    if (v)
+        return v;
+    struct sw_load_val init = {};
+    init.cgroup_id = cgroup_id;
+    __builtin_memcpy(init.comm, comm, SW_COMM_LEN);
+    if (odd)
+        loads1.insert(&k, &init);
+    else
+        loads0.insert(&k, &init);
+    v = odd ? loads1.lookup(&k) : loads0.lookup(&k);
+    if (!v)
+        rhealth_inc(SW_RHEALTH_LOADS_FULL);
+    return v;
+}
+
+/* the current process's entry (process context only) */
+static __always_inline struct sw_load_val *my_load(void)
+{
+    char comm[SW_COMM_LEN] = {};
+    bpf_get_current_comm(comm, sizeof(comm));
+    return load_of(bpf_get_current_pid_tgid() >> 32, bpf_get_current_cgroup_id(), comm);
+}
+
+static __always_inline void count_accept(void)
+{
+    struct sw_load_val *v = my_load();
+    if (v)
+        __sync_fetch_and_add(&v->accepted, 1);
+}
+
+static __always_inline void count_tcp_bytes(s64 ret)
+{
+    if (ret <= 0)
+        return;
+    struct sw_load_val *v = my_load();
+    if (v)
+        __sync_fetch_and_add(&v->tcp_bytes, (u64)ret);
 }
 
 #ifndef SW_FENTRY
@@ -143,6 +203,14 @@ int sw_set_state(void *ctx)
 
     if (newstate == TCP_SYN_SENT_) {            /* connect(): process context */
         own(sk, SW_OWNER_CONNECT);
+    } else if (oldstate == TCP_SYN_SENT_ && newstate == TCP_ESTABLISHED_) {
+        /* softirq: the connection is the owner's that connect() recorded */
+        struct sw_sock_owner *o = owners.lookup(&sk);
+        if (o) {
+            struct sw_load_val *v = load_of(o->tgid, o->cgroup_id, o->comm);
+            if (v)
+                __sync_fetch_and_add(&v->connected, 1);
+        }
     } else if (newstate == TCP_LISTEN_) {       /* listen(): process context */
         struct sw_sock_owner o = {};
         owner_from_current(&o, SW_OWNER_LISTEN);
@@ -206,8 +274,10 @@ int sw_exit_accept(void *ctx)
 {
     s64 fd = (s64)CTX_U64(ctx, TP_RET_OFF);
     u64 sk = tcp_sock_of_fd(fd);
-    if (sk)
+    if (sk) {
         own(sk, SW_OWNER_ACCEPT);
+        count_accept();
+    }
     return 0;
 }
 
@@ -218,11 +288,31 @@ int sw_enter_io(void *ctx)
         refresh_owner(sk);
     return 0;
 }
+
+#ifdef HAVE_SEND_LENGTH
+#define PF_KTHREAD_ 0x00200000
+/* every completed send on any socket (sock_sendmsg_nosec): TCP ones are load. Kernel
+ * threads' in-kernel sockets are not a process's load. */
+int sw_send_length(void *ctx)
+{
+    if (CTX_U16(ctx, SL_PROTO_OFF) != IPPROTO_TCP_)
+        return 0;
+    s32 ret = CTX_S32(ctx, SL_RET_OFF);
+    if (ret <= 0)
+        return 0;
+    u32 flags = 0;
+    bpf_probe_read_kernel(&flags, sizeof(flags), (char *)bpf_get_current_task() + OFF_TASK_FLAGS);
+    if (flags & PF_KTHREAD_)
+        return 0;
+    count_tcp_bytes(ret);
+    return 0;
+}
+#endif
 #else
 /* The fentry path (kernels that allow function tracing): the socket is at hand and typed
  * where these run, so no fd is walked and no syscall tracepoint is attached.
  *   fexit inet_csk_accept   the accepted socket (accept, accept4, io_uring's accept)
- *   fentry tcp_sendmsg, tcp_recvmsg  any send/recv on a TCP socket, write/read included
+ *   fexit tcp_sendmsg, fentry tcp_recvmsg  any send/recv on a TCP socket, write/read included
  * Kernel threads' sends (in-kernel sockets) are not process ownership: skipped, as no
  * syscall hook ever saw them. */
 #define PF_KTHREAD_ 0x00200000
@@ -238,17 +328,32 @@ static __always_inline int in_kthread(void)
 int kretfunc__inet_csk_accept(u64 *ctx)
 {
     u64 sk = ctx[ACCEPT_NARGS];
-    if (sk && !in_kthread())
+    if (sk && !in_kthread()) {
         own(sk, SW_OWNER_ACCEPT);
+        count_accept();
+    }
     return 0;
 }
 
-int kfunc__tcp_sendmsg(u64 *ctx)
+/* int tcp_sendmsg(struct sock *, struct msghdr *, size_t): bytes queued */
+int kretfunc__tcp_sendmsg(u64 *ctx)
 {
-    if (!in_kthread())
-        refresh_owner(ctx[0]);
+    if (in_kthread())
+        return 0;
+    refresh_owner(ctx[0]);
+    count_tcp_bytes((s64)(int)ctx[SENDMSG_NARGS]);
     return 0;
 }
+
+#ifdef SENDPAGE_NARGS
+/* sendfile/splice into a TCP socket before 6.5 (later kernels send pages via tcp_sendmsg) */
+int kretfunc__tcp_sendpage(u64 *ctx)
+{
+    if (!in_kthread())
+        count_tcp_bytes((s64)(int)ctx[SENDPAGE_NARGS]);
+    return 0;
+}
+#endif
 
 int kfunc__tcp_recvmsg(u64 *ctx)
 {

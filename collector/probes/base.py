@@ -101,9 +101,10 @@ class Probe:
         self._ring.consume()
         return self._collect(self._idle)
 
-    def _drained_bytes(self, idle):
-        """(key bytes, value bytes) of the retired map, emptied."""
-        drain = self._drains[idle]
+    def _drained_bytes(self, idle, drains=None):
+        """(key bytes, value bytes) of the retired map (of `drains`, default the count
+        maps'), emptied."""
+        drain = (drains or self._drains)[idle]
         raw = drain.drain()
         if raw is None:                      # no batch ops (< 5.6): key by key
             pairs = drain.drain_slow()

@@ -20,6 +20,7 @@ from collector.probes import fdwalk, fentry, kernel, loader
 from collector.probes.abi import BPF_DIR, TCP_STATES, abi
 from collector.probes.base import Probe
 from collector.probes.btf import BTF, BTFError
+from collector.probes.libbpf import BatchDrain
 from collector.probes.maps import cstr
 
 # (macro, struct, member path): the kernel struct fields bpf/resets.c reads: the shared fd
@@ -35,11 +36,15 @@ BTF_FIELDS = fdwalk.FIELDS + (
 # syscalls whose fd argument (enter) names a socket the caller uses: refresh its owner
 IO_SYSCALLS = ("sendto", "sendmsg", "recvfrom", "recvmsg")
 ACCEPT_SYSCALLS = ("accept", "accept4")
-MAPS = ("rcounts0", "rcounts1", "rctl", "rsent", "rhealth", "reset_events")  # bpf/resets.c
+LOAD_MAPS = ("loads0", "loads1")          # per-process TCP load, same epoch as rcounts*
+MAPS = ("rcounts0", "rcounts1", "rctl", "rsent", "rhealth", "reset_events") + LOAD_MAPS
 # the fentry path's process-context hooks (bpf/resets.c, SW_FENTRY), in place of the
 # syscall tracepoints above: all must be in BTF
 FENTRY_FUNCS = ("inet_csk_accept", "tcp_sendmsg", "tcp_recvmsg")
 FENTRY_FIELDS = (("TASK_FLAGS", "task_struct", "flags"),)
+# where the bytes of TCP sends are counted (bpf/resets.c, "Load"): None when nowhere
+TCP_BYTES_FENTRY = "fexit tcp_sendmsg"
+TCP_BYTES_TRACEPOINT = "sock:sock_send_length"
 
 _A = abi()
 DIRECTIONS = {_A.SW_RST_SENT: "sent", _A.SW_RST_RECEIVED: "received"}
@@ -68,6 +73,25 @@ class ResetCount:
     idle_hist: tuple        # SW_IDLE_BUCKETS counts
     cgroup_id: int
     comm: str
+
+
+@dataclass(frozen=True)
+class LoadCount:
+    """One process's TCP load during one interval (exact kernel counts)."""
+    tgid: int
+    accepted: int           # connections it accept()ed
+    connected: int          # its connect()s that reached ESTABLISHED
+    tcp_bytes: int          # bytes its TCP sends returned (0 when tcp_bytes_hook is None)
+    cgroup_id: int
+    comm: str
+
+
+def send_length_macros(fmt):
+    """sock:sock_send_length's field offsets (6.4+), or {} when the kernel has none."""
+    if not fmt or not {"protocol", "ret"} <= set(fmt):
+        return {}
+    return {"HAVE_SEND_LENGTH": 1, "SL_PROTO_OFF": fmt["protocol"].offset,
+            "SL_RET_OFF": fmt["ret"].offset}
 
 
 @dataclass(frozen=True)
@@ -224,10 +248,11 @@ class ResetProbe(Probe):
                      "events_lost": "SW_RHEALTH_EVENTS_LOST",
                      "owners_full": "SW_RHEALTH_OWNERS_FULL",
                      "no_owner": "SW_RHEALTH_NO_OWNER",
-                     "events_over_budget": "SW_RHEALTH_EVENTS_OVER_BUDGET"}
+                     "events_over_budget": "SW_RHEALTH_EVENTS_OVER_BUDGET",
+                     "loads_full": "SW_RHEALTH_LOADS_FULL"}
 
     def __init__(self, max_owners=65536, max_keys=4096, ringbuf_pages=16, on_event=None,
-                 event_budget=1000, hook="auto"):
+                 event_budget=1000, hook="auto", max_loads=8192):
         """event_budget: reset events (for `reset` records and peers) sent to userspace per
         interval; every reset is counted in the kernel whatever the budget. hook: "auto"
         (fentry where the kernel allows it), "fentry" (insist) or "tracepoints" (syscall
@@ -238,6 +263,9 @@ class ResetProbe(Probe):
         self.hook = hook
         self.hook_path, self.hook_path_reason = None, None    # "fentry" or "tracepoints"
         self.max_owners, self.max_keys, self.ringbuf_pages = max_owners, max_keys, ringbuf_pages
+        self.max_loads = max_loads
+        self.tcp_bytes_hook, self.tcp_bytes_reason = None, None
+        self.loads = []            # LoadCount of the interval the last collect() drained
         self.event_budget = event_budget
         self.on_event = on_event or (lambda ev: None)
         super().__init__()
@@ -263,19 +291,33 @@ class ResetProbe(Probe):
                                                    "resets probe")
         if use:
             macros.update(fdwalk.btf_macros(btf, FENTRY_FIELDS, "resets probe (fentry)"),
-                          SW_FENTRY=1, ACCEPT_NARGS=btf.func_params("inet_csk_accept"))
+                          SW_FENTRY=1, ACCEPT_NARGS=btf.func_params("inet_csk_accept"),
+                          SENDMSG_NARGS=btf.func_params("tcp_sendmsg"))
+            try:                  # gone in 6.5 (splice sends pages through tcp_sendmsg)
+                macros["SENDPAGE_NARGS"] = btf.func_params("tcp_sendpage")
+            except BTFError:
+                pass
             self.available, self.fd_walk, self.fd_walk_state = {}, None, {}
+            self.tcp_bytes_hook, self.tcp_bytes_reason = TCP_BYTES_FENTRY, None
         else:
             sc, self.available = syscall_macros(root)
             macros.update(sc)
             self.fd_walk, walk, self.fd_walk_state = fdwalk.choose(
                 macros, macros["TP_FD_OFF"], "resets probe")
             macros.update(walk)
+            sl = send_length_macros(tp("sock", "sock_send_length"))
+            if sl:
+                macros.update(sl, **fdwalk.btf_macros(btf, FENTRY_FIELDS, "resets probe"))
+                self.tcp_bytes_hook, self.tcp_bytes_reason = TCP_BYTES_TRACEPOINT, None
+            else:
+                self.tcp_bytes_hook = None
+                self.tcp_bytes_reason = ("no sock:sock_send_length tracepoint (Linux 6.4+) "
+                                         "and no fentry: TCP bytes are not counted")
         self.hook_path = "fentry" if use else "tracepoints"
         self.reasons = reason_names(btf) if self.has_reason else {}
         self.hz = kernel_hz()
         macros.update(SK_HZ=self.hz, SW_MAX_OWNERS=self.max_owners, SW_MAX_RKEYS=self.max_keys,
-                      SW_RINGBUF_PAGES=self.ringbuf_pages)
+                      SW_MAX_LOADS=self.max_loads, SW_RINGBUF_PAGES=self.ringbuf_pages)
         self.macros = macros
         return [f"-I{BPF_DIR}"] + [f"-D{k}={v}" for k, v in sorted(macros.items())]
 
@@ -289,14 +331,18 @@ class ResetProbe(Probe):
                 for sc in ACCEPT_SYSCALLS if self.available.get(sc)]
         tps += [(f"syscalls:sys_enter_{sc}", "sw_enter_io")
                 for sc in IO_SYSCALLS if self.available.get(sc)]
+        if "HAVE_SEND_LENGTH" in self.macros:
+            tps.append(("sock:sock_send_length", "sw_send_length"))
         tps += [("tcp:tcp_send_reset", "sw_send_reset"),
                 ("tcp:tcp_receive_reset", "sw_receive_reset")]
         steps = [{"kind": "tracepoint", "tp": tp, "fn": fn} for tp, fn in tps]
         fallback = None
         if self.hook_path == "fentry":
             steps = [{"kind": "fexit", "fn": "kretfunc__inet_csk_accept"},
-                     {"kind": "fentry", "fn": "kfunc__tcp_sendmsg"},
-                     {"kind": "fentry", "fn": "kfunc__tcp_recvmsg"}] + steps
+                     {"kind": "fexit", "fn": "kretfunc__tcp_sendmsg"},
+                     {"kind": "fentry", "fn": "kfunc__tcp_recvmsg"}] + \
+                ([{"kind": "fexit", "fn": "kretfunc__tcp_sendpage"}]
+                 if "SENDPAGE_NARGS" in self.macros else []) + steps
             fallback = self._fallback_plan if self.hook == "auto" else None
         return loader.Plan(str(BPF_DIR / "resets.c"), flags, steps, list(MAPS), fallback)
 
@@ -309,7 +355,7 @@ class ResetProbe(Probe):
     def load_kwargs(self):
         return {"max_owners": self.max_owners, "max_keys": self.max_keys,
                 "ringbuf_pages": self.ringbuf_pages, "event_budget": self.event_budget,
-                "hook": self.hook}
+                "hook": self.hook, "max_loads": self.max_loads}
 
     def plan_state(self):
         """What plan() found about the kernel, for the daemon's copy of the probe."""
@@ -317,10 +363,12 @@ class ResetProbe(Probe):
                 "hook_path": self.hook_path, "hook_path_reason": self.hook_path_reason,
                 "traces_no_socket": self.traces_no_socket, "hz": self.hz,
                 "reasons": sorted(self.reasons.items()), "macros": self.macros,
-                "fd_walk": self.fd_walk, "fd_walk_state": self.fd_walk_state}
+                "fd_walk": self.fd_walk, "fd_walk_state": self.fd_walk_state,
+                "tcp_bytes_hook": self.tcp_bytes_hook, "tcp_bytes_reason": self.tcp_bytes_reason}
 
     def adopt(self, handover):
         super().adopt(handover)
+        self._load_drains = [BatchDrain(self.maps[m]) for m in LOAD_MAPS]
         self.set_event_budget(self.event_budget)
 
     def _adopt_state(self, st):
@@ -329,7 +377,10 @@ class ResetProbe(Probe):
         self.reasons = {int(k): v for k, v in st["reasons"]}
         self.fd_walk, self.fd_walk_state = st["fd_walk"], st["fd_walk_state"]
         self.hook_path, self.hook_path_reason = st["hook_path"], st["hook_path_reason"]
+        self.tcp_bytes_hook = st.get("tcp_bytes_hook")
+        self.tcp_bytes_reason = st.get("tcp_bytes_reason")
         self._event_t = abi().sw_reset_event
+        self._lkey_t, self._lval_t = abi().sw_load_key, abi().sw_load_val
         self._key_t, self._val_t = abi().sw_reset_key, abi().sw_reset_val
 
     def _reason(self, n):
@@ -365,14 +416,19 @@ class ResetProbe(Probe):
                 state=state_name(k.state), reason=self._reason(k.reason), lport=k.lport,
                 family=k.family, count=v.count, idle_unknown=v.idle_unknown,
                 idle_hist=tuple(v.idle_hist), cgroup_id=v.cgroup_id, comm=cstr(v.comm)))
+        self.loads = [LoadCount(tgid=k.tgid, accepted=v.accepted, connected=v.connected,
+                                tcp_bytes=v.tcp_bytes, cgroup_id=v.cgroup_id, comm=cstr(v.comm))
+                      for k, v in self._drained(idle, self._load_drains, self._lkey_t,
+                                                self._lval_t)]
         return out
 
-    def _drained(self, idle):
-        keys, vals = self._drained_bytes(idle)
-        ks, vs = ctypes.sizeof(self._key_t), ctypes.sizeof(self._val_t)
-        return [(self._key_t.from_buffer_copy(keys, i * ks),
-                 self._val_t.from_buffer_copy(vals, i * vs)) for i in range(len(keys) // ks)]
-
+    def _drained(self, idle, drains=None, key_t=None, val_t=None):
+        """(key, value) structs of a retired map (default the reset counts'), emptied."""
+        key_t, val_t = key_t or self._key_t, val_t or self._val_t
+        keys, vals = self._drained_bytes(idle, drains)
+        ks, vs = ctypes.sizeof(key_t), ctypes.sizeof(val_t)
+        return [(key_t.from_buffer_copy(keys, i * ks),
+                 val_t.from_buffer_copy(vals, i * vs)) for i in range(len(keys) // ks)]
 
 def format_addr(family, raw):
     if family == socket.AF_INET:

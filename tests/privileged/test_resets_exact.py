@@ -76,63 +76,6 @@ def py(code, *args, **kw):
                             stdout=subprocess.PIPE, text=True, **kw)
 
 
-class ResetHarness:
-    def __init__(self, probe):
-        self.probe = probe
-        self.events = []
-        probe.on_event = self.events.append
-
-    def settle(self):
-        self.probe.poll(0)
-        self.probe.drain()
-        self.probe.health()
-        self.events.clear()
-
-    def collect(self, gap=0.05):
-        """(counts, events, health) since settle()."""
-        time.sleep(gap)
-        counts = self.probe.drain() + self.probe.drain()
-        self.probe.poll(0)
-        events = list(self.events)
-        self.events.clear()
-        return counts, events, self.probe.health()
-
-
-@pytest.fixture(scope="module", params=["tracepoints", "fentry"])
-def reset_hook(request):
-    """Both ways of recording owners in process context: syscall tracepoints (accept,
-    send/recv, through the fd walk) and fentry (inet_csk_accept, tcp_sendmsg/recvmsg) where
-    the kernel allows it (the Vagrant VM; refused on this project's hosts)."""
-    if request.param == "fentry":
-        from collector.probes import fentry, resets
-        from collector.probes.btf import BTF
-
-        why = fentry.refusal(BTF.load(), resets.FENTRY_FUNCS)
-        if why:
-            pytest.skip(f"this kernel refuses the fentry path: {why}")
-    return request.param
-
-
-@pytest.fixture(scope="module")
-def resets(fd_walk, reset_hook):
-    """On each fd walk the kernel offers (conftest: `fd_walk`): accept and send/recv find
-    the socket through it, so owners depend on it; and on the fentry path (no fd walk:
-    once)."""
-    from collector.probes.resets import ResetProbe
-    from tests.privileged.conftest import check_fd_walk
-
-    if reset_hook == "fentry" and fd_walk != "btf":
-        pytest.skip("the fentry path walks no fd table: one fd_walk is enough")
-    probe = ResetProbe(hook=reset_hook).load()
-    try:
-        assert probe.hook_path == reset_hook, probe.hook_path_reason
-        if reset_hook == "tracepoints":
-            check_fd_walk(probe, fd_walk)
-        yield ResetHarness(probe)
-    finally:
-        probe.close()
-
-
 def total(counts, **match):
     return sum(c.count for c in counts
                if all(getattr(c, k) == v for k, v in match.items()))
