@@ -11,16 +11,65 @@ long the window; mean, standard deviation and max are exact.
 """
 import math
 
-from collector.aggregate.signals import LOG_BYTES, LOG_WRITES, RESETS_RECEIVED, RESETS_SENT, \
-    SIGNALS, signal_value
+from collector.aggregate.signals import (
+    CONNS,
+    LOAD_SIGNALS,
+    LOG_BYTES,
+    LOG_BYTES_PER_TCP_KIB,
+    LOG_WRITES,
+    LOG_WRITES_PER_CONN,
+    RATIOS,
+    RESETS_PER_CONN,
+    RESETS_RECEIVED,
+    RESETS_SENT,
+    SIGNALS,
+    TCP_BYTES,
+    TCP_BYTES_OUT,
+    conns_of,
+    ratios_of,
+    signal_value,
+)
 from collector.records.intervals import IntervalGrouper
 
 PROFILE_FORMAT = "surgewatch-profile"
-PROFILE_VERSION = 1
+PROFILE_VERSION = 2          # 2: load signals and ratios (written only when present)
 OTHER_PATHS = "(other)"
 STATS = ("mean", "median", "p90", "max")
+PROFILE_SIGNALS = SIGNALS + LOAD_SIGNALS + RATIOS
 SIGNAL_LABELS = {LOG_WRITES: "log writes/s", LOG_BYTES: "log bytes/s",
-                 RESETS_SENT: "resets sent/s", RESETS_RECEIVED: "resets received/s"}
+                 RESETS_SENT: "resets sent/s", RESETS_RECEIVED: "resets received/s",
+                 CONNS: "conns/s", TCP_BYTES: "tcp bytes out/s",
+                 LOG_WRITES_PER_CONN: "log writes/conn", LOG_BYTES_PER_TCP_KIB:
+                 "log bytes/tcp KiB", RESETS_PER_CONN: "resets/conn"}
+
+
+def ratio_stats(r):
+    """A ratio's stats in a one-host profile: one value (the ratio of the window's sums),
+    so every stat is that value."""
+    return {"mean": r, "sd": 0.0, "median": r, "p10": r, "p90": r, "max": r}
+
+
+def profile_signals(resets, conns, tcp_bytes):
+    """A profile's signal list: log signals always, then those the source measured."""
+    out = [LOG_WRITES, LOG_BYTES]
+    if resets:
+        out += [RESETS_SENT, RESETS_RECEIVED]
+    if conns:
+        out.append(CONNS)
+    if tcp_bytes:
+        out.append(TCP_BYTES)
+    if conns:
+        out.append(LOG_WRITES_PER_CONN)
+    if tcp_bytes:
+        out.append(LOG_BYTES_PER_TCP_KIB)
+    if conns and resets:
+        out.append(RESETS_PER_CONN)
+    return out
+
+
+def profile_version(signals):
+    # a profile without load reads in surgewatch before version 2
+    return PROFILE_VERSION if set(signals) & set(LOAD_SIGNALS) else 1
 
 
 class RateHistogram:
@@ -86,6 +135,11 @@ class _ServiceProfile:
         self.intervals = 0                         # intervals since first seen
         self.paths = {}                            # path -> [writes, bytes]
         self.max_paths = max_paths
+        # the window's sums behind the ratios: each numerator over the records that carry
+        # its denominator (a ratio of sums, never a mean of per-interval ratios)
+        self.conns = self.tcp = None               # None: never measured
+        self.writes_c = self.resets_c = self.bytes_t = 0
+        self.resets_seen = False
 
     def add_quiet(self):
         """An interval without a rate record of this service: 0 on every signal."""
@@ -97,10 +151,11 @@ class _ServiceProfile:
         """An interval with this service's rate record."""
         self.intervals += 1
         self.active += 1
-        for sig in SIGNALS:
+        for sig in self.hist:
             v = signal_value(rec, sig) or 0.0
             self.hist[sig].add(v)
             self.totals[sig] += v * interval
+        self._add_load(rec)
         for p in rec.get("paths") or ():
             path = p.get("path")
             if not isinstance(path, str):
@@ -111,10 +166,37 @@ class _ServiceProfile:
             t[0] += int(p.get("writes") or 0)
             t[1] += int(p.get("bytes") or 0)
 
+    def _add_load(self, rec):
+        conns = conns_of(rec)
+        if conns is not None:
+            self.conns = (self.conns or 0) + conns
+            self.writes_c += int(rec.get("log_writes") or 0)
+            if "resets_sent" in rec or "resets_received" in rec:
+                self.resets_seen = True
+                self.resets_c += int(rec.get("resets_sent") or 0) + \
+                    int(rec.get("resets_received") or 0)
+        tcp = rec.get(TCP_BYTES_OUT)
+        if isinstance(tcp, int) and not isinstance(tcp, bool) and tcp >= 0:
+            self.tcp = (self.tcp or 0) + tcp
+            self.bytes_t += int(rec.get("log_bytes") or 0)
+
+    def ratios(self):
+        return ratios_of(self.writes_c, self.bytes_t, self.conns, self.tcp,
+                         self.resets_c if self.resets_seen else None)
+
     def body(self, signals, dur):
         """This service's part of the profile over dur seconds."""
         body = {"active_intervals": self.active}
+        if CONNS in signals:
+            body["conns"] = self.conns or 0
+        if TCP_BYTES in signals:
+            body[TCP_BYTES_OUT] = self.tcp or 0
+        ratios = self.ratios()
         for sig in signals:
+            if sig in RATIOS:
+                if sig in ratios:       # absent: no denominator in the window
+                    body[sig] = ratio_stats(ratios[sig])
+                continue
             h = self.hist[sig]
             body[sig] = {
                 "mean": self.totals[sig] / dur,
@@ -148,6 +230,7 @@ class ProfileBuilder:
         self.first_ts = None
         self.last_ts = None
         self.resets_seen = False
+        self.conns_seen = self.tcp_seen = False
         self.folded_services = 0
         self._grouper = IntervalGrouper(self._interval)
 
@@ -184,12 +267,17 @@ class ProfileBuilder:
                 seen[name] = rec
                 if "resets_sent" in rec or "resets_received" in rec:
                     self.resets_seen = True
+                if conns_of(rec) is not None:
+                    self.conns_seen = True
+                if TCP_BYTES_OUT in rec:
+                    self.tcp_seen = True
         for name, rec in seen.items():
             if name not in self.services:
                 if len(self.services) >= self.max_services:
                     self.folded_services += 1
                     continue
-                svc = self.services[name] = _ServiceProfile(SIGNALS, self.max_paths)
+                svc = self.services[name] = _ServiceProfile(SIGNALS + LOAD_SIGNALS,
+                                                            self.max_paths)
                 # intervals before it appeared were zeros
                 for h in svc.hist.values():
                     if self.intervals > 1:
@@ -206,14 +294,13 @@ class ProfileBuilder:
         """The profile dict (docs/detection.md); meta: extra top-level fields."""
         if self.intervals == 0:
             raise ValueError("no complete interval in the window (no stats record)")
-        signals = [LOG_WRITES, LOG_BYTES] + ([RESETS_SENT, RESETS_RECEIVED]
-                                             if self.resets_seen else [])
+        signals = profile_signals(self.resets_seen, self.conns_seen, self.tcp_seen)
         dur = self.duration
         services = {}
         for name in sorted(self.services):
             services[name] = self.services[name].body(signals, dur)
         doc = {
-            "format": PROFILE_FORMAT, "version": PROFILE_VERSION,
+            "format": PROFILE_FORMAT, "version": profile_version(signals),
             "source": source, "hosts": sorted(self.hosts),
             "started": self.first_ts, "ended": self.last_ts,
             "duration_s": dur, "intervals": self.intervals,
@@ -239,7 +326,7 @@ def check_profile(doc, name):
                 f"({PROFILE_VERSION}); upgrade surgewatch")
     signals = doc.get("signals")
     services = doc.get("services")
-    if not isinstance(signals, list) or not all(s in SIGNALS for s in signals) \
+    if not isinstance(signals, list) or not all(s in PROFILE_SIGNALS for s in signals) \
             or not isinstance(services, dict):
         return f"{name}: malformed profile (signals/services)"
     for svc, body in services.items():
@@ -247,6 +334,8 @@ def check_profile(doc, name):
             return f"{name}: malformed profile: service {svc!r}"
         for sig in signals:
             st = body.get(sig)
+            if sig in RATIOS and st is None:
+                continue                 # the service had no denominator in the window
             if not isinstance(st, dict) or not all(
                     isinstance(st.get(k), (int, float)) and not isinstance(st.get(k), bool)
                     and st.get(k) >= 0 for k in STATS):

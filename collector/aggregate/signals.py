@@ -1,6 +1,7 @@
 """The signals alerts are raised on (log writes/s, log bytes/s, resets sent/s, resets
 received/s), their absolute limits, the detector's settings, a signal's rate in a `rate`
-record and what contributed to it. Pure; the algorithm is in docs/detection.md.
+record and what contributed to it; the load signals and ratios profiles and compare use
+(schema 1.5). Pure; the algorithm is in docs/detection.md.
 """
 from collections import Counter
 from dataclasses import dataclass, field
@@ -68,11 +69,14 @@ class DetectorConfig:
 
 def signal_value(rec, signal):
     """The rate of `signal` in one `rate` record, or None when the record does not carry it
-    (reset fields without the resets probe)."""
+    (reset or load fields without the resets probe, tcp_bytes_out without an exact count)."""
     if signal in (LOG_WRITES, LOG_BYTES):
         v = rec.get(signal)
         return float(v) if isinstance(v, (int, float)) else None
-    count = rec.get("resets_sent" if signal == RESETS_SENT else "resets_received")
+    if signal in LOAD_SIGNALS:
+        count = conns_of(rec) if signal == CONNS else _count(rec, TCP_BYTES_OUT)
+    else:
+        count = rec.get("resets_sent" if signal == RESETS_SENT else "resets_received")
     interval = rec.get("interval")
     if not isinstance(count, (int, float)) or not isinstance(interval, (int, float)) \
             or interval <= 0:

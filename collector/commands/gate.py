@@ -13,7 +13,7 @@ import re
 import sys
 import time
 
-from collector.aggregate.fleet import HOST_LABEL, RESET_DIRECTIONS, FleetBuilder
+from collector.aggregate.fleet import CONN_DIRECTIONS, HOST_LABEL, RESET_DIRECTIONS, FleetBuilder
 from collector.aggregate.profile import SIGNAL_LABELS, ProfileBuilder, check_profile, compare
 from collector.errors import EXIT_FAILURE, EXIT_OK, BadInput
 from collector.pipeline.build import build_collector
@@ -128,8 +128,10 @@ def record_from(source, duration=None, since=None, on_note=None):
 
 # -- record --from-prometheus ------------------------------------------------------------
 METRICS = (("surgewatch_log_writes_total", "log_writes_per_s"),
-           ("surgewatch_log_write_bytes_total", "log_bytes_per_s"))
+           ("surgewatch_log_write_bytes_total", "log_bytes_per_s"),
+           ("surgewatch_tcp_sent_bytes_total", "tcp_bytes_out_per_s"))
 RESETS_METRIC = "surgewatch_tcp_resets_total"
+CONNS_METRIC = "surgewatch_tcp_connections_total"
 MAX_POINTS = 10_000          # Prometheus refuses over 11,000 points per series
 
 
@@ -153,7 +155,8 @@ def default_step(range_s):
 
 def fleet_queries(match, step):
     """(signal or None, PromQL, split) per query: per service and host, the rate over
-    each step (windows of one step tile the range)."""
+    each step (windows of one step tile the range). The load counters (schema 1.5) are
+    queried always; a fleet without them answers no series and gets no load signals."""
     m = match.strip()
     if not (m.startswith("{") and m.endswith("}")):
         raise BadInput(f"--match {match!r}: expected a label selector in braces, e.g. "
@@ -161,8 +164,10 @@ def fleet_queries(match, step):
     by = f"service, {HOST_LABEL}"
     out = [(sig, f"sum by ({by}) (rate({name}{m}[{step:g}s]))", None)
            for name, sig in METRICS]
-    out.append((None, f"sum by ({by}, direction) (rate({RESETS_METRIC}{m}[{step:g}s]))",
-                ("direction", RESET_DIRECTIONS)))
+    for name, directions in ((RESETS_METRIC, RESET_DIRECTIONS),
+                             (CONNS_METRIC, CONN_DIRECTIONS)):
+        out.append((None, f"sum by ({by}, direction) (rate({name}{m}[{step:g}s]))",
+                    ("direction", directions)))
     return out
 
 

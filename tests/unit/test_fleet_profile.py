@@ -34,13 +34,17 @@ def answer(name):
     return json.loads((FIX / f"query_range_{name}.json").read_text())
 
 
-def fleet_profile():
+def fleet_profile(load=False):
     b = FleetBuilder(60)
     b.add_matrix("log_writes_per_s", answer("log_writes")["data"]["result"])
     b.add_matrix("log_bytes_per_s", answer("log_bytes")["data"]["result"])
     b.add_matrix(None, answer("resets")["data"]["result"],
                  split=("direction", {"sent": "resets_sent_per_s",
                                       "received": "resets_received_per_s"}))
+    if load:
+        b.add_matrix("tcp_bytes_out_per_s", answer("tcp_bytes")["data"]["result"])
+        b.add_matrix(None, answer("conns")["data"]["result"], split=("direction", {
+            "accepted": "conns_per_s", "connected": "conns_per_s"}))
     return b.profile("prometheus test")
 
 
@@ -80,6 +84,44 @@ def test_fleet_totals_and_per_host_quantiles_are_exact():
                                         "fleet_total": 0.0}
 
 
+def test_load_signals_and_ratios_of_sums_per_host_and_fleet():
+    doc = fleet_profile(load=True)
+    assert check_profile(doc, "x") is None and doc["version"] == 2
+    assert doc["signals"] == ["log_writes_per_s", "log_bytes_per_s", "resets_sent_per_s",
+                              "resets_received_per_s", "conns_per_s", "tcp_bytes_out_per_s",
+                              "log_writes_per_conn", "log_bytes_per_tcp_kib",
+                              "resets_per_conn"]
+    app = doc["services"]["app.service"]
+    # conns/s per host: web1 5, web2 20 + 5, web3 10 (its NaN dropped), web4 none
+    c = app["conns_per_s"]
+    assert (c["fleet_total"], c["median"], c["max"]) == (40.0, 10.0, 25.0)
+    assert c["mean"] == pytest.approx(40 / 3)
+    assert app["conns"] == (5 + 25 + 10) * 4 * 60
+    # log writes / conn, a host's sums over the steps it has conns: web1 40/20, web2
+    # 100/100, web3 120/40 (no writes in its first step); the fleet 260/160; web4 has no
+    # conns and no ratio
+    w = app["log_writes_per_conn"]
+    assert (w["mean"], w["fleet_total"], w["hosts"]) == (1.625, 1.625, 3)
+    assert (w["median"], w["max"]) == (2.0, 3.0)
+    assert w["p95"] == pytest.approx(2.9) and w["p10"] == pytest.approx(1.2)
+    assert w["sd"] == pytest.approx((2 / 3) ** 0.5)
+    # log bytes / TCP KiB: web1 4000 / (40960 / 1024), web2 8000 / 160; web3 has no bytes
+    b = app["log_bytes_per_tcp_kib"]
+    assert (b["mean"], b["median"], b["max"], b["hosts"]) == (60.0, 75.0, 100.0, 2)
+    assert b["p95"] == pytest.approx(97.5)
+    t = app["tcp_bytes_out_per_s"]
+    assert (t["fleet_total"], t["median"]) == (51200.0, 25600.0)
+    assert app["tcp_bytes_out"] == (10240 + 40960) * 4 * 60
+    # resets / conn: web1 8/20 (its NaN dropped), web2 (16 + 2)/100; web3 has no resets
+    r = app["resets_per_conn"]
+    assert (r["median"], r["max"], r["hosts"]) == (pytest.approx(0.29), 0.4, 2)
+    assert r["mean"] == pytest.approx(26 / 120)
+    # (other): conns counted, all 0: conns_per_s 0 and no ratio at all
+    other = doc["services"]["(other)"]
+    assert other["conns"] == 0.0 and other["conns_per_s"]["fleet_total"] == 0.0
+    assert not {"log_writes_per_conn", "log_bytes_per_tcp_kib", "resets_per_conn"} & set(other)
+
+
 def test_no_reset_series_means_no_reset_signals_and_no_samples_is_an_error():
     b = FleetBuilder(60)
     b.add_matrix("log_writes_per_s", answer("log_writes")["data"]["result"])
@@ -93,8 +135,11 @@ def test_queries_put_the_match_in_every_selector_and_tile_the_range():
     assert [q[1] for q in qs] == [
         'sum by (service, instance) (rate(surgewatch_log_writes_total{env="prod"}[60s]))',
         'sum by (service, instance) (rate(surgewatch_log_write_bytes_total{env="prod"}[60s]))',
+        'sum by (service, instance) (rate(surgewatch_tcp_sent_bytes_total{env="prod"}[60s]))',
         ('sum by (service, instance, direction) '
-         '(rate(surgewatch_tcp_resets_total{env="prod"}[60s]))')]
+         '(rate(surgewatch_tcp_resets_total{env="prod"}[60s]))'),
+        ('sum by (service, instance, direction) '
+         '(rate(surgewatch_tcp_connections_total{env="prod"}[60s]))')]
     with pytest.raises(BadInput, match="label selector in braces"):
         fleet_queries('env="prod"', 60.0)
 
@@ -135,7 +180,8 @@ class Stub:
 
     def pick(self, q):
         for metric, name in (("log_writes", "log_writes"), ("log_write_bytes", "log_bytes"),
-                             ("tcp_resets", "resets")):
+                             ("tcp_resets", "resets"), ("tcp_connections", "conns"),
+                             ("tcp_sent_bytes", "tcp_bytes")):
             if f"surgewatch_{metric}_total" in q:
                 return answer(name)
         return answer("empty")
@@ -170,7 +216,8 @@ def test_record_from_prometheus_sends_aligned_range_and_token(stub, tmp_path):
     assert path == "/api/v1/query_range" and auth == "Bearer s3cret"
     assert (form["start"], form["end"], form["step"]) == (["1764547020.000"],
                                                           ["1764547200.000"], ["60"])
-    assert len(s.seen) == 3
+    assert len(s.seen) == 5
+    assert doc["services"]["app.service"]["conns"] == 9600.0     # the load queries' answers
 
 
 @pytest.mark.parametrize(("fail", "exc", "text"), [
