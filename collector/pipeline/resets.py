@@ -1,10 +1,12 @@
 """The resets half of a collection interval: drain the reset probe, name owners
 (ResetAttributor: host lookups for who owns each reset),
-aggregate per service, and produce the stream's reset fields and bounded `reset` records.
+aggregate per service, and produce the stream's reset fields and bounded `reset` records;
+the same drain's per-process TCP load, per service (`load`, for the records' load fields).
 
 collector/pipeline/runtime.py calls interval() once per interval and poll() while it waits.
 """
 from collector.records.model import reset_record
+from collector.aggregate.load import AttributedLoad, aggregate_load
 from collector.aggregate.resets import AttributedResets, EventBudget, aggregate_resets
 
 
@@ -14,6 +16,7 @@ class ResetStage:
         self.budget = EventBudget(max_records)
         self.events = []            # (service, ResetEvent) since the last interval
         self.pending = []           # raw events, attributed at the interval's end
+        self.load = {}              # service -> ServiceLoad of the last interval()
         probe.on_event = self.pending.append
 
     def set_max_records(self, n):
@@ -42,6 +45,8 @@ class ResetStage:
         counts = self.probe.collect() if flipped else self.probe.drain()
         health = self.probe.health()
         per_service = aggregate_resets(self.attributor.attribute(counts))
+        self.load = aggregate_load(self.attributor.attribute_load(
+            getattr(self.probe, "loads", ())))
         records, attributed = [], []
         for ev in self.pending:
             service, pid, _comm = self.attributor.owner(ev.tgid, ev.comm, ev.cgroup_id, ev.kind,
@@ -55,6 +60,7 @@ class ResetStage:
             "resets_lost": health["counts_full"],
             "resets_owner_unknown": health["no_owner"],
             "resets_owner_map_full": health["owners_full"],
+            "load_lost": health.get("loads_full", 0),
             # over the records budget here, or over the kernel's event budget (not sent)
             "reset_records_suppressed": self.budget.next_interval()
             + health["events_over_budget"],
@@ -101,4 +107,13 @@ class ResetAttributor:
             service, pid, comm = self.owner(c.tgid, c.comm, c.cgroup_id, c.kind, c.lport)
             out.append(AttributedResets(service, pid, comm, c.direction, c.kind, c.state,
                                         c.reason, c.count, c.idle_unknown, c.idle_hist))
+        return out
+
+    def attribute_load(self, loads):
+        """AttributedLoad of the probe's per-process LoadCounts (always a known process)."""
+        out = []
+        for lc in loads:
+            service = self.services.resolve(lc.tgid, lc.comm, lc.cgroup_id or None)
+            out.append(AttributedLoad(service, lc.tgid, lc.comm, lc.accepted, lc.connected,
+                                      lc.tcp_bytes))
         return out

@@ -9,9 +9,10 @@ from typing import NamedTuple
 from collector import __version__
 
 # "MAJOR.MINOR": readers accept any minor of their major, refuse a newer major.
-SCHEMA_VERSION = "1.4"   # 1.1: rate.resets_*, stats.resets_*, `reset` records; 1.2: `alert`;
+SCHEMA_VERSION = "1.5"   # 1.1: rate.resets_*, stats.resets_*, `reset` records; 1.2: `alert`;
 #                          1.3: rate.paths bounded, the rest in one "(other)" entry;
-#                          1.4: rate.loss_risk, `alert` signal log_loss_risk with `limit`
+#                          1.4: rate.loss_risk, `alert` signal log_loss_risk with `limit`;
+#                          1.5: rate.conns_*, tcp_bytes_out and ratios, stats.load_lost
 SCHEMA_MAJOR = 1
 
 
@@ -44,7 +45,7 @@ RECORD_TYPES = (RECORD_META, RECORD_RATE, RECORD_STATS, RECORD_RESET, RECORD_ALE
 LOSS_FIELDS = ("evictions", "lost_events", "unresolved_writes", "lost_writes",
                "fd_walk_failed", "segment_dropped_records")
 RESET_LOSS_FIELDS = ("resets_lost", "resets_events_lost", "resets_owner_unknown",
-                     "resets_owner_map_full", "reset_records_suppressed")
+                     "resets_owner_map_full", "reset_records_suppressed", "load_lost")
 
 
 def schema_major(version):

@@ -36,6 +36,8 @@ _COUNTER_HELP = {
                               "Socket owners that could not be recorded (map full)."),
     "reset_records_suppressed": ("reset_records_suppressed_total",
                                  "`reset` records not emitted (per-interval limit)."),
+    "load_lost": ("load_lost_total",
+                  "Processes whose TCP load went uncounted in an interval (loads map full)."),
 }
 STATS_COUNTERS = {k: _COUNTER_HELP[k] for k in LOSS_FIELDS + RESET_LOSS_FIELDS + ("cpu_s",)}
 

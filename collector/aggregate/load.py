@@ -1,0 +1,70 @@
+"""A service's TCP load in one interval (the denominators of load-normalised rates), from
+the resets probe's per-process counts (collector.probes.resets.LoadCount, attributed to a
+service by collector/pipeline/resets.py), and its place in the `rate` records. Pure.
+"""
+from dataclasses import dataclass, field
+
+from collector.aggregate.signals import (
+    CONNS_ACCEPTED,
+    CONNS_CONNECTED,
+    TCP_BYTES_OUT,
+    load_ratios,
+)
+
+
+@dataclass(frozen=True)
+class AttributedLoad:
+    service: str
+    pid: int
+    comm: str
+    accepted: int
+    connected: int
+    tcp_bytes: int
+
+
+@dataclass
+class ServiceLoad:
+    service: str
+    pids: set = field(default_factory=set)
+    comms: set = field(default_factory=set)
+    accepted: int = 0
+    connected: int = 0
+    tcp_bytes: int = 0
+
+    def add(self, a):
+        self.pids.add(a.pid)
+        self.comms.add(a.comm)
+        self.accepted += a.accepted
+        self.connected += a.connected
+        self.tcp_bytes += a.tcp_bytes
+
+
+def aggregate_load(attributed):
+    """{service: ServiceLoad} of one interval's AttributedLoad lines."""
+    out = {}
+    for a in attributed:
+        if a.accepted or a.connected or a.tcp_bytes:
+            out.setdefault(a.service, ServiceLoad(a.service)).add(a)
+    return out
+
+
+def add_load(rates, per_service, new_record, tcp_bytes=True):
+    """Load counts and the ratios they make into one interval's rate records, in place:
+    conns_accepted/conns_connected (and tcp_bytes_out when the kernel counts bytes) on
+    every record, a record new_record(name, ServiceLoad) appended for each service with
+    load but no record yet (a busy service that logs nothing is the best ratio there is),
+    then each record's ratios (collector.aggregate.signals.load_ratios). Run after the
+    reset counts are in (resets_per_conn needs them)."""
+    by_service = {r["service"]: r for r in rates}
+    for name, load in sorted(per_service.items()):
+        if name not in by_service:
+            by_service[name] = new_record(name, load)
+            rates.append(by_service[name])
+    for rec in rates:
+        load = per_service.get(rec["service"])
+        rec[CONNS_ACCEPTED] = load.accepted if load else 0
+        rec[CONNS_CONNECTED] = load.connected if load else 0
+        if tcp_bytes:
+            rec[TCP_BYTES_OUT] = load.tcp_bytes if load else 0
+        rec.update(load_ratios(rec))
+    return rates
