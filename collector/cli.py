@@ -358,6 +358,7 @@ _COMPARE_EXAMPLES = """Examples:
   surgewatch compare prod.json test.json          exit 1 when a service got 3x louder
   surgewatch compare prod.json test.json --max-ratio 5 --min-rate 50
   surgewatch compare prod.json test.json --json   rows with status matched/new/gone
+  surgewatch compare prod.json test.json --basis absolute   rates, not per connection
 """
 
 
@@ -372,14 +373,23 @@ _COMPARE_EXAMPLES = """Examples:
               type=click.FloatRange(min=0), help="The same for log bytes/s.")
 @click.option("--stat", type=click.Choice(["mean", "median", "p90", "max"]), default="mean",
               show_default=True, help="Which rate of each profile to compare.")
+@click.option("--basis", type=click.Choice(["auto", "absolute", "per-connection"]),
+              default="auto", show_default=True,
+              help="auto: per connection where both profiles measured load (enough "
+              "connections), else absolute rates; or force one (docs/detection.md).")
+@click.option("--min-conns", default=100, show_default=True, type=click.IntRange(min=1),
+              help="Connections a service needs in the current profile to be judged per "
+              "connection.")
 @click.option("--json", "as_json", is_flag=True, help="JSON instead of the table.")
-def compare_cmd(baseline, current, max_ratio, min_rate, min_bytes_rate, stat, as_json):
+def compare_cmd(baseline, current, max_ratio, min_rate, min_bytes_rate, stat, basis,
+                min_conns, as_json):
     """Compare two profiles (services by name): exit 0 within the limits, 1 when a service
     exceeds them, 2 on bad input."""
     from collector.commands.gate import run_compare
 
     sys.exit(run_compare(baseline, current, max_ratio=max_ratio, min_rate=min_rate,
-                         min_bytes_rate=min_bytes_rate, stat=stat, as_json=as_json))
+                         min_bytes_rate=min_bytes_rate, stat=stat, as_json=as_json,
+                         basis=basis.replace("-", "_"), min_conns=min_conns))
 
 
 

@@ -1,4 +1,5 @@
-"""Profiles (per-service rates and their spread over a window) and comparing two of them.
+"""Profiles: per-service rates and their spread over a window (comparing two:
+collector/aggregate/compare.py).
 
 Pure: records in, plain dicts out; no I/O. The file format is in docs/detection.md
 ("The gate"); reading and writing it is collector/commands/gate.py.
@@ -341,48 +342,3 @@ def check_profile(doc, name):
                     and st.get(k) >= 0 for k in STATS):
                 return f"{name}: malformed profile: service {svc!r} signal {sig}"
     return None
-
-
-# -- compare ------------------------------------------------------------------------------
-def side_of(doc):
-    """Where a profile's rates come from: {"origin": "prometheus" (a fleet, each rate a
-    host's: collector/aggregate/fleet.py) or "local" (this file's builder, each rate one
-    host's per-interval), "basis", "hosts"}."""
-    fleet = doc.get("basis") == "per_host"
-    hosts = doc.get("hosts")
-    return {"origin": "prometheus" if fleet else "local",
-            "basis": "per_host" if fleet else "per_interval",
-            "hosts": len(hosts) if isinstance(hosts, list) else 0}
-
-
-def compare(base, cur, max_ratio=3.0, min_rate=10.0, min_bytes_rate=10240.0, stat="mean"):
-    """Compare two profiles service by service (matched by name).
-
-    A signal of a service exceeds the limits when its current rate is above the minimum
-    (min_rate; min_bytes_rate for log bytes/s) and more than max_ratio x its baseline
-    rate (a service new in `cur` has a baseline of 0: any rate above the minimum exceeds).
-    Vanished services are reported, never a failure. Signals only one profile recorded
-    (resets) are not compared. Returns {"ok", "rows", ...}; rows sorted by service.
-    """
-    if stat not in STATS:
-        raise ValueError(f"stat must be one of {STATS}")
-    signals = [s for s in SIGNALS if s in base["signals"] and s in cur["signals"]]
-    rows = []
-    bsvc, csvc = base["services"], cur["services"]
-    for name in sorted(set(bsvc) | set(csvc)):
-        status = "new" if name not in bsvc else ("gone" if name not in csvc else "")
-        cells = {}
-        for sig in signals:
-            b = bsvc[name][sig][stat] if name in bsvc else 0.0
-            c = csvc[name][sig][stat] if name in csvc else 0.0
-            ratio = c / b if b > 0 else (None if c == 0 else math.inf)
-            floor = min_bytes_rate if sig == LOG_BYTES else min_rate
-            exceeds = c > floor and (b == 0 or c / b > max_ratio)
-            cells[sig] = {"baseline": b, "current": c, "ratio": ratio, "exceeds": exceeds}
-        rows.append({"service": name, "status": status, "signals": cells,
-                     "exceeds": any(x["exceeds"] for x in cells.values())})
-    skipped = [s for s in SIGNALS if (s in base["signals"]) != (s in cur["signals"])]
-    return {"ok": not any(r["exceeds"] for r in rows), "stat": stat, "max_ratio": max_ratio,
-            "min_rate": min_rate, "min_bytes_rate": min_bytes_rate, "signals": signals,
-            "signals_not_compared": skipped, "rows": rows,
-            "sides": {"baseline": side_of(base), "current": side_of(cur)}}

@@ -14,7 +14,8 @@ import sys
 import time
 
 from collector.aggregate.fleet import CONN_DIRECTIONS, HOST_LABEL, RESET_DIRECTIONS, FleetBuilder
-from collector.aggregate.profile import SIGNAL_LABELS, ProfileBuilder, check_profile, compare
+from collector.aggregate.compare import ABSOLUTE, MIN_CONNS, PER_CONNECTION, compare
+from collector.aggregate.profile import SIGNAL_LABELS, ProfileBuilder, check_profile
 from collector.errors import EXIT_FAILURE, EXIT_OK, BadInput
 from collector.pipeline.build import build_collector
 from collector.records.intervals import intervals
@@ -228,6 +229,23 @@ def _side(side):
     return f"local record, {plural(n, 'host')} (per-interval rates)"
 
 
+def _basis_lines(result):
+    """Which basis each service was judged on, and why a service was not per connection."""
+    per, absolute = [], {}
+    for row in result["rows"]:
+        if row["basis"] == PER_CONNECTION:
+            per.append(row["service"])
+        else:
+            absolute.setdefault(row["basis_note"], []).append(row["service"])
+    out = [f"basis {result['basis']} (--basis {result['basis_requested'].replace('_', '-')})"]
+    if per:
+        out.append(f"per connection (at least {result['min_conns']:g} connections): "
+                   + ", ".join(per))
+    for why, names in absolute.items():
+        out.append(f"absolute ({why}): " + ", ".join(names))
+    return ["; ".join(out)]
+
+
 def render_compare(result, base_name, cur_name):
     """The comparison as a text table: one line per service and signal."""
     head = ("SERVICE", "SIGNAL", "BASELINE", "CURRENT", "RATIO", "")
@@ -235,19 +253,21 @@ def render_compare(result, base_name, cur_name):
     for row in result["rows"]:
         name = row["service"] + (f" ({row['status']})" if row["status"] else "")
         first = True
-        for sig in result["signals"]:
-            c = row["signals"][sig]
+        for sig, c in row["signals"].items():
             lines.append((name if first else "", SIGNAL_LABELS[sig], _num(c["baseline"]),
                           _num(c["current"]), _ratio(c), "EXCEEDS" if c["exceeds"] else ""))
             first = False
     widths = [max(len(x[i]) for x in [head] + lines) for i in range(len(head))]
     fmt = "{:<%d}  {:<%d}  {:>%d}  {:>%d}  {:>%d}  {}" % tuple(widths[:5])
-    out = [f"baseline {base_name}, current {cur_name}: {result['stat']} rate per second; "
+    what = "rate per second" if result["basis"] == ABSOLUTE else \
+        "per connection or TCP KiB (rate per second where absolute)"
+    out = [f"baseline {base_name}, current {cur_name}: {result['stat']} {what}; "
            f"limits: ratio {result['max_ratio']:g}, min {result['min_rate']:g}/s "
            f"({result['min_bytes_rate']:g} bytes/s)"]
     out.append(fmt.format(*head).rstrip())
     out += [fmt.format(*x).rstrip() for x in lines]
     bad = [r["service"] for r in result["rows"] if r["exceeds"]]
+    out += _basis_lines(result)
     sides = result.get("sides")
     if sides:
         out.append(f"sources: baseline {_side(sides['baseline'])}; "
@@ -275,12 +295,16 @@ def compare_json(result, base_path, cur_path):
 
 
 def run_compare(base_path, cur_path, max_ratio=3.0, min_rate=10.0, min_bytes_rate=10240.0,
-                stat="mean", as_json=False, stdout=None):
+                stat="mean", as_json=False, stdout=None, basis="auto", min_conns=MIN_CONNS):
     stdout = stdout if stdout is not None else sys.stdout
     base = read_profile(base_path)
     cur = read_profile(cur_path)
-    result = compare(base, cur, max_ratio=max_ratio, min_rate=min_rate,
-                     min_bytes_rate=min_bytes_rate, stat=stat)
+    try:
+        result = compare(base, cur, max_ratio=max_ratio, min_rate=min_rate,
+                         min_bytes_rate=min_bytes_rate, stat=stat, basis=basis,
+                         min_conns=min_conns)
+    except ValueError as e:           # --basis per-connection without load on a side
+        raise BadInput(f"--basis per-connection: {e}") from None
     if as_json:
         stdout.write(json.dumps(compare_json(result, base_path, cur_path), indent=1) + "\n")
     else:

@@ -14,7 +14,8 @@ import pytest
 from click.testing import CliRunner
 
 from collector.aggregate.fleet import FleetBuilder, quantile
-from collector.aggregate.profile import check_profile, compare
+from collector.aggregate.compare import compare
+from collector.aggregate.profile import check_profile
 from collector.cli import main
 from collector.commands.gate import (
     default_step,

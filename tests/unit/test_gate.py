@@ -13,8 +13,8 @@ from collector.aggregate.profile import (
     ProfileBuilder,
     RateHistogram,
     check_profile,
-    compare,
 )
+from collector.aggregate.compare import compare
 from collector.cli import main
 from collector.commands.gate import read_profile, record_from, render_compare, write_profile
 from collector.errors import BadInput
