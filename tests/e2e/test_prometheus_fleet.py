@@ -2,7 +2,10 @@
 loopback, loaded with a fleet's history made by `promtool tsdb create-blocks-from
 openmetrics`: the profile's fleet totals and per-host quantiles are what the generated
 counters say, and `compare` fails a test environment logging 100x more per host and
-passes one within the limits. Its exit codes for a bad query and no data, too."""
+passes one within the limits. With the load counters (schema 1.5) on some hosts: the
+ratios of sums per host and fleet, and compare on the per-connection basis (1% of the
+traffic and 100x the log writes per connection fails, 1% and the same passes). Its exit
+codes for a bad query and no data, too."""
 import json
 import os
 import subprocess
@@ -32,7 +35,32 @@ FLEET = {
     },
     "test-loud": {"t1": {"app.service": (3000, 300000, 1, 0)}},     # 100x a host's mean
     "test-quiet": {"t2": {"app.service": (35, 3500, 2, 0)}},        # 1.17x
+    # 1% of a prod host's connections: the same per connection, and 100x the log writes
+    "test-lean": {"t3": {"app.service": (0.2, 20, 0.02, 0)}},
+    "test-chatty": {"t4": {"app.service": (20, 2000, 0.02, 0)}},
 }
+# env -> host -> service -> (accepted/s, connected/s, TCP bytes out/s or None: no exact
+# count); hosts not here run a surgewatch without load counters (web3, test-loud/quiet)
+LOAD = {
+    "prod": {
+        "web1": {"app.service": (4, 1, 10240), "db.service": (5, 0, 5120)},
+        "web2": {"app.service": (8, 2, None)},
+    },
+    "test-lean": {"t3": {"app.service": (0.1, 0, 204.8)}},
+    "test-chatty": {"t4": {"app.service": (0.1, 0, 204.8)}},
+}
+
+
+def _series(fam, col, table, directions):
+    """Every sample of one counter family from table (FLEET or LOAD)."""
+    for env, hosts in table.items():
+        for host, services in hosts.items():
+            for svc, rates in services.items():
+                base = f'env="{env}",instance="{host}:9477",job="surgewatch",service="{svc}"'
+                cols = [(col, "")] if col is not None else directions
+                for c, extra in cols:
+                    if rates[c] is not None:
+                        yield base + extra, rates[c]
 
 
 def openmetrics(end):
@@ -40,21 +68,19 @@ def openmetrics(end):
     for HOURS hours (plus one step before the range) up to end."""
     start = end - HOURS * 3600 - STEP
     times = range(int(start), int(end) + 1, SCRAPE)
-    fams = {"surgewatch_log_writes": 0, "surgewatch_log_write_bytes": 1,
-            "surgewatch_tcp_resets": None}
+    resets = [(2, ',direction="sent"'), (3, ',direction="received"')]
+    conns = [(0, ',direction="accepted"'), (1, ',direction="connected"')]
+    fams = [("surgewatch_log_writes", 0, FLEET, None),
+            ("surgewatch_log_write_bytes", 1, FLEET, None),
+            ("surgewatch_tcp_resets", None, FLEET, resets),
+            ("surgewatch_tcp_connections", None, LOAD, conns),
+            ("surgewatch_tcp_sent_bytes", 2, LOAD, None)]
     out = []
-    for fam, col in fams.items():
+    for fam, col, table, directions in fams:
         out.append(f"# TYPE {fam} counter")
-        for env, hosts in FLEET.items():
-            for host, services in hosts.items():
-                for svc, rates in services.items():
-                    base = f'env="{env}",instance="{host}:9477",job="surgewatch",service="{svc}"'
-                    cols = [(col, "")] if col is not None else \
-                        [(2, ',direction="sent"'), (3, ',direction="received"')]
-                    for c, extra in cols:
-                        for t in times:
-                            out.append(f"{fam}_total{{{base}{extra}}} "
-                                       f"{rates[c] * (t - start):g} {t}")
+        for labels, rate in _series(fam, col, table, directions):
+            for t in times:
+                out.append(f"{fam}_total{{{labels}}} {rate * (t - start):.12g} {t}")
     return "\n".join(out) + "\n# EOF\n"
 
 
@@ -145,6 +171,64 @@ def test_compare_fails_the_loud_test_environment_and_passes_the_quiet_one(promet
     res = surgewatch("compare", str(prod), str(quiet))
     assert res.returncode == 0, res.stdout + res.stderr
     assert res.stdout.splitlines()[-1].startswith("ok: every service within the limits")
+
+
+def test_load_signals_and_ratios_are_what_the_history_says(prometheus):
+    _, doc = record(prometheus, "prod", "prod.json")
+    assert doc["version"] == 2
+    assert doc["signals"][4:] == ["conns_per_s", "tcp_bytes_out_per_s", "log_writes_per_conn",
+                                  "log_bytes_per_tcp_kib", "resets_per_conn"]
+    app, db = doc["services"]["app.service"], doc["services"]["db.service"]
+    c = app["conns_per_s"]
+    # web1 4 + 1, web2 8 + 2 connections/s; web3 has no load counters
+    assert (c["fleet_total"], c["median"], c["p95"], c["max"]) == \
+        (approx(15), approx(7.5), approx(9.75), approx(10))
+    assert app["conns"] == approx(15 * HOURS * 3600)
+    assert app["tcp_bytes_out"] == approx(10240 * HOURS * 3600)
+    # log writes per connection: web1 10 / 5, web2 20 / 10; web3's 60/s has no conns
+    w = app["log_writes_per_conn"]
+    assert (w["mean"], w["fleet_total"], w["median"], w["p95"], w["hosts"]) == \
+        (approx(2), approx(2), approx(2), approx(2), 2)
+    # log bytes per TCP KiB: web1 only (web2 has no exact byte count): 1000 / 10
+    b = app["log_bytes_per_tcp_kib"]
+    assert (b["mean"], b["median"], b["hosts"]) == (approx(100), approx(100), 1)
+    # resets per connection: web1 (1 + 0) / 5, web2 (2 + 0.5) / 10; the fleet 3.5 / 15
+    r = app["resets_per_conn"]
+    assert (r["mean"], r["median"], r["p95"], r["max"]) == \
+        (approx(3.5 / 15), approx(0.225), approx(0.2475), approx(0.25))
+    d = db["log_writes_per_conn"]
+    assert (d["mean"], d["hosts"], db["conns_per_s"]["fleet_total"]) == (approx(1), 1, approx(5))
+    assert db["log_bytes_per_tcp_kib"]["mean"] == approx(100)
+
+
+def test_compare_on_the_per_connection_basis(prometheus):
+    prod, _ = record(prometheus, "prod", "prod.json")
+    chatty, cdoc = record(prometheus, "test-chatty", "chatty.json")
+    lean, _ = record(prometheus, "test-lean", "lean.json")
+    assert cdoc["services"]["app.service"]["conns"] == approx(0.1 * HOURS * 3600)
+    res = surgewatch("compare", str(prod), str(chatty), "--json")
+    assert res.returncode == 1, res.stdout + res.stderr
+    doc = json.loads(res.stdout)
+    assert doc["basis"] == "per_connection"
+    row = next(r for r in doc["rows"] if r["service"] == "app.service")
+    assert row["basis"] == "per_connection"
+    w = row["signals"]["log_writes_per_conn"]
+    assert (w["baseline"], w["current"], w["ratio"], w["exceeds"]) == \
+        (approx(2), approx(200), approx(100), True)
+    assert row["signals"]["log_bytes_per_tcp_kib"]["ratio"] == approx(100)
+    res = surgewatch("compare", str(prod), str(chatty))
+    assert res.returncode == 1
+    assert res.stdout.splitlines()[-1] == "FAIL: 1 service over the limits: app.service"
+    # its absolute rate (20 writes/s) is under a prod host's 30/s: only the ratio sees it
+    assert surgewatch("compare", str(prod), str(chatty), "--basis", "absolute").returncode == 0
+    res = surgewatch("compare", str(prod), str(lean))
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert "basis per_connection (--basis auto)" in res.stdout
+    # a side without load counters: absolute, and the report says why
+    quiet, _ = record(prometheus, "test-quiet", "quiet.json")
+    res = surgewatch("compare", str(prod), str(quiet))
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert "absolute (no load in the current profile): app.service, db.service" in res.stdout
 
 
 def test_no_data_and_a_bad_query_are_exit_2_in_one_line(prometheus):
