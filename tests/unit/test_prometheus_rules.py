@@ -46,8 +46,8 @@ def test_rules_unit_tests_pass(promtool):
 
 
 def served_names():
-    """Every sample name the sink serves, with a service that has writes, resets and an
-    idle histogram, one stats record and two alert records (one of them log_loss_risk)."""
+    """Every sample name the sink serves, with a service that has writes, resets, load and
+    an idle histogram, one stats record and two alert records (one of them log_loss_risk)."""
     class R:
         kinds = {"abort": 1}   # noqa: RUF012
         idle_hist = [1] * 24
@@ -69,6 +69,7 @@ def served_names():
                               ratio=None, threshold=8, reason="journald_rate_limit",
                               started=1.0, peak=50, intervals=0, top={},
                               limit={"limit": "journald", "key": "journald"})
+    rate.update(conns_accepted=1, conns_connected=1, tcp_bytes_out=1)     # schema 1.5 load
     sink.write_interval([rate, alert, loss, stats])
     sink.add_reset_details({"a": R})
     return {s.name for f in text_string_to_metric_families(sink.render().decode())
