@@ -181,6 +181,17 @@ def _program_checks(btf):
                      "loads: both probes count on fentry (no syscall tracepoint; "
                      'write_hook "auto")' if why is None else
                      f"refused: {why} (syscall tracepoints are used)", blocking=False))
+    if why is None:
+        load = f"{rprobe.TCP_BYTES_FENTRY} counts TCP bytes sent"
+    elif kernel.tracepoint_exists("sock", "sock_send_length"):
+        load = f"{rprobe.TCP_BYTES_TRACEPOINT} counts TCP bytes sent"
+    else:
+        load = None
+    out.append(Check("load", load is not None,
+                     f"connections accepted and connected; {load} (docs/probe-resets.md)"
+                     if load else "connections accepted and connected; TCP bytes not counted "
+                     "(needs fentry or Linux 6.4's sock:sock_send_length): per-KiB ratios "
+                     "unavailable", blocking=False))
     _, off = logwrites.dgram_macros(btf, why is None)
     out.append(Check("log channels", off is None,
                      "files, journald stdout, syslog and journald-native datagrams, container "

@@ -53,7 +53,8 @@ def _probe_meta(probe):
     # probe's also as "write_hook", its older name); "hook_reason": why not fentry
     for key, attr in (("hook", "write_path"), ("write_hook", "write_path"), ("hook", "hook_path"),
                       ("hook_reason", "write_path_reason"), ("hook_reason", "hook_path_reason"),
-                      ("fd_walk", "fd_walk"), ("fentry", "fentry")):     # docs/stream.md
+                      ("fd_walk", "fd_walk"), ("fentry", "fentry"),      # docs/stream.md
+                      ("tcp_bytes", "tcp_bytes_hook"), ("tcp_bytes_off", "tcp_bytes_reason")):
         if getattr(probe, attr, None) is not None:
             out[key] = getattr(probe, attr)
     if getattr(probe, "channels", None):     # why the datagram channels are off

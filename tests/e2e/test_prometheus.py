@@ -1,18 +1,15 @@
 """A real Prometheus (Debian's package) scrapes a running `surgewatch run` over loopback;
 its own query API must return the exact counts of a known workload."""
-import json
 import os
-import signal
 import subprocess
 import time
-import urllib.parse
-import urllib.request
 
 import pytest
 
 from tests.owncgroup import unit_cgroup
 from tests.support.daemon import Daemon
-from tests.support.loopback import abort_connections, free_port
+from tests.support.loopback import abort_connections
+from tests.support.prometheus import Prometheus
 from tests.support.writers import unique_writer
 
 PROMETHEUS = "/usr/bin/prometheus"
@@ -26,17 +23,6 @@ pytestmark = [
                        reason="Debian's prometheus is not installed (make setup installs it)"),
 ]
 
-SCRAPE = """
-global:
-  scrape_interval: 1s
-  evaluation_interval: 1s
-scrape_configs:
-  - job_name: surgewatch
-    scrape_interval: 1s
-    static_configs:
-      - targets: ["127.0.0.1:{port}"]
-"""
-
 
 @pytest.fixture
 def workload_bin(tmp_path_factory):
@@ -44,53 +30,6 @@ def workload_bin(tmp_path_factory):
 
     d = tmp_path_factory.mktemp("bin")
     return lambda name: build(name, d)
-
-
-class Prometheus:
-    def __init__(self, tmp_path, target_port):
-        self.port = free_port()
-        cfg = tmp_path / "prometheus.yml"
-        cfg.write_text(SCRAPE.format(port=target_port))
-        self.log = open(tmp_path / "prometheus.log", "w+")
-        self.proc = subprocess.Popen(
-            [PROMETHEUS, f"--config.file={cfg}", f"--storage.tsdb.path={tmp_path / 'tsdb'}",
-             f"--web.listen-address=127.0.0.1:{self.port}", "--log.level=warn"],
-            stdout=self.log, stderr=subprocess.STDOUT)
-        self.url = f"http://127.0.0.1:{self.port}"
-
-    def get(self, path):
-        with urllib.request.urlopen(self.url + path, timeout=5) as r:
-            return r.read().decode()
-
-    def wait_ready(self, timeout=60):
-        end = time.monotonic() + timeout
-        while time.monotonic() < end:
-            assert self.proc.poll() is None, self.output()
-            try:
-                self.get("/-/ready")
-                return
-            except OSError:
-                time.sleep(0.2)
-        pytest.fail("prometheus not ready: " + self.output())
-
-    def query(self, expr):
-        body = json.loads(self.get("/api/v1/query?" + urllib.parse.urlencode({"query": expr})))
-        assert body["status"] == "success", body
-        return body["data"]["result"]
-
-    def output(self):
-        self.log.seek(0)
-        return self.log.read()[-4000:]
-
-    def stop(self):
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        self.log.close()
 
 
 def test_prometheus_scrapes_exact_log_writes(tmp_path, workload_bin):
