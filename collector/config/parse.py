@@ -237,7 +237,7 @@ def _probes(c, value):
             c.fail(f"{where}.write_hook", f"{hook!r} is not one of {', '.join(WRITE_HOOKS)}")
         changes["write_hook"] = hook
     for key, lo, hi in (("max_keys", 64, 1 << 24), ("max_inodes", 64, 1 << 24),
-                        ("max_owners", 16, 1 << 24)):
+                        ("max_owners", 16, 1 << 24), ("max_loads", 16, 1 << 24)):
         if key in t:
             changes[key] = c.number(t, key, f"{where}.{key}", lo, hi, integer=True)
     if "load_timeout_s" in t:

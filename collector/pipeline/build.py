@@ -75,7 +75,7 @@ def _start_resets(disabled, probes):
     # the write hook decides the resets probe's process-context hooks too: fentry with
     # "auto"/"fentry", the syscall tracepoints with "tracepoints"/"raw"
     hook = probes.write_hook if probes.write_hook in ("auto", "fentry") else "tracepoints"
-    probe = ResetProbe(max_owners=probes.max_owners, hook=hook)
+    probe = ResetProbe(max_owners=probes.max_owners, max_loads=probes.max_loads, hook=hook)
     try:
         return probe, probe.start_load(probes.load_timeout_s)
     except ProbeUnavailable as e:
