@@ -10,7 +10,7 @@ from collector.records.model import LOSS_FIELDS
 from collector.sinks.text import escape, format_bytes, format_rate, plural
 
 # stats counters by what they mean for the interval's other records
-_UNDERCOUNT = LOSS_FIELDS + ("resets_lost",)
+_UNDERCOUNT = LOSS_FIELDS + ("resets_lost", "load_lost")
 _UNATTRIBUTED = ("resets_owner_unknown", "resets_owner_map_full")
 _UNSAMPLED = ("resets_events_lost", "reset_records_suppressed")
 MAX_PIDS = 8
@@ -78,7 +78,9 @@ def _rate(head, rec):
     writes = rec.get("log_writes_per_s", 0)
     sent = rec.get("resets_sent") if _num(rec.get("resets_sent")) else 0
     received = rec.get("resets_received") if _num(rec.get("resets_received")) else 0
-    if paths or (_num(writes) and writes > 0) or not (sent or received):
+    conns = sum(rec.get(k) for k in ("conns_accepted", "conns_connected") if _num(rec.get(k)))
+    tcp_out = rec.get("tcp_bytes_out") if _num(rec.get("tcp_bytes_out")) else 0
+    if paths or (_num(writes) and writes > 0) or not (sent or received or conns or tcp_out):
         where = _s(paths[0].get("path", "?")) if paths and isinstance(paths[0], dict) else "-"
         if len(paths) > 1:
             where += f" (+{len(paths) - 1} more)"
@@ -86,14 +88,21 @@ def _rate(head, rec):
         parts += [f"{format_rate(writes) if _num(writes) else '?'} writes/s",
                   f"{format_bytes(bps) if _num(bps) else '?'}/s", where,
                   f"pids {_pids(rec.get('pids')) or '-'}"]
-    if sent or received:          # a reset-only service has no writes, paths or pids
-        length = rec.get("interval")
+    length = rec.get("interval")
 
-        def count(n):
-            if n and _num(length) and length > 0:
-                return f"{n} ({format_rate(n / length)}/s)"
-            return str(n)
+    def count(n):
+        if n and _num(length) and length > 0:
+            return f"{n} ({format_rate(n / length)}/s)"
+        return str(n)
+    if sent or received:          # a reset-only service has no writes, paths or pids
         parts.append(f"resets sent {count(sent)}, received {count(received)}")
+    if conns or tcp_out:          # its load (schema 1.5) and what it logs per connection
+        load = [f"conns {count(conns)}"]
+        if tcp_out and _num(length) and length > 0:
+            load.append(f"TCP out {format_bytes(tcp_out / length)}/s")
+        if _num(rec.get("log_writes_per_conn")):
+            load.append(f"{rec['log_writes_per_conn']:.3g} writes/conn")
+        parts.append(", ".join(load))
     risks = rec.get("loss_risk") if isinstance(rec.get("loss_risk"), list) else []
     parts += [_risk(r) for r in risks if isinstance(r, dict)]
     return f"{head} {_seq(rec)} {_s(rec.get('service', '?'))}  " + "  ".join(parts)

@@ -99,6 +99,20 @@ def test_rate_lines_with_writes_resets_or_both():
     assert "resets" not in format_record(rate(20, sent=0, received=0))
 
 
+def test_rate_lines_with_load_and_writes_per_connection():
+    from collector.aggregate.signals import load_ratios
+
+    rec = rate(20)
+    rec.update(conns_accepted=8, conns_connected=2, tcp_bytes_out=4096)
+    rec.update(load_ratios(rec))
+    assert format_record(rec).endswith(
+        "pids 7  conns 10 (5.00/s), TCP out 2.0 KiB/s, 2 writes/conn")
+    only = rate(0)
+    only.update(conns_accepted=4, conns_connected=0, tcp_bytes_out=0)
+    only.update(load_ratios(only))
+    assert format_record(only).endswith("#3      app.service  conns 4 (2.00/s), 0 writes/conn")
+
+
 def test_stats_lines_quiet_unless_asked_and_losses_by_meaning():
     assert format_record(stats()) is None
     line = format_record(stats(), every_stats=True)
