@@ -95,9 +95,11 @@ class LiveModel:
         for r in rates:
             for entry in r.get("loss_risk") or ():
                 self._risks.setdefault(r["service"], set()).add(entry.get("limit", "?"))
-            acc = self._services.setdefault(r["service"], _Acc())
             now = (r.get("log_writes", 0), r.get("log_bytes", 0),
                    r.get("resets_sent", 0), r.get("resets_received", 0))
+            if not any(now) and r["service"] not in self._services:
+                continue          # load only (schema 1.5): nothing this view shows
+            acc = self._services.setdefault(r["service"], _Acc())
             acc.now = tuple(a + b for a, b in zip(acc.now, now))
             acc.writes += now[0]
             acc.bytes += now[1]

@@ -104,3 +104,12 @@ def test_matches():
 def test_zero_interval_refused():
     with pytest.raises(ValueError):
         LiveModel().add_interval([], {}, 0.0)
+
+
+def test_a_load_only_service_is_not_a_row():
+    m = LiveModel()
+    quiet = dict(rec("sshd.service"), conns_accepted=3, conns_connected=0)
+    m.add_interval([rec("app.service", writes=10), quiet], {}, 1.0)
+    assert [r.service for r in m.rows()] == ["app.service"]
+    m.add_interval([rec("sshd.service", writes=2)], {}, 1.0)      # it logs: now it is one
+    assert sorted(r.service for r in m.rows()) == ["app.service", "sshd.service"]
