@@ -104,7 +104,8 @@ def compare(base, cur, max_ratio=3.0, min_rate=10.0, min_bytes_rate=10240.0, sta
     bytes) and the current value is more than max_ratio x the baseline's (a service new
     in `cur` has a baseline of 0: any rate above the minimum exceeds). Vanished services
     are reported, never a failure. Signals only one profile recorded (resets) are not
-    compared. Returns {"ok", "rows", "basis", ...}; rows sorted by service.
+    compared. Returns {"ok", "rows", "basis" (per_connection when both profiles have load
+    and basis is not absolute, else absolute), ...}; rows sorted by service.
     """
     if stat not in STATS:
         raise ValueError(f"stat must be one of {STATS}")
@@ -133,8 +134,8 @@ def compare(base, cur, max_ratio=3.0, min_rate=10.0, min_bytes_rate=10240.0, sta
         rows.append({"service": name, "status": status, "basis": used, "basis_note": why,
                      "signals": cells, "exceeds": any(x["exceeds"] for x in cells.values())})
     skipped = [s for s in SIGNALS if (s in base["signals"]) != (s in cur["signals"])]
-    matched = {r["basis"] for r in rows if not r["status"]}
-    overall = matched.pop() if len(matched) == 1 else ("mixed" if matched else ABSOLUTE)
+    # overall: the basis the comparison ran on; a service that fell back says so in its row
+    overall = PER_CONNECTION if basis != ABSOLUTE and all(loads) else ABSOLUTE
     return {"ok": not any(r["exceeds"] for r in rows), "stat": stat, "max_ratio": max_ratio,
             "min_rate": min_rate, "min_bytes_rate": min_bytes_rate, "min_conns": min_conns,
             "basis": overall, "basis_requested": basis, "signals": signals,
