@@ -8,7 +8,9 @@ Per service and signal a profile keeps the exact mean rate (total / window lengt
 spread of the per-interval rates (standard deviation, median, p10, p90, max) and how many
 intervals the service was active in. Per-interval rates go into a log-bucketed histogram
 (8 buckets per doubling: quantiles within about 4.5%), so memory stays bounded however
-long the window; mean, standard deviation and max are exact.
+long the window; mean, standard deviation and max are exact. The load ratios (log writes
+per connection, ...) are ratios of the window's sums, one value per service: a mean of
+per-interval ratios would break on intervals without connections.
 """
 import math
 
