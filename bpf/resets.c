@@ -37,7 +37,8 @@
  *   SEND_* / RECV_*              live tracepoint field offsets (see resets.py)
  *   HAVE_DESTROY, DESTROY_SKADDR_OFF, SS_SKADDR_OFF, SS_OLD_OFF, SS_NEW_OFF, SS_PROTO_OFF,
  *   SS_SPORT_OFF, TP_FD_OFF, TP_RET_OFF, HAVE_<syscall>
- *   SL_PROTO_OFF, SL_RET_OFF     sock:sock_send_length's fields (HAVE_SEND_LENGTH)
+ *   SL_*_OFF, RL_*_OFF           sock:sock_send_length / sock_recv_length fields
+ *                                (HAVE_SEND_LENGTH: both exist)
  *   SENDMSG_NARGS, SENDPAGE_NARGS  fentry path: where fexit finds the return value
  *   SW_MAX_OWNERS, SW_MAX_RKEYS, SW_MAX_LOADS, SW_RINGBUF_PAGES
  */
@@ -106,17 +107,40 @@ static __always_inline void own(u64 sk, u32 source)
         rhealth_inc(SW_RHEALTH_OWNERS_FULL);
 }
 
-/* this interval's load entry of process tgid (created with its cgroup and comm) */
-static __always_inline struct sw_load_val *load_of(u32 tgid, u64 cgroup_id, const char *comm)
+#define PF_KTHREAD_ 0x00200000
+#ifdef OFF_TASK_FLAGS
+static __always_inline int in_kthread(void)
+{
+#ifdef SW_FENTRY
+    char *task = (char *)bpf_get_current_task_btf();
+    return (*(u32 *)(task + OFF_TASK_FLAGS)) & PF_KTHREAD_;
+#else
+    u32 flags = 0;
+    bpf_probe_read_kernel(&flags, sizeof(flags), (char *)bpf_get_current_task() + OFF_TASK_FLAGS);
+    return flags & PF_KTHREAD_;
+#endif
+}
+#endif
+
+static __always_inline int load_odd(void)
+{
+    u32 zero = SW_RCTL_EPOCH;
+    u32 *epoch = rctl.lookup(&zero);
+    return epoch && (*epoch & 1);
+}
+
+static __always_inline struct sw_load_val *load_find(u32 tgid, int odd)
 {
     struct sw_load_key k = {};
     k.tgid = tgid;
-    u32 zero = SW_RCTL_EPOCH;
-    u32 *epoch = rctl.lookup(&zero);
-    int odd = epoch && (*epoch & 1);
-    struct sw_load_val *v = odd ? loads1.lookup(&k) : loads0.lookup(&k);
-    if (v)
-        return v;
+    return odd ? loads1.lookup(&k) : loads0.lookup(&k);
+}
+
+static __always_inline struct sw_load_val *load_new(u32 tgid, int odd, u64 cgroup_id,
+                                                    const char *comm)
+{
+    struct sw_load_key k = {};
+    k.tgid = tgid;
     struct sw_load_val init = {};
     init.cgroup_id = cgroup_id;
     __builtin_memcpy(init.comm, comm, SW_COMM_LEN);
@@ -124,32 +148,51 @@ static __always_inline struct sw_load_val *load_of(u32 tgid, u64 cgroup_id, cons
         loads1.insert(&k, &init);
     else
         loads0.insert(&k, &init);
-    v = odd ? loads1.lookup(&k) : loads0.lookup(&k);
+    struct sw_load_val *v = load_find(tgid, odd);
     if (!v)
         rhealth_inc(SW_RHEALTH_LOADS_FULL);
     return v;
 }
 
-/* the current process's entry (process context only) */
-static __always_inline struct sw_load_val *my_load(void)
+/* this interval's load entry of process tgid (made with its cgroup and comm) */
+static __always_inline struct sw_load_val *load_of(u32 tgid, u64 cgroup_id, const char *comm)
 {
+    int odd = load_odd();
+    struct sw_load_val *v = load_find(tgid, odd);
+    return v ? v : load_new(tgid, odd, cgroup_id, comm);
+}
+
+/* the current process's entry (process context only). A known process costs one lookup:
+ * comm, cgroup and (no_kthreads) the kernel-thread test only when its entry is made, so a
+ * kernel thread never gets one. */
+static __always_inline struct sw_load_val *my_load(int no_kthreads)
+{
+    u32 tgid = bpf_get_current_pid_tgid() >> 32;
+    int odd = load_odd();
+    struct sw_load_val *v = load_find(tgid, odd);
+    if (v)
+        return v;
+#ifdef OFF_TASK_FLAGS
+    if (no_kthreads && in_kthread())
+        return 0;
+#endif
     char comm[SW_COMM_LEN] = {};
     bpf_get_current_comm(comm, sizeof(comm));
-    return load_of(bpf_get_current_pid_tgid() >> 32, bpf_get_current_cgroup_id(), comm);
+    return load_new(tgid, odd, bpf_get_current_cgroup_id(), comm);
 }
 
 static __always_inline void count_accept(void)
 {
-    struct sw_load_val *v = my_load();
+    struct sw_load_val *v = my_load(0);
     if (v)
         __sync_fetch_and_add(&v->accepted, 1);
 }
 
-static __always_inline void count_tcp_bytes(s64 ret)
+static __always_inline void count_tcp_bytes(s64 ret, int no_kthreads)
 {
     if (ret <= 0)
         return;
-    struct sw_load_val *v = my_load();
+    struct sw_load_val *v = my_load(no_kthreads);
     if (v)
         __sync_fetch_and_add(&v->tcp_bytes, (u64)ret);
 }
@@ -260,12 +303,16 @@ int sw_destroy(void *ctx)
 
 /* send/recv on a socket: the owner may have changed (fd passed, fork); refresh it only
  * when the owning process differs, so the common case is one lookup. */
-static __always_inline void refresh_owner(u64 sk)
+static __always_inline void refresh_owner(u64 sk, int no_kthreads)
 {
     u32 tgid = bpf_get_current_pid_tgid() >> 32;
     struct sw_sock_owner *cur = owners.lookup(&sk);
     if (cur && cur->tgid == tgid && !cur->closed)
         return;
+#ifdef OFF_TASK_FLAGS
+    if (no_kthreads && in_kthread())
+        return;
+#endif
     own(sk, SW_OWNER_IO);
 }
 
@@ -285,26 +332,29 @@ int sw_enter_io(void *ctx)
 {
     u64 sk = tcp_sock_of_fd((s64)CTX_U64(ctx, TP_FD_OFF));
     if (sk)
-        refresh_owner(sk);
+        refresh_owner(sk, 0);
     return 0;
 }
 
 #ifdef HAVE_SEND_LENGTH
-#define PF_KTHREAD_ 0x00200000
-/* every completed send on any socket (sock_sendmsg_nosec): TCP ones are load. Kernel
- * threads' in-kernel sockets are not a process's load. */
+/* sock:sock_send_length / sock_recv_length (6.4+): every send and receive on any socket
+ * (sock_sendmsg_nosec, sock_recvmsg_nosec: send*, recv*, read, write, sendfile, io_uring),
+ * in process context with the socket at hand. Where they exist they replace the syscall
+ * hooks above for owner refreshes (no fd walk, nothing on unrelated syscalls) and count
+ * TCP bytes sent. Kernel threads' in-kernel sockets are neither owned nor load. */
 int sw_send_length(void *ctx)
 {
     if (CTX_U16(ctx, SL_PROTO_OFF) != IPPROTO_TCP_)
         return 0;
-    s32 ret = CTX_S32(ctx, SL_RET_OFF);
-    if (ret <= 0)
-        return 0;
-    u32 flags = 0;
-    bpf_probe_read_kernel(&flags, sizeof(flags), (char *)bpf_get_current_task() + OFF_TASK_FLAGS);
-    if (flags & PF_KTHREAD_)
-        return 0;
-    count_tcp_bytes(ret);
+    refresh_owner(CTX_U64(ctx, SL_SK_OFF), 1);
+    count_tcp_bytes(CTX_S32(ctx, SL_RET_OFF), 1);
+    return 0;
+}
+
+int sw_recv_length(void *ctx)
+{
+    if (CTX_U16(ctx, RL_PROTO_OFF) == IPPROTO_TCP_)
+        refresh_owner(CTX_U64(ctx, RL_SK_OFF), 1);
     return 0;
 }
 #endif
@@ -315,14 +365,6 @@ int sw_send_length(void *ctx)
  *   fexit tcp_sendmsg, fentry tcp_recvmsg  any send/recv on a TCP socket, write/read included
  * Kernel threads' sends (in-kernel sockets) are not process ownership: skipped, as no
  * syscall hook ever saw them. */
-#define PF_KTHREAD_ 0x00200000
-
-static __always_inline int in_kthread(void)
-{
-    char *task = (char *)bpf_get_current_task_btf();
-    return (*(u32 *)(task + OFF_TASK_FLAGS)) & PF_KTHREAD_;
-}
-
 /* struct sock *inet_csk_accept(struct sock *, ...): the return value follows the
  * ACCEPT_NARGS arguments (their number differs between kernels; from BTF) */
 int kretfunc__inet_csk_accept(u64 *ctx)
@@ -340,8 +382,8 @@ int kretfunc__tcp_sendmsg(u64 *ctx)
 {
     if (in_kthread())
         return 0;
-    refresh_owner(ctx[0]);
-    count_tcp_bytes((s64)(int)ctx[SENDMSG_NARGS]);
+    refresh_owner(ctx[0], 0);
+    count_tcp_bytes((s64)(int)ctx[SENDMSG_NARGS], 0);
     return 0;
 }
 
@@ -350,7 +392,7 @@ int kretfunc__tcp_sendmsg(u64 *ctx)
 int kretfunc__tcp_sendpage(u64 *ctx)
 {
     if (!in_kthread())
-        count_tcp_bytes((s64)(int)ctx[SENDPAGE_NARGS]);
+        count_tcp_bytes((s64)(int)ctx[SENDPAGE_NARGS], 0);
     return 0;
 }
 #endif
@@ -358,7 +400,7 @@ int kretfunc__tcp_sendpage(u64 *ctx)
 int kfunc__tcp_recvmsg(u64 *ctx)
 {
     if (!in_kthread())
-        refresh_owner(ctx[0]);
+        refresh_owner(ctx[0], 0);
     return 0;
 }
 #endif

@@ -86,12 +86,15 @@ class LoadCount:
     comm: str
 
 
-def send_length_macros(fmt):
-    """sock:sock_send_length's field offsets (6.4+), or {} when the kernel has none."""
-    if not fmt or not {"protocol", "ret"} <= set(fmt):
+def sock_length_macros(send_fmt, recv_fmt):
+    """sock:sock_send_length and sock_recv_length field offsets (both came in 6.4), or {}
+    when the kernel lacks either."""
+    want = {"sk", "protocol", "ret"}
+    if not send_fmt or not recv_fmt or not want <= set(send_fmt) or not want <= set(recv_fmt):
         return {}
-    return {"HAVE_SEND_LENGTH": 1, "SL_PROTO_OFF": fmt["protocol"].offset,
-            "SL_RET_OFF": fmt["ret"].offset}
+    return {"HAVE_SEND_LENGTH": 1, "SL_SK_OFF": send_fmt["sk"].offset,
+            "SL_PROTO_OFF": send_fmt["protocol"].offset, "SL_RET_OFF": send_fmt["ret"].offset,
+            "RL_SK_OFF": recv_fmt["sk"].offset, "RL_PROTO_OFF": recv_fmt["protocol"].offset}
 
 
 @dataclass(frozen=True)
@@ -305,7 +308,7 @@ class ResetProbe(Probe):
             self.fd_walk, walk, self.fd_walk_state = fdwalk.choose(
                 macros, macros["TP_FD_OFF"], "resets probe")
             macros.update(walk)
-            sl = send_length_macros(tp("sock", "sock_send_length"))
+            sl = sock_length_macros(tp("sock", "sock_send_length"), tp("sock", "sock_recv_length"))
             if sl:
                 macros.update(sl, **fdwalk.btf_macros(btf, FENTRY_FIELDS, "resets probe"))
                 self.tcp_bytes_hook, self.tcp_bytes_reason = TCP_BYTES_TRACEPOINT, None
@@ -329,10 +332,12 @@ class ResetProbe(Probe):
             tps.append(("tcp:tcp_destroy_sock", "sw_destroy"))
         tps += [(f"syscalls:sys_exit_{sc}", "sw_exit_accept")
                 for sc in ACCEPT_SYSCALLS if self.available.get(sc)]
-        tps += [(f"syscalls:sys_enter_{sc}", "sw_enter_io")
-                for sc in IO_SYSCALLS if self.available.get(sc)]
-        if "HAVE_SEND_LENGTH" in self.macros:
-            tps.append(("sock:sock_send_length", "sw_send_length"))
+        if "HAVE_SEND_LENGTH" in self.macros:      # the socket at hand: no syscall hook
+            tps += [("sock:sock_send_length", "sw_send_length"),
+                    ("sock:sock_recv_length", "sw_recv_length")]
+        else:
+            tps += [(f"syscalls:sys_enter_{sc}", "sw_enter_io")
+                    for sc in IO_SYSCALLS if self.available.get(sc)]
         tps += [("tcp:tcp_send_reset", "sw_send_reset"),
                 ("tcp:tcp_receive_reset", "sw_receive_reset")]
         steps = [{"kind": "tracepoint", "tp": tp, "fn": fn} for tp, fn in tps]

@@ -96,8 +96,10 @@ def main():
     hooks = [f"sys_enter_{sc}" for sc in WRITE_SYSCALLS]
     hooks += [f"sys_{side}_{sc}" for sc in OPEN_SYSCALLS for side in ("enter", "exit")]
     hooks += [f"sys_exit_{sc}" for sc in ACCEPT_SYSCALLS]
-    hooks += [f"sys_enter_{sc}" for sc in IO_SYSCALLS]
-    for tp in hooks:
+    if not (tracepoint_exists("sock", "sock_send_length")
+            and tracepoint_exists("sock", "sock_recv_length")):
+        hooks += [f"sys_enter_{sc}" for sc in IO_SYSCALLS]     # else the resets probe
+    for tp in hooks:                                            # uses those (6.4+)
         if tracepoint_exists("syscalls", tp):
             b.attach_tracepoint(tp=f"syscalls:{tp}", fn_name="empty")
     detach = "--detach" in sys.argv[1:]

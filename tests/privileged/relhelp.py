@@ -9,11 +9,11 @@ PROG_NAMES = {n[:15] for n in (
     "raw_sys_enter", "enter_write", "enter_writev", "enter_pwrite64", "enter_pwritev",
     "enter_pwritev2", "enter_openat", "enter_open", "enter_creat", "enter_openat2",
     "exit_open_any", "sw_set_state", "sw_destroy", "sw_exit_accept", "sw_enter_io",
-    "sw_send_reset", "sw_receive_reset",
+    "sw_send_length", "sw_recv_length", "sw_send_reset", "sw_receive_reset",
     # the fentry path (kernels that allow it: the Vagrant VM): bcc names a tracing program
     # after its target function, with or without the kfunc__/kretfunc__ prefix
     *(pre + f for f in ("vfs_write", "vfs_writev", "do_filp_open", "inet_csk_accept",
-                        "tcp_sendmsg", "tcp_recvmsg")
+                        "tcp_sendmsg", "tcp_recvmsg", "tcp_sendpage")
       for pre in ("", "kfunc__", "kretfunc__")))}
 
 
