@@ -1,7 +1,7 @@
 """`make bench`: issue 7's six benchmarks, each figure printed next to its target.
 
     python -m tests.bench [syscalls] [progstats] [userspace] [resets] [startup] [interval]
-                                                                             (default: all)
+                          [load]                                              (default: all)
 
 Environment: BENCH_ROUNDS (syscall rounds, default 7), BENCH_N (calls per loop, default
 500000). Results also go to build/bench/results.json. Run it on an otherwise idle
@@ -15,7 +15,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from tests.bench import interval, progstats, resetstorm, startup, syscalls, userspace
+from tests.bench import interval, load, progstats, resetstorm, startup, syscalls, userspace
 
 ROUNDS = int(os.environ.get("BENCH_ROUNDS", "7"))
 N = int(os.environ.get("BENCH_N", "500000"))
@@ -76,6 +76,7 @@ CASES = {
     "resets": (resetstorm.run, report_resets),
     "startup": (startup.run, report_startup),
     "interval": (interval.run, interval.report),    # in-process, no kernel (issue 13)
+    "load": (load.run, load.report),                # TCP load counting, bpf_stats (issue 18)
 }
 
 
