@@ -49,12 +49,11 @@ def aggregate_load(attributed):
 
 
 def add_load(rates, per_service, new_record, tcp_bytes=True):
-    """Load counts and the ratios they make into one interval's rate records, in place:
-    conns_accepted/conns_connected (and tcp_bytes_out when the kernel counts bytes) on
-    every record, a record new_record(name, ServiceLoad) appended for each service with
-    load but no record yet (a busy service that logs nothing is the best ratio there is),
-    then each record's ratios (collector.aggregate.signals.load_ratios). Run after the
-    reset counts are in (resets_per_conn needs them)."""
+    """Load counts into one interval's rate records, in place: conns_accepted,
+    conns_connected (and tcp_bytes_out when the kernel counts bytes) on every record, and a
+    record new_record(name, ServiceLoad) appended for each service with load but no record
+    yet (a busy service that logs nothing is the best ratio there is). Before add_resets
+    (the new records get reset fields too), then add_ratios."""
     by_service = {r["service"]: r for r in rates}
     for name, load in sorted(per_service.items()):
         if name not in by_service:
@@ -66,5 +65,12 @@ def add_load(rates, per_service, new_record, tcp_bytes=True):
         rec[CONNS_CONNECTED] = load.connected if load else 0
         if tcp_bytes:
             rec[TCP_BYTES_OUT] = load.tcp_bytes if load else 0
+    return rates
+
+
+def add_ratios(rates):
+    """Each record's load ratios (collector.aggregate.signals.load_ratios), in place: once
+    its log, reset and load counts are all in."""
+    for rec in rates:
         rec.update(load_ratios(rec))
     return rates

@@ -14,7 +14,7 @@ from typing import NamedTuple
 
 from collector.records import model
 from collector.aggregate.logrates import rate_bodies
-from collector.aggregate.load import add_load
+from collector.aggregate.load import add_load, add_ratios
 from collector.aggregate.resets import add_resets
 from collector.config import RATE_MAX_PATHS
 from collector.host.keycache import KeyCache
@@ -190,9 +190,10 @@ class Collector:
         new_record = lambda name, r: model.rate_record(  # noqa: E731
             self.host, ts, seq=self.seq, interval=interval_s, service=name, pids=r.pids,
             comms=r.comms, log_writes=0, log_bytes=0, paths=[])
-        add_resets(rates, per_service, new_record)
         add_load(rates, self.resets.load, new_record,
                  tcp_bytes=getattr(self.resets.probe, "tcp_bytes_hook", None) is not None)
+        add_resets(rates, per_service, new_record)
+        add_ratios(rates)
         return Interval(rates, stats, records, per_service, events)
 
     def _enrich(self, counts):
