@@ -95,4 +95,21 @@ static __always_inline u64 sw_socket_sk(char *sock, u16 *family)
     return (u64)sk;
 }
 
+/* The current process's name as ps and top show it: its main thread's comm, not a worker
+ * thread's own name ("rs:main Q:Reg" is rsyslogd; a Java pool thread is its JVM), so a
+ * process that is no unit or container is one service. Else the current thread's. */
+static __always_inline void sw_process_comm(char *comm)
+{
+    char *leader = 0;
+#ifdef SW_FD_WALK_BTF
+    leader = *(char **)((char *)bpf_get_current_task_btf() + OFF_TASK_GROUP_LEADER);
+#else
+    bpf_probe_read_kernel(&leader, sizeof(leader),
+                          (char *)bpf_get_current_task() + OFF_TASK_GROUP_LEADER);
+#endif
+    if (leader && !bpf_probe_read_kernel(comm, SW_COMM_LEN, leader + OFF_TASK_COMM))
+        return;
+    bpf_get_current_comm(comm, SW_COMM_LEN);
+}
+
 #endif

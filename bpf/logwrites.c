@@ -202,7 +202,7 @@ static __always_inline int count_key(struct sw_write_key *k, u64 bytes)
             return 0;
         struct sw_write_val init = {};
         init.cgroup_id = bpf_get_current_cgroup_id();
-        bpf_get_current_comm(&init.comm, sizeof(init.comm));
+        sw_process_comm(init.comm);
         /* insert zeroed, then add below: a racing insert from another CPU is not lost */
         if (odd)
             counts1.insert(k, &init);
@@ -239,7 +239,7 @@ static __always_inline struct sw_open_event *open_event(struct sw_write_key *k, 
     ev->ino = k->ino;
     ev->gen = k->gen;
     ev->cgroup_id = bpf_get_current_cgroup_id();
-    bpf_get_current_comm(&ev->comm, sizeof(ev->comm));
+    sw_process_comm(ev->comm);
     return ev;
 }
 

@@ -95,7 +95,7 @@ static __always_inline void owner_from_current(struct sw_sock_owner *o, u32 sour
     o->tgid = bpf_get_current_pid_tgid() >> 32;
     o->source = source;
     o->cgroup_id = bpf_get_current_cgroup_id();
-    bpf_get_current_comm(&o->comm, sizeof(o->comm));
+    sw_process_comm(o->comm);
 }
 
 /* Record the current task as owner of sk (process context only). */
@@ -177,7 +177,7 @@ static __always_inline struct sw_load_val *my_load(int no_kthreads)
         return 0;
 #endif
     char comm[SW_COMM_LEN] = {};
-    bpf_get_current_comm(comm, sizeof(comm));
+    sw_process_comm(comm);
     return load_new(tgid, odd, bpf_get_current_cgroup_id(), comm);
 }
 

@@ -26,13 +26,15 @@ class UnitCgroup:
 
 
 @contextmanager
-def unit_cgroup(name):
+def unit_cgroup(name, suffix=".service"):
+    """<cgroup2>/<name><suffix>; suffix "": a cgroup that is no unit (the service is then
+    the process's comm, on any host)."""
     from collector.host.cgroups import cgroup2_mount
 
     found = cgroup2_mount()
     if found is None:
         raise RuntimeError("no cgroup2 hierarchy mounted: the tests need one")
-    path = os.path.join(found[0], f"{name}.service")
+    path = os.path.join(found[0], f"{name}{suffix}")
     os.mkdir(path)
     try:
         yield UnitCgroup(path)

@@ -36,9 +36,12 @@ FIELDS = (
     ("INODE_I_MODE", "inode", "i_mode"),
     ("SOCKET_SK", "socket", "sk"),
     ("SOCK_FAMILY", "sock_common", "skc_family"),
+    ("TASK_GROUP_LEADER", "task_struct", "group_leader"),   # sw_process_comm
+    ("TASK_COMM", "task_struct", "comm"),
 )
 SIZES = {"TASK_FILES": 8, "FILES_FDT": 8, "FDT_FD": 8, "FDT_MAX_FDS": 4, "FILE_F_INODE": 8,
-         "FILE_PRIVATE_DATA": 8, "INODE_I_MODE": 2, "SOCKET_SK": 8, "SOCK_FAMILY": 2}
+         "FILE_PRIVATE_DATA": 8, "INODE_I_MODE": 2, "SOCKET_SK": 8, "SOCK_FAMILY": 2,
+         "TASK_GROUP_LEADER": 8, "TASK_COMM": 16}
 
 # Fields that sit close together are read in one bpf_probe_read_kernel (each read costs
 # 7-15 ns here whatever its size up to a cache line or two): name -> (fields, from the

@@ -13,7 +13,7 @@ import time
 
 import pytest
 
-from tests.owncgroup import TIME_SCALE
+from tests.owncgroup import TIME_SCALE, unit_cgroup
 from tests.support.daemon import Daemon
 
 pytestmark = [
@@ -59,6 +59,12 @@ def wait_lines(path, n, timeout):
 
 
 def test_logger_and_syslog_handler_counted_per_sender_rsyslog_writes_its_own(tmp_path):
+    # rsyslogd in a cgroup that is no unit: its service is its process name on any host
+    with unit_cgroup(f"swrsyslog{os.getpid() % 10000}", suffix="") as cg:
+        _syslog_exact(tmp_path, cg)
+
+
+def _syslog_exact(tmp_path, cg):
     work, logs = tmp_path / "work", tmp_path / "logs"
     work.mkdir()
     logs.mkdir()
@@ -72,7 +78,8 @@ def test_logger_and_syslog_handler_counted_per_sender_rsyslog_writes_its_own(tmp
     try:
         d.attached()
         rs = subprocess.Popen([RSYSLOGD, "-n", "-f", str(conf), "-i", str(tmp_path / "rs.pid")],
-                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                              preexec_fn=cg.enter)
         deadline = time.monotonic() + 30 * TIME_SCALE
         while not sock.exists() and time.monotonic() < deadline and rs.poll() is None:
             time.sleep(0.05)
@@ -108,8 +115,8 @@ def test_logger_and_syslog_handler_counted_per_sender_rsyslog_writes_its_own(tmp
     # one message per logger process and per handler call, nothing else on the channel
     assert writes == N_LOGGER + N_HANDLER
     assert os.getpid() in senders and len(senders) == N_LOGGER + 1, senders
-    # rsyslogd's copy: its process (the writing thread's comm, "rs:main Q:Reg", names
-    # the service outside a systemd unit) wrote every byte of the file
+    # rsyslogd's copy: its process (named rsyslogd, not its writing thread "rs:main
+    # Q:Reg", outside a systemd unit) wrote every byte of the file
     writer = by_service(d.records, str(out))
     assert len(writer) == 1, writer
     (wcalls, wbytes), = writer.values()
@@ -118,3 +125,8 @@ def test_logger_and_syslog_handler_counted_per_sender_rsyslog_writes_its_own(tmp
     pids = {pid for r in d.records if r.get("type") == "rate"
             for p in r["paths"] if p["path"] == str(out) for pid in p["pids"]}
     assert pids == {rs.pid}, pids
+    # named rsyslogd, not by its writing thread
+    assert list(writer) == ["rsyslogd"], writer
+    comms = {c for r in d.records if r.get("type") == "rate"
+             for p in r["paths"] if p["path"] == str(out) for c in r["comms"]}
+    assert comms == {"rsyslogd"}, comms

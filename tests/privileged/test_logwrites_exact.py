@@ -290,3 +290,33 @@ def test_writev_sums_128_iovecs_and_no_more(harness, tmp_path):
     got = harness.for_path(harness.collect(), str(log))
     assert got[p.pid][:2] == [57, 50 * 384 + 7 * 384]
     assert log.stat().st_size == 50 * 384 + 7 * 390
+
+
+def test_a_worker_threads_lines_are_its_process_service(harness, tmp_path):
+    """A process outside any unit is named by its main thread's comm (as ps shows it),
+    not by the thread that wrote: 3 named worker threads, one service, exact counts."""
+    from tests.owncgroup import unit_cgroup
+
+    log = tmp_path / "threads.log"
+    harness.settle()
+    with unit_cgroup(f"swthreads{os.getpid() % 10000}", suffix="") as cg:
+        p = py("""
+            import ctypes, os, sys, threading
+            libc = ctypes.CDLL(None)
+            libc.prctl(15, b"swthreadsmain", 0, 0, 0)
+            fd = os.open(sys.argv[1], os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+            def work(i):
+                libc.prctl(15, f"worker-{i}".encode(), 0, 0, 0)     # this thread's name
+                for _ in range(500):
+                    os.write(fd, b"from a worker\\n")
+            ts = [threading.Thread(target=work, args=(i,)) for i in range(3)]
+            for t in ts:
+                t.start()
+            for t in ts:
+                t.join()
+            """, log, preexec_fn=cg.enter)
+        assert p.wait() == 0
+        got = harness.for_path(harness.collect(), str(log))
+    writes, nbytes, comm, service = got[p.pid]
+    assert (writes, nbytes) == (1500, 1500 * 14)
+    assert (comm, service) == ("swthreadsmain", "swthreadsmain")
