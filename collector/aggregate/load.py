@@ -74,3 +74,48 @@ def add_ratios(rates):
     for rec in rates:
         rec.update(load_ratios(rec))
     return rates
+
+
+@dataclass
+class _Totals:
+    accepted: int = 0
+    connected: int = 0
+    tcp_bytes: int = 0
+    log_writes: int = 0
+    log_bytes: int = 0
+
+    @property
+    def conns(self):
+        return self.accepted + self.connected
+
+
+class LoadWindow:
+    """Load and logs per service over a window (snapshot's "TCP load" section): fed each
+    interval's rate records, rows() the busiest by connections."""
+
+    def __init__(self):
+        self.duration_s = 0.0
+        self.services = {}
+        self.bytes_counted = False      # some record had tcp_bytes_out: the kernel counts
+
+    def add_interval(self, rates, interval_s):
+        self.duration_s += float(interval_s)
+        for r in rates:
+            if CONNS_ACCEPTED not in r:
+                continue
+            self.bytes_counted |= TCP_BYTES_OUT in r
+            conns = (r.get(CONNS_ACCEPTED) or 0) + (r.get(CONNS_CONNECTED) or 0)
+            if not conns and not r.get(TCP_BYTES_OUT):
+                continue
+            t = self.services.setdefault(r["service"], _Totals())
+            t.accepted += r.get(CONNS_ACCEPTED) or 0
+            t.connected += r.get(CONNS_CONNECTED) or 0
+            t.tcp_bytes += r.get(TCP_BYTES_OUT) or 0
+            t.log_writes += r.get("log_writes") or 0
+            t.log_bytes += r.get("log_bytes") or 0
+
+    def rows(self, top=20):
+        """[(service, _Totals)], most connections first (then TCP bytes, name)."""
+        items = sorted(self.services.items(),
+                       key=lambda kv: (-kv[1].conns, -kv[1].tcp_bytes, kv[0]))
+        return items[:top]

@@ -9,6 +9,7 @@ from collector.aggregate.alerts import OPEN, AlertEvent, Detector, format_event
 from collector.aggregate.logrates import Window
 from collector.aggregate.lossrisk import (OPEN as RISK_OPEN, LossRisk, RiskEvent,
                                           format_risk_event)
+from collector.aggregate.load import LoadWindow
 from collector.aggregate.resets import ResetWindow
 from collector.aggregate.selection import Selection
 from collector.errors import EnvironmentProblem
@@ -18,6 +19,7 @@ from collector.pipeline.build import build_collector
 from collector.records.model import alert_record
 from collector.sinks.jsonout import snapshot_json, write_json
 from collector.sinks.msgpackfile import MsgpackFileSink
+from collector.sinks.load_view import load_json, render_load
 from collector.sinks.resets_view import render_reset_columns, render_resets, resets_json
 from collector.sinks.table import LiveTable
 from collector.sinks.text import escape, format_rate, plural
@@ -39,7 +41,7 @@ def run_snapshot(duration, interval, top, as_json, msgpack_path, rules, argv=(),
         sys.stdout.write("surgewatch: compiling and attaching probes...\r")
         sys.stdout.flush()
     collector = build_collector(rules, resets=True, probes=probes)
-    window, rwindow = Window(), ResetWindow()
+    window, rwindow, lwindow = Window(), ResetWindow(), LoadWindow()
     model, detector = None, warm_detector(alerts)
     notes = []          # journald-limits warnings: said after the live view, not over it
     risk = LossRisk(JournaldLimits(warn=notes.append), capacity)
@@ -67,6 +69,7 @@ def run_snapshot(duration, interval, top, as_json, msgpack_path, rules, argv=(),
                                 s["interval"], s)
             if collector.resets is not None:
                 rwindow.add_interval(sel.resets, s["interval"], s.get("resets_events_lost", 0))
+                lwindow.add_interval(sel.rates, s["interval"])
                 for service, ev in sel.reset_events:
                     rwindow.add_event(service, _peer(ev))
             events = []
@@ -105,6 +108,7 @@ def run_snapshot(duration, interval, top, as_json, msgpack_path, rules, argv=(),
             sys.stdout.write("\n" + (render_resets(rwindow, top, inventory_, idle_threshold)
                                      if resets_view else render_reset_columns(rwindow, top))
                              + "\n")
+            sys.stdout.write("\n" + render_load(lwindow, top) + "\n")
         _alerts_note(detector)
         _risks_note(risk, selected)
         _loss_note(window.stats() or {})
@@ -113,6 +117,7 @@ def run_snapshot(duration, interval, top, as_json, msgpack_path, rules, argv=(),
         doc["started"] = collector.started_wall     # the window's real start (after loading)
         if watched_resets:
             doc["resets"] = resets_json(rwindow, inventory_, idle_threshold, top)
+            doc["load"] = load_json(lwindow, top)
         write_json(doc, sys.stdout)
     for note in notes:
         sys.stderr.write(f"surgewatch: note: {escape(note)}\n")
