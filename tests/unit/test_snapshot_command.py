@@ -108,7 +108,9 @@ def test_a_pipe_gets_the_final_text_table_and_the_alert(stand_in, capsys):
         "nginx.service  20     /var/log/nginx/a.log       21       7.00       700 B    0.2%\n"
         "\n"
         "SERVICE                       RST SENT/S  RST RECV/S     SENT     RECV\n"
-        "client                              0.00        2.00        0        6\n")
+        "client                              0.00        2.00        0        6\n"
+        "\n"
+        "TCP load: none\n")
     # 3001 writes/s for 2 intervals opens an alert at the new-service floor (1000/s)
     assert err == ("surgewatch: alert open: app.service log writes 3001 lines/s (new service, "
                    "no baseline yet; floor 1000 lines/s); top: /var/log/app.log\n")
