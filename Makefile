@@ -1,4 +1,6 @@
-# surgewatch: every target does its own set-up first (vagrant/provision.sh is idempotent).
+# surgewatch: every target does its own set-up first (both scripts are idempotent):
+# `setup` what surgewatch needs to run (setup/runtime.sh), `test-setup` adds the test tools
+# (tests/setup.sh: servers, podman, compilers, pytest), for the test and bench targets.
 SHELL := /bin/bash
 VENV  := .venv
 PY    := $(VENV)/bin/python
@@ -6,10 +8,13 @@ PYTEST_ADDOPTS ?=
 # tiers present in this checkout (an empty tier is not an error)
 TIERS := $(foreach t,unit privileged e2e,$(if $(wildcard tests/$(t)/test_*.py),tests/$(t)))
 
-.PHONY: setup snapshot test test-unit test-privileged test-e2e bench doctor vm-test clean demo soak fuzz
+.PHONY: setup test-setup snapshot test test-unit test-privileged test-e2e bench doctor vm-test clean demo soak fuzz
 
 setup:
-	@bash vagrant/provision.sh "$(CURDIR)"
+	@bash setup/runtime.sh "$(CURDIR)"
+
+test-setup: setup
+	@bash tests/setup.sh "$(CURDIR)"
 
 snapshot: setup
 	$(VENV)/bin/surgewatch snapshot --duration 10
@@ -17,35 +22,35 @@ snapshot: setup
 doctor: setup
 	$(VENV)/bin/surgewatch doctor
 
-test: setup
+test: test-setup
 	$(PY) -m pytest -ra $(PYTEST_ADDOPTS) $(TIERS)
 
-test-unit: setup
+test-unit: test-setup
 	$(PY) -m pytest -ra $(PYTEST_ADDOPTS) tests/unit
 
-test-privileged: setup
+test-privileged: test-setup
 	$(PY) -m pytest -ra $(PYTEST_ADDOPTS) tests/privileged
 
-test-e2e: setup
+test-e2e: test-setup
 	$(PY) -m pytest -ra $(PYTEST_ADDOPTS) tests/e2e
 
-bench: setup
+bench: test-setup
 	$(PY) -m tests.bench && $(PY) -m tests.bench.channels
 
 # both production incidents, real HAProxy and nginx in network namespaces (docs/walkthrough.md)
-demo: setup
+demo: test-setup
 	$(PY) -m tests.e2e.demo $(if $(KEEP),--keep $(KEEP))
 
 # long reliability runs (docs/reliability.md): SOAK_MINUTES of mixed load, then 60 s of churn
 SOAK_MINUTES ?= 30
-soak: setup
+soak: test-setup
 	@mkdir -p build
 	$(PY) -m tests.reliability.soak --minutes $(SOAK_MINUTES) --out build/soak.json
 	SURGEWATCH_CHURN_S=60 $(PY) -m pytest -ra -s $(PYTEST_ADDOPTS) tests/privileged/test_rel_churn.py
 
 # the hypothesis targets with 20,000 random examples each (make test runs 200, fixed seed)
 FUZZ_EXAMPLES ?= 20000
-fuzz: setup
+fuzz: test-setup
 	SURGEWATCH_FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) SURGEWATCH_FUZZ_RANDOM=1 $(PY) -m pytest -ra $(PYTEST_ADDOPTS) tests/unit/test_rel_fuzz.py tests/unit/test_rel_fuzz_views.py
 
 vm-test:

@@ -2,24 +2,26 @@
 # Build a local Vagrant box for the libvirt provider, offline from Debian packages only
 # (for machines that cannot download public boxes). Run as root:
 #
-#     vagrant/build-box.sh [--force]
+#     SURGEWATCH_SUITE=bookworm|trixie vagrant/build-box.sh [--force]
 #
-# Result, cached outside the repository and rebuilt only when missing, when this script
-# has changed since, or with --force:
-#     $SURGEWATCH_BOX_CACHE/surgewatch-bookworm.box     libvirt box: metadata.json, Vagrantfile, box.img
-#     $SURGEWATCH_BOX_CACHE/vagrant_ed25519{,.pub}      the ssh key pair made for this box
-#     $SURGEWATCH_BOX_CACHE/vmlinuz                     its kernel (vm-test.sh probes KVM with it)
+# Result, cached outside the repository and rebuilt only when missing, when this script or
+# tests/packages.txt has changed since, or with --force:
+#     $SURGEWATCH_BOX_CACHE/surgewatch-$SUITE.box             libvirt box: metadata.json, Vagrantfile, box.img
+#     $SURGEWATCH_BOX_CACHE/vagrant_ed25519-$SUITE{,.pub}     the ssh key pair made for this box
+#     $SURGEWATCH_BOX_CACHE/vmlinuz-$SUITE                    its kernel (vm-test.sh probes KVM with it)
 # The box's own Vagrantfile points config.ssh.private_key_path at that key: no key is
 # shipped in the repository, and no well-known insecure key is accepted by the VM.
 #
-# What is in it: Debian bookworm (mmdebstrap), linux-image-amd64 with the matching
-# linux-headers-amd64, grub-pc on an MBR-partitioned disk, openssh-server, sudo, rsync,
-# python3-bpfcc; a "vagrant" user with password-less sudo. Everything else is installed
-# by vagrant/provision.sh inside the VM, exactly as on a user's host.
+# What is in it: Debian $SUITE (mmdebstrap), linux-image-amd64, grub-pc on an
+# MBR-partitioned disk, openssh-server, sudo, rsync; a "vagrant" user with password-less
+# sudo; and the test tools of tests/packages.txt, baked in here where dpkg runs at native
+# speed instead of under the VM's software CPU (their servers' units disabled). Nothing of
+# surgewatch's runtime (bcc, kernel headers): setup/runtime.sh installs that inside the VM,
+# from this bare state, as on a user's host, and the VM checks exactly what it installed.
 #
-# Environment: SURGEWATCH_BOX_CACHE (default /var/cache/surgewatch/boxes),
-# SURGEWATCH_DEBIAN_MIRROR (default http://deb.debian.org/debian),
-# SURGEWATCH_BOX_DISK_GB (virtual disk size, default 16).
+# Environment: SURGEWATCH_SUITE (bookworm, the default, or trixie), SURGEWATCH_BOX_CACHE
+# (default /var/cache/surgewatch/boxes), SURGEWATCH_DEBIAN_MIRROR (default
+# http://deb.debian.org/debian), SURGEWATCH_BOX_DISK_GB (virtual disk size, default 16).
 set -euo pipefail
 {   # the whole script is read before it runs: editing it during a run cannot derail the run
 
@@ -27,8 +29,12 @@ CACHE="${SURGEWATCH_BOX_CACHE:-/var/cache/surgewatch/boxes}"
 MIRROR="${SURGEWATCH_DEBIAN_MIRROR:-http://deb.debian.org/debian}"
 SECURITY_MIRROR="${SURGEWATCH_DEBIAN_SECURITY_MIRROR:-http://deb.debian.org/debian-security}"
 DISK_GB="${SURGEWATCH_BOX_DISK_GB:-16}"
-BOX="$CACHE/surgewatch-bookworm.box"
-KEY="$CACHE/vagrant_ed25519"
+SUITE="${SURGEWATCH_SUITE:-bookworm}"
+HERE="$(cd "$(dirname "$0")" && pwd -P)"
+PACKAGES_TXT="$HERE/../tests/packages.txt"
+BOX="$CACHE/surgewatch-$SUITE.box"
+KEY="$CACHE/vagrant_ed25519-$SUITE"
+KERNEL_COPY="$CACHE/vmlinuz-$SUITE"
 start=$SECONDS
 say() { printf 'build-box [%4ds]: %s\n' "$((SECONDS - start))" "$*"; }
 die() { printf 'build-box: %s\n' "$*" >&2; exit 1; }
@@ -40,15 +46,22 @@ case "${1:-}" in
     *) die "usage: $0 [--force]" ;;
 esac
 [ "$(id -u)" -eq 0 ] || die "must run as root (loop devices, mounts, chroot); try: sudo $0"
+case "$SUITE" in
+    bookworm|trixie) ;;
+    *) die "SURGEWATCH_SUITE=$SUITE is not a suite this box is made for; use bookworm (Debian 12) or trixie (Debian 13)" ;;
+esac
+# The test tools baked in, and the units of theirs that must not start at boot.
+TEST_PKGS="$(awk '!/^#/ && NF {print $1}' "$PACKAGES_TXT" | paste -sd, -)"
+TEST_UNITS="$(awk '!/^#/ && NF > 1 {$1 = ""; print}' "$PACKAGES_TXT" | xargs)"
 
-# The cached box is reused while this script is unchanged (its hash is the recipe).
-RECIPE="$(sha256sum "$0" | cut -c1-16)"
-if [ $force -eq 0 ] && [ -s "$BOX" ] && [ -s "$KEY" ] && [ -s "$KEY.pub" ] && [ -s "$CACHE/vmlinuz" ] &&
-   [ "$(cat "$CACHE/surgewatch-bookworm.recipe" 2>/dev/null)" = "$RECIPE" ]; then
+# The cached box is reused while its recipe (this script and the package list) is unchanged.
+RECIPE="$(cat "$0" "$PACKAGES_TXT" | sha256sum | cut -c1-16)"
+if [ $force -eq 0 ] && [ -s "$BOX" ] && [ -s "$KEY" ] && [ -s "$KEY.pub" ] && [ -s "$KERNEL_COPY" ] &&
+   [ "$(cat "$CACHE/surgewatch-$SUITE.recipe" 2>/dev/null)" = "$RECIPE" ]; then
     say "cached box $BOX is present (use --force to rebuild)"
     exit 0
 fi
-[ ! -s "$BOX" ] || [ $force -eq 1 ] || say "vagrant/build-box.sh changed since the cached box was built: rebuilding"
+[ ! -s "$BOX" ] || [ $force -eq 1 ] || say "the recipe (build-box.sh, tests/packages.txt) changed since the cached box was built: rebuilding"
 
 for tool in mmdebstrap qemu-img sfdisk partx losetup mkfs.ext4 ssh-keygen tar blkid; do
     command -v "$tool" >/dev/null || die "missing $tool (apt-get install mmdebstrap qemu-utils fdisk util-linux e2fsprogs openssh-client)"
@@ -97,21 +110,22 @@ mkfs.ext4 -q -U "$uuid" -L surgewatch-root "$part"
 mkdir -p "$root"
 mount "$part" "$root"
 
-# 3. Debian into it. The kernel and its headers come from the same suites, so they match.
-say "mmdebstrap bookworm from $MIRROR (takes a few minutes)"
+# 3. Debian into it (mmdebstrap keeps the baked servers from starting while it installs).
+say "mmdebstrap $SUITE from $MIRROR with the test tools (takes a few minutes)"
 rmdir "$root/lost+found"     # mmdebstrap wants an empty directory; mkfs.ext4 recreates nothing, fsck would
 mmdebstrap --variant=important --components=main --quiet \
-    --include=linux-image-amd64,linux-headers-amd64,grub-pc,openssh-server,sudo,rsync,python3-bpfcc,ifupdown,isc-dhcp-client,ca-certificates \
-    bookworm "$root" \
-    "deb $MIRROR bookworm main" \
-    "deb $MIRROR bookworm-updates main" \
-    "deb $SECURITY_MIRROR bookworm-security main"
+    --include=linux-image-amd64,grub-pc,openssh-server,sudo,rsync,ifupdown,isc-dhcp-client,ca-certificates,"$TEST_PKGS" \
+    "$SUITE" "$root" \
+    "deb $MIRROR $SUITE main" \
+    "deb $MIRROR $SUITE-updates main" \
+    "deb $SECURITY_MIRROR $SUITE-security main"
 mkdir -p "$root/lost+found"; chmod 700 "$root/lost+found"
 kver="$(ls "$root/lib/modules" | sort -V | tail -1)"
-[ -e "$root/usr/src/linux-headers-$kver" ] || die "headers for kernel $kver were not installed (image and headers differ?)"
-say "installed kernel $kver with matching headers"
+[ ! -e "$root/usr/src/linux-headers-$kver" ] || die "kernel headers were baked into the box: a package of tests/packages.txt pulls them in"
+[ ! -e "$root/usr/lib/python3/dist-packages/bcc" ] || die "bcc was baked into the box: a package of tests/packages.txt pulls in python3-bpfcc"
+say "installed kernel $kver and the test tools"
 # A copy of the kernel lets vm-test.sh check that KVM really boots it before choosing KVM.
-cp "$root/boot/vmlinuz-$kver" "$CACHE/vmlinuz.tmp" && mv "$CACHE/vmlinuz.tmp" "$CACHE/vmlinuz"
+cp "$root/boot/vmlinuz-$kver" "$KERNEL_COPY.tmp" && mv "$KERNEL_COPY.tmp" "$KERNEL_COPY"
 
 # 4. Configure the system.
 say "configuring users, ssh, network, grub"
@@ -169,6 +183,10 @@ chroot "$root" update-grub 2>&1 | sed 's/^/  /'
 # Without udev on the build host grub-mkconfig names the loop device; the VM sees a UUID.
 sed -i -E "s#root=/dev/loop[0-9]+p1#root=UUID=$uuid#g" "$root/boot/grub/grub.cfg"
 grep -q "root=UUID=$uuid" "$root/boot/grub/grub.cfg" || die "grub.cfg does not boot root=UUID=$uuid"
+# The baked servers stay down at boot (tests start their own), and no timer runs apt in
+# the background to hold dpkg's lock while the runtime set-up installs.
+# shellcheck disable=SC2086
+chroot "$root" systemctl disable $TEST_UNITS apt-daily.timer apt-daily-upgrade.timer 2>&1 | sed 's/^/  /'
 # A throw-away test VM under a software CPU: make dpkg cheaper for provisioning. No man-db
 # index rebuild after every install, no fsync per unpacked file, no translated indexes.
 echo 'man-db man-db/auto-update boolean false' | chroot "$root" debconf-set-selections
@@ -189,7 +207,7 @@ qemu-img convert -O qcow2 "$raw" "$work/box.img"
 rm -f "$raw"
 printf '{"provider": "libvirt", "format": "qcow2", "virtual_size": %d}\n' "$DISK_GB" > "$work/metadata.json"
 cat > "$work/Vagrantfile" <<EOF
-# Made by surgewatch's vagrant/build-box.sh on $(date -u +%Y-%m-%dT%H:%M:%SZ): Debian bookworm, kernel $kver.
+# Made by surgewatch's vagrant/build-box.sh on $(date -u +%Y-%m-%dT%H:%M:%SZ): Debian $SUITE, kernel $kver.
 Vagrant.configure("2") do |config|
   config.ssh.username = "vagrant"
   config.ssh.private_key_path = "$KEY"
@@ -198,8 +216,8 @@ end
 EOF
 tar -C "$work" -cf "$BOX.tmp" metadata.json Vagrantfile box.img
 mv "$BOX.tmp" "$BOX"
-echo "$kver" > "$CACHE/surgewatch-bookworm.kernel"
-echo "$RECIPE" > "$CACHE/surgewatch-bookworm.recipe"
+echo "$kver" > "$CACHE/surgewatch-$SUITE.kernel"
+echo "$RECIPE" > "$CACHE/surgewatch-$SUITE.recipe"
 say "built $BOX ($(du -h "$BOX" | cut -f1), kernel $kver)"
 exit 0
 }

@@ -1,18 +1,21 @@
 #!/usr/bin/env bash
-# `make vm-test`: the test suite inside a fresh Debian VM (kernel 6.1 with matching
-# headers and kprobes), provisioned by vagrant/provision.sh like any user's host.
+# `make vm-test`: the test suite inside a fresh Debian VM (Debian 12's kernel 6.1 or
+# Debian 13's 6.12, with kprobes and function tracing), set up like any user's host.
 #
-#   host tools -> box (built offline once, vagrant/build-box.sh) -> libvirt driver
-#   -> libvirt daemons -> leftover VM removed -> vagrant up -> provision -> make test
-#   -> report copied to build/vm-test/ -> vagrant destroy -> exit with the tests' status
+#   host tools -> box (built offline once per suite, vagrant/build-box.sh) -> libvirt
+#   driver -> libvirt daemons -> leftover VM removed -> vagrant up -> runtime set-up from
+#   the bare box, checked (`make snapshot`) -> make test -> report copied to
+#   build/vm-test/ -> vagrant destroy -> exit with the tests' status
 #
 # Run as root. Exit status: the in-VM test command's status when it ran; 3 when the VM
-# could not be made ready (tools, box, boot or provisioning), with the phase named.
+# could not be made ready (tools, box, boot), with the phase named; 4 when the runtime
+# set-up installed or changed anything it must not (build/vm-test/runtime-check/).
 #
 # Environment (all optional):
 #   SURGEWATCH_LIBVIRT_DRIVER  kvm or qemu; default: kvm only when a KVM guest really boots
 #                              here, else qemu (software CPU)
-#   SURGEWATCH_BOX             use this box instead of building surgewatch/bookworm-local
+#   SURGEWATCH_SUITE           bookworm (Debian 12, default) or trixie (Debian 13): the box
+#   SURGEWATCH_BOX             use this box instead of building surgewatch/$SUITE-local
 #   SURGEWATCH_BOX_CACHE       where build-box.sh keeps the box (default /var/cache/surgewatch/boxes)
 #   SURGEWATCH_VM_TEST_CMD     command run as root in /surgewatch (default: make test)
 #   SURGEWATCH_VM_KEEP=1       leave the VM running afterwards (cd vagrant && vagrant ssh)
@@ -25,8 +28,9 @@ HERE="$(cd "$(dirname "$0")" && pwd -P)"
 PROJECT_DIR="$(cd "$HERE/.." && pwd -P)"
 OUT="${SURGEWATCH_VM_OUT:-$PROJECT_DIR/build/vm-test}"
 CACHE="${SURGEWATCH_BOX_CACHE:-/var/cache/surgewatch/boxes}"
-LOCAL_BOX=surgewatch/bookworm-local
-LOCAL_BOX_FILE="$CACHE/surgewatch-bookworm.box"
+SUITE="${SURGEWATCH_SUITE:-bookworm}"
+LOCAL_BOX="surgewatch/$SUITE-local"
+LOCAL_BOX_FILE="$CACHE/surgewatch-$SUITE.box"
 TEST_CMD="${SURGEWATCH_VM_TEST_CMD:-make test}"
 VM_DIR=/surgewatch
 VM_OUT="$VM_DIR/build/vm-test"
@@ -59,7 +63,7 @@ fail() {
 
 [ "$(id -u)" -eq 0 ] || { echo "vm-test: run as root (libvirt, loop devices, apt); try: sudo $0" >&2; exit 2; }
 mkdir -p "$OUT"
-rm -f "$OUT"/junit*.xml "$OUT"/make-test.log "$OUT"/vm-info.txt "$OUT"/console.log
+rm -rf "$OUT"/junit*.xml "$OUT"/make-test.log "$OUT"/vm-info.txt "$OUT"/console.log "$OUT"/runtime-check
 
 # --- cleanup: whatever happens, remove the VM and stop only the daemons started here --
 STARTED_PIDS=()
@@ -169,7 +173,7 @@ if [ -n "${SURGEWATCH_BOX:-}" ]; then
 else
     phase box "building or reusing the local box in $CACHE"
     BOX="$LOCAL_BOX"
-    export SURGEWATCH_BOX_CACHE="$CACHE"
+    export SURGEWATCH_BOX_CACHE="$CACHE" SURGEWATCH_SUITE="$SUITE"
     bash "$HERE/build-box.sh" || fail "vagrant/build-box.sh failed"
     boxdir="${VAGRANT_HOME:-$HOME/.vagrant.d}/boxes/${LOCAL_BOX//\//-VAGRANTSLASH-}/0/libvirt"
     if [ ! -e "$boxdir/.surgewatch-added" ] || [ "$LOCAL_BOX_FILE" -nt "$boxdir/.surgewatch-added" ]; then
@@ -183,7 +187,7 @@ else
             fail "vagrant box add failed (see $OUT/vagrant.log)"
         touch "$boxdir/.surgewatch-added"
     fi
-    phase_done "kernel $(cat "$CACHE/surgewatch-bookworm.kernel" 2>/dev/null || echo '?')"
+    phase_done "Debian $SUITE, kernel $(cat "$CACHE/surgewatch-$SUITE.kernel" 2>/dev/null || echo '?')"
 fi
 export SURGEWATCH_BOX="$BOX"
 
@@ -193,7 +197,7 @@ export SURGEWATCH_BOX="$BOX"
 # kernel under KVM until it panics for want of a root disk, which proves it runs.
 kvm_works() {
     [ -r /dev/kvm ] && [ -w /dev/kvm ] || { say "no usable /dev/kvm"; return 1; }
-    local kernel="$CACHE/vmlinuz" log="$OUT/kvm-probe.log"
+    local kernel="$CACHE/vmlinuz-$SUITE" log="$OUT/kvm-probe.log"
     if [ ! -s "$kernel" ]; then
         say "no kernel at $kernel to probe KVM with (public box in use?): trying KVM without a probe"
         return 0
@@ -241,16 +245,24 @@ vagrant ssh-config > "$OUT/ssh-config" 2>>"$OUT/vagrant.log" || fail "vagrant ss
 vm() { ssh -F "$OUT/ssh-config" -o LogLevel=ERROR -o ConnectTimeout=60 default "$@"; }
 phase_done
 
-# --- 7. provision --------------------------------------------------------------------------
-phase provision "vagrant provision (vagrant/provision.sh inside the VM)"
-vagrant provision 2>&1 | show_vagrant
-[ "${PIPESTATUS[0]}" -eq 0 ] || fail "provisioning failed (see $OUT/vagrant.log)"
-phase_done
+# --- 7. the runtime set-up from the bare box ------------------------------------------------
+# Only the host-ca provisioner runs (when the host trusts extra CAs); setup/runtime.sh then
+# runs through `make snapshot`, checked against apt's plan (vagrant/check-runtime-setup.sh).
+if compgen -G "/usr/local/share/ca-certificates/*.crt" >/dev/null || compgen -G "/usr/local/share/ca-certificates/*/*.crt" >/dev/null; then
+    phase host-ca "vagrant provision --provision-with host-ca"
+    vagrant provision --provision-with host-ca 2>&1 | show_vagrant
+    [ "${PIPESTATUS[0]}" -eq 0 ] || fail "the host-ca provisioner failed (see $OUT/vagrant.log)"
+    phase_done
+fi
+phase runtime "make snapshot from the bare box: exactly the runtime packages, no unit touched"
+vm -n "cd $VM_DIR && sudo -H bash vagrant/check-runtime-setup.sh $VM_OUT/runtime-check" 2>&1 | sed -u 's/^/    /'
+RUNTIME_RC=${PIPESTATUS[0]}
+phase_done "exit $RUNTIME_RC"
 
-vm -n 'set +e; echo "kernel: $(uname -r)"
+vm -n 'set +e; . /etc/os-release; echo "debian: $VERSION_ID ($VERSION_CODENAME)"; echo "kernel: $(uname -r)"
   echo "headers: $(readlink -f /lib/modules/$(uname -r)/build) ($(dpkg-query -W -f="\${Version}" linux-headers-$(uname -r) 2>/dev/null || echo "no package"))"
   echo "kprobes: $(grep -q "^CONFIG_KPROBES=y" /boot/config-$(uname -r) && echo yes || echo no)"
-  echo "bcc: $(dpkg-query -W -f="\${Version}" python3-bpfcc)"
+  echo "bcc: $(dpkg-query -W -f="\${Version}" python3-bpfcc), libbpf: $(dpkg-query -W -f="\${Version}" libbpf1), python: $(python3 -V)"
   echo "cpus: $(nproc) ($(grep -q -w avx2 /proc/cpuinfo && echo "AVX2: x86-64-v3" || { grep -q -w sse4_2 /proc/cpuinfo && echo "SSE4.2: x86-64-v2" || echo "no SSE4.2: below x86-64-v2"; })), memory: $(free -m | awk "/Mem:/ {print \$2}") MiB"' \
     > "$OUT/vm-info.txt" 2>&1
 sed 's/^/    /' "$OUT/vm-info.txt"
@@ -262,6 +274,10 @@ vm -n "sudo mkdir -p $VM_OUT && cd $VM_DIR && sudo -H env SURGEWATCH_REQUIRE_PRI
     2>&1 | tee "$OUT/make-test.log" | sed -u 's/^/    /'
 TEST_RC=${PIPESTATUS[0]}
 phase_done "exit $TEST_RC"
+if [ "$TEST_RC" -eq 0 ] && [ "$RUNTIME_RC" -ne 0 ]; then
+    say "the tests passed, but the runtime set-up check failed (build/vm-test/runtime-check/)"
+    TEST_RC=4
+fi
 
 # --- 9. the report ---------------------------------------------------------------------------
 phase report "copying $VM_OUT out to $OUT"
