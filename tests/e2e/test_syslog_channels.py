@@ -18,7 +18,7 @@ from tests.support.daemon import Daemon
 
 pytestmark = [
     pytest.mark.skipif(shutil.which("rsyslogd") is None and not os.path.exists("/usr/sbin/rsyslogd"),
-                       reason="rsyslog is not installed (vagrant/provision.sh installs it)"),
+                       reason="rsyslog is not installed (tests/setup.sh installs it: make test)"),
     pytest.mark.skipif(os.geteuid() != 0, reason="needs root: run `make test` as root"),
 ]
 RSYSLOGD = shutil.which("rsyslogd") or "/usr/sbin/rsyslogd"

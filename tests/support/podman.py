@@ -113,7 +113,7 @@ def unavailable():
     """None when podman runs a container here, else why not (one line, the runtime's own
     words); found by building the image and running `echo` once."""
     if shutil.which(PODMAN) is None:
-        return "podman is not installed (vagrant/provision.sh installs it)"
+        return "podman is not installed (tests/setup.sh installs it: make test)"
     if os.geteuid() != 0:
         return "needs root: rootful podman"
     tag = f"localhost/sw-probe-{uuid.uuid4().hex[:8]}:test"

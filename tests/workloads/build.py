@@ -1,4 +1,4 @@
-"""Compile the C workloads once per test session (gcc is installed by provisioning)."""
+"""Compile the C workloads once per test session (gcc comes with the test set-up, tests/packages.txt)."""
 import subprocess
 from pathlib import Path
 
