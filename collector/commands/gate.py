@@ -21,7 +21,7 @@ from collector.pipeline.build import build_collector
 from collector.records.intervals import intervals
 from collector.records.segments import list_segments
 from collector.records.source import notes_only, open_records
-from collector.sinks.text import plural
+from collector.sinks.text import display_width, escape, plural
 
 
 # -- profile files ---------------------------------------------------------------------
@@ -240,10 +240,22 @@ def _basis_lines(result):
     out = [f"basis {result['basis']} (--basis {result['basis_requested'].replace('_', '-')})"]
     if per:
         out.append(f"per connection (at least {result['min_conns']:g} connections): "
-                   + ", ".join(per))
+                   + ", ".join(map(escape, per)))
     for why, names in absolute.items():
-        out.append(f"absolute ({why}): " + ", ".join(names))
+        out.append(f"absolute ({escape(why)}): " + ", ".join(map(escape, names)))
     return ["; ".join(out)]
+
+
+def _pad(text, cells, right=False):
+    """text padded to `cells` terminal cells (wide characters take two)."""
+    fill = " " * max(0, cells - display_width(text))
+    return fill + text if right else text + fill
+
+
+def _columns(cells, widths):
+    """One table line: columns 1-2 left-aligned, 3-5 right-aligned, the last as it is."""
+    parts = [_pad(c, w, right=i >= 2) for i, (c, w) in enumerate(zip(cells[:5], widths))]
+    return "  ".join(parts + [cells[5]]).rstrip()
 
 
 def render_compare(result, base_name, cur_name):
@@ -251,22 +263,23 @@ def render_compare(result, base_name, cur_name):
     head = ("SERVICE", "SIGNAL", "BASELINE", "CURRENT", "RATIO", "")
     lines = []
     for row in result["rows"]:
-        name = row["service"] + (f" ({row['status']})" if row["status"] else "")
+        # a service name is any local user's process name: escaped (collector/sinks/text.py)
+        name = escape(row["service"]) + (f" ({row['status']})" if row["status"] else "")
         first = True
         for sig, c in row["signals"].items():
             lines.append((name if first else "", SIGNAL_LABELS[sig], _num(c["baseline"]),
                           _num(c["current"]), _ratio(c), "EXCEEDS" if c["exceeds"] else ""))
             first = False
-    widths = [max(len(x[i]) for x in [head] + lines) for i in range(len(head))]
-    fmt = "{:<%d}  {:<%d}  {:>%d}  {:>%d}  {:>%d}  {}" % tuple(widths[:5])
+    widths = [max(display_width(x[i]) for x in [head] + lines) for i in range(len(head))]
     what = "rate per second" if result["basis"] == ABSOLUTE else \
         "per connection or TCP KiB (rate per second where absolute)"
-    out = [f"baseline {base_name}, current {cur_name}: {result['stat']} {what}; "
+    out = [f"baseline {escape(str(base_name))}, current {escape(str(cur_name))}: "
+           f"{result['stat']} {what}; "
            f"limits: ratio {result['max_ratio']:g}, min {result['min_rate']:g}/s "
            f"({result['min_bytes_rate']:g} bytes/s)"]
-    out.append(fmt.format(*head).rstrip())
-    out += [fmt.format(*x).rstrip() for x in lines]
-    bad = [r["service"] for r in result["rows"] if r["exceeds"]]
+    out.append(_columns(head, widths))
+    out += [_columns(x, widths) for x in lines]
+    bad = [escape(r["service"]) for r in result["rows"] if r["exceeds"]]
     out += _basis_lines(result)
     sides = result.get("sides")
     if sides:

@@ -23,6 +23,7 @@ import time
 
 from collector.config import LOCK_FILE
 from collector.errors import BadInput, EnvironmentProblem
+from collector.sinks.text import escape
 
 CAP_DAC_READ_SEARCH, CAP_SETPCAP, CAP_SYS_PTRACE = 2, 8, 19
 CAP_NAMES = {0: "CAP_CHOWN", 1: "CAP_DAC_OVERRIDE", 2: "CAP_DAC_READ_SEARCH",
@@ -137,7 +138,9 @@ class StderrLog:
             msg += f" ({self.suppressed} earlier message{'s' if self.suppressed != 1 else ''}" \
                    " suppressed)"
             self.suppressed = 0
-        msg = msg.replace("\n", "\\n")
+        # names and paths come from any local user: control characters (ESC, OSC, CR,
+        # newline) are escaped as the table, live view and tail do (collector/sinks/text.py)
+        msg = escape(msg)
         if self.journald:
             line = f"<{self.PRIORITY.get(level, 6)}>{msg}\n"
         else:
