@@ -55,3 +55,26 @@ class AccessDenied(HostLookupError):
     def __init__(self, pid, what=""):
         super().__init__(f"access denied reading {what or 'process'} of {pid}")
         self.pid = pid
+
+
+class HostOSError(HostLookupError):
+    """Any other OS error of a host lookup (EIO, ELOOP, ...): that answer is unknown."""
+
+    def __init__(self, what, errno_):
+        import os
+        super().__init__(f"{what}: {os.strerror(errno_)}")
+        self.errno = errno_
+
+
+class HostResourceError(Exception):
+    """A host lookup failed because the daemon itself ran out of a resource (EMFILE,
+    ENFILE, ENOMEM, ENOBUFS): nothing is known about the process looked up. Deliberately
+    not a HostLookupError (those mean "gone" or "hidden" and name the process some other
+    way): the key stays unresolved for this interval, counted in the stats record's
+    `host_resource_errors`, and is asked again next interval. Never raised out of the
+    interval loop (docs/reliability.md, "Hostile local user")."""
+
+    def __init__(self, what, errno_):
+        import os
+        super().__init__(f"{what}: {os.strerror(errno_)}")
+        self.errno = errno_

@@ -10,6 +10,9 @@ import re
 import time
 from collections import OrderedDict
 
+from collector.errors import HostResourceError
+from collector.host.procfs import translate
+
 CGROUP2_FSTYPE = "cgroup2"
 
 
@@ -81,14 +84,21 @@ class CgroupIndex:
         top, prefix = mount
         walked = 0
         self.truncated = False
-        for dirpath, _dirs, _files, dirfd in os.fwalk(top):
-            if walked >= self.max_entries:
-                self.truncated = True
-                break
-            cgroup_id = os.fstat(dirfd).st_ino
-            self._paths[cgroup_id] = _join(prefix, dirpath[len(top):].lstrip("/"))
-            self._paths.move_to_end(cgroup_id)
-            walked += 1
+        try:
+            for dirpath, _dirs, _files, dirfd in os.fwalk(top):
+                if walked >= self.max_entries:
+                    self.truncated = True
+                    break
+                cgroup_id = os.fstat(dirfd).st_ino
+                self._paths[cgroup_id] = _join(prefix, dirpath[len(top):].lstrip("/"))
+                self._paths.move_to_end(cgroup_id)
+                walked += 1
+        except OSError as e:
+            err = translate(e, None, f"walking {top}")
+            if isinstance(err, HostResourceError):
+                self._last_scan = None          # out of fds: walk again when asked next
+                raise err from e
+            # the hierarchy changed under the walk: what was read stays, the rest unknown
         while len(self._paths) > self.max_entries:
             self._paths.popitem(last=False)
 

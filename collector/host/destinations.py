@@ -12,7 +12,7 @@ import stat
 import struct
 from collections import OrderedDict
 
-from collector.errors import EnvironmentProblem, HostLookupError
+from collector.errors import EnvironmentProblem, HostLookupError, HostResourceError
 from collector.host.logdest import parse_fd_target
 from collector.host.services import container_id_from_cgroup
 
@@ -111,8 +111,11 @@ class DestinationResolver:
             return
         path = ev.path
         if not path.startswith("/"):
-            path = self._fd_path(ev.tgid, ev.fd, ev.dev, ev.gen, ev.ino) \
-                or self._join_cwd(ev.tgid, path)
+            try:
+                path = self._fd_path(ev.tgid, ev.fd, ev.dev, ev.gen, ev.ino) \
+                    or self._join_cwd(ev.tgid, path)
+            except HostResourceError:
+                return      # out of fds: judged at drain, as a path we could not read
         if path is None:
             return      # no verdict: writes stay counted and are judged at drain
         self._remember(key, self._judge_path(path))
@@ -162,10 +165,14 @@ class DestinationResolver:
         """
         judged = 0
         journald = None
-        for pid in self.procfs.pids():
+        try:
+            pids = self.procfs.pids()
+        except HostResourceError:
+            return 0        # out of fds: nothing judged now; every write is judged at drain
+        for pid in pids:
             try:
                 fds = self.procfs.fds(pid)
-            except HostLookupError:
+            except (HostLookupError, HostResourceError):
                 continue
             for fd, target in fds.items():
                 try:

@@ -19,7 +19,7 @@ service, path]. An accumulator whose stamp is not the current interval's counts 
 """
 import struct
 
-from collector.errors import HostLookupError
+from collector.errors import HostLookupError, HostResourceError
 from collector.host.destinations import NOT_LOG, UNRESOLVED
 from collector.host.pidwatch import PidWatch, Proc
 from collector.probes.logwrites import RawCounts
@@ -34,6 +34,8 @@ class KeyCache:
         live = getattr(procfs, "root", None) == "/proc"
         self.watch = watch if watch is not None else (PidWatch() if live else None)
         self._identify = getattr(services, "identify", None)
+        self._owner = getattr(services, "owner", None)
+        self.owners = {}       # service -> owner of the process that last opened its path
         self._keys = {}        # (tgid, fd, dev, ino, gen) -> entry (see _entry)
         self._paths = {}       # (service, path) -> accumulator
         self._procs = {}       # pid -> Proc
@@ -41,6 +43,12 @@ class KeyCache:
         self._rules = getattr(resolver, "rules", None)
         self.stamp = None
         self._once = {}        # this interval's entries for processes not identified
+        self.resource_errors = 0   # keys left unresolved: the daemon out of fds/memory
+
+    def take_resource_errors(self):
+        """Keys left unresolved by a HostResourceError since the last call."""
+        n, self.resource_errors = self.resource_errors, 0
+        return n
 
     def close(self):
         """Forget everything and close the pidfds."""
@@ -54,6 +62,7 @@ class KeyCache:
                 self.watch.unwatch(proc)
         self._keys.clear()
         self._paths.clear()
+        self.owners.clear()
         self._procs.clear()
         self._unwatched = []
 
@@ -121,6 +130,16 @@ class KeyCache:
         return proc, found
 
     def _slow(self, c, key, ident):
+        """The entry for a key not known (or stale), None when unresolved. The daemon out
+        of a resource (EMFILE...: a hostile neighbour can drive it there) leaves this key
+        unresolved for the interval, counted, never an exception out of the drain."""
+        try:
+            return self._lookup(c, key, ident)
+        except HostResourceError:
+            self.resource_errors += 1
+            return None
+
+    def _lookup(self, c, key, ident):
         tgid, comm, cgroup_id = c[0], c[9], c[8]
         e = self._keys.get(key)
         if e is not None and not e[0].ok and self._identify is not None:
@@ -145,6 +164,8 @@ class KeyCache:
             pa = self._paths.get((service, dest))
             if pa is None:
                 pa = self._paths[(service, dest)] = [None, 0, 0, pc, None, service, dest]
+            if self._owner is not None:
+                self.owners[service] = self._owner(tgid, cgroup_id)
         e = [proc if proc is not None else _ONCE, comm, cgroup_id, pa, pc, service, dest, ident]
         if proc is not None:
             self._keys[key] = e

@@ -2,16 +2,41 @@
 
 `root` is injectable so unit tests run on recorded fixture trees. Every read can race
 with the process exiting; callers get NoSuchProcess / AccessDenied (collector.errors)
-and decide what to do.
+and decide what to do. Every other OS error is typed too (translate()): the daemon out
+of a resource (EMFILE, ENFILE, ENOMEM, ENOBUFS: a local user can drive it there) is a
+HostResourceError, which leaves the key unresolved for the interval; anything else a
+HostOSError (a HostLookupError: that answer is unknown). No bare OSError leaves here.
 """
 import errno
 import os
 from contextlib import contextmanager
 
-from collector.errors import AccessDenied, HostLookupError, NoSuchProcess
+from collector.errors import (
+    AccessDenied,
+    EnvironmentProblem,
+    HostLookupError,
+    HostOSError,
+    HostResourceError,
+    NoSuchProcess,
+)
 
 _GONE = (errno.ENOENT, errno.ESRCH)
 _DENIED = (errno.EACCES, errno.EPERM)
+# the daemon's own limits, not a fact about the process looked up
+RESOURCE_ERRNOS = (errno.EMFILE, errno.ENFILE, errno.ENOMEM, errno.ENOBUFS)
+
+
+def translate(exc, pid, what):
+    """The typed error for an OSError of a lookup of `what` of process `pid` (pid None:
+    not about one process)."""
+    where = f"{what} of process {pid}" if pid is not None else what
+    if exc.errno in RESOURCE_ERRNOS:
+        return HostResourceError(where, exc.errno)
+    if pid is not None and exc.errno in _GONE:
+        return NoSuchProcess(pid)
+    if pid is not None and exc.errno in _DENIED:
+        return AccessDenied(pid, what)
+    return HostOSError(where, exc.errno or errno.EIO)
 
 # /proc/<pid>/stat field numbers as in proc(5); field 2 is "(comm)".
 _STAT_FIRST_AFTER_COMM = 3
@@ -24,8 +49,14 @@ class ProcFS:
 
     def pids(self):
         """Pids of all processes visible under root, ascending."""
-        # Not translated: a missing /proc is a broken host, not a vanished process.
-        names = os.listdir(self.root)
+        try:
+            names = os.listdir(self.root)
+        except OSError as e:
+            if e.errno in RESOURCE_ERRNOS:
+                raise HostResourceError(f"listing {self.root}", e.errno) from e
+            # a missing or unreadable /proc is a broken host, not a vanished process
+            raise EnvironmentProblem(f"{self.root}: cannot list processes: "
+                                     f"{e.strerror or e}; fix: mount proc on /proc") from e
         return sorted(int(n) for n in names if n.isdigit() and n.isascii())
 
     def comm(self, pid):
@@ -107,8 +138,4 @@ class ProcFS:
         try:
             yield
         except OSError as exc:
-            if exc.errno in _GONE:
-                raise NoSuchProcess(pid) from exc
-            if exc.errno in _DENIED:
-                raise AccessDenied(pid, what) from exc
-            raise
+            raise translate(exc, pid, what) from exc

@@ -211,10 +211,12 @@ class ListenerLookup:
     def owner(self, port):
         if self._conns is None:
             try:
-                self._conns = [c for c in self.dump(states=1 << 10) if c.state == "LISTEN"]
+                conns = [c for c in self.dump(states=1 << 10) if c.state == "LISTEN"]
             except EnvironmentProblem:
-                self._conns = []
-            self._owners = self.owners_of(self.procfs) if self._conns else {}
+                conns = []
+            # a HostResourceError here (out of fds) leaves both unset: asked again next time
+            owners = self.owners_of(self.procfs) if conns else {}
+            self._conns, self._owners = conns, owners
         return listener_of_port(self._conns, port, self._owners)
 
 

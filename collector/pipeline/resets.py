@@ -5,6 +5,7 @@ the same drain's per-process TCP load, per service (`load`, for the records' loa
 
 collector/pipeline/runtime.py calls interval() once per interval and poll() while it waits.
 """
+from collector.errors import HostResourceError
 from collector.records.model import reset_record
 from collector.aggregate.load import AttributedLoad, aggregate_load
 from collector.aggregate.resets import AttributedResets, EventBudget, aggregate_resets
@@ -82,15 +83,29 @@ class ResetAttributor:
 
     NO_SOCKET = "kernel (no socket)"
     UNKNOWN = "unknown (socket predates probe)"
+    UNRESOLVED = "unresolved (collector out of resources)"
 
     def __init__(self, services, listeners):
         self.services, self.listeners = services, listeners
+        self.resource_errors = 0
 
     def start_interval(self):
         self.listeners.refresh()
 
     def owner(self, tgid, comm, cgroup_id, kind, lport):
-        """(service, pid, comm) for one owner as the probe reported it."""
+        """(service, pid, comm) for one owner as the probe reported it; the daemon out of
+        fds or memory while looking: UNRESOLVED this interval (counted), never a crash."""
+        try:
+            return self._owner(tgid, comm, cgroup_id, kind, lport)
+        except HostResourceError:
+            self.resource_errors += 1
+            return self.UNRESOLVED, tgid, comm
+
+    def take_resource_errors(self):
+        n, self.resource_errors = self.resource_errors, 0
+        return n
+
+    def _owner(self, tgid, comm, cgroup_id, kind, lport):
         if tgid:
             return self.services.resolve(tgid, comm, cgroup_id or None), tgid, comm
         if kind == "no_socket":
@@ -113,7 +128,11 @@ class ResetAttributor:
         """AttributedLoad of the probe's per-process LoadCounts (always a known process)."""
         out = []
         for lc in loads:
-            service = self.services.resolve(lc.tgid, lc.comm, lc.cgroup_id or None)
+            try:
+                service = self.services.resolve(lc.tgid, lc.comm, lc.cgroup_id or None)
+            except HostResourceError:
+                self.resource_errors += 1
+                service = self.UNRESOLVED
             out.append(AttributedLoad(service, lc.tgid, lc.comm, lc.accepted, lc.connected,
                                       lc.tcp_bytes))
         return out

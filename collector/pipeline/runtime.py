@@ -166,6 +166,12 @@ class Collector:
         out = Interval(rates, stats, [], {}, [])
         if self.resets is not None:
             out = self._add_resets(rates, stats, ts, interval_s, resets_flipped)
+        # lookups the daemon could not make for want of fds or memory (their writes are in
+        # unresolved_writes, their resets under an "unresolved" owner): docs/reliability.md
+        attributor = getattr(self.resets, "attributor", None)
+        stats["host_resource_errors"] = self.keys.take_resource_errors() + (
+            attributor.take_resource_errors()
+            if hasattr(attributor, "take_resource_errors") else 0)
         self.services.end_drain()
         self._cpu_seen = cpu
         self.seq += 1

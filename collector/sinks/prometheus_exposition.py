@@ -39,7 +39,12 @@ _COUNTER_HELP = {
     "load_lost": ("load_lost_total",
                   "Processes whose TCP load went uncounted in an interval (loads map full)."),
 }
-STATS_COUNTERS = {k: _COUNTER_HELP[k] for k in LOSS_FIELDS + RESET_LOSS_FIELDS + ("cpu_s",)}
+_COUNTER_HELP["host_resource_errors"] = (
+    "host_resource_errors_total", "Host lookups (a process's cgroup, fds) the collector "
+    "could not make for want of file descriptors or memory; their writes are in "
+    "unresolved_writes.")
+STATS_COUNTERS = {k: _COUNTER_HELP[k]
+                  for k in LOSS_FIELDS + RESET_LOSS_FIELDS + ("cpu_s", "host_resource_errors")}
 
 # gauge (from the last `stats` record) -> help, in exposition order
 GAUGE_HELP = {

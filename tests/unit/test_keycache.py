@@ -1,5 +1,6 @@
 """collector.host.keycache: a key's (service, path) is kept across intervals and dropped
 exactly when its process, comm, cgroup or the rules change."""
+import errno
 import subprocess
 import sys
 
@@ -214,3 +215,40 @@ def test_collector_last_writes_are_per_key():
     assert rates[0]["log_writes"] == 7 and rates[0]["paths"][0]["pids"] == [10]
     assert c.last_writes == [LogWrite(10, "app", "a.service", "/var/log/a.log", 5, 50),
                              LogWrite(10, "app", "a.service", "/var/log/a.log", 2, 20)]
+
+
+class OutOfFds(FakeProc):
+    """A /proc whose reads fail with EMFILE while `failing` (the daemon at its fd limit)."""
+
+    failing = True
+
+    def _check(self):
+        from collector.errors import HostResourceError
+        if self.failing:
+            raise HostResourceError("cgroup of process 10", errno.EMFILE)
+
+    def start_time(self, pid):
+        self._check()
+        return super().start_time(pid)
+
+    def cgroup(self, pid):
+        self._check()
+        return super().cgroup(pid)
+
+
+def test_out_of_fds_is_an_unresolved_key_counted_then_resolved_next_interval():
+    """EMFILE while naming a new writer (a neighbour holds the daemon's fds): its writes
+    are unresolved that interval and counted as a resource error, nothing is cached (not
+    named by comm: it would pass as another service), and the next interval names it."""
+    proc = OutOfFds({10: (100, ["0::/system.slice/a.service"])})
+    services = ServiceResolver(proc)
+    resolver = Resolver({1: "/var/log/a.log"})
+    cache = KeyCache(resolver, services)
+    bodies, unresolved = run(cache, services, [wc(10, 3, 1, 5), wc(10, 4, 1, 2)])
+    assert (bodies, unresolved) == ([], 7)
+    assert cache.take_resource_errors() == 2 and cache.take_resource_errors() == 0
+    assert not cache._keys
+    proc.failing = False
+    bodies, unresolved = run(cache, services, [wc(10, 3, 1, 6)])
+    assert unresolved == 0 and cache.take_resource_errors() == 0
+    assert [(b["service"], b["log_writes"]) for b in bodies] == [("a.service", 6)]

@@ -7,7 +7,14 @@ from pathlib import Path
 
 import pytest
 
-from collector.errors import AccessDenied, HostLookupError, NoSuchProcess
+from collector.errors import (
+    AccessDenied,
+    EnvironmentProblem,
+    HostLookupError,
+    HostOSError,
+    HostResourceError,
+    NoSuchProcess,
+)
 from collector.host.procfs import ProcFS
 
 FIXTURES = Path(__file__).parent / "fixtures" / "proc"
@@ -165,14 +172,42 @@ def test_esrch_raises_no_such_process(proc, monkeypatch):
         proc.cwd(812)
 
 
-def test_other_os_errors_pass_through(proc, monkeypatch):
-    def io_error(*args, **kwargs):
-        raise OSError(errno.EIO, "I/O error")
+@pytest.mark.parametrize("err, typed", [
+    (errno.EIO, HostOSError), (errno.ELOOP, HostOSError),
+    (errno.ENOENT, NoSuchProcess), (errno.ESRCH, NoSuchProcess),
+    (errno.EACCES, AccessDenied), (errno.EPERM, AccessDenied),
+    (errno.EMFILE, HostResourceError), (errno.ENFILE, HostResourceError),
+    (errno.ENOMEM, HostResourceError), (errno.ENOBUFS, HostResourceError)])
+@pytest.mark.parametrize("read", ["comm", "cgroup", "start_time", "fds"])
+def test_every_os_error_becomes_a_typed_error(proc, monkeypatch, err, typed, read):
+    """No bare OSError leaves ProcFS: a resource error (the daemon out of fds or memory,
+    which a hostile neighbour can cause) is a HostResourceError, which is deliberately no
+    HostLookupError ("gone"/"hidden" would name the process some other way)."""
+    def failing(*args, **kwargs):
+        raise OSError(err, os.strerror(err))
 
-    monkeypatch.setattr("builtins.open", io_error)
-    with pytest.raises(OSError) as info:
-        proc.comm(812)
-    assert info.value.errno == errno.EIO
+    monkeypatch.setattr("builtins.open", failing)
+    monkeypatch.setattr("os.listdir", failing)
+    with pytest.raises(typed) as info:
+        getattr(proc, read)(812)
+    assert not isinstance(info.value, OSError)
+    assert isinstance(info.value, HostLookupError) == (typed is not HostResourceError)
+    if typed in (HostOSError, HostResourceError):
+        assert info.value.errno == err and "process 812" in str(info.value)
+
+
+def test_listing_pids_out_of_fds_is_a_resource_error(proc, monkeypatch):
+    def emfile(*args, **kwargs):
+        raise OSError(errno.EMFILE, "Too many open files")
+
+    monkeypatch.setattr("os.listdir", emfile)
+    with pytest.raises(HostResourceError):
+        proc.pids()
+
+
+def test_missing_proc_is_an_environment_problem(tmp_path):
+    with pytest.raises(EnvironmentProblem, match="cannot list processes"):
+        ProcFS(str(tmp_path / "nowhere")).pids()
 
 
 def test_pid_cannot_escape_its_directory(proc):
