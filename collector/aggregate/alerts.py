@@ -21,6 +21,7 @@ from collections import deque
 from dataclasses import dataclass
 
 from collector.aggregate.baseline import RobustWindow
+from collector.aggregate.slots import protected
 from collector.aggregate.signals import LOG_BYTES, LOG_WRITES, RESETS_RECEIVED, RESETS_SENT, \
     SIGNALS, DetectorConfig, contributors, signal_value
 
@@ -97,14 +98,20 @@ class _Signal:
         self.last = 0.0
 
 
+# per interval, a service's volume (log writes/s) decays by this while it is quieter
+VOLUME_DECAY = 0.99
+
+
 class _Service:
-    __slots__ = ("signals", "intervals", "quiet", "new")
+    __slots__ = ("signals", "intervals", "quiet", "new", "volume", "protected")
 
     def __init__(self, new):
         self.signals = {}
         self.intervals = 0        # intervals tracked
         self.quiet = 0            # consecutive intervals without a rate record
         self.new = new            # appeared after the detector's warm-up
+        self.volume = 0.0         # decayed peak of log writes/s: what eviction ranks by
+        self.protected = False    # a system unit or container (rate.owner, slots.py)
 
 
 class Detector:
@@ -136,6 +143,11 @@ class Detector:
         for name, svc in self.services.items():
             rec = by_service.get(name)
             svc.quiet = 0 if rec is not None else svc.quiet + 1
+            rate = 0.0
+            if rec is not None:
+                rate = signal_value(rec, LOG_WRITES) or 0.0
+                svc.protected = protected(rec.get("owner"))
+            svc.volume = max(rate, svc.volume * VOLUME_DECAY)
             for signal in SIGNALS:
                 value = signal_value(rec, signal) if rec is not None else 0.0
                 st = svc.signals.get(signal)
@@ -227,8 +239,13 @@ class Detector:
             del self.services[n]
         excess = len(self.services) - cfg.max_services
         if excess > 0:
-            idle = sorted((n for n, s in self.services.items() if not has_alert(s)),
-                          key=lambda n: (-self.services[n].quiet, n))
+            # never by name alone: a flood of cheap names would push out a real
+            # service every interval. Unprotected first, then the quietest by volume,
+            # then the longest quiet (docs/detection.md, "Slots").
+            svcs = self.services
+            idle = sorted((n for n, s in svcs.items() if not has_alert(s)),
+                          key=lambda n: (svcs[n].protected, svcs[n].volume, -svcs[n].quiet,
+                                         n))
             for n in idle[:excess]:
                 del self.services[n]
 

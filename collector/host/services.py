@@ -13,6 +13,7 @@ from collector.errors import HostLookupError
 SYSTEMD = "systemd"
 CONTAINER = "container"               # name: the 12-hex id (no better name known)
 NAMED_CONTAINER = "named-container"   # name: docker/podman name, or namespace/pod/container
+USER = "user"     # name: "user@UID:<unit or container:id>", inside a user's own manager
 CONTAINER_ID_CHARS = 12  # as `docker ps` shows it
 
 # systemd cgroup driver scopes (docker, containerd/CRI, CRI-O, podman); the cgroupfs
@@ -23,11 +24,27 @@ _BARE_ID = re.compile(r"[0-9a-f]{64}")
 _UNIT_SUFFIXES = (".service", ".scope")
 
 
+# A user's own systemd instance (user@UID.service) and everything in its subtree is
+# delegated to that user: they create units and cgroups there with any name. A unit or
+# container found inside it is named "user@UID:<name>", so "nginx.service" in a user's
+# app.slice can never read as the system's nginx.service (docs/stream.md, `service`).
+_USER_MANAGER = re.compile(r"user@(\d+)\.service")
+_USER_SLICE = re.compile(r"user-(\d+)\.slice")
+# A process name is any 15 bytes its owner chose: one that would read as a unit, a
+# user unit, a container or the collector's own remainder is given as "comm:<name>".
+_UNIT_LIKE = (".service", ".scope", ".slice", ".socket", ".mount", ".timer")
+_RESERVED_PREFIXES = ("container:", "user@", "comm:", "(")
+
+SYSTEM, CONTAINER_OWNER, UNKNOWN_OWNER = "system", "container", "unknown"
+
+
 def service_from_cgroup(lines):
     """(kind, name) for a process with these /proc/<pid>/cgroup lines, or None.
 
-    kind is "systemd" (name = unit, e.g. "nginx.service") or "container" (name = the
-    first 12 hex chars of the id). None for the root cgroup or slices only.
+    kind is "systemd" (name = unit, e.g. "nginx.service"), "container" (name = the
+    first 12 hex chars of the id) or "user" (inside a user's own manager,
+    user@UID.service: name = "user@UID:<unit>" or "user@UID:container:<id12>"). None for
+    the root cgroup or slices only.
     """
     v2, systemd_v1, other_v1 = _paths_by_hierarchy(lines)
     for path in v2 + systemd_v1:
@@ -79,10 +96,56 @@ def _components(path):
     return [c for c in path.split("/") if c and c != ".."]
 
 
+def owner_from_cgroup(lines):
+    """Who owns a process with these cgroup lines, as far as the path tells:
+    "uid:UID" anywhere under user-UID.slice (sessions, the user's manager and all it
+    delegates, rootless containers), "container" for a container elsewhere, "system"
+    for a unit elsewhere (a system unit), None when the path names neither (the
+    process's uid then decides: ServiceResolver)."""
+    v2, systemd_v1, other_v1 = _paths_by_hierarchy(lines)
+    for path in v2 + systemd_v1:
+        components = _components(path)
+        uid = _user_of(components)
+        if uid is not None:
+            return f"uid:{uid}"
+        found = _service_from_path(path)
+        if found:
+            return CONTAINER_OWNER if found[0] == CONTAINER else SYSTEM
+    for path in other_v1:
+        if _innermost_container(_components(path)):
+            return CONTAINER_OWNER
+    return None
+
+
+def _user_of(components):
+    for component in components:
+        m = _USER_SLICE.fullmatch(component) or _USER_MANAGER.fullmatch(component)
+        if m:
+            return int(m.group(1))
+    return None
+
+
 def _service_from_path(path):
     components = _components(path)
     # A container wins over everything around it (its .scope, an enclosing service) and
     # over units nested inside it: unit names are only unique per systemd instance.
+    # Inside a user's manager (user@UID.service, not itself inside a container) both
+    # are the user's and carry its prefix.
+    container_at = _innermost_container_index(components)
+    for i, component in enumerate(components):
+        m = _USER_MANAGER.fullmatch(component)
+        if m is None:
+            continue
+        if container_at is not None and container_at < i:
+            break                           # a systemd inside a container
+        inner = components[i + 1:]
+        if container_at is not None:
+            name = f"container:{_container_id(components[container_at])[:CONTAINER_ID_CHARS]}"
+        else:
+            name = _unit_of(inner)
+        if name:
+            return (USER, f"user@{m.group(1)}:{name}")
+        return (SYSTEMD, component)         # the user's manager itself
     container = _innermost_container(components)
     if container:
         return (CONTAINER, container[:CONTAINER_ID_CHARS])
@@ -98,16 +161,25 @@ def _unit_of(components):
 
 
 def _innermost_container(components):
+    i = _innermost_container_index(components)
+    return None if i is None else _container_id(components[i])
+
+
+def _container_id(component):
+    match = _CONTAINER_UNIT.fullmatch(component)
+    return match.group(1) if match else component
+
+
+def _innermost_container_index(components):
     for i in range(len(components) - 1, -1, -1):
         component = components[i]
-        match = _CONTAINER_UNIT.fullmatch(component)
-        if match:
-            return match.group(1)
+        if _CONTAINER_UNIT.fullmatch(component):
+            return i
         # cgroupfs drivers: /docker/<id>, /kubepods/<qos>/pod<uid>/<id>
         if _BARE_ID.fullmatch(component) and (
             (i > 0 and components[i - 1] == "docker") or "kubepods" in components[:i]
         ):
-            return component
+            return i
     return None
 
 
@@ -115,6 +187,8 @@ def service_label(found, comm):
     """The service string used in records: unit, container name, "container:<id>" (a
     container with no better name known), else comm."""
     if found is None:
+        if comm.endswith(_UNIT_LIKE) or comm.startswith(_RESERVED_PREFIXES):
+            return f"comm:{comm}"
         return comm
     kind, name = found
     return f"container:{name}" if kind == CONTAINER else name
@@ -135,7 +209,8 @@ class ServiceResolver:
         self.cgroups = cgroups
         self.containers = containers
         self.max_entries = max_entries
-        self._cache = OrderedDict()  # key -> (kind, name) or None
+        self._cache = OrderedDict()  # key -> ((kind, name) or None, owner)
+        self._owners = OrderedDict()  # (pid, cgroup_id) -> owner of the last answer
         self._this_drain = None      # during a drain: (pid, cgroup_id) -> answer
 
     def start_drain(self):
@@ -149,6 +224,43 @@ class ServiceResolver:
 
     def resolve(self, pid, comm, cgroup_id=None):
         return service_label(self.identify(pid, cgroup_id)[0], comm)
+
+    def owner(self, pid, cgroup_id=None):
+        """Who owns the process identify() last answered for (pid, cgroup_id): "system"
+        (a system unit), "container", "uid:UID" (from a user slice, else the process's
+        real uid) or "unknown" (gone before its uid was read, unreadable).
+        collector/aggregate/slots.py ranks services by it."""
+        got = self._owners.get((pid, cgroup_id))
+        if got is None:
+            self.identify(pid, cgroup_id)
+            got = self._owners.get((pid, cgroup_id), UNKNOWN_OWNER)
+        return got
+
+    def _note_owner(self, pid, cgroup_id, owner):
+        key = (pid, cgroup_id)
+        self._owners[key] = owner
+        self._owners.move_to_end(key)
+        if len(self._owners) > self.max_entries:
+            self._owners.popitem(last=False)
+
+    def _uid_owner(self, pid, start):
+        """"uid:N" from /proc/PID/status (real uid), checked against the start time."""
+        root = getattr(self.procfs, "root", None)
+        if root is None:
+            return UNKNOWN_OWNER
+        try:
+            with open(f"{root}/{int(pid)}/status", "rb") as f:
+                text = f.read()
+            if self.procfs.start_time(pid) != start:
+                return UNKNOWN_OWNER
+        except (OSError, HostLookupError):
+            return UNKNOWN_OWNER
+        for line in text.split(b"\n"):
+            if line.startswith(b"Uid:"):
+                fields = line.split()
+                if len(fields) > 1 and fields[1].isdigit():
+                    return f"uid:{int(fields[1])}"
+        return UNKNOWN_OWNER
 
     def container_info(self, service):
         """The ContainerInfo (id, image, source, log path) behind a service that is a
@@ -174,21 +286,25 @@ class ServiceResolver:
         try:
             start = self.procfs.start_time(pid)
         except HostLookupError:
-            return self._resolve_gone(cgroup_id), None
+            return self._resolve_gone(pid, cgroup_id), None
         key = (pid, start, cgroup_id)
         if key in self._cache:
             self._cache.move_to_end(key)
-            return self._cache[key], start
+            found, owner = self._cache[key]
+            self._note_owner(pid, cgroup_id, owner)
+            return found, start
         try:
             lines = self.procfs.cgroup(pid)
             # The pid could have died and been reused between the two reads.
             if self.procfs.start_time(pid) != start:
-                return self._resolve_gone(cgroup_id), None
+                return self._resolve_gone(pid, cgroup_id), None
         except HostLookupError:
-            return self._resolve_gone(cgroup_id), None
+            return self._resolve_gone(pid, cgroup_id), None
         found, final = self._named(lines)
+        owner = owner_from_cgroup(lines) or self._uid_owner(pid, start)
+        self._note_owner(pid, cgroup_id, owner)
         if final:       # a container known by id only is asked again (its name may come)
-            self._cache[key] = found
+            self._cache[key] = (found, owner)
             if len(self._cache) > self.max_entries:
                 self._cache.popitem(last=False)
         return found, start
@@ -207,11 +323,16 @@ class ServiceResolver:
             return found, False
         return (NAMED_CONTAINER, info.name), True
 
-    def _resolve_gone(self, cgroup_id):
+    def _resolve_gone(self, pid, cgroup_id):
         # The process exited before we looked: its cgroup (id from the probe) still
         # tells which unit or container it belonged to, even if the cgroup is gone too.
+        owner = UNKNOWN_OWNER
+        found = None
         if cgroup_id is not None and self.cgroups is not None:
             path = self.cgroups.path(cgroup_id)
             if path is not None:
-                return self._named([f"0::{path}"])[0]
-        return None
+                lines = [f"0::{path}"]
+                found = self._named(lines)[0]
+                owner = owner_from_cgroup(lines) or UNKNOWN_OWNER
+        self._note_owner(pid, cgroup_id, owner)
+        return found

@@ -14,6 +14,7 @@ from typing import NamedTuple
 
 from collector.records import model
 from collector.aggregate.logrates import rate_bodies
+from collector.aggregate.slots import DEFAULT_MAX_SERVICES, DEFAULT_PER_OWNER, fold_rates
 from collector.aggregate.load import add_load, add_ratios
 from collector.aggregate.resets import add_resets
 from collector.config import RATE_MAX_PATHS
@@ -86,6 +87,10 @@ class Collector:
         self.seq = 0
         # paths per rate record before the rest is folded into "(other)"; 0: every path
         self.max_paths = RATE_MAX_PATHS
+        # rate records per interval, ranked by owner and volume (collector/aggregate/
+        # slots.py); the rest summed exactly into one "(other)" record; 0: every service
+        self.max_services = DEFAULT_MAX_SERVICES
+        self.max_per_owner = DEFAULT_PER_OWNER
         # live keys per interval are bounded by the kernel map; twice that allows churn
         self.keys = KeyCache(resolver, services,
                              max_keys=2 * int(getattr(probe, "max_keys", 65536) or 65536))
@@ -152,8 +157,9 @@ class Collector:
         drain_ms = (time.perf_counter() - t0) * 1000.0
         health = self.probe.health()
         ts = self.wallclock()
-        rates = [model.rate_record(self.host, ts, **body)
-                 for body in rate_bodies(accs, self.seq, interval_s, self.max_paths)]
+        bodies, _ = fold_rates(rate_bodies(accs, self.seq, interval_s, self.max_paths),
+                               self.keys.owners, self.max_services, self.max_per_owner)
+        rates = [model.rate_record(self.host, ts, **body) for body in bodies]
         cpu = _cpu_seconds()
         stats = model.stats_record(
             self.host, ts, seq=self.seq, interval=interval_s, drain_ms=drain_ms,

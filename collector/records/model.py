@@ -9,10 +9,11 @@ from typing import NamedTuple
 from collector import __version__
 
 # "MAJOR.MINOR": readers accept any minor of their major, refuse a newer major.
-SCHEMA_VERSION = "1.5"   # 1.1: rate.resets_*, stats.resets_*, `reset` records; 1.2: `alert`;
+SCHEMA_VERSION = "1.6"   # 1.1: rate.resets_*, stats.resets_*, `reset` records; 1.2: `alert`;
 #                          1.3: rate.paths bounded, the rest in one "(other)" entry;
 #                          1.4: rate.loss_risk, `alert` signal log_loss_risk with `limit`;
-#                          1.5: rate.conns_*, tcp_bytes_out and ratios, stats.load_lost
+#                          1.5: rate.conns_*, tcp_bytes_out and ratios, stats.load_lost;
+#                          1.6: rate.owner, the "(other)" rate record with rate.folded
 SCHEMA_MAJOR = 1
 
 
@@ -112,7 +113,8 @@ def meta_record(host, ts, interval, probes, kernel, *, mode, argv=(), version=No
 
 def rate_record(host, ts, *, seq, interval, service, pids, comms, log_writes, log_bytes,
                 paths, log_writes_per_s=None, log_bytes_per_s=None,
-                resets_sent=None, resets_received=None, loss_risk=None):
+                resets_sent=None, resets_received=None, loss_risk=None, owner=None,
+                folded=None):
     """One service during one interval (the body comes from aggregate.logrates.aggregate_interval).
 
     interval is the measured interval length in seconds and must be > 0. The per-second
@@ -143,6 +145,10 @@ def rate_record(host, ts, *, seq, interval, service, pids, comms, log_writes, lo
         rec["resets_received"] = resets_received
     if loss_risk:
         rec["loss_risk"] = list(loss_risk)
+    if owner is not None:       # 1.6: collector/aggregate/slots.py
+        rec["owner"] = owner
+    if folded is not None:
+        rec["folded"] = int(folded)
     return rec
 
 

@@ -8,8 +8,11 @@ health from `stats`. A scrape renders them through a
 custom collector, so a scrape never waits on the collection loop beyond one lock.
 
 Label cardinality is bounded (docs/operations.md, "Prometheus"):
-- at most `max_services` service label values; services seen once the table is full are
-  counted under service="(other)";
+- at most `max_services` service label values, held by owner and volume
+  (collector/aggregate/slots.py choose_victim: system units and containers first, at
+  most a share per unprivileged owner, then the louder); a label that loses its slot
+  has its totals added to service="(other)", so every counter stays exact; a service
+  that gets no slot is counted under service="(other)";
 - per service at most `max_paths_per_service` path label values (first come); further
   paths of that service are counted under path="(other)";
 - a service or path with no activity for `label_idle_s` gives its label back (its
@@ -23,6 +26,7 @@ import threading
 import time
 
 from collector.aggregate.lossrisk import LOG_LOSS_RISK
+from collector.aggregate.slots import DEFAULT_PER_OWNER, choose_victim
 from collector.aggregate.signals import CONNS_ACCEPTED, CONNS_CONNECTED, TCP_BYTES_OUT
 from collector.config import parse_listen
 from collector.records.model import clean_text
@@ -79,7 +83,95 @@ class _Bounded:
             del self.items[label]
 
 
+# a service label's score: its writes + resets per interval, averaged with this weight
+# on the past (an EWMA; a new label starts at its first interval's volume)
+SCORE_DECAY = 0.9
+
+
+class _ServiceSlots(_Bounded):
+    """Service labels: a full table gives a slot by owner and volume (slots.py), never
+    to whoever came first; an evicted label's totals go to OTHER, exactly."""
+
+    def __init__(self, limit, idle_s, make, per_owner=DEFAULT_PER_OWNER):
+        super().__init__(limit, idle_s, make)
+        self.per_owner = per_owner
+        self.meta = {}             # label -> [owner, score, volume this interval]
+
+    def get(self, label, now, owner=None, volume=0):
+        """owner None: keep what the label's rate records said (resets details)."""
+        item = self.items.get(label)
+        if item is None and label != OTHER and \
+                sum(1 for k in self.items if k != OTHER) >= self.limit:
+            victim = choose_victim(((k, m[0], max(m[1], m[2]))
+                                    for k, m in self.meta.items()
+                                    if k in self.items and k != OTHER),
+                                   owner or "unknown", volume, self.per_owner)
+            if victim is None:
+                label = OTHER
+                item = self.items.get(label)
+            else:
+                self._fold(victim, now)
+        if item is None:
+            item = self.items[label] = [self.make(), now]
+        item[1] = now
+        m = self.meta.get(label)
+        if m is None:
+            m = self.meta[label] = [owner or "unknown", float(volume), 0.0]
+        if label == OTHER:
+            m[0] = "mixed"
+        elif owner is not None:
+            m[0] = owner
+        m[2] += volume
+        return item[0]
+
+    def _fold(self, victim, now):
+        svc, _ = self.items.pop(victim)
+        self.meta.pop(victim, None)
+        other = self.items.get(OTHER)
+        if other is None:
+            other = self.items[OTHER] = [self.make(), now]
+            self.meta[OTHER] = ["mixed", 0.0, 0.0]
+        other[0].absorb(svc, now)
+        other[1] = now
+
+    def decay(self):
+        for m in self.meta.values():
+            m[1] = SCORE_DECAY * m[1] + (1.0 - SCORE_DECAY) * m[2]
+            m[2] = 0.0
+
+    def expire(self, now):
+        super().expire(now)
+        for label in [k for k in self.meta if k not in self.items]:
+            del self.meta[label]
+
+
 class _Service:
+    def absorb(self, o, now):
+        """Add another service's totals (a label that lost its slot)."""
+        self.writes += o.writes
+        self.bytes += o.bytes
+        for d in self.resets:
+            self.resets[d] += o.resets[d]
+        if o.conns is not None:
+            if self.conns is None:
+                self.conns = {"accepted": 0, "connected": 0}
+            for d in self.conns:
+                self.conns[d] += o.conns[d]
+        if o.tcp_bytes is not None:
+            self.tcp_bytes = (self.tcp_bytes or 0) + o.tcp_bytes
+        for k, n in o.kinds.items():
+            self.kinds[k] = self.kinds.get(k, 0) + n
+        if o.idle_hist:
+            if len(self.idle_hist) < len(o.idle_hist):
+                self.idle_hist += [0] * (len(o.idle_hist) - len(self.idle_hist))
+            for i, n in enumerate(o.idle_hist):
+                self.idle_hist[i] += n
+        self.idle_count += o.idle_count
+        pv = self.paths.get(OTHER, now)
+        for path_value, _ in o.paths.items.values():
+            pv[0] += path_value[0]
+            pv[1] += path_value[1]
+
     def __init__(self, max_paths, idle_s):
         self.writes = self.bytes = 0
         self.resets = {"sent": 0, "received": 0}
@@ -96,7 +188,7 @@ class PrometheusSink:
 
     def __init__(self, host="127.0.0.1", port=9477, max_services=200,
                  max_paths_per_service=5, label_idle_s=3600.0, clock=time.monotonic,
-                 serve=True):
+                 serve=True, max_services_per_owner=DEFAULT_PER_OWNER):
         # lazy: only a daemon with this output enabled loads prometheus_client
         from prometheus_client import CollectorRegistry
         from prometheus_client.process_collector import ProcessCollector
@@ -105,8 +197,9 @@ class PrometheusSink:
         self.max_paths = max_paths_per_service
         self.idle_s = label_idle_s
         self._lock = threading.Lock()
-        self._services = _Bounded(max_services, label_idle_s,
-                                  lambda: _Service(self.max_paths, self.idle_s))
+        self._services = _ServiceSlots(max_services, label_idle_s,
+                                       lambda: _Service(self.max_paths, self.idle_s),
+                                       per_owner=max_services_per_owner)
         self._counters = {k: 0.0 for k in STATS_COUNTERS}
         self._gauges = {}
         self._alerts = {}          # (service, signal) -> 1 open / 0 closed (`alert` records)
@@ -168,7 +261,11 @@ class PrometheusSink:
             self._loss[key] = [1 if rec.get("state") == "open" else 0, allowed]
 
     def _rate(self, rec, now):
-        svc = self._services.get(_label(rec.get("service", "?")), now)
+        owner = rec.get("owner")
+        volume = sum(int(rec.get(k, 0) or 0)
+                     for k in ("log_writes", "resets_sent", "resets_received"))
+        svc = self._services.get(_label(rec.get("service", "?")), now,
+                                 owner if isinstance(owner, str) else "unknown", volume)
         svc.writes += int(rec.get("log_writes", 0))
         svc.bytes += int(rec.get("log_bytes", 0))
         for p in rec.get("paths") or ():
@@ -218,6 +315,7 @@ class PrometheusSink:
         g["map_fill_ratio"] = g["map_keys"] / cap if cap else 0.0
         g["rss_bytes"] = float(rec.get("rss_bytes", 0))
         self._services.expire(now)
+        self._services.decay()
         for key in [k for k, v in self._alerts.items()
                     if not v and k[0] not in self._services.items]:
             del self._alerts[key]
@@ -253,3 +351,15 @@ class PrometheusSink:
             self.server.server_close()
             self._thread.join(timeout=2.0)
             self.server = None
+
+    def reconfigure(self, pc):
+        """Take the settings pc in place, keeping the endpoint and its running totals: a
+        reload whose listen address is this sink's (a second server could not bind the
+        port this one holds; collector/sinks/registry.py). Never fails."""
+        with self._lock:
+            self.max_paths, self.idle_s = pc.max_paths_per_service, pc.label_idle_s
+            self._services.limit, self._services.idle_s = pc.max_services, pc.label_idle_s
+            for svc, _ in self._services.items.values():
+                svc.paths.limit, svc.paths.idle_s = pc.max_paths_per_service, pc.label_idle_s
+        if self.server is not None:
+            self.server.set_limits(pc.max_connections, pc.request_timeout_s)

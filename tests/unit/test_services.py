@@ -19,10 +19,16 @@ V1_EMPTY = ["9:name=systemd:/", "4:memory:/", "1:cpu:/"]
     ("/system.slice/nginx.service", ("systemd", "nginx.service")),
     ("/init.scope", ("systemd", "init.scope")),
     ("/user.slice/user-1000.slice/session-3.scope", ("systemd", "session-3.scope")),
+    # a user's own manager: its units carry the user, never pass as system units
     ("/user.slice/user-1000.slice/user@1000.service/app.slice/foo.service",
-     ("systemd", "foo.service")),
+     ("user", "user@1000:foo.service")),
+    ("/user.slice/user-65534.slice/user@65534.service/app.slice/nginx.service",
+     ("user", "user@65534:nginx.service")),
+    ("/user.slice/user-1000.slice/user@1000.service/init.scope", ("user", "user@1000:init.scope")),
+    ("/user.slice/user-1000.slice/user@1000.service", ("systemd", "user@1000.service")),
+    ("/user.slice/user-1000.slice/user@1000.service/app.slice/x", ("systemd", "user@1000.service")),
     ("/user.slice/user-1000.slice/user@1000.service/app.slice/app-gnome-term-4711.scope",
-     ("systemd", "app-gnome-term-4711.scope")),
+     ("user", "user@1000:app-gnome-term-4711.scope")),
     ("/system.slice/system-getty.slice/getty@tty1.service", ("systemd", "getty@tty1.service")),
     # a delegated subtree below a unit: the unit is still the service
     ("/system.slice/ci-runner.service/job-17/worker", ("systemd", "ci-runner.service")),
@@ -32,7 +38,11 @@ V1_EMPTY = ["9:name=systemd:/", "4:memory:/", "1:cpu:/"]
      f"cri-containerd-{ID}.scope", ("container", ID12)),
     (f"/kubepods.slice/kubepods-besteffort.slice/kubepods-besteffort-pod9.slice/crio-{ID}.scope",
      ("container", ID12)),
+    # a rootless container is the user's too (its id is the user's to choose)
     (f"/user.slice/user-1000.slice/user@1000.service/user.slice/libpod-{ID}.scope",
+     ("user", f"user@1000:container:{ID12}")),
+    # a user manager inside a container is the container's
+    (f"/system.slice/docker-{ID}.scope/user.slice/user-0.slice/user@0.service/a.service",
      ("container", ID12)),
     # containers, cgroupfs drivers
     (f"/docker/{ID}", ("container", ID12)),
@@ -116,7 +126,7 @@ def test_recorded_fixture_cgroup_files():
     assert service_from_cgroup(proc.cgroup(1)) == ("systemd", "init.scope")
     assert service_from_cgroup(proc.cgroup(812)) == ("systemd", "nginx.service")
     assert service_from_cgroup(proc.cgroup(2301)) == ("container", ID12)
-    assert service_from_cgroup(proc.cgroup(2302)) == ("systemd", "foo.service")
+    assert service_from_cgroup(proc.cgroup(2302)) == ("user", "user@1000:foo.service")
     assert service_from_cgroup(proc.cgroup(2303)) == ("systemd", "session-3.scope")
     assert service_from_cgroup(proc.cgroup(2304)) is None
 
@@ -155,7 +165,7 @@ def test_resolver_on_fixture_tree():
     resolver = ServiceResolver(ProcFS(root=str(FIXTURES)))
     assert resolver.resolve(812, "nginx") == "nginx.service"
     assert resolver.resolve(2301, "evil) (x y") == f"container:{ID12}"
-    assert resolver.resolve(2302, "two\nlines") == "foo.service"
+    assert resolver.resolve(2302, "two\nlines") == "user@1000:foo.service"
     assert resolver.resolve(2304, "bash") == "bash"
 
 
@@ -349,3 +359,40 @@ def test_gone_container_process_is_named_from_its_cgroup_id():
     resolver = ServiceResolver(FakeProc({}), cgroups,
                                containers=ContainerNames(root=str(CONTAINERS / "podman")))
     assert resolver.resolve(10, "sh", cgroup_id=501) == "sw-fixture-web"
+
+
+# -- issue 23 item 5: nothing a user makes passes for a system unit --------------------
+@pytest.mark.parametrize("comm, expected", [
+    ("nginx", "nginx"), ("nginx.service", "comm:nginx.service"),
+    ("x.scope", "comm:x.scope"), ("container:abc", "comm:container:abc"),
+    ("user@0:a", "comm:user@0:a"), ("(other)", "comm:(other)"), ("comm:x", "comm:comm:x"),
+])
+def test_a_process_name_never_reads_as_a_unit_or_container(comm, expected):
+    from collector.host.services import service_label
+    assert service_label(None, comm) == expected
+
+
+@pytest.mark.parametrize("path, owner", [
+    ("/system.slice/nginx.service", "system"),
+    (f"/system.slice/docker-{ID}.scope", "container"),
+    ("/user.slice/user-65534.slice/user@65534.service/app.slice/nginx.service", "uid:65534"),
+    ("/user.slice/user-1000.slice/session-3.scope", "uid:1000"),
+    (f"/user.slice/user-1000.slice/user@1000.service/user.slice/libpod-{ID}.scope",
+     "uid:1000"),
+    ("/", None), ("/system.slice", None),
+])
+def test_owner_from_cgroup(path, owner):
+    from collector.host.services import owner_from_cgroup
+    assert owner_from_cgroup([f"0::{path}"]) == owner
+
+
+def test_owner_of_a_process_without_a_unit_is_its_real_uid(tmp_path):
+    d = tmp_path / "42"
+    d.mkdir()
+    (d / "stat").write_text("42 (x) S 1 1 1 0 -1 0 0 0 0 0 0 0 0 0 20 0 1 0 777 0 0\n")
+    (d / "cgroup").write_text("0::/\n")
+    (d / "status").write_text("Name:\tx\nUid:\t65534\t0\t0\t0\n")
+    resolver = ServiceResolver(ProcFS(str(tmp_path)))
+    assert resolver.resolve(42, "x") == "x"
+    assert resolver.owner(42) == "uid:65534"
+    assert resolver.owner(43) == "unknown"             # gone: nothing to tell

@@ -1,0 +1,140 @@
+"""Who gets a slot when more services want one than fit (pure: no I/O, no clock).
+
+Any local user can make services for free: a process name per write, a cgroup per
+process in a delegated subtree. Wherever services are bounded (the `rate` records of an
+interval, the detector's tracked services, Prometheus' service labels) they are ranked
+by who owns them and by volume, never by name or by who came first, and what does not
+fit is summed exactly into one `(other)` (docs/detection.md, "Slots"):
+
+1. protected owners first: system units ("system") and containers ("container"), the
+   names no unprivileged user can make, by volume;
+2. then every other owner ("uid:N", "unknown") with at most `per_owner` slots each, by
+   volume: one user's thousand cheap names take `per_owner` slots, not all of them;
+3. slots still free go to the rest by volume (a host with few users keeps them all).
+
+Ties by name, so the answer is deterministic. The owners come from
+collector.host.services (ServiceResolver.owner).
+"""
+import heapq
+
+from collector.aggregate.logrates import OTHER_PATH
+
+OTHER = "(other)"          # the remainder service; a process name "(other)" is "comm:(other)"
+PROTECTED = ("system", "container")
+MIXED = "mixed"            # the owner of the (other) record
+DEFAULT_MAX_SERVICES = 100    # `rate` records per interval before the rest is folded
+DEFAULT_PER_OWNER = 20        # slots one unprotected owner takes before others are served
+OTHER_PIDS = 100              # pids listed on the (other) record (the smallest)
+SWAP_FACTOR = 2.0             # a newcomer takes an equal-class label only when this much louder
+
+
+def protected(owner):
+    return owner in PROTECTED
+
+
+def rank(entries, limit, per_owner=DEFAULT_PER_OWNER):
+    """The names that get one of `limit` slots, in rank order.
+
+    entries: iterable of (name, owner, volume). limit 0 or None: every name.
+    """
+    entries = list(entries)
+    if not limit or len(entries) <= limit:
+        return [e[0] for e in sorted(entries, key=_order)]
+    first = sorted((e for e in entries if protected(e[1])), key=_order)[:limit]
+    kept = [e[0] for e in first]
+    if len(kept) < limit:
+        held = {}
+        rest = []
+        for e in sorted((e for e in entries if not protected(e[1])), key=_order):
+            n = held.get(e[1], 0)
+            if per_owner and n >= per_owner:
+                rest.append(e)
+                continue
+            held[e[1]] = n + 1
+            kept.append(e[0])
+            if len(kept) == limit:
+                break
+        else:
+            kept += [e[0] for e in rest[:limit - len(kept)]]
+    return kept
+
+
+def _order(e):
+    return (-e[2], e[0])
+
+
+def fold_rates(bodies, owners, limit=DEFAULT_MAX_SERVICES, per_owner=DEFAULT_PER_OWNER):
+    """(rate bodies kept, how many were folded): at most `limit` bodies ranked by
+    rank() (volume = log writes), the rest summed exactly into one `(other)` body,
+    which comes last. owners: {service: owner}; a missing owner is "unknown".
+    Every body kept gets its `owner`; the (other) body has owner "mixed" and `folded`
+    (how many services it sums); its pids are the smallest OTHER_PIDS of their union."""
+    for b in bodies:
+        b["owner"] = owners.get(b["service"], "unknown")
+    if not limit or len(bodies) <= limit:
+        return bodies, 0
+    keep = set(rank(((b["service"], b["owner"], b["log_writes"]) for b in bodies),
+                    limit, per_owner))
+    kept = [b for b in bodies if b["service"] in keep]
+    rest = [b for b in bodies if b["service"] not in keep]
+    return kept + [other_body(rest)], len(rest)
+
+
+def other_body(rest):
+    """One `rate` body summing the bodies in `rest` exactly (log writes and bytes and
+    per path; pids and comms listed up to OTHER_PIDS)."""
+    first = rest[0]
+    writes = sum(b["log_writes"] for b in rest)
+    nbytes = sum(b["log_bytes"] for b in rest)
+    interval_s = first["interval"]
+    pids = heapq.nsmallest(OTHER_PIDS, {p for b in rest for p in b["pids"]})
+    comms = sorted({c for b in rest for c in b["comms"]})[:OTHER_PIDS]
+    paths = sum(sum(p.get("folded", 1) for p in b["paths"]) for b in rest)
+    body = {"seq": first["seq"], "interval": interval_s, "service": OTHER, "pids": pids,
+            "comms": comms, "log_writes": writes, "log_bytes": nbytes,
+            "log_writes_per_s": writes / interval_s, "log_bytes_per_s": nbytes / interval_s,
+            "paths": [{"path": OTHER_PATH, "writes": writes, "bytes": nbytes, "pids": pids,
+                       "folded": paths}] if writes or nbytes else [],
+            "owner": MIXED, "folded": len(rest)}
+    return body
+
+
+def choose_victim(incumbents, owner, volume, per_owner=DEFAULT_PER_OWNER,
+                  factor=SWAP_FACTOR):
+    """A bounded label table is full and a new label (owner, volume this interval)
+    wants in: the label it takes the slot of, or None (the newcomer goes to (other)).
+
+    incumbents: iterable of (label, owner, score), score the label's recent volume.
+    The victim is the weakest incumbent: unprotected before protected, an owner over
+    `per_owner` labels before one within it, then the lowest score, then by label.
+    A protected newcomer takes any unprotected slot; an owner within its share takes
+    a slot of an owner over its share; otherwise the newcomer must be `factor` times
+    louder than the victim (no flapping between two names of the same volume), and an
+    owner already holding `per_owner` labels only ever takes one of its own.
+    """
+    incumbents = list(incumbents)
+    if not incumbents:
+        return None
+    held = {}
+    for _, o, _ in incumbents:
+        held[o] = held.get(o, 0) + 1
+
+    def over(o):
+        return not protected(o) and bool(per_owner) and held[o] > per_owner
+
+    def weakest(cands):
+        return min(cands, key=lambda e: (protected(e[1]), not over(e[1]), e[2], e[0]),
+                   default=None)
+
+    new_prot = protected(owner)
+    if not new_prot and per_owner and held.get(owner, 0) >= per_owner:
+        own = weakest(e for e in incumbents if e[1] == owner)
+        return own[0] if own is not None and volume > factor * own[2] else None
+    victim = weakest(incumbents)
+    if new_prot and not protected(victim[1]):
+        return victim[0]
+    if not new_prot and protected(victim[1]):
+        return None
+    if over(victim[1]):
+        return victim[0]
+    return victim[0] if volume > factor * victim[2] else None
