@@ -15,6 +15,7 @@ from collector.commands.process import (
     StderrLog,
     acquire_run_lock,
     drop_privileges_after_load,
+    raise_open_files_limit,
     require_load_privileges,
 )
 from collector.errors import BadInput, SurgewatchError
@@ -119,6 +120,8 @@ class Daemon:
             # a lock file it cannot create under /run
             require_load_privileges()
         self._lock = acquire_run_lock(self.cfg.lock_file)   # held until this process exits
+        # before any fd budget is computed (the pidfd watch takes half the soft limit)
+        self.nofile = raise_open_files_limit(self.log)
         old = {s: signal.signal(s, self._on_stop) for s in STOP_SIGNALS}
         old[signal.SIGHUP] = signal.signal(signal.SIGHUP, self._on_hup)
         try:

@@ -131,7 +131,8 @@ def _abs_path(c, table, key, name):
 
 def _socket(c, value):
     where = "outputs.socket"
-    t = c.table(value, where, ("enabled", "path", "mode", "queue_records"))
+    t = c.table(value, where, ("enabled", "path", "mode", "queue_records", "max_subscribers",
+                               "max_subscribers_per_uid"))
     changes = {}
     if "enabled" in t:
         changes["enabled"] = _bool(c, t, "enabled", f"{where}.enabled")
@@ -145,6 +146,9 @@ def _socket(c, value):
     if "queue_records" in t:
         changes["queue_records"] = c.number(t, "queue_records", f"{where}.queue_records",
                                             10, 10_000_000, integer=True)
+    for key in ("max_subscribers", "max_subscribers_per_uid"):
+        if key in t:
+            changes[key] = c.number(t, key, f"{where}.{key}", 1, 10_000, integer=True)
     return dataclasses.replace(SocketConfig(), **changes)
 
 
@@ -166,7 +170,7 @@ def parse_listen(text):
 def _prometheus(c, value):
     where = "outputs.prometheus"
     t = c.table(value, where, ("enabled", "listen", "max_services", "max_paths_per_service",
-                               "label_idle_s"))
+                               "label_idle_s", "max_connections", "request_timeout_s"))
     changes = {}
     if "enabled" in t:
         changes["enabled"] = _bool(c, t, "enabled", f"{where}.enabled")
@@ -185,6 +189,12 @@ def _prometheus(c, value):
     if "label_idle_s" in t:
         changes["label_idle_s"] = c.number(t, "label_idle_s", f"{where}.label_idle_s",
                                            10, 365 * 86400)
+    if "max_connections" in t:
+        changes["max_connections"] = c.number(t, "max_connections",
+                                              f"{where}.max_connections", 1, 1000, integer=True)
+    if "request_timeout_s" in t:
+        changes["request_timeout_s"] = c.number(t, "request_timeout_s",
+                                                f"{where}.request_timeout_s", 0.1, 300)
     return dataclasses.replace(PrometheusConfig(), **changes)
 
 

@@ -33,6 +33,8 @@ class SocketConfig:
     path: str = "/run/surgewatch/stream.sock"
     mode: int = 0o660
     queue_records: int = 10000
+    max_subscribers: int = 64           # connected at once; more are refused
+    max_subscribers_per_uid: int = 16   # of one non-root user (SO_PEERCRED)
 
 
 @dataclass(frozen=True)
@@ -42,6 +44,8 @@ class PrometheusConfig:
     max_services: int = 200
     max_paths_per_service: int = 5
     label_idle_s: float = 3600.0
+    max_connections: int = 16           # HTTP connections at once (a thread each)
+    request_timeout_s: float = 10.0     # a request must have arrived whole within
 
 
 @dataclass(frozen=True)

@@ -39,14 +39,19 @@ def _socket(cfg, _ctx):
     s = cfg.socket
     if not s.enabled:
         return None
-    return _sink("unixsock", "UnixSocketSink")(s.path, mode=s.mode,
-                                               queue_records=s.queue_records)
+    return _sink("unixsock", "UnixSocketSink")(
+        s.path, mode=s.mode, queue_records=s.queue_records, max_subscribers=s.max_subscribers,
+        max_subscribers_per_uid=s.max_subscribers_per_uid)
 
 
 def _prometheus(cfg, _ctx):
-    if not cfg.prometheus.enabled:
+    pc = cfg.prometheus
+    if not pc.enabled:
         return None
-    return _sink("prometheus", "PrometheusSink").from_config(cfg.prometheus)
+    sink = _sink("prometheus", "PrometheusSink").from_config(pc)
+    if sink.server is not None:
+        sink.server.set_limits(pc.max_connections, pc.request_timeout_s)
+    return sink
 
 
 # name -> (factory(config, context) -> sink or None, the config part it depends on);
@@ -57,8 +62,11 @@ FACTORIES = {
     "socket": (_socket, lambda cfg: cfg.socket),
     "prometheus": (_prometheus, lambda cfg: cfg.prometheus),
 }
-# hold a path or a port a new instance may need: closed before the new one opens
-EXCLUSIVE = ("socket", "prometheus")
+# outputs that hold an address (a socket path, a port) a second instance cannot take while
+# they run: a reload that keeps the address but changes other settings reconfigures the
+# running sink in place (sink.reconfigure(part)) instead of opening a second one
+HELD_ADDRESS = {"socket": lambda cfg: cfg.socket.path,
+                "prometheus": lambda cfg: cfg.prometheus.listen}
 
 
 def where(name, sink, cfg):
@@ -103,6 +111,7 @@ class Outputs:
         self.ctx = ctx
         self.sinks = {}         # name -> open sink
         self.opened = []        # names the last open() opened anew (not kept)
+        self.reconfigured = []  # names the last open() reconfigured in place
         self.meta = None
 
     def __iter__(self):
@@ -115,18 +124,26 @@ class Outputs:
         return self.sinks.get(name)
 
     def open(self, cfg, old_cfg=None):
-        """Open the outputs of cfg, keeping the sinks whose settings did not change since
-        old_cfg; the replaced ones are closed only once all new ones opened (on failure
-        the running set is left as it was)."""
-        new = {}
+        """Open the outputs of cfg, atomically: the sinks whose settings did not change
+        since old_cfg are kept; one that keeps its address (socket path, listen port) but
+        changes other settings is reconfigured in place, once everything else opened; new
+        ones open while the old still run, and the replaced ones are closed only once all
+        new ones opened. On failure nothing running was touched (docs/reliability.md,
+        "Hostile local user": a neighbour holding the new port cannot take the old away)."""
+        new, in_place = {}, []
         try:
             for name, (factory, part) in FACTORIES.items():
                 old = self.sinks.get(name)
-                if old is not None and old_cfg is not None and part(cfg) == part(old_cfg):
-                    new[name] = old
-                    continue
-                if name in EXCLUSIVE and old is not None:
-                    self.sinks.pop(name).close()
+                if old is not None and old_cfg is not None:
+                    if part(cfg) == part(old_cfg):
+                        new[name] = old
+                        continue
+                    held = HELD_ADDRESS.get(name)
+                    if held is not None and getattr(part(cfg), "enabled", False) and \
+                            held(cfg) == held(old_cfg) and hasattr(old, "reconfigure"):
+                        new[name] = old
+                        in_place.append((old, part(cfg)))
+                        continue
                 sink = factory(cfg, self.ctx)
                 if sink is not None:
                     if self.meta is not None and hasattr(sink, "set_meta"):
@@ -137,6 +154,9 @@ class Outputs:
                 if self.sinks.get(name) is not sink:
                     sink.close()
             raise
+        for sink, part in in_place:
+            sink.reconfigure(part)
+        self.reconfigured = [n for n, s in new.items() if any(s is k for k, _ in in_place)]
         for name, sink in self.sinks.items():
             if new.get(name) is not sink:
                 sink.close()

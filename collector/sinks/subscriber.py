@@ -12,10 +12,12 @@ SEND_CHUNK = 256 * 1024        # whole records joined into one send call up to a
 
 class Subscriber:
     __slots__ = ("sock", "queue", "buf", "dropped", "dropped_total", "sent_records",
-                 "writable")
+                 "writable", "uid", "stalled_since")
 
-    def __init__(self, sock):
+    def __init__(self, sock, uid=None):
         self.sock = sock
+        self.uid = uid                     # the peer's uid (SO_PEERCRED), None if unknown
+        self.stalled_since = None          # monotonic time its socket stopped taking data
         self.queue = collections.deque()   # encoded whole records, oldest first
         self.buf = b""                     # the rest of the record being sent
         self.dropped = 0                   # since the last notice

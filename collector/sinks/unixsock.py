@@ -17,12 +17,21 @@ At start a path that exists is checked: a socket nobody listens on (a dead daemo
 replaced; a socket another process listens on, or any other kind of file, is refused with
 BadInput (exit 2).
 
+Subscribers are bounded (docs/reliability.md, "Hostile local user": each costs an fd):
+at most `max_subscribers` at once, and at most `max_subscribers_per_uid` of one user other
+than root (the peer's uid from SO_PEERCRED), so one user of the socket's group cannot take
+every slot; a connection over either limit is accepted and closed at once (counted in
+`refused_total`). A subscriber whose socket took no byte for `stall_timeout_s` while
+records waited for it is dropped (it may connect again and starts from `meta`).
+
 A subscriber's queue and connection are collector/sinks/subscriber.py; the socket file's
 checks are collector/sinks/socketfile.py.
 """
 import errno
+import os
 import selectors
 import socket
+import struct
 import threading
 import time
 
@@ -35,6 +44,10 @@ from collector.sinks.subscriber import Subscriber
 DEFAULT_PATH = "/run/surgewatch/stream.sock"
 DEFAULT_MODE = 0o660
 DEFAULT_QUEUE_RECORDS = 10000
+DEFAULT_MAX_SUBSCRIBERS = 64
+DEFAULT_MAX_SUBSCRIBERS_PER_UID = 16
+STALL_TIMEOUT_S = 60.0
+_PEERCRED = struct.Struct("3i")             # struct ucred: pid, uid, gid
 RECORD_DROPPED = "dropped"
 
 
@@ -48,10 +61,18 @@ class UnixSocketSink:
     name = "socket"
 
     def __init__(self, path=DEFAULT_PATH, mode=DEFAULT_MODE,
-                 queue_records=DEFAULT_QUEUE_RECORDS, host=None, clock=time.time):
+                 queue_records=DEFAULT_QUEUE_RECORDS, host=None, clock=time.time,
+                 max_subscribers=DEFAULT_MAX_SUBSCRIBERS,
+                 max_subscribers_per_uid=DEFAULT_MAX_SUBSCRIBERS_PER_UID,
+                 stall_timeout_s=STALL_TIMEOUT_S):
         self.path = str(path)
         self.mode = mode
         self.queue_records = int(queue_records)
+        self.max_subscribers = int(max_subscribers)
+        self.max_subscribers_per_uid = int(max_subscribers_per_uid)
+        self.stall_timeout_s = float(stall_timeout_s)
+        self.refused_total = 0              # connections over a limit, closed at once
+        self.stalled_total = 0              # subscribers dropped after stall_timeout_s
         self.host = host or socket.gethostname()
         self.clock = clock
         self._lock = threading.Lock()
@@ -79,6 +100,21 @@ class UnixSocketSink:
     def subscribers(self):
         with self._lock:
             return len(self._subs)
+
+    def reconfigure(self, sc):
+        """Take a reload's settings for the same path in place (collector/sinks/registry.py):
+        subscribers stay connected; the mode applies to the socket file now, the limits to
+        new connections, the queue bound to the next records. Never fails."""
+        with self._lock:
+            self.queue_records = int(sc.queue_records)
+            self.max_subscribers = int(sc.max_subscribers)
+            self.max_subscribers_per_uid = int(sc.max_subscribers_per_uid)
+        if sc.mode != self.mode:
+            try:
+                os.chmod(self.path, sc.mode)
+                self.mode = sc.mode
+            except OSError:
+                pass                        # the file stays as it was; so does self.mode
 
     def write_interval(self, records):
         if not records:
@@ -132,8 +168,18 @@ class UnixSocketSink:
                 return
             except OSError:
                 return                      # e.g. EMFILE: try again on the next event
+            uid = _peer_uid(conn)
+            with self._lock:
+                full = len(self._subs) >= self.max_subscribers or (
+                    uid != 0 and sum(1 for s in self._subs.values() if s.uid == uid)
+                    >= self.max_subscribers_per_uid)
+                if full:
+                    self.refused_total += 1
+            if full:
+                conn.close()
+                continue
             conn.setblocking(False)
-            sub = Subscriber(conn)
+            sub = Subscriber(conn, uid)
             with self._lock:
                 if self._meta is not None:
                     sub.queue.append(self._meta)
@@ -152,9 +198,20 @@ class UnixSocketSink:
             self._send(sub)
 
     def _send(self, sub):
+        before = (len(sub.buf), sub.sent_records)
         if not sub.send_queued(self._lock):
             self._drop_subscriber(sub)
             return
+        if not sub.buf or (len(sub.buf), sub.sent_records) != before:
+            sub.stalled_since = None        # nothing waits, or its socket took bytes
+        else:
+            now = time.monotonic()
+            if sub.stalled_since is None:
+                sub.stalled_since = now
+            elif now - sub.stalled_since >= self.stall_timeout_s:
+                self.stalled_total += 1
+                self._drop_subscriber(sub)
+                return
         sub.watch_writable(self._sel)
 
     def _drop_subscriber(self, sub):
@@ -189,6 +246,15 @@ class UnixSocketSink:
         for s in (self._listen, self._wake_r, self._wake_w):
             s.close()
         self._sel.close()
+
+
+def _peer_uid(conn):
+    """The connecting process's uid (SO_PEERCRED), None when the kernel does not say."""
+    try:
+        return _PEERCRED.unpack(conn.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED,
+                                                _PEERCRED.size))[1]
+    except (OSError, struct.error):
+        return None
 
 
 def subscribe(path, timeout=None):
