@@ -183,3 +183,132 @@ def test_fd_exhaustion_by_a_local_user_neither_crashes_nor_blinds(tmp_path, publ
                   victim_counted=writes_by_path(d.records, victim)[0],
                   prometheus_dropped=_metric(metrics, "surgewatch_prometheus_connections_dropped_total"),
                   host_resource_errors=sum(s.get("host_resource_errors", 0) for s in stats))
+
+
+def _stderr_until(d, text, got=b"", timeout=60):
+    """Read the running daemon's stderr until `text` appears (after what was `got`)."""
+    fd = d.proc.stderr.fileno()
+    end = time.monotonic() + timeout
+    start = len(got)
+    while text.encode() not in got[start:]:
+        left = end - time.monotonic()
+        assert left > 0, f"no {text!r} on the daemon's stderr in {timeout}s: {got!r}"
+        if select.select([fd], [], [], left)[0]:
+            chunk = os.read(fd, 65536)
+            assert chunk, f"the daemon exited: {got!r}"
+            got += chunk
+    return got
+
+
+# -- 2. a refused reload keeps the running outputs ----------------------------------------
+HOLD_PORT = textwrap.dedent("""
+    import os, socket, time
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    s.listen()
+    print(os.getuid(), s.getsockname()[1], flush=True)
+    time.sleep(3600)
+""")
+BEFORE, AFTER = 300, 200
+
+
+def test_refused_reload_keeps_prometheus_and_the_socket(tmp_path, public_dir):
+    """User 65534 holds a port; a SIGHUP moves Prometheus there (and changes the socket's
+    mode): refused, and the running endpoint and socket stay, counters not reset. Then a
+    port below 1024 (no CAP_NET_BIND_SERVICE after the drop): refused the same way."""
+    port = free_port()
+    text, sock = _config(tmp_path, public_dir, port)
+    d = Daemon(tmp_path, config_text=text)
+    holder = subprocess.Popen([*AS_NOBODY, SYSTEM_PYTHON, "-c", HOLD_PORT],
+                              stdout=subprocess.PIPE, text=True)
+    sub = None
+    try:
+        uid, taken = map(int, holder.stdout.readline().split())
+        assert uid == 65534
+        d.wait_meta()
+        from collector.sinks.unixsock import subscribe
+        sub = subscribe(sock, timeout=30)
+        log = str(d.logdir / "reload.log")
+        d.wait_stats(1)
+        write_lines(log, BEFORE, b"before the reload\n")
+        d.wait_stats(3)
+        before = _metric(_scrape(port), "surgewatch_log_path_writes_total", path=log)
+        err = b""
+        for listen in (f"127.0.0.1:{taken}", "127.0.0.1:80"):
+            bad, _ = _config(tmp_path, public_dir, port, socket_mode="0o660")
+            d.cfg.write_text(bad.replace(f'listen = "127.0.0.1:{port}"', f'listen = "{listen}"'))
+            d.proc.send_signal(signal.SIGHUP)
+            err = _stderr_until(d, "reload refused, the running config stays", err)
+        write_lines(log, AFTER, b"after the reload\n")
+        d.wait_stats(3)
+        after = _metric(_scrape(port), "surgewatch_log_path_writes_total", path=log)
+        last_seq = [r for r in d.records if r["type"] == "stats"][-1]["seq"]
+        recs = _read_records(sub, lambda got: any(
+            r.get("type") == "stats" and r["seq"] >= last_seq for r in got))
+        sock_mode = os.stat(sock).st_mode & 0o777
+    finally:
+        if sub is not None:
+            sub.close()
+        holder.kill()
+        holder.wait()
+        rc = d.stop()
+    assert rc == 0, d.err
+    assert (before, after) == (BEFORE, BEFORE + AFTER)          # the same endpoint, not reset
+    assert writes_by_path(d.records, log)[0] == BEFORE + AFTER
+    assert any(r["type"] == "stats" and r["seq"] >= last_seq for r in recs)  # still delivers
+    assert writes_by_path(recs, log)[0] == BEFORE + AFTER
+    assert sock_mode == 0o666                                   # the running config stayed
+    assert err.decode().count("reload refused, the running config stays") == 2
+    record_figure("refused_reload", held_port=taken, scraped_before=before,
+                  scraped_after=after, streamed_writes=writes_by_path(recs, log)[0])
+
+
+# -- 3. terminal control sequences -------------------------------------------------------
+HOSTILE_COMM = b"ev\x1b[2Jil\rx"               # clear screen, carriage return
+HOSTILE_LOG = "a\x1b]0;pwned\x07b.log"         # OSC 0 (window title) ended by BEL
+OVER = 2000
+WRITE_AS = textwrap.dedent("""
+    import ctypes, os, sys
+    ctypes.CDLL(None).prctl(15, ctypes.c_char_p(sys.argv[1].encode("latin-1")), 0, 0, 0)
+    fd = os.open(sys.argv[2], os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    for _ in range(int(sys.argv[3])):
+        os.write(fd, b"hostile line\\n")
+    print(os.getuid(), flush=True)
+""")
+
+
+def test_control_sequences_in_names_never_reach_the_daemons_log_raw(tmp_path, public_dir):
+    """User 65534 names its process with ESC [2J and CR and writes a log whose name holds
+    an OSC sequence, faster than a [capacity] glob: the loss-risk (and any new-service)
+    alert lines on stderr show them escaped; the lines are counted exactly."""
+    logdir = os.path.join(public_dir, "logs")
+    os.mkdir(logdir)
+    os.chmod(logdir, 0o777)
+    glob = os.path.join(logdir, "*")
+    text, _ = _config(tmp_path, public_dir, None)
+    text = text.replace(json.dumps(str(tmp_path / "logs")), json.dumps(logdir))
+    d = Daemon(tmp_path, config_text=text + f"[capacity]\n{json.dumps(glob)} = 10\n")
+    log = os.path.join(logdir, HOSTILE_LOG)
+    try:
+        d.wait_meta()
+        d.wait_stats(1)
+        out = subprocess.run([*AS_NOBODY, SYSTEM_PYTHON, "-c", WRITE_AS,
+                              HOSTILE_COMM.decode("latin-1"), log, str(OVER)],
+                             capture_output=True, text=True, check=True).stdout
+        assert out.split() == ["65534"]
+        err = _stderr_until(d, "loss risk: ")
+        d.wait_stats(2)
+    finally:
+        rc = d.stop()
+    err = err + d.err.encode()
+    assert rc == 0, err
+    assert writes_by_path(d.records, log)[0] == OVER
+    for raw in (b"\x1b", b"\r", b"\x07"):
+        assert raw not in err, err
+    assert b"ev\\x1b[2Jil\\rx" in err, err                     # the name, escaped
+    if b"alert open: " in err and b"top: " in err:
+        assert b"a\\x1b]0;pwned\\x07b.log" in err, err          # the path, escaped
+    record_figure("terminal_sequences", lines=OVER,
+                  counted=writes_by_path(d.records, log)[0],
+                  escaped_line=next(ln for ln in err.decode().splitlines()
+                                    if "loss risk: " in ln))
