@@ -63,40 +63,51 @@ def _order(e):
     return (-e[2], e[0])
 
 
-def fold_rates(bodies, owners, limit=DEFAULT_MAX_SERVICES, per_owner=DEFAULT_PER_OWNER):
-    """(rate bodies kept, how many were folded): at most `limit` bodies ranked by
-    rank() (volume = log writes), the rest summed exactly into one `(other)` body,
-    which comes last. owners: {service: owner}; a missing owner is "unknown".
-    Every body kept gets its `owner`; the (other) body has owner "mixed" and `folded`
-    (how many services it sums); its pids are the smallest OTHER_PIDS of their union."""
-    for b in bodies:
-        b["owner"] = owners.get(b["service"], "unknown")
-    if not limit or len(bodies) <= limit:
-        return bodies, 0
-    keep = set(rank(((b["service"], b["owner"], b["log_writes"]) for b in bodies),
-                    limit, per_owner))
-    kept = [b for b in bodies if b["service"] in keep]
-    rest = [b for b in bodies if b["service"] not in keep]
-    return kept + [other_body(rest)], len(rest)
+# counts a `rate` record may carry beyond log writes (resets probe): summed into (other)
+SUMMED = ("resets_sent", "resets_received", "conns_accepted", "conns_connected",
+          "tcp_bytes_out")
+
+
+def volume(rec):
+    """What a record weighs for a slot: its log writes, resets and new connections."""
+    return rec.get("log_writes", 0) + sum(rec.get(k, 0) or 0 for k in SUMMED[:4])
+
+
+def fold_rates(recs, owners, limit=DEFAULT_MAX_SERVICES, per_owner=DEFAULT_PER_OWNER):
+    """(records kept, the (other) body or None): at most `limit` of one interval's `rate`
+    records (or bodies), ranked by rank() on their volume(); the rest summed exactly by
+    other_body(). owners: {service: owner}; every record gets its `owner` ("unknown"
+    when not in owners). Kept records keep their order."""
+    for r in recs:
+        r["owner"] = owners.get(r["service"], "unknown")
+    if not limit or len(recs) <= limit:
+        return recs, None
+    keep = set(rank(((r["service"], r["owner"], volume(r)) for r in recs), limit, per_owner))
+    return [r for r in recs if r["service"] in keep], \
+        other_body([r for r in recs if r["service"] not in keep])
 
 
 def other_body(rest):
-    """One `rate` body summing the bodies in `rest` exactly (log writes and bytes and
-    per path; pids and comms listed up to OTHER_PIDS)."""
+    """One `rate` body (model.rate_record's arguments, then `extra`: the SUMMED counts
+    any of them carried) summing `rest` exactly: log writes and bytes, one (other) path
+    entry; pids and comms listed up to OTHER_PIDS (the smallest); owner "mixed",
+    `folded` = how many services it sums."""
     first = rest[0]
-    writes = sum(b["log_writes"] for b in rest)
-    nbytes = sum(b["log_bytes"] for b in rest)
+    writes = sum(r["log_writes"] for r in rest)
+    nbytes = sum(r["log_bytes"] for r in rest)
     interval_s = first["interval"]
-    pids = heapq.nsmallest(OTHER_PIDS, {p for b in rest for p in b["pids"]})
-    comms = sorted({c for b in rest for c in b["comms"]})[:OTHER_PIDS]
-    paths = sum(sum(p.get("folded", 1) for p in b["paths"]) for b in rest)
+    pids = heapq.nsmallest(OTHER_PIDS, {p for r in rest for p in r["pids"]})
+    comms = sorted({c for r in rest for c in r["comms"]})[:OTHER_PIDS]
+    paths = sum(sum(p.get("folded", 1) for p in r["paths"]) for r in rest)
     body = {"seq": first["seq"], "interval": interval_s, "service": OTHER, "pids": pids,
             "comms": comms, "log_writes": writes, "log_bytes": nbytes,
             "log_writes_per_s": writes / interval_s, "log_bytes_per_s": nbytes / interval_s,
             "paths": [{"path": OTHER_PATH, "writes": writes, "bytes": nbytes, "pids": pids,
-                       "folded": paths}] if writes or nbytes else [],
+                       "folded": paths}] if paths else [],
             "owner": MIXED, "folded": len(rest)}
-    return body
+    extra = {k: sum(r.get(k, 0) or 0 for r in rest) for k in SUMMED
+             if any(k in r for r in rest)}
+    return body, extra
 
 
 def choose_victim(incumbents, owner, volume, per_owner=DEFAULT_PER_OWNER,

@@ -157,9 +157,8 @@ class Collector:
         drain_ms = (time.perf_counter() - t0) * 1000.0
         health = self.probe.health()
         ts = self.wallclock()
-        bodies, _ = fold_rates(rate_bodies(accs, self.seq, interval_s, self.max_paths),
-                               self.keys.owners, self.max_services, self.max_per_owner)
-        rates = [model.rate_record(self.host, ts, **body) for body in bodies]
+        rates = [model.rate_record(self.host, ts, **body)
+                 for body in rate_bodies(accs, self.seq, interval_s, self.max_paths)]
         cpu = _cpu_seconds()
         stats = model.stats_record(
             self.host, ts, seq=self.seq, interval=interval_s, drain_ms=drain_ms,
@@ -169,9 +168,10 @@ class Collector:
         stats["lost_writes"] = health["counts_full"]
         stats["iov_truncated"] = health["iov_truncated"]
         stats["fd_walk_failed"] = health["fdwalk_failed"]
-        out = Interval(rates, stats, [], {}, [])
         if self.resets is not None:
             out = self._add_resets(rates, stats, ts, interval_s, resets_flipped)
+        else:
+            out = Interval(self._fold(rates, ts), stats, [], {}, [])
         # lookups the daemon could not make for want of fds or memory (their writes are in
         # unresolved_writes, their resets under an "unresolved" owner): docs/reliability.md
         attributor = getattr(self.resets, "attributor", None)
@@ -205,8 +205,22 @@ class Collector:
         add_load(rates, self.resets.load, new_record,
                  tcp_bytes=getattr(self.resets.probe, "tcp_bytes_hook", None) is not None)
         add_resets(rates, per_service, new_record)
+        rates = self._fold(rates, ts)
         add_ratios(rates)
         return Interval(rates, stats, records, per_service, events)
+
+    def _fold(self, rates, ts):
+        """At most max_services rate records, by owner and volume, the rest in one exact
+        "(other)" record (collector/aggregate/slots.py): a user's thousand cheap names
+        cost the stream, the detector and Prometheus one record, not a thousand."""
+        kept, other = fold_rates(rates, self.keys.owners, self.max_services,
+                                 self.max_per_owner)
+        if other is not None:
+            body, extra = other
+            rec = model.rate_record(self.host, ts, **body)
+            rec.update(extra)
+            kept.append(rec)
+        return kept
 
     def _enrich(self, counts):
         """(per-(service, path) accumulators, unresolved writes): collector.host.keycache

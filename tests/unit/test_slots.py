@@ -55,12 +55,13 @@ def test_fold_keeps_the_real_service_and_sums_the_spray_exactly():
     real = body("victim.service", 500, pid=77)
     owners = {b["service"]: ATTACKER for b in spray}
     owners["victim.service"] = "system"
-    kept, folded = fold_rates(spray + [real], owners, limit=100, per_owner=20)
-    assert folded == 2001 - 100
-    assert len(kept) == 101
+    spray[1999]["resets_sent"] = 1               # a folded record's resets are kept too
+    kept, (other, extra) = fold_rates(spray + [real], owners, limit=100, per_owner=20)
+    assert len(kept) == 100
     names = [b["service"] for b in kept]
-    assert "victim.service" in names and names[-1] == OTHER
-    other = kept[-1]
+    assert "victim.service" in names and OTHER not in names
+    assert extra == {"resets_sent": 1}
+    kept.append(other)
     assert other["owner"] == "mixed" and other["folded"] == 1901
     total = sum(b["log_writes"] for b in spray) + 500
     assert sum(b["log_writes"] for b in kept) == total
@@ -76,8 +77,8 @@ def test_fold_keeps_the_real_service_and_sums_the_spray_exactly():
 
 def test_fold_below_the_limit_only_adds_owners():
     bodies = [body("a", 1), body("b", 2)]
-    kept, folded = fold_rates(bodies, {"a": "system"}, limit=100)
-    assert folded == 0 and [b["owner"] for b in kept] == ["system", "unknown"]
+    kept, other = fold_rates(bodies, {"a": "system"}, limit=100)
+    assert other is None and [b["owner"] for b in kept] == ["system", "unknown"]
     assert "folded" not in kept[0]
 
 
