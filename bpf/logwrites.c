@@ -24,6 +24,7 @@
 #include <uapi/linux/ptrace.h>
 #include "common.h"
 #include "fdwalk.h"
+#include "fentry.h"
 
 #define S_IFMT_ 00170000
 #define S_IFREG_ 0100000
@@ -492,13 +493,13 @@ static __always_inline int count_file(char *file, u64 bytes_or_vec, u64 vlen, in
 }
 
 /* ssize_t vfs_write(struct file *, const char __user *, size_t count, loff_t *) */
-int kfunc__vfs_write(u64 *ctx)
+SW_KFUNC(vfs_write)
 {
     return count_file((char *)ctx[0], ctx[2], 0, 0);
 }
 
 /* ssize_t vfs_writev(struct file *, const struct iovec __user *, unsigned long vlen, ...) */
-int kfunc__vfs_writev(u64 *ctx)
+SW_KFUNC(vfs_writev)
 {
     return count_file((char *)ctx[0], ctx[1], ctx[2], 1);
 }
@@ -506,7 +507,7 @@ int kfunc__vfs_writev(u64 *ctx)
 /* struct file *do_filp_open(int dfd, struct filename *, const struct open_flags *): every
  * open(2) family call, io_uring's openat and exec's; the file is typed and the path is
  * the kernel's copy of what the process passed. */
-int kretfunc__do_filp_open(u64 *ctx)
+SW_KRETFUNC(do_filp_open)
 {
     char *file = (char *)ctx[3];
     if ((s64)file < 0 && (s64)file >= -4095)          /* IS_ERR */
@@ -531,7 +532,7 @@ int kretfunc__do_filp_open(u64 *ctx)
 /* int unix_dgram_sendmsg(struct socket *, struct msghdr *, size_t len): every datagram
  * an AF_UNIX socket sends, whatever the syscall (write, send, sendto, sendmsg, sendmmsg,
  * io_uring); msg_name is the kernel's copy of the address, if one was given. */
-int kfunc__unix_dgram_sendmsg(u64 *ctx)
+SW_KFUNC(unix_dgram_sendmsg)
 {
     char *sk = LOAD(char *, (char *)ctx[0], OFF_SOCKET_SK);
     char *msg = (char *)ctx[1];

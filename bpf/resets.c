@@ -45,6 +45,7 @@
 #include <uapi/linux/ptrace.h>
 #include "common.h"
 #include "fdwalk.h"
+#include "fentry.h"
 
 #define AF_INET_ 2
 #define AF_INET6_ 10
@@ -367,7 +368,7 @@ int sw_recv_length(void *ctx)
  * syscall hook ever saw them. */
 /* struct sock *inet_csk_accept(struct sock *, ...): the return value follows the
  * ACCEPT_NARGS arguments (their number differs between kernels; from BTF) */
-int kretfunc__inet_csk_accept(u64 *ctx)
+SW_KRETFUNC(inet_csk_accept)
 {
     u64 sk = ctx[ACCEPT_NARGS];
     if (sk && !in_kthread()) {
@@ -378,7 +379,7 @@ int kretfunc__inet_csk_accept(u64 *ctx)
 }
 
 /* int tcp_sendmsg(struct sock *, struct msghdr *, size_t): bytes queued */
-int kretfunc__tcp_sendmsg(u64 *ctx)
+SW_KRETFUNC(tcp_sendmsg)
 {
     if (in_kthread())
         return 0;
@@ -389,7 +390,7 @@ int kretfunc__tcp_sendmsg(u64 *ctx)
 
 #ifdef SENDPAGE_NARGS
 /* sendfile/splice into a TCP socket before 6.5 (later kernels send pages via tcp_sendmsg) */
-int kretfunc__tcp_sendpage(u64 *ctx)
+SW_KRETFUNC(tcp_sendpage)
 {
     if (!in_kthread())
         count_tcp_bytes((s64)(int)ctx[SENDPAGE_NARGS], 0);
@@ -397,7 +398,7 @@ int kretfunc__tcp_sendpage(u64 *ctx)
 }
 #endif
 
-int kfunc__tcp_recvmsg(u64 *ctx)
+SW_KFUNC(tcp_recvmsg)
 {
     if (!in_kthread())
         refresh_owner(ctx[0], 0);

@@ -234,7 +234,10 @@ def _attach(bpf, step):
     fn = step["fn"]
     if step["kind"] in ("fentry", "fexit"):      # attached by bcc at load (its autoload)
         fds = bpf.kfunc_entry_fds if step["kind"] == "fentry" else bpf.kfunc_exit_fds
-        return [(f"{step['kind']}:{fn.split('__', 1)[1]}", fds[fn.encode()])]
+        prefix, func = fn.split("__", 1)
+        # bpf/fentry.h: bcc with module support named it <prefix>__vmlinux__<func>
+        fd = fds.get(fn.encode()) or fds[f"{prefix}__vmlinux__{func}".encode()]
+        return [(f"{step['kind']}:{func}", fd)]
     tp = step["tp"]
     if step["kind"] == "raw":
         bpf.attach_raw_tracepoint(tp=tp, fn_name=fn)
