@@ -3,7 +3,9 @@
 Writing (SegmentStore): each interval's records are appended to the current segment
 `seg-NNNNNNNNNN.msgpack` in one write. A new segment is started when the current one
 would grow past max_segment_bytes or is older than max_segment_age_s, and at every start
-(a segment cut by a crash is never appended to). Every segment begins with the
+(a segment cut by a crash is never appended to). A segment's age is measured on the
+monotonic clock: a step of the wall clock (NTP, an operator's `date -s`) neither holds
+rotation back nor cuts a segment early; the records' own timestamps stay wall-clock. Every segment begins with the
 collector's `meta` record, so each one is a complete stream (docs/stream.md). After each
 write the oldest segments are deleted while the directory holds more than
 max_total_bytes. A failed write (full disk, I/O error) drops that interval's records,
@@ -83,7 +85,10 @@ class SegmentStore:
     name = "segments"
 
     def __init__(self, directory, max_segment_bytes=16 << 20, max_segment_age_s=3600.0,
-                 max_total_bytes=1 << 30, clock=time.time, on_drop=None, write=os.write):
+                 max_total_bytes=1 << 30, clock=time.monotonic, on_drop=None,
+                 write=os.write):
+        """clock: what a segment's age is measured on; monotonic (never the wall clock,
+        which steps)."""
         self.dir = str(directory)
         self.max_segment_bytes = max_segment_bytes
         self.max_segment_age_s = max_segment_age_s

@@ -229,3 +229,27 @@ def test_follower_waits_for_a_partial_record(tmp_path):
         f.write(data[-3:])
     assert [r["seq"] for r in follow.poll()] == [1]
     assert problems == []
+
+
+def test_rotation_age_is_monotonic_wall_clock_steps_do_not_move_it(tmp_path, monkeypatch):
+    """A wall-clock step back (held rotation for an hour) or forward (cut at once) must
+    not change when a segment rotates: the age is taken on the monotonic clock."""
+    import inspect
+    import time as time_mod
+    assert inspect.signature(SegmentStore).parameters["clock"].default is time_mod.monotonic
+    for step in (-3600.0, +7200.0):
+        mono, wall = Clock(50.0), Clock(1_700_000_000.0)
+        monkeypatch.setattr(time_mod, "time", wall)
+        d = tmp_path / f"step{int(step)}"
+        s = SegmentStore(d, max_segment_age_s=10, clock=mono)
+        s.set_meta(meta())
+        for seq in range(5):
+            s.write_interval([stats(seq)])
+            mono.t += 4
+            if seq == 1:
+                wall.t += step          # the wall clock steps between two intervals
+        s.close()
+        per_seg = [[r["seq"] for r in read_file(p) if r["type"] == "stats"]
+                   for _, p in list_segments(d)]
+        assert per_seg == [[0, 1, 2], [3, 4]], step
+
