@@ -30,10 +30,12 @@ import time
 from dataclasses import dataclass, field
 
 from collector.errors import ProbeUnavailable
+from collector.host.memcg import MemoryCgroup, size_text
 from collector.probes import kernel
 from collector.probes.libbpf import Map
 
 DEFAULT_TIMEOUT_S = 120.0       # bcc's compile takes ~1-2 s here, ~5x that under QEMU TCG
+COMPILE_MEMORY = "~250 MB"      # both children compiling at once peak at ~241 MB
 MAX_MESSAGE = 1 << 20
 FAULT_ENV = "SURGEWATCH_LOADER_FAULT"      # test seam: "probe:point:action,...", below
 
@@ -118,11 +120,14 @@ def _close(fd):
 class Pending:
     """A child started for one plan; wait() returns its Handover or raises one line."""
 
-    def __init__(self, probe, kwargs, timeout_s=None):
+    def __init__(self, probe, kwargs, timeout_s=None, memory=None):
         self.probe, self.kwargs = probe, kwargs
         self.label = LABELS.get(probe, probe)
         self.timeout_s = DEFAULT_TIMEOUT_S if timeout_s is None else timeout_s
         self.started = time.monotonic()
+        # our memory cgroup (the child's too): a SIGKILL is named by its OOM-kill counter
+        self.memory = memory if memory is not None else MemoryCgroup()
+        self.memory_before = self.memory.state()
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         self.sock = ours
         try:
@@ -163,11 +168,16 @@ class Pending:
                 break
         try:
             data, fds, _flags, _addr = socket.recv_fds(self.sock, MAX_MESSAGE, 253)
+        except ConnectionResetError:     # died before it read its request: as an EOF
+            data, fds = b"", []
         except OSError as e:
             raise ProbeUnavailable(f"{self.label}: reading the loader's "
                                    f"hand-over failed: {e}") from None
         if not data:
             code = self.proc.wait(timeout=5.0)
+            if code == -signal.SIGKILL:
+                raise ProbeUnavailable(killed_message(self.label, self.memory_before,
+                                                      self.memory.state()))
             how = f"killed by {signal.Signals(-code).name}" if code < 0 else f"exit {code}"
             raise ProbeUnavailable(f"{self.label}: the loader died while "
                                    f"compiling ({how}); nothing stays attached; fix: run "
@@ -215,6 +225,35 @@ class Pending:
             self.proc.wait()
 
 
+
+
+def killed_message(label, before, after):
+    """One line for a loader child killed by SIGKILL, naming the likely cause from the
+    daemon's memory cgroup (collector.host.memcg.MemoryState before the child started and
+    after it died): the OOM killer under a memory limit is the usual one."""
+    head = f"{label}: the loader died while compiling (killed by SIGKILL); "
+    need = f"the loader needs {COMPILE_MEMORY} while compiling"
+    kills = None
+    if before.oom_kills is not None and after.oom_kills is not None:
+        kills = after.oom_kills - before.oom_kills
+    if kills == 0:       # the counter says no OOM kill: something else sent it
+        return head + ("not by the OOM killer (oom_kill unchanged in its cgroup); nothing "
+                       "stays attached; fix: run `surgewatch doctor`")
+    if after.limit is not None:
+        what = "its cgroup hit its memory limit" if kills else \
+            "its cgroup has a memory limit, likely hit"
+        name = "memory.max" if after.version == "v2" else "memory.limit_in_bytes"
+        counted = f", oom_kill {kills}" if kills else ""
+        return head + (f"{what} ({name} {size_text(after.limit)} on "
+                       f"{after.limit_cgroup}{counted}): {need}; fix: raise MemoryMax= or "
+                       "the container's memory limit")
+    if kills:
+        return head + (f"the OOM killer ended it (oom_kill {kills}; no memory limit on its "
+                       f"cgroup: the host ran out of memory): {need}; fix: free memory on "
+                       "the host")
+    return head + (f"most often the OOM killer under a memory limit (the cgroup's memory "
+                   f"files are not readable here): {need}; fix: raise MemoryMax= or the "
+                   "container's memory limit, else run `surgewatch doctor`")
 
 
 # -- the child ---------------------------------------------------------------------------
