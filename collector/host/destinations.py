@@ -22,6 +22,7 @@ UNRESOLVED = object()   # cannot be judged: the process and its fd are gone
 
 KIND_REGULAR, KIND_UNIX_SOCKET, KIND_PIPE, KIND_UNIX_DGRAM = 1, 2, 3, 4   # SW_FILE_*
 FS_IOC_GETVERSION = 0x80087601           # _IOR('v', 1, long): the inode's i_generation
+O_PATH = getattr(os, "O_PATH", 0o10000000)
 
 
 def kernel_dev(st_dev):
@@ -182,12 +183,18 @@ class DestinationResolver:
                 kdev = kernel_dev(st.st_dev)
                 kind, value = parse_fd_target(target)
                 if stat.S_ISREG(st.st_mode) and kind == "file":
+                    if not self._open_for_writing(pid, fd):
+                        continue
                     link = os.path.join(self.procfs.root, str(pid), "fd", str(fd))
                     key = (kdev, inode_generation(link), st.st_ino)
-                    if key in self._inodes:
+                    verdict = self._judge_path(value)
+                    known = self._inodes.get(key)
+                    # among the names writers hold an inode by, a log's wins (pid order
+                    # must not decide: a hard link's or bind mount's name sorts anywhere)
+                    if known is not None and (known is not NOT_LOG or verdict is NOT_LOG):
                         continue
-                    self._remember(key, self._judge_path(value))
-                    judged += 1
+                    self._remember(key, verdict)
+                    judged += known is None
                 elif stat.S_ISSOCK(st.st_mode):
                     if journald is None:
                         journald = self._journald_set()
@@ -196,6 +203,20 @@ class DestinationResolver:
                         self._remember(key, "journald:" + journald[st.st_ino])
                         judged += 1
         return judged
+
+    def _open_for_writing(self, pid, fd):
+        """Only a writer's name for a file judges it at replay. A name anyone can make
+        for another's file (a bind mount in a user namespace, held by an O_PATH fd, needs
+        no permission on it) must not make a log "not a log" for its writers; opening it
+        for writing needs write permission on the file itself. Unknown: not judged here
+        (the writer's own fd judges it at drain)."""
+        try:
+            flags = self.procfs.fd_flags(pid, fd)
+        except (HostLookupError, HostResourceError):
+            return False
+        if flags is None or flags & O_PATH:
+            return False
+        return flags & os.O_ACCMODE in (os.O_WRONLY, os.O_RDWR)
 
     def start_drain(self):
         self._journald = None

@@ -119,6 +119,19 @@ class ProcFS:
                 return None
             raise
 
+    def fd_flags(self, pid, fd):
+        """fd's open flags (the octal `flags` of /proc/PID/fdinfo/FD), or None when the
+        line is missing; O_PATH fds show O_PATH (010000000), access mode O_RDONLY."""
+        text = self._read_bytes(pid, os.path.join("fdinfo", str(int(fd))))
+        for line in text.decode("ascii", errors="replace").split("\n"):
+            key, sep, value = line.partition(":")
+            if sep and key == "flags":
+                try:
+                    return int(value.strip(), 8)
+                except ValueError:
+                    return None
+        return None
+
     def cwd(self, pid):
         with self._translated(pid, "cwd"):
             return os.readlink(self._path(pid, "cwd"))

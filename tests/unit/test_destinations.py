@@ -30,6 +30,8 @@ from collector.host.procfs import ProcFS
 from collector.probes.logwrites import OpenEvent, WriteCount
 
 JOURNAL = "/run/systemd/journal/stdout"
+O_WRONLY_APPEND = os.O_WRONLY | os.O_APPEND | os.O_CLOEXEC
+O_PATH = 0o10000000
 
 
 class FakeProc:
@@ -46,14 +48,19 @@ class FakeProc:
             self.set_fd(pid, fd, target)
         return d
 
-    def set_fd(self, pid, fd, target):
+    def set_fd(self, pid, fd, target, flags=O_WRONLY_APPEND):
+        """flags: what /proc/PID/fdinfo/FD says (default: opened for writing, as a log)."""
         link = self.root / str(pid) / "fd" / str(fd)
         if os.path.lexists(link):
             os.unlink(link)
         os.symlink(target, link)
+        info = self.root / str(pid) / "fdinfo"
+        info.mkdir(exist_ok=True)
+        (info / str(fd)).write_text(f"pos:\t0\nflags:\t{flags:07o}\nmnt_id:\t30\n")
 
     def close_fd(self, pid, fd):
         os.unlink(self.root / str(pid) / "fd" / str(fd))
+        (self.root / str(pid) / "fdinfo" / str(fd)).unlink(missing_ok=True)
 
     def exit(self, pid):
         d = self.root / str(pid)
@@ -574,3 +581,46 @@ def test_pipes_of_writers_outside_containers_are_not_looked_up(env):
     assert Counting.lookups == 0
     assert r.destination(count(7, 1, (12, 0, 779), kind=KIND_PIPE)) == Piped.label
     assert Counting.lookups == 1
+
+
+# -- replay: names another user can make for a file (issue 23, "also seen") ------------
+
+def test_replay_a_name_held_without_write_access_does_not_judge(env):
+    """An unprivileged user can bind-mount root's log over a file of its own in a user
+    namespace and hold it by an O_PATH fd (measured: no permission on the log needed);
+    /proc shows that fd under the user's name. At a lower pid than the log's writer it
+    judged the inode "not a log" at start and at every reload, hiding the service's writes
+    until the next. Only fds open for writing judge at replay now."""
+    log = env.file(env.logdir / "victim.log")
+    alias = env.home / "innocent"       # /proc shows the attacker's fd by its own name
+    os.link(log, alias)                 # (a hard link here: the same view as a bind mount)
+    env.proc.process(50, cwd=env.home)
+    env.proc.set_fd(50, 3, alias, flags=O_PATH | os.O_CLOEXEC)
+    env.proc.set_fd(50, 4, alias, flags=os.O_RDONLY)
+    env.proc.process(900, cwd=env.home, fds={3: log})               # the writer
+    r = env.resolver()
+    assert r.replay() == 1
+    assert env.verdicts.calls == [(*kernel_id(log), True)]
+
+
+def test_replay_a_log_name_of_a_writer_wins_over_a_non_log_name(env):
+    """Two writers hold one inode under two names (a hard link): pid order no longer
+    decides; the log verdict wins, whichever pid comes first."""
+    log = env.file(env.logdir / "app.log")
+    alias = env.home / "data"
+    os.link(log, alias)
+    env.proc.process(50, cwd=env.home, fds={3: alias})
+    env.proc.process(900, cwd=env.home, fds={3: log})
+    r = env.resolver()
+    assert r.replay() == 1
+    assert env.verdicts.calls == [(*kernel_id(log), False), (*kernel_id(log), True)]
+    assert r.destination(count(900, 3, kernel_id(log))) == str(log)
+
+
+def test_replay_unreadable_fdinfo_is_left_to_the_drain(env):
+    log = env.file(env.logdir / "app.log")
+    env.proc.process(100, cwd=env.home, fds={3: log})
+    (env.proc.root / "100" / "fdinfo" / "3").unlink()
+    r = env.resolver()
+    assert r.replay() == 0
+    assert r.destination(count(100, 3, kernel_id(log))) == str(log)     # the writer's fd
