@@ -123,14 +123,7 @@ class ProcFS:
         """fd's open flags (the octal `flags` of /proc/PID/fdinfo/FD), or None when the
         line is missing; O_PATH fds show O_PATH (010000000), access mode O_RDONLY."""
         text = self._read_bytes(pid, os.path.join("fdinfo", str(int(fd))))
-        for line in text.decode("ascii", errors="replace").split("\n"):
-            key, sep, value = line.partition(":")
-            if sep and key == "flags":
-                try:
-                    return int(value.strip(), 8)
-                except ValueError:
-                    return None
-        return None
+        return fdinfo_flags(text.decode("ascii", errors="replace"))
 
     def cwd(self, pid):
         with self._translated(pid, "cwd"):
@@ -152,3 +145,15 @@ class ProcFS:
             yield
         except OSError as exc:
             raise translate(exc, pid, what) from exc
+
+
+def fdinfo_flags(text):
+    """The `flags` field (octal) of /proc/PID/fdinfo/N text, or None."""
+    for line in text.split("\n"):
+        key, sep, value = line.partition(":")
+        if sep and key == "flags":
+            try:
+                return int(value.strip(), 8)
+            except ValueError:
+                return None
+    return None

@@ -18,6 +18,7 @@ from typing import NamedTuple
 
 from collector.errors import HostLookupError
 from collector.host.destinations import kernel_dev
+from collector.host.procfs import fdinfo_flags
 
 # Processes that copy their children's stdout/stderr into a log (docs/probe-logwrites.md
 # "Containers"). Globs as fnmatch; matched on comm (at most 15 bytes: the kernel
@@ -140,18 +141,6 @@ def container_id_in_path(path):
     init-stdout, /run/containerd/io.containerd.grpc.v1.cri/containers/<id>/io/...)."""
     found = _HEX64.findall(path)
     return found[-1] if found else None
-
-
-def fdinfo_flags(text):
-    """The `flags` field (octal) of /proc/PID/fdinfo/N text, or None."""
-    for line in text.split("\n"):
-        key, sep, value = line.partition(":")
-        if sep and key == "flags":
-            try:
-                return int(value.strip(), 8)
-            except ValueError:
-                return None
-    return None
 
 
 class RuntimePipes:

@@ -10,10 +10,10 @@ import uuid
 import pytest
 
 from collector.host.destinations import kernel_dev
-from collector.host.procfs import ProcFS
+from collector.host.procfs import ProcFS, fdinfo_flags
 from collector.host.runtimes import (DEFAULT_LOG_RUNTIMES, RuntimeArgs, RuntimePipe,
-                                     RuntimePipes, container_id_in_path, fdinfo_flags,
-                                     is_runtime, parse_runtime_args)
+                                     RuntimePipes, container_id_in_path, is_runtime,
+                                     parse_runtime_args)
 
 CID = "86a7aedf195eb1e786355b5e5e4b99f9b79e172a487048f36773ca8ffe36fa49"
 USERDATA = f"/var/lib/containers/storage/overlay-containers/{CID}/userdata"
