@@ -28,5 +28,32 @@ def cpu_seconds(pid):
     return (int(fields[11]) + int(fields[12])) / CLK_TCK
 
 
-def open_fds(pid):
-    return len(os.listdir(f"/proc/{pid}/fd"))
+def open_fds(pid, but=None):
+    """The number of open fds; but: a link target not to count ("anon_inode:[pidfd]")."""
+    if but is None:
+        return len(os.listdir(f"/proc/{pid}/fd"))
+    n = 0
+    for name in os.listdir(f"/proc/{pid}/fd"):
+        try:
+            n += os.readlink(f"/proc/{pid}/fd/{name}") != but
+        except OSError:
+            pass                # closed while we looked
+    return n
+
+
+def pidfds(pid):
+    """{fd: (inode, pid it refers to)} for each pidfd `pid` holds; the pid is -1 once that
+    process was reaped (fdinfo's Pid:)."""
+    out = {}
+    for name in os.listdir(f"/proc/{pid}/fd"):
+        try:
+            if os.readlink(f"/proc/{pid}/fd/{name}") != "anon_inode:[pidfd]":
+                continue
+            ino = os.stat(f"/proc/{pid}/fd/{name}").st_ino
+            with open(f"/proc/{pid}/fdinfo/{name}") as f:
+                target = [int(line.split()[1]) for line in f if line.startswith("Pid:")]
+        except OSError:
+            continue            # closed while we looked
+        if target:
+            out[int(name)] = (ino, target[0])
+    return out
