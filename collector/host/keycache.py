@@ -13,6 +13,13 @@ inode's verdict, the service from its process's cgroup and comm) only changes wh
 - the log rules: a new rules object forgets everything.
 Nothing here runs when the drain is empty.
 
+The owner of a service (collector/aggregate/slots.py ranks by it) is read while its
+process lives. A process's last writes are often drained after it exited (a short-lived
+writer, or any writer's final lines): /proc can no longer tell its uid, so such a key
+keeps the owner read while that very process lived (the Proc whose pidfd reported the
+exit in this drain; unwatched, one found alive at the previous drain), in the same
+cgroup. Only a process never seen alive is "unknown" (unless its cgroup tells).
+
 Per-interval totals go into path accumulators shared by every key of one (service, path)
 (lists, for speed): [stamp, writes, bytes, (pid, comm), extra {(pid, comm)} or None,
 service, path]. An accumulator whose stamp is not the current interval's counts as 0.
@@ -23,7 +30,7 @@ from collector.errors import HostLookupError, HostResourceError
 from collector.host.destinations import NOT_LOG, UNRESOLVED
 from collector.host.pidwatch import PidWatch, Proc
 from collector.probes.logwrites import RawCounts
-from collector.host.services import service_label
+from collector.host.services import UNKNOWN_OWNER, service_label
 
 
 class KeyCache:
@@ -40,6 +47,8 @@ class KeyCache:
         self._paths = {}       # (service, path) -> accumulator
         self._procs = {}       # pid -> Proc
         self._unwatched = []   # Proc checked again each drain
+        self._gone = {}        # pid -> Proc whose exit its pidfd reported in this drain
+        self._drain = 0        # non-empty drains so far (Proc.seen)
         self._rules = getattr(resolver, "rules", None)
         self.stamp = None
         self._once = {}        # this interval's entries for processes not identified
@@ -65,6 +74,7 @@ class KeyCache:
         self.owners.clear()
         self._procs.clear()
         self._unwatched = []
+        self._gone = {}
 
     def _forget(self, proc):
         keys = self._keys
@@ -81,9 +91,12 @@ class KeyCache:
             self.clear()
         if len(self._keys) > self.max_keys or len(self._paths) > self.max_keys:
             self.clear()        # bound: rare, the next drain rebuilds what is live
+        self._drain += 1
+        self._gone = {}
         if self.watch is not None:
             for proc in self.watch.exited():
                 self._forget(proc)
+                self._gone[proc.pid] = proc     # its last writes may be in this drain
         for proc in self._unwatched:
             proc.ok = False
 
@@ -109,6 +122,7 @@ class KeyCache:
         proc = self._procs.get(pid)
         if proc is not None and proc.start == start:
             proc.ok = True
+            self._alive(proc, cgroup_id)
             return proc, found
         if proc is not None:              # the pid was reused
             if self.watch is not None:
@@ -127,7 +141,32 @@ class KeyCache:
         else:
             self._unwatched.append(proc)
         self._procs[pid] = proc
+        self._alive(proc, cgroup_id)
         return proc, found
+
+    def _alive(self, proc, cgroup_id):
+        """proc was found alive in this drain: note it, and its owner while it can be read."""
+        proc.seen = self._drain
+        if self._owner is not None and (proc.owner is None or proc.owner[0] != cgroup_id):
+            proc.owner = (cgroup_id, self._owner(proc.pid, cgroup_id))
+
+    def _owner_of(self, proc, tgid, cgroup_id):
+        """The owner for a key's service: the resolver's answer; for a process gone before
+        its uid could be read, the owner read while that same process lived, in the same
+        cgroup: the Proc whose pidfd reported its exit in this drain, one still watched
+        (alive at this drain's start: it exited since), or an unwatched one found alive
+        at the previous drain."""
+        owner = self._owner(tgid, cgroup_id)
+        if proc is not None or owner != UNKNOWN_OWNER:
+            return owner
+        last = self._gone.get(tgid)
+        if last is None:
+            last = self._procs.get(tgid)
+            if last is not None and last.fd is None and last.seen < self._drain - 1:
+                last = None     # unwatched and not seen alive lately: maybe another's pid
+        if last is not None and last.owner is not None and last.owner[0] == cgroup_id:
+            return last.owner[1]
+        return owner
 
     def _slow(self, c, key, ident):
         """The entry for a key not known (or stale), None when unresolved. The daemon out
@@ -165,7 +204,7 @@ class KeyCache:
             if pa is None:
                 pa = self._paths[(service, dest)] = [None, 0, 0, pc, None, service, dest]
             if self._owner is not None:
-                self.owners[service] = self._owner(tgid, cgroup_id)
+                self.owners[service] = self._owner_of(proc, tgid, cgroup_id)
         e = [proc if proc is not None else _ONCE, comm, cgroup_id, pa, pc, service, dest, ident]
         if proc is not None:
             self._keys[key] = e

@@ -6,13 +6,15 @@ import select
 
 
 class Proc:
-    __slots__ = ("pid", "start", "ok", "fd", "keys")
+    __slots__ = ("pid", "start", "ok", "fd", "keys", "owner", "seen")
 
     def __init__(self, pid, start):
         self.pid, self.start = pid, start
         self.ok = True         # False: check the start time again before trusting it
         self.fd = None         # pidfd when watched
         self.keys = []
+        self.owner = None      # (cgroup id, owner) read while it was alive (keycache)
+        self.seen = 0          # the keycache drain that last found it alive
 
 
 class PidWatch:

@@ -252,3 +252,77 @@ def test_out_of_fds_is_an_unresolved_key_counted_then_resolved_next_interval():
     bodies, unresolved = run(cache, services, [wc(10, 3, 1, 6)])
     assert unresolved == 0 and cache.take_resource_errors() == 0
     assert [(b["service"], b["log_writes"]) for b in bodies] == [("a.service", 6)]
+
+
+# A process's last writes are drained after it exited (a writer stopping between two
+# drains): /proc no longer tells its uid. The hostile name-spray test saw every name of
+# nobody's sprayer as owner "unknown" in the interval after it stopped (an unprotected
+# owner of its own, with its own share of slots). The owner read while that very process
+# lived is kept.
+
+def owners_of(cache, services, counts):
+    bodies, _ = run(cache, services, counts)
+    from collector.aggregate.slots import fold_rates
+    return {b["service"]: b["owner"] for b in fold_rates(bodies, cache.owners)[0]}
+
+
+def test_last_writes_of_an_exited_process_keep_its_owner_pidfd():
+    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    services = ServiceResolver(ProcFS())
+    resolver = Resolver({1: "/var/log/a.log", 2: "/var/log/b.log"})
+    cache = KeyCache(resolver, services, watch=PidWatch(limit=8))
+    try:
+        alive = owners_of(cache, services, [wc(child.pid, 3, 1, 1, comm="sw0001")])
+        assert alive["sw0001"] != "unknown"       # uid:N, or what its cgroup tells
+        child.kill()
+        child.wait()
+        # the same key, and a new name (a rename after the last drain) on another fd
+        gone = owners_of(cache, services, [wc(child.pid, 3, 1, 2, comm="sw0001"),
+                                           wc(child.pid, 4, 2, 1, comm="sw0002")])
+        assert gone == {"sw0001": alive["sw0001"], "sw0002": alive["sw0001"]}
+        assert child.pid not in cache._procs              # its exit was seen by its pidfd
+        # a later drain: that exit is history; a pid never seen alive has no owner
+        assert owners_of(cache, services, [wc(child.pid, 5, 2, 1, comm="sw0003")]) == \
+            {"sw0003": "unknown"}
+    finally:
+        if child.poll() is None:
+            child.kill()
+            child.wait()
+        cache.watch.close()
+
+
+def proc_tree(tmp_path, pid, start, uid):
+    d = tmp_path / str(pid)
+    d.mkdir()
+    (d / "stat").write_text(f"{pid} (x) S 1 1 1 0 -1 0 0 0 0 0 0 0 0 0 20 0 1 0 {start} 0 0\n")
+    (d / "cgroup").write_text("0::/\n")
+    (d / "status").write_text(f"Name:\tx\nUid:\t{uid}\t{uid}\t{uid}\t{uid}\n")
+    return d
+
+
+def test_last_writes_of_an_exited_process_keep_its_owner_without_pidfds(tmp_path):
+    d = proc_tree(tmp_path, 42, 777, 65534)
+    services = ServiceResolver(ProcFS(str(tmp_path)))     # not /proc: no pidfds
+    cache = KeyCache(Resolver({1: "/var/log/a.log"}), services)
+    assert owners_of(cache, services, [wc(42, 3, 1, 1, comm="sw0001")]) == \
+        {"sw0001": "uid:65534"}
+    for f in d.iterdir():
+        f.unlink()
+    d.rmdir()                                             # exited (and reaped)
+    assert owners_of(cache, services, [wc(42, 3, 1, 1, comm="sw0001")]) == \
+        {"sw0001": "uid:65534"}
+    # not seen alive at the previous drain: its pid may be another's; not guessed
+    assert owners_of(cache, services, [wc(42, 3, 1, 1, comm="sw0002")]) == \
+        {"sw0002": "unknown"}
+
+
+def test_an_exited_process_in_another_cgroup_is_not_given_the_old_owner(tmp_path):
+    d = proc_tree(tmp_path, 42, 777, 65534)
+    services = ServiceResolver(ProcFS(str(tmp_path)))
+    cache = KeyCache(Resolver({1: "/var/log/a.log"}), services)
+    owners_of(cache, services, [wc(42, 3, 1, 1, comm="sw0001", cgroup=7)])
+    for f in d.iterdir():
+        f.unlink()
+    d.rmdir()
+    assert owners_of(cache, services, [wc(42, 3, 1, 1, comm="sw0001", cgroup=8)]) == \
+        {"sw0001": "unknown"}
