@@ -6,6 +6,7 @@ the same drain's per-process TCP load, per service (`load`, for the records' loa
 collector/pipeline/runtime.py calls interval() once per interval and poll() while it waits.
 """
 from collector.errors import HostResourceError
+from collector.host.services import UNKNOWN_OWNER
 from collector.records.model import reset_record
 from collector.aggregate.load import AttributedLoad, aggregate_load
 from collector.aggregate.resets import AttributedResets, EventBudget, aggregate_resets
@@ -18,6 +19,7 @@ class ResetStage:
         self.events = []            # (service, ResetEvent) since the last interval
         self.pending = []           # raw events, attributed at the interval's end
         self.load = {}              # service -> ServiceLoad of the last interval()
+        self.owners = attributor.owners if hasattr(attributor, "owners") else {}
         probe.on_event = self.pending.append
 
     def set_max_records(self, n):
@@ -79,6 +81,11 @@ class ResetAttributor:
     resolver; a reset the kernel sent with no socket goes to the local listener of its
     port when there is one (else "kernel (no socket)"); a socket whose owner the probe
     never saw (opened before it was loaded) is labelled as such.
+
+    owners: {service: owner} of the services named this interval (the resolver's owner():
+    "system", "container", "uid:N", "unknown"), for the slot ranking
+    (collector/aggregate/slots.py): a unit that serves TCP but never logs is still known
+    as a system unit. A known owner is never replaced by "unknown" within an interval.
     """
 
     NO_SOCKET = "kernel (no socket)"
@@ -88,9 +95,19 @@ class ResetAttributor:
     def __init__(self, services, listeners):
         self.services, self.listeners = services, listeners
         self.resource_errors = 0
+        self.owners = {}
+        self._owner_of = getattr(services, "owner", None)
 
     def start_interval(self):
         self.listeners.refresh()
+        self.owners.clear()         # (the same dict object: ResetStage.owners)
+
+    def _note(self, service, pid, cgroup_id):
+        """The owner of service from the process just resolved (pid, cgroup_id)."""
+        if self._owner_of is None:
+            return
+        if self.owners.get(service, UNKNOWN_OWNER) == UNKNOWN_OWNER:
+            self.owners[service] = self._owner_of(pid, cgroup_id)
 
     def owner(self, tgid, comm, cgroup_id, kind, lport):
         """(service, pid, comm) for one owner as the probe reported it; the daemon out of
@@ -107,12 +124,15 @@ class ResetAttributor:
 
     def _owner(self, tgid, comm, cgroup_id, kind, lport):
         if tgid:
-            return self.services.resolve(tgid, comm, cgroup_id or None), tgid, comm
+            service = self.services.resolve(tgid, comm, cgroup_id or None)
+            self._note(service, tgid, cgroup_id or None)
+            return service, tgid, comm
         if kind == "no_socket":
             listener = self.listeners.owner(lport) if lport else None
             if listener is not None:
-                return self.services.resolve(listener.pid, listener.comm), listener.pid, \
-                    listener.comm
+                service = self.services.resolve(listener.pid, listener.comm)
+                self._note(service, listener.pid, None)
+                return service, listener.pid, listener.comm
             return self.NO_SOCKET, 0, ""
         return self.UNKNOWN, 0, ""
 
@@ -130,6 +150,7 @@ class ResetAttributor:
         for lc in loads:
             try:
                 service = self.services.resolve(lc.tgid, lc.comm, lc.cgroup_id or None)
+                self._note(service, lc.tgid, lc.cgroup_id or None)
             except HostResourceError:
                 self.resource_errors += 1
                 service = self.UNRESOLVED

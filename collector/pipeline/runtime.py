@@ -10,6 +10,7 @@ import platform
 import resource
 import socket
 import time
+from collections import ChainMap
 from typing import NamedTuple
 
 from collector.records import model
@@ -19,6 +20,7 @@ from collector.aggregate.load import add_load, add_ratios
 from collector.aggregate.resets import add_resets
 from collector.config import RATE_MAX_PATHS
 from collector.host.keycache import KeyCache
+from collector.host.services import UNKNOWN_OWNER
 from collector.records.model import LogWrite
 from collector.pipeline.loop import run_loop
 from collector.probes.loader import close_fds_parallel
@@ -166,6 +168,13 @@ class Collector:
             evictions=0, lost_events=health["events_lost"],
             unresolved_writes=unresolved, cpu_s=cpu - self._cpu_seen, rss_bytes=_rss_bytes())
         stats["lost_writes"] = health["counts_full"]
+        by_uid = getattr(self.probe, "lost_by_uid", None)
+        if by_uid is not None:
+            # the drained interval's loss by writer uid (the same epoch as its counts):
+            # the host-wide total is their sum, exactly (docs/probe-logwrites.md, "Maps")
+            stats["lost_writes"] = sum(by_uid.values())
+            if by_uid:
+                stats["lost_writes_by_uid"] = by_uid
         stats["iov_truncated"] = health["iov_truncated"]
         stats["fd_walk_failed"] = health["fdwalk_failed"]
         if self.resets is not None:
@@ -213,7 +222,7 @@ class Collector:
         """At most max_services rate records, by owner and volume, the rest in one exact
         "(other)" record (collector/aggregate/slots.py): a user's thousand cheap names
         cost the stream, the detector and Prometheus one record, not a thousand."""
-        kept, other = fold_rates(rates, self.keys.owners, self.max_services,
+        kept, other = fold_rates(rates, self._owners(), self.max_services,
                                  self.max_per_owner)
         if other is not None:
             body, extra = other
@@ -221,6 +230,18 @@ class Collector:
             rec.update(extra)
             kept.append(rec)
         return kept
+
+    def _owners(self):
+        """{service: owner} for the fold: the key cache's (log writes) and, for a service
+        it does not know or knows only as "unknown", the resets stage's of this interval
+        (resets and TCP load): a system unit that serves TCP but never logs ranks as one."""
+        owners = self.keys.owners
+        staged = getattr(self.resets, "owners", None)
+        if not staged:
+            return owners
+        extra = {s: o for s, o in staged.items()
+                 if owners.get(s, UNKNOWN_OWNER) == UNKNOWN_OWNER}
+        return ChainMap(extra, owners) if extra else owners
 
     def _enrich(self, counts):
         """(per-(service, path) accumulators, unresolved writes): collector.host.keycache

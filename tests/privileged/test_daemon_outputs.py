@@ -160,6 +160,10 @@ def test_run_counts_resets_exactly_with_bounded_reset_records(tmp_path):
     assert sum(r["resets_received"] for r in rates if r["service"] == srv_name) == 0
     assert sum(r["resets_received"] for r in rates if r["service"] == cli_name) == n
     assert sum(r["resets_sent"] for r in rates if r["service"] == cli_name) == 0
+    # neither logs: their records come from resets and TCP load alone, and are still
+    # owned by the system units they are (slots rank by it: collector/aggregate/slots.py)
+    assert {r["owner"] for r in rates if r["service"] in (srv_name, cli_name)} == \
+        {"system"}, [(r["seq"], r["service"], r["owner"]) for r in rates]
     # reset records: bounded per interval, the rest counted
     resets = [r for r in recs if r["type"] == "reset"]
     stats = {r["seq"]: r for r in recs if r["type"] == "stats"}
