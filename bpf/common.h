@@ -31,6 +31,12 @@ struct sw_sock_path {
 #define SW_HEALTH_IOV_TRUNCATED 3   /* writev with more iovecs than summed: bytes undercounted */
 #define SW_HEALTH_MAX 4
 
+/* writes lost to a full counts map, by the writer's uid (bpf_get_current_uid_gid's low 32
+ * bits): the `lost0`/`lost1` hash maps (flipped with the counts by the same epoch) hold
+ * this many uids per interval; the writes of further uids are counted in the `lost_other`
+ * array (slot = epoch & 1) */
+#define SW_LOST_UIDS 64
+
 /* iovecs summed per writev-family call (UIO_MAXIOV is 1024; loggers use a handful, conmon
  * up to 128 per flush of its k8s-file log) */
 #define SW_MAX_IOV 128

@@ -43,6 +43,12 @@ BPF_HASH(counts1, struct sw_write_key, struct sw_write_val, SW_MAX_KEYS);
 BPF_TABLE("lru_hash", struct sw_inode, u8, verdicts, SW_MAX_INODES);
 BPF_TABLE("lru_hash", u32, u64, opening, 16384);                    /* tid -> user path pointer */
 BPF_ARRAY(ctl, u32, 1);
+/* Loss by owner: a write whose new key did not fit (counts map full) is counted once more
+ * here, by the writer's uid, in the map of the same epoch as the counts; a uid that finds
+ * no slot either is counted in lost_other[epoch & 1]. Touched only on that failure path. */
+BPF_HASH(lost0, u32, u64, SW_LOST_UIDS);
+BPF_HASH(lost1, u32, u64, SW_LOST_UIDS);
+BPF_ARRAY(lost_other, u64, 2);
 BPF_PERCPU_ARRAY(health, u64, SW_HEALTH_MAX);
 BPF_RINGBUF_OUTPUT(open_events, SW_RINGBUF_PAGES);
 #ifdef SW_UNIX_DGRAM
@@ -186,6 +192,28 @@ static __always_inline u64 iov_bytes(u64 vec, u64 vlen)
     return total;
 }
 
+/* One write lost to a full counts map: count it for the writer's uid (the interval of
+ * epoch parity `odd`). Exact: every call adds 1 to exactly one uid slot or to lost_other. */
+static __always_inline void count_lost(int odd)
+{
+    u32 uid = (u32)bpf_get_current_uid_gid();
+    u64 one = 1;
+    u64 *n = odd ? lost1.lookup(&uid) : lost0.lookup(&uid);
+    if (!n) {
+        /* BPF_NOEXIST: 0 when this call made the slot (already counting it) */
+        if ((odd ? lost1.insert(&uid, &one) : lost0.insert(&uid, &one)) == 0)
+            return;
+        /* another CPU made it meanwhile, else the map is full */
+        n = odd ? lost1.lookup(&uid) : lost0.lookup(&uid);
+        if (!n) {
+            u32 slot = odd ? 1 : 0;
+            n = lost_other.lookup(&slot);
+        }
+    }
+    if (n)
+        __sync_fetch_and_add(n, 1);
+}
+
 /* Add one write-family call of `bytes` to key k (a possible log destination). */
 static __always_inline int count_key(struct sw_write_key *k, u64 bytes)
 {
@@ -212,6 +240,7 @@ static __always_inline int count_key(struct sw_write_key *k, u64 bytes)
         val = odd ? counts1.lookup(k) : counts0.lookup(k);
         if (!val) {
             health_inc(SW_HEALTH_COUNTS_FULL);
+            count_lost(odd);
             return 0;
         }
     }

@@ -10,6 +10,7 @@ from collector.probes import fdwalk, fentry, kernel, loader
 from collector.probes.abi import BPF_DIR, abi
 from collector.probes.btf import BTF, BTFError
 from collector.probes.base import Probe
+from collector.probes.libbpf import BatchDrain
 from collector.probes.maps import cstr
 
 WRITE_SYSCALLS = ("write", "writev", "pwrite64", "pwritev", "pwritev2")
@@ -27,7 +28,9 @@ RAW_SYSCALL_ABI = {
 OPEN_SYSCALLS = ("openat", "open", "creat", "openat2")
 SEND_SYSCALLS = ("sendto", "sendmsg")       # datagram channels on the tracepoint path
 SOCKPATHS_MAX = 64                          # entries of `sockpaths` (bpf/logwrites.c)
-MAPS = ("counts0", "counts1", "verdicts", "ctl", "health", "open_events")   # bpf/logwrites.c
+MAPS = ("counts0", "counts1", "verdicts", "ctl", "health", "open_events",   # bpf/logwrites.c
+        "lost0", "lost1", "lost_other")
+LOST_OTHER = "other"        # lost_writes_by_uid's catch-all: uids the kernel had no slot for
 
 # (macro, struct, member path): the kernel struct fields the C code reads: the shared fd
 # walk's (bpf/fdwalk.h), then the inode identity this probe keys on
@@ -136,6 +139,20 @@ class RawCounts:
                           comm.split(b"\0", 1)[0].decode("utf-8", "replace"))
 
 
+def lost_by_uid(keys, vals, other, limit):
+    """{uid as text: writes lost} of one drain of `lost0`/`lost1` (u32 uid keys, u64
+    counts, back to back) plus `lost_other`'s slot, under "other": at most `limit` uids
+    (the map's size; a key-by-key drain could see more if the map churned), the rest
+    added to "other". Zero entries are left out; the values sum to the writes lost."""
+    pairs = sorted((uid, n) for (uid,), (n,) in zip(struct.iter_unpack("=I", keys),
+                                                    struct.iter_unpack("=Q", vals)) if n)
+    out = {str(uid): n for uid, n in pairs[:limit]}
+    other += sum(n for _, n in pairs[limit:])
+    if other:
+        out[LOST_OTHER] = other
+    return out
+
+
 def raw_syscall_macros(btf, machine=None):
     """Macros for the raw sys_enter hook, or {} when this arch/kernel is not supported."""
     abi_ = RAW_SYSCALL_ABI.get(machine or platform.machine())
@@ -240,6 +257,7 @@ class LogWriteProbe(Probe):
         self.fentry = None          # "loads" or "refused: why" (this kernel, any function)
         self.channels = None        # None: datagram channels on; else why they are off
         self.available = {}
+        self.lost_by_uid = None     # the last collect()'s {uid: writes lost} (lost_by_uid())
         abi().check_layout("sw_write_key", KEY_LAYOUT, KEY_FIELDS)
         abi().check_layout("sw_write_val", VAL_LAYOUT, VAL_FIELDS)
 
@@ -343,6 +361,7 @@ class LogWriteProbe(Probe):
         self.attached = ["raw_syscalls:sys_enter" if tp == "raw:sys_enter"
                          else tp.removeprefix("syscalls:") for tp in self.attached]
         self._event_t = abi().sw_open_event
+        self._lost_drains = [BatchDrain(self.maps[m]) for m in ("lost0", "lost1")]
 
     def _on_event(self, data, _size):
         ev = ctypes.cast(data, ctypes.POINTER(self._event_t)).contents
@@ -378,6 +397,19 @@ class LogWriteProbe(Probe):
             verdicts.delete(ctypes.create_string_buffer(key, len(key)))
 
     def _collect(self, idle):
-        return RawCounts(*self._drained_bytes(idle))
+        counts = RawCounts(*self._drained_bytes(idle))
+        self.lost_by_uid = self._drain_lost(idle)
+        return counts
+
+    def _drain_lost(self, idle):
+        """The retired interval's writes lost to a full counts map, by uid, emptied (the
+        programs count into the other epoch's map and slot now)."""
+        keys, vals = self._drained_bytes(idle, self._lost_drains)
+        table, slot = self.maps["lost_other"], ctypes.c_uint32(idle)
+        raw = table.lookup(slot)
+        other = int.from_bytes(raw[:8], "little") if raw else 0
+        if other:
+            table.update(slot, ctypes.c_uint64(0))
+        return lost_by_uid(keys, vals, other, abi().SW_LOST_UIDS)
 
 

@@ -34,6 +34,36 @@ from collector.sinks import prometheus_exposition as exposition
 from collector.sinks.prometheus_exposition import PREFIX, STATS_COUNTERS
 
 OTHER = "(other)"
+# surgewatch_lost_writes_by_uid_total: at most this many uid labels (the kernel's per
+# interval slots, SW_LOST_UIDS in bpf/common.h) plus uid="other"
+LOST_UID_LABELS = 64
+LOST_UID_OTHER = "other"
+
+
+def add_lost_by_uid(totals, rec, limit=LOST_UID_LABELS):
+    """Add one `stats` record's lost_writes_by_uid to totals {uid label: writes}: at most
+    `limit` uid labels (first come: uids are few and stable on a host), the rest, any key
+    that is not a uid, and lost writes the record does not attribute (a record without
+    the field) under "other", so the labels always sum to lost_writes exactly."""
+    lost = rec.get("lost_writes")
+    lost = int(lost) if isinstance(lost, int) and not isinstance(lost, bool) else 0
+    by_uid = rec.get("lost_writes_by_uid")
+    named = 0
+    if isinstance(by_uid, dict):
+        for key, n in by_uid.items():
+            if not isinstance(n, int) or isinstance(n, bool) or n <= 0:
+                continue
+            label = str(key)
+            if not (label.isdigit() and len(label) <= 10 and int(label) <= 0xFFFFFFFF) \
+                    or (label not in totals and
+                        sum(1 for k in totals if k != LOST_UID_OTHER) >= limit):
+                label = LOST_UID_OTHER
+            else:
+                label = str(int(label))
+            totals[label] = totals.get(label, 0) + n
+            named += n
+    if lost > named:
+        totals[LOST_UID_OTHER] = totals.get(LOST_UID_OTHER, 0) + lost - named
 
 
 def _label(text):
@@ -204,6 +234,7 @@ class PrometheusSink:
         self._gauges = {}
         self._alerts = {}          # (service, signal) -> 1 open / 0 closed (`alert` records)
         self._loss = {}            # (service, limit) -> [1 at risk / 0, allowed lines/s]
+        self._lost_uids = {}       # uid label -> lost writes (add_lost_by_uid)
         self._intervals = 0
         self.build_info = exposition.build_info()
         self.registry = CollectorRegistry(auto_describe=False)
@@ -306,6 +337,7 @@ class PrometheusSink:
             v = rec.get(key)
             if isinstance(v, (int, float)) and not isinstance(v, bool):
                 self._counters[key] += v
+        add_lost_by_uid(self._lost_uids, rec)
         g = self._gauges
         g["drain_seconds"] = float(rec.get("drain_ms", 0.0)) / 1000.0
         g["interval_seconds"] = float(rec.get("interval", 0.0))
@@ -336,9 +368,11 @@ class PrometheusSink:
             alerts = sorted(self._alerts.items())
             loss = sorted((k, tuple(v)) for k, v in self._loss.items())
             intervals = self._intervals
+            lost_uids = sorted(self._lost_uids.items())
         return [exposition.build_info_family(self.build_info)] + out + \
             [exposition.alert_family(alerts)] + loss_families(loss) + \
-            exposition.health_families(intervals, counters, gauges)
+            exposition.health_families(intervals, counters, gauges) + \
+            [exposition.lost_uid_family(lost_uids)]
 
     def render(self):
         from prometheus_client import generate_latest    # lazy, as in __init__

@@ -165,6 +165,20 @@ def alert_family(alerts):
     return alert
 
 
+def lost_uid_family(lost_uids):
+    """surgewatch_lost_writes_by_uid_total{uid} from sorted [(uid label, writes)]: who
+    wrote the writes in surgewatch_lost_writes_total (the labels sum to it)."""
+    from prometheus_client.core import CounterMetricFamily
+
+    fam = CounterMetricFamily(f"{PREFIX}_lost_writes_by_uid", "Write calls not counted "
+                              "because the log-write probe's count map was full, by the "
+                              "writer's uid (at most 64 uids, the rest uid=\"other\"); "
+                              "they sum to surgewatch_lost_writes_total.", labels=["uid"])
+    for uid, n in lost_uids:
+        fam.add_metric([uid], n)
+    return fam
+
+
 def health_families(intervals, counters, gauges):
     """The collector's own health: intervals done, the summed stats counters, the gauges
     of the last interval (none before the first `stats` record)."""
