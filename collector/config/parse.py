@@ -132,7 +132,7 @@ def _abs_path(c, table, key, name):
 def _socket(c, value):
     where = "outputs.socket"
     t = c.table(value, where, ("enabled", "path", "mode", "queue_records", "max_subscribers",
-                               "max_subscribers_per_uid"))
+                               "max_subscribers_per_uid", "stall_timeout_s"))
     changes = {}
     if "enabled" in t:
         changes["enabled"] = _bool(c, t, "enabled", f"{where}.enabled")
@@ -149,6 +149,9 @@ def _socket(c, value):
     for key in ("max_subscribers", "max_subscribers_per_uid"):
         if key in t:
             changes[key] = c.number(t, key, f"{where}.{key}", 1, 10_000, integer=True)
+    if "stall_timeout_s" in t:
+        changes["stall_timeout_s"] = c.number(t, "stall_timeout_s",
+                                              f"{where}.stall_timeout_s", 1, 86400)
     return dataclasses.replace(SocketConfig(), **changes)
 
 

@@ -35,6 +35,7 @@ class SocketConfig:
     queue_records: int = 10000
     max_subscribers: int = 64           # connected at once; more are refused
     max_subscribers_per_uid: int = 16   # of one non-root user (SO_PEERCRED)
+    stall_timeout_s: float = 60.0       # a subscriber taking no byte this long is dropped
 
 
 @dataclass(frozen=True)

@@ -41,7 +41,7 @@ def _socket(cfg, _ctx):
         return None
     return _sink("unixsock", "UnixSocketSink")(
         s.path, mode=s.mode, queue_records=s.queue_records, max_subscribers=s.max_subscribers,
-        max_subscribers_per_uid=s.max_subscribers_per_uid)
+        max_subscribers_per_uid=s.max_subscribers_per_uid, stall_timeout_s=s.stall_timeout_s)
 
 
 def _prometheus(cfg, _ctx):

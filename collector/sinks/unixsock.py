@@ -104,11 +104,13 @@ class UnixSocketSink:
     def reconfigure(self, sc):
         """Take a reload's settings for the same path in place (collector/sinks/registry.py):
         subscribers stay connected; the mode applies to the socket file now, the limits to
-        new connections, the queue bound to the next records. Never fails."""
+        new connections, the queue bound to the next records, the stall timeout to the
+        next check. Never fails."""
         with self._lock:
             self.queue_records = int(sc.queue_records)
             self.max_subscribers = int(sc.max_subscribers)
             self.max_subscribers_per_uid = int(sc.max_subscribers_per_uid)
+            self.stall_timeout_s = float(sc.stall_timeout_s)
         if sc.mode != self.mode:
             try:
                 os.chmod(self.path, sc.mode)

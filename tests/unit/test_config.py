@@ -93,6 +93,10 @@ BAD = [
     ("[outputs.socket]\nmode = 0o1777", "outputs.socket.mode", "must be between"),
     ("[outputs.socket]\nqueue_records = 1", "outputs.socket.queue_records", "must be between"),
     ("[outputs.socket]\nenabled = 1", "outputs.socket.enabled", "expected true or false"),
+    ("[outputs.socket]\nstall_timeout_s = 0.5", "outputs.socket.stall_timeout_s",
+     "must be between"),
+    ("[outputs.socket]\nstall_timeout_s = '60'", "outputs.socket.stall_timeout_s",
+     "expected a number"),
     ("[outputs.prometheus]\nlisten = '127.0.0.1'", "outputs.prometheus.listen", "HOST:PORT"),
     ("[outputs.prometheus]\nlisten = '::1:9477'", "outputs.prometheus.listen", "[ADDR]:PORT"),
     ("[outputs.prometheus]\nlisten = 'localhost:0'", "outputs.prometheus.listen", "port"),
@@ -176,6 +180,26 @@ def test_socket_prometheus_resets_sections(tmp_path):
     assert d.socket.path == "/run/surgewatch/stream.sock" and d.socket.mode == 0o660
     assert d.prometheus.listen == "127.0.0.1:9477" and d.prometheus.enabled
     assert d.resets.enabled
+
+
+def test_outputs_limits_against_hostile_neighbours(tmp_path):
+    """docs/reliability.md, "Hostile local user": every bound is a setting."""
+    cfg = config.load(write(tmp_path, """
+        [outputs.socket]
+        max_subscribers = 8
+        max_subscribers_per_uid = 2
+        stall_timeout_s = 5
+        [outputs.prometheus]
+        max_connections = 4
+        request_timeout_s = 2.5
+    """))
+    assert (cfg.socket.max_subscribers, cfg.socket.max_subscribers_per_uid,
+            cfg.socket.stall_timeout_s) == (8, 2, 5.0)
+    assert (cfg.prometheus.max_connections, cfg.prometheus.request_timeout_s) == (4, 2.5)
+    d = config.load(write(tmp_path, "", "empty.toml"))
+    assert (d.socket.max_subscribers, d.socket.max_subscribers_per_uid,
+            d.socket.stall_timeout_s) == (64, 16, 60.0)
+    assert (d.prometheus.max_connections, d.prometheus.request_timeout_s) == (16, 10.0)
 
 
 def test_rate_max_paths(tmp_path):

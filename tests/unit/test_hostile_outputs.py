@@ -179,8 +179,10 @@ def test_reload_of_the_same_port_and_path_reconfigures_in_place(tmp_path):
     prom, sock = outputs.get("prometheus"), outputs.get("socket")
     try:
         outputs.write([_rate(3)])
+        assert sock.stall_timeout_s == 60.0               # the config's, through registry
         new = dataclasses.replace(
-            cfg, socket=SocketConfig(path=path, mode=0o600, max_subscribers=2),
+            cfg, socket=SocketConfig(path=path, mode=0o600, max_subscribers=2,
+                                     stall_timeout_s=7),
             prometheus=PrometheusConfig(listen=f"127.0.0.1:{port}", max_services=7,
                                         max_connections=3))
         outputs.open(new, cfg)
@@ -189,6 +191,7 @@ def test_reload_of_the_same_port_and_path_reconfigures_in_place(tmp_path):
         assert outputs.opened == []
         import os
         assert os.stat(path).st_mode & 0o777 == 0o600 and sock.max_subscribers == 2
+        assert sock.stall_timeout_s == 7.0
         assert prom._services.limit == 7 and prom.server.max_connections == 3
         assert 'surgewatch_log_writes_total{service="a.service"} 3.0' in _scrape(prom.url)
     finally:

@@ -56,3 +56,23 @@ def test_bash_completion_completes_commands_and_options(words, cword, want):
         "COMP_CWORD": str(cword)})
     assert res.exit_code == 0, res.output
     assert res.stdout.strip() == want
+
+
+def test_run_names_the_bounds_a_local_user_meets():
+    """The settings and metrics of docs/reliability.md "Hostile local user" are in run's
+    section (docs/operations.md has them all; the man page the ones an operator meets)."""
+    from collector.config.schema import PrometheusConfig, SocketConfig
+
+    body = sections()["run"]
+    prometheus = ["outputs.prometheus.max_connections", "request_timeout_s"]
+    socket = ["outputs.socket.max_subscribers", "max_subscribers_per_uid", "stall_timeout_s"]
+    for cls, names in ((PrometheusConfig, prometheus), (SocketConfig, socket)):
+        for key in names:
+            assert hasattr(cls, key.rsplit(".", 1)[-1]), key
+    keys = prometheus + socket
+    metrics = ["surgewatch_prometheus_connections",
+               "surgewatch_prometheus_connections_dropped_total",
+               "surgewatch_host_resource_errors_total"]
+    missing = [w for w in keys + metrics if not re.search(rf"(?<![\w.]){re.escape(w)}(?!\w)",
+                                                         body)]
+    assert missing == [], f"docs/surgewatch.8, section run: name {missing}"

@@ -82,3 +82,50 @@ def test_documented_values_are_the_defaults():
     default = config.Config(path="doc")
     assert rules(cfg.log_rules) == rules(default.log_rules)
     assert cfg.replace(log_rules=None) == default.replace(log_rules=None)
+
+
+def metrics_section():
+    text = DOC.read_text()
+    start = text.index("\n### Prometheus\n")
+    return text[start:text.index("\n### ", start + 1)]
+
+
+def test_every_metric_the_endpoint_serves_is_in_the_metrics_table():
+    """Every series a served endpoint has after one interval (a service with log writes,
+    resets, load; a stats record with every counter) is named in the table, as
+    `name` (prometheus-client's own process metrics are the `surgewatch_process_*` row)."""
+    import urllib.request
+
+    from prometheus_client.parser import text_string_to_metric_families
+
+    from collector.records import model
+    from collector.sinks.prometheus import PrometheusSink
+
+    rate = model.rate_record("h", 1.0, seq=0, interval=1.0, service="a.service", pids=[1],
+                             comms=["x"], log_writes=1, log_bytes=2,
+                             paths=[{"path": "/var/log/a.log", "writes": 1, "bytes": 2,
+                                     "pids": [1]}], resets_sent=1, resets_received=1)
+    rate.update(conns_accepted=1, conns_connected=1, tcp_bytes_out=1)
+    stats = model.stats_record("h", 2.0, seq=0, interval=1.0, drain_ms=1, keys=1,
+                               map_capacity=2, evictions=0, lost_events=0,
+                               unresolved_writes=0, cpu_s=0.1, rss_bytes=1)
+    sink = PrometheusSink("127.0.0.1", 0)
+    try:
+        sink.write_interval([rate, stats])
+        text = urllib.request.urlopen(sink.url + "/metrics", timeout=30).read().decode()
+    finally:
+        sink.close()
+    names = set()
+    for fam in text_string_to_metric_families(text):
+        for s in fam.samples:
+            name = s.name
+            for suffix in ("_bucket", "_sum", "_count", "_created"):
+                if fam.type == "histogram" and name.endswith(suffix):
+                    name = name[:-len(suffix)]
+            names.add(name)
+    table = metrics_section()
+    missing = sorted(n for n in names if not n.startswith("surgewatch_process_")
+                     and f"`{n}`" not in table)
+    assert not missing, f"docs/operations.md, metrics table: describe {missing}"
+    assert {"surgewatch_host_resource_errors_total", "surgewatch_prometheus_connections",
+            "surgewatch_prometheus_connections_dropped_total"} <= names
