@@ -109,6 +109,7 @@ def test_every_metric_the_endpoint_serves_is_in_the_metrics_table():
     stats = model.stats_record("h", 2.0, seq=0, interval=1.0, drain_ms=1, keys=1,
                                map_capacity=2, evictions=0, lost_events=0,
                                unresolved_writes=0, cpu_s=0.1, rss_bytes=1)
+    stats.update(lost_writes=1, lost_writes_by_uid={"65534": 1})
     sink = PrometheusSink("127.0.0.1", 0)
     try:
         sink.write_interval([rate, stats])
