@@ -2,40 +2,16 @@
 `[capacity]` limit gets a log_loss_risk alert, one below none, and a reload's new
 capacity applies (docs/detection.md)."""
 import json
-import os
-import select
 import signal
 import subprocess
 import sys
-import textwrap
-import time
 
 import pytest
 
-from tests.support.daemon import SURGEWATCH, Daemon
+from tests.support.daemon import SURGEWATCH, Daemon, stderr_until
+from tests.support.writers import PHASED_WRITER
 
 pytestmark = pytest.mark.privileged
-
-# phases of (seconds, lines/s): quiet baseline, flood, quiet again
-WRITER = textwrap.dedent("""
-    import os, sys, time
-    path = sys.argv[1]
-    phases = [(float(d), float(r)) for d, r in (p.split(":") for p in sys.argv[2:])]
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
-    for duration, rate in phases:
-        start = time.monotonic()
-        n = 0
-        while True:
-            due = start + n / rate
-            if due - start >= duration:
-                break
-            now = time.monotonic()
-            if now < due:
-                time.sleep(due - now)
-            os.write(fd, b"flood test line\\n")
-            n += 1
-    os.close(fd)
-""")
 
 
 def _run_flags():
@@ -56,8 +32,10 @@ def test_real_flood_opens_and_closes_an_alert(tmp_path):
     try:
         first = d.next(timeout=300)               # meta: the probes are attached
         assert first, d.err
-        writer = subprocess.run([sys.executable, "-c", WRITER, str(log),
-                                 "5:10", "1.5:3000", "2.5:10"], timeout=60)
+        # phases of (seconds, lines/s): quiet baseline, flood, quiet again
+        writer = subprocess.run([sys.executable, "-c", PHASED_WRITER, str(log),
+                                 "flood test line", "5:10", "1.5:3000", "2.5:10"],
+                                stdout=subprocess.DEVNULL, timeout=60)
         assert writer.returncode == 0
         d.stop()
         err = d.err
@@ -101,21 +79,6 @@ def _capacity_toml(limits):
 
 def _capacity_daemon(tmp_path, limits):
     return Daemon(tmp_path, interval=0.2, resets=False, config_extra=_capacity_toml(limits))
-
-
-def _stderr_until(d, text, timeout=30):
-    """Read the running daemon's stderr until `text` appears; returns what was read (the
-    rest is d.err after the exit)."""
-    fd, got = d.proc.stderr.fileno(), b""
-    end = time.monotonic() + timeout
-    while text.encode() not in got:
-        left = end - time.monotonic()
-        assert left > 0, f"no {text!r} on the daemon's stderr in {timeout}s: {got!r}"
-        if select.select([fd], [], [], left)[0]:
-            chunk = os.read(fd, 65536)
-            assert chunk, f"the daemon exited: {got!r}"
-            got += chunk
-    return got.decode(errors="replace")
 
 
 def _writes_of(records, path):
@@ -178,7 +141,8 @@ def test_reload_applies_a_new_capacity(tmp_path):
         d.cfg.write_text(d.cfg.read_text().replace(_capacity_toml({glob: 1e9}),
                                                    _capacity_toml({glob: 10})))
         d.proc.send_signal(signal.SIGHUP)
-        seen = _stderr_until(d, "reloaded")   # set_capacity ran before this line
+        # set_capacity ran before this line (what was read; the rest is d.err after the exit)
+        seen = stderr_until(d, "reloaded", timeout=30).decode(errors="replace")
         after = d.write_between_intervals("w-after.log", OVER, LINE)
         assert d.stop() == 0, seen + d.err
         err = seen + d.err

@@ -25,6 +25,7 @@ from tests.owncgroup import unit_cgroup
 from tests.privileged.relhelp import record_figure
 from tests.support.daemon import Daemon, build_config
 from tests.support.loopback import free_port
+from tests.support.writers import PHASED_WRITER
 
 pytestmark = pytest.mark.privileged
 
@@ -57,27 +58,6 @@ SPRAY = textwrap.dedent("""
     print(done)
 """)
 
-# (seconds, lines/s) phases to one file; prints the lines written
-WRITER = textwrap.dedent("""
-    import os, sys, time
-    path = sys.argv[1]
-    phases = [(float(d), float(r)) for d, r in (p.split(":") for p in sys.argv[2:])]
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
-    total = 0
-    for duration, rate in phases:
-        start, n = time.monotonic(), 0
-        while True:
-            due = start + n / rate
-            if due - start >= duration:
-                break
-            now = time.monotonic()
-            if now < due:
-                time.sleep(due - now)
-            os.write(fd, b"victim line\\n")
-            n += 1
-        total += n
-    print(total)
-""")
 
 
 def scrape(port, name="surgewatch_log_writes_total"):
@@ -141,7 +121,8 @@ def test_name_spray_cannot_blind_the_detector_or_take_a_services_label(tmp_path)
                                   "300", "900", str(stop)], stdout=subprocess.PIPE,
                                  text=True)
         with unit_cgroup("swvictim-flood") as cg:
-            victim = subprocess.run([sys.executable, "-c", WRITER, str(d.logdir / "victim.log"),
+            victim = subprocess.run([sys.executable, "-c", PHASED_WRITER,
+                                     str(d.logdir / "victim.log"), "victim line",
                                      "14:50", "5:500", "1:50"], preexec_fn=cg.enter,
                                     capture_output=True, text=True, timeout=120, check=True)
             service = cg.service

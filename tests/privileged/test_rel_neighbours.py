@@ -20,7 +20,7 @@ import msgpack
 import pytest
 
 from tests.privileged.relhelp import record_figure
-from tests.support.daemon import Daemon, build_config
+from tests.support.daemon import Daemon, build_config, stderr_until
 from tests.support.loopback import free_port
 from tests.support.records import writes_by_path
 from tests.support.writers import write_lines
@@ -185,21 +185,6 @@ def test_fd_exhaustion_by_a_local_user_neither_crashes_nor_blinds(tmp_path, publ
                   host_resource_errors=sum(s.get("host_resource_errors", 0) for s in stats))
 
 
-def _stderr_until(d, text, got=b"", timeout=60):
-    """Read the running daemon's stderr until `text` appears (after what was `got`)."""
-    fd = d.proc.stderr.fileno()
-    end = time.monotonic() + timeout
-    start = len(got)
-    while text.encode() not in got[start:]:
-        left = end - time.monotonic()
-        assert left > 0, f"no {text!r} on the daemon's stderr in {timeout}s: {got!r}"
-        if select.select([fd], [], [], left)[0]:
-            chunk = os.read(fd, 65536)
-            assert chunk, f"the daemon exited: {got!r}"
-            got += chunk
-    return got
-
-
 # -- 2. a refused reload keeps the running outputs ----------------------------------------
 HOLD_PORT = textwrap.dedent("""
     import os, socket, time
@@ -238,7 +223,7 @@ def test_refused_reload_keeps_prometheus_and_the_socket(tmp_path, public_dir):
             bad, _ = _config(tmp_path, public_dir, port, socket_mode="0o660")
             d.cfg.write_text(bad.replace(f'listen = "127.0.0.1:{port}"', f'listen = "{listen}"'))
             d.proc.send_signal(signal.SIGHUP)
-            err = _stderr_until(d, "reload refused, the running config stays", err)
+            err = stderr_until(d, "reload refused, the running config stays", err)
         write_lines(log, AFTER, b"after the reload\n")
         d.wait_stats(3)
         after = _metric(_scrape(port), "surgewatch_log_path_writes_total", path=log)
@@ -296,7 +281,7 @@ def test_control_sequences_in_names_never_reach_the_daemons_log_raw(tmp_path, pu
                               HOSTILE_COMM.decode("latin-1"), log, str(OVER)],
                              capture_output=True, text=True, check=True).stdout
         assert out.split() == ["65534"]
-        err = _stderr_until(d, "loss risk: ")
+        err = stderr_until(d, "loss risk: ")
         d.wait_stats(2)
     finally:
         rc = d.stop()

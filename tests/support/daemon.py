@@ -13,6 +13,7 @@ stderr stays unread on its pipe until `err` is first asked for after the exit, s
 caller may also read `proc.stderr` itself (bytes) once the daemon is gone."""
 import json
 import os
+import select
 import signal
 import subprocess
 import sys
@@ -292,3 +293,19 @@ class Daemon:
             self.proc.kill()
         self.proc.wait()
         self._reap()
+
+
+def stderr_until(d, text, got=b"", timeout=60):
+    """Read the running Daemon d's stderr until `text` appears after what was `got`;
+    returns got + what was read (bytes; the rest is d.err after the exit)."""
+    fd = d.proc.stderr.fileno()
+    end = time.monotonic() + timeout
+    start = len(got)
+    while text.encode() not in got[start:]:
+        left = end - time.monotonic()
+        assert left > 0, f"no {text!r} on the daemon's stderr in {timeout}s: {got!r}"
+        if select.select([fd], [], [], left)[0]:
+            chunk = os.read(fd, 65536)
+            assert chunk, f"the daemon exited: {got!r}"
+            got += chunk
+    return got
