@@ -202,15 +202,16 @@ def raise_open_files_limit(log=None):
     """Raise this process's RLIMIT_NOFILE soft limit to its hard limit; returns the soft
     limit now in force. The soft default (1024) is what a local user reaches first by
     holding connections and subscribers open; the hard limit is the admin's choice (the
-    unit's LimitNOFILE, docs/surgewatch.service). Failing to raise it is not fatal."""
+    unit's LimitNOFILE, docs/surgewatch.service). Failing to raise it is not fatal.
+    Raising it is routine (systemd gives every service soft 1024 under a higher hard
+    limit, for programs to raise), so only a failure is logged: a start that then fails
+    stays one line."""
     import resource
 
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     if hard != resource.RLIM_INFINITY and soft != resource.RLIM_INFINITY and soft < hard:
         try:
             resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-            if log is not None:
-                log("info", f"open files limit raised from {soft} to {hard}", key="nofile")
             soft = hard
         except (OSError, ValueError) as e:
             if log is not None:
