@@ -113,31 +113,36 @@ def test_name_spray_cannot_blind_the_detector_or_take_a_services_label(tmp_path)
     its own label, every line is counted, rate records per interval stay bounded."""
     d = daemon(tmp_path, "max_services = 20\n",
                "[alerts]\nmax_services = 50\nwarmup = 10\n", segments=True)
-    stop = d.logdir.parent / "stop"
-    spray = None
-    try:
-        assert d.wait_meta(timeout=300), d.err
-        spray = subprocess.Popen([*NOBODY, sys.executable, "-c", SPRAY, str(d.logdir),
-                                  "300", "900", str(stop)], stdout=subprocess.PIPE,
-                                 text=True)
-        with unit_cgroup("swvictim-flood") as cg:
-            victim = subprocess.run([sys.executable, "-c", PHASED_WRITER,
-                                     str(d.logdir / "victim.log"), "victim line",
-                                     "14:50", "5:500", "1:50"], preexec_fn=cg.enter,
-                                    capture_output=True, text=True, timeout=120, check=True)
-            service = cg.service
+    # the sprayer in a cgroup that is no unit: under systemd (the VM) the tests' own is
+    # ssh.service's, which would name all its names after that unit
+    with unit_cgroup("swspray", suffix="") as spray_cg:
+        stop = d.logdir.parent / "stop"
+        spray = None
+        try:
+            assert d.wait_meta(timeout=300), d.err
+            spray = subprocess.Popen([*NOBODY, sys.executable, "-c", SPRAY, str(d.logdir),
+                                      "300", "900", str(stop)], stdout=subprocess.PIPE,
+                                     text=True, preexec_fn=spray_cg.enter)
+            with unit_cgroup("swvictim-flood") as cg:
+                victim = subprocess.run([sys.executable, "-c", PHASED_WRITER,
+                                         str(d.logdir / "victim.log"), "victim line",
+                                         "14:50", "5:500", "1:50"], preexec_fn=cg.enter,
+                                        capture_output=True, text=True, timeout=120,
+                                        check=True)
+                service = cg.service
+                stop.touch()
+                sprayed = int(spray.communicate(timeout=60)[0])
+                victim_lines = int(victim.stdout)
+                # the cgroup stays until its last writes are drained (an exited process is
+                # named from its cgroup id)
+                d.wait_interval(d.stats_count() + 2)
+            metrics = scrape(d.port)
+        finally:
             stop.touch()
-            sprayed = int(spray.communicate(timeout=60)[0])
-            victim_lines = int(victim.stdout)
-            # the cgroup stays until its last writes are drained (an exited process is
-            # named from its cgroup id)
-            d.wait_interval(d.stats_count() + 2)
-        metrics = scrape(d.port)
-    finally:
-        stop.touch()
-        if spray is not None and spray.poll() is None:
-            spray.kill()
-        d.stop()
+            if spray is not None and spray.poll() is None:
+                spray.kill()
+                spray.wait()
+            d.stop()
     rates = rate_records(d)
     alerts = [r for r in d.records if r.get("type") == "alert" and r["state"] == "open"]
     # the flood alerted, on the victim's own name
@@ -196,9 +201,10 @@ def test_squatters_cannot_keep_a_loud_service_out_of_prometheus(tmp_path):
     """)
     try:
         assert d.wait_meta(timeout=300), d.err
-        subprocess.run([*NOBODY, sys.executable, "-c", squat, str(d.logdir)], check=True,
-                       timeout=60)
-        d.wait_interval(d.stats_count() + 2)
+        with unit_cgroup("swsquat", suffix="") as squat_cg:    # no unit (see the spray)
+            subprocess.run([*NOBODY, sys.executable, "-c", squat, str(d.logdir)],
+                           check=True, timeout=60, preexec_fn=squat_cg.enter)
+            d.wait_interval(d.stats_count() + 2)
         before = scrape(d.port)
         with unit_cgroup("swloud", suffix="") as cg:       # no unit: the comm names it
             subprocess.run([sys.executable, "-c", loud, str(d.logdir / "loud.log")],

@@ -19,6 +19,7 @@ import urllib.request
 import msgpack
 import pytest
 
+from tests.owncgroup import unit_cgroup
 from tests.privileged.relhelp import record_figure
 from tests.support.daemon import Daemon, build_config, stderr_until
 from tests.support.loopback import free_port
@@ -277,12 +278,16 @@ def test_control_sequences_in_names_never_reach_the_daemons_log_raw(tmp_path, pu
     try:
         d.wait_meta()
         d.wait_stats(1)
-        out = subprocess.run([*AS_NOBODY, SYSTEM_PYTHON, "-c", WRITE_AS,
-                              HOSTILE_COMM.decode("latin-1"), log, str(OVER)],
-                             capture_output=True, text=True, check=True).stdout
-        assert out.split() == ["65534"]
-        err = stderr_until(d, "loss risk: ")
-        d.wait_stats(2)
+        # in a cgroup that is no unit, so its comm names it (under systemd the tests' own
+        # cgroup is ssh.service's); kept until its writes are drained
+        with unit_cgroup("swhostile-comm", suffix="") as cg:
+            out = subprocess.run([*AS_NOBODY, SYSTEM_PYTHON, "-c", WRITE_AS,
+                                  HOSTILE_COMM.decode("latin-1"), log, str(OVER)],
+                                 capture_output=True, text=True, check=True,
+                                 preexec_fn=cg.enter).stdout
+            assert out.split() == ["65534"]
+            err = stderr_until(d, "loss risk: ")
+            d.wait_stats(2)
     finally:
         rc = d.stop()
     err = err + d.err.encode()
