@@ -30,19 +30,29 @@ def kernel_dev(st_dev):
     return (os.major(st_dev) << 20) | os.minor(st_dev)
 
 
-def inode_generation(path):
-    """i_generation of the file at path, or 0 when the filesystem does not tell."""
+def read_generation(path):
+    """i_generation of the file at path, or None when it cannot be read: FS_IOC_GETVERSION
+    is answered by ext2/3/4, btrfs, xfs and a few more only. An unreadable generation is
+    unknown, never 0: tmpfs (shmem) gives every inode a random nonzero one that this
+    ioctl does not tell."""
     try:
         fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC)
     except OSError:
-        return 0
+        return None
     try:
         buf = fcntl.ioctl(fd, FS_IOC_GETVERSION, b"\0" * 8)
         return struct.unpack("<I", buf[:4])[0]
     except OSError:
-        return 0
+        return None
     finally:
         os.close(fd)
+
+
+def inode_generation(path):
+    """read_generation(), with 0 for unknown (a value for a key's gen field; the resolver
+    itself tells unknown from 0)."""
+    gen = read_generation(path)
+    return 0 if gen is None else gen
 
 
 class DestinationResolver:
@@ -60,6 +70,10 @@ class DestinationResolver:
         self._runtime_pipes = runtime_pipes
         self._channel_table = None          # what the kernel was last given
         self._inodes = OrderedDict()        # (dev, gen, ino) -> path | NOT_LOG
+        # (dev, ino) -> path | NOT_LOG: judged at replay on a filesystem whose generation
+        # userspace cannot read (tmpfs): matched by (dev, ino) to the first key the kernel
+        # reports for it (the file was open then, so its inode number was not reused yet)
+        self._unknown_gen = OrderedDict()
         self._max = max_inodes
         self._journald = None               # socket inodes connected to journald, per drain
         self._journald_warned = False
@@ -71,6 +85,16 @@ class DestinationResolver:
         while len(self._inodes) > self._max:
             self._inodes.popitem(last=False)
         self._set_verdict(*key, verdict is not NOT_LOG)
+
+    def _remember_unknown_gen(self, dev, ino, verdict):
+        """A verdict for an inode whose generation userspace cannot read. The kernel is
+        told it under gen 0 too: right where the filesystem's i_generation is 0 (FUSE,
+        vfat...); elsewhere the first drained key of (dev, ino) adopts it (destination)."""
+        self._unknown_gen[(dev, ino)] = verdict
+        self._unknown_gen.move_to_end((dev, ino))
+        while len(self._unknown_gen) > self._max:
+            self._unknown_gen.popitem(last=False)
+        self._set_verdict(dev, 0, ino, verdict is not NOT_LOG)
 
     def _judge_path(self, path):
         return path if self.rules.is_log_path(path) else NOT_LOG
@@ -85,7 +109,8 @@ class DestinationResolver:
             st = os.stat(link)
             if st.st_ino != ino or kernel_dev(st.st_dev) != dev:
                 return None
-            if gen and inode_generation(link) not in (0, gen):
+            known = read_generation(link)
+            if known is not None and known != gen:
                 return None
             kind, value = parse_fd_target(self.procfs.fd_target(pid, fd))
         except (OSError, HostLookupError):
@@ -119,6 +144,7 @@ class DestinationResolver:
                 return      # out of fds: judged at drain, as a path we could not read
         if path is None:
             return      # no verdict: writes stay counted and are judged at drain
+        self._unknown_gen.pop((ev.dev, ev.ino), None)     # its generation is known now
         self._remember(key, self._judge_path(path))
 
     def _join_cwd(self, pid, rel):
@@ -132,6 +158,7 @@ class DestinationResolver:
         the kernel's copy and replays)."""
         self.rules = rules
         self._inodes.clear()
+        self._unknown_gen.clear()
         self.refresh_channels()
         if self._runtime_pipes is not None:
             self._runtime_pipes.set_extra(rules.runtimes)
@@ -186,14 +213,20 @@ class DestinationResolver:
                     if not self._open_for_writing(pid, fd):
                         continue
                     link = os.path.join(self.procfs.root, str(pid), "fd", str(fd))
-                    key = (kdev, inode_generation(link), st.st_ino)
+                    gen = read_generation(link)
                     verdict = self._judge_path(value)
-                    known = self._inodes.get(key)
+                    if gen is None:
+                        known = self._unknown_gen.get((kdev, st.st_ino))
+                    else:
+                        known = self._inodes.get((kdev, gen, st.st_ino))
                     # among the names writers hold an inode by, a log's wins (pid order
                     # must not decide: a hard link's or bind mount's name sorts anywhere)
                     if known is not None and (known is not NOT_LOG or verdict is NOT_LOG):
                         continue
-                    self._remember(key, verdict)
+                    if gen is None:
+                        self._remember_unknown_gen(kdev, st.st_ino, verdict)
+                    else:
+                        self._remember((kdev, gen, st.st_ino), verdict)
                     judged += known is None
                 elif stat.S_ISSOCK(st.st_mode):
                     if journald is None:
@@ -245,9 +278,15 @@ class DestinationResolver:
             verdict = pipe.label if pipe else NOT_LOG
         else:
             path = self._fd_path(count.tgid, count.fd, count.dev, count.gen, count.ino)
-            if path is None:
+            # judged at replay with its generation unknown: this is that file (it was open
+            # then); the entry is used up, a later key of (dev, ino) is another file
+            replayed = self._unknown_gen.pop((count.dev, count.ino), None)
+            if path is not None:
+                verdict = self._judge_path(path)
+            elif replayed is not None:
+                verdict = replayed
+            else:
                 return UNRESOLVED
-            verdict = self._judge_path(path)
         if verdict is not UNRESOLVED:
             self._remember(key, verdict)
         return verdict

@@ -41,14 +41,35 @@ def test_fast_writer_100k_lines(harness, tmp_path):
     assert log.stat().st_size == 100000 * 48
 
 
-def test_file_opened_before_start_and_after(tmp_path, workload_bin, hook, fd_walk):
-    """A writer whose log was open before the probe loaded is counted like a new one."""
+@pytest.fixture(params=["tmp_path", "tmpfs"])
+def log_dir(request, tmp_path):
+    """Where the logs live: tmp_path as it is (ext4 here, tmpfs where /tmp is one, as on
+    Debian 13), and a tmpfs of the test's own on every host. tmpfs gives each inode a
+    random i_generation that userspace cannot read (FS_IOC_GETVERSION: ENOTTY), while the
+    kernel keys inodes by it."""
+    if request.param == "tmp_path":
+        yield tmp_path
+        return
+    mnt = tmp_path / "tmpfs"
+    mnt.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=16m,mode=0755", "surgewatch-test",
+                    str(mnt)], check=True)
+    try:
+        yield mnt
+    finally:
+        if subprocess.run(["umount", str(mnt)]).returncode:
+            subprocess.run(["umount", "-l", str(mnt)], check=True)
+
+
+def test_file_opened_before_start_and_after(log_dir, workload_bin, hook, fd_walk):
+    """A writer whose log was open before the probe loaded is counted like a new one, also
+    when the writer is gone before the drain (only the start-up replay named its file)."""
     if hook == "fentry" and fd_walk != "btf":
         pytest.skip("the fentry path walks no fd table: one fd_walk is enough")
     from collector.host.logdest import LogRules
     from collector.pipeline.build import build_collector
 
-    before, after = tmp_path / "before.log", tmp_path / "after.log"
+    before, after = log_dir / "before.log", log_dir / "after.log"
     p = py("""
         import os, sys
         fd = os.open(sys.argv[1], os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
@@ -67,11 +88,9 @@ def test_file_opened_before_start_and_after(tmp_path, workload_bin, hook, fd_wal
         check_hook(collector.probe, hook, fd_walk)
         h = Harness(collector)
         p.stdin.write(b"go\n")
-        p.stdin.flush()
-        time.sleep(0.3)                            # keep the writer alive for the drain
-        totals = h.collect()
         p.stdin.close()
-        assert p.wait() == 0
+        assert p.wait() == 0                       # gone before the drain: no /proc/PID/fd
+        totals = h.collect()
     finally:
         collector.probe.close()
     assert h.for_path(totals, str(before))[p.pid][:2] == [700, 700 * 11]

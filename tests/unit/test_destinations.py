@@ -624,3 +624,77 @@ def test_replay_unreadable_fdinfo_is_left_to_the_drain(env):
     r = env.resolver()
     assert r.replay() == 0
     assert r.destination(count(100, 3, kernel_id(log))) == str(log)     # the writer's fd
+
+
+# -- filesystems whose generation userspace cannot read (tmpfs) ---------------------------------
+
+def test_unreadable_generation_is_unknown_not_zero(env, monkeypatch):
+    """tmpfs answers FS_IOC_GETVERSION with ENOTTY while its inodes carry a random nonzero
+    i_generation in the kernel's keys: a writer's fd still resolves them at drain."""
+    import collector.host.destinations as d
+
+    log = env.file(env.logdir / "app.txt")
+    dev, _, ino = kernel_id(log)
+    monkeypatch.setattr(d, "read_generation", lambda path: None)
+    assert d.inode_generation(str(log)) == 0
+    env.proc.process(100, cwd=env.home, fds={3: log})
+    assert env.resolver().destination(count(100, 3, (dev, 0x9E3779B9, ino))) == str(log)
+
+
+def test_replay_of_unreadable_generation_names_a_writer_gone_before_the_drain(env, monkeypatch):
+    """The file a writer opened before start-up, on tmpfs: replay judges it by (dev, ino)
+    with the generation unknown; the writer exits before the drain; its writes, keyed by
+    the kernel with the real generation, are its log (they were UNRESOLVED: the replayed
+    verdict sat under gen 0, which the kernel never reports)."""
+    import collector.host.destinations as d
+
+    log = env.file(env.logdir / "app.txt")
+    data = env.file(env.home / "data.db")
+    monkeypatch.setattr(d, "read_generation", lambda path: None)
+    env.proc.process(100, cwd=env.home, fds={3: log, 4: data})
+    r = env.resolver()
+    assert r.replay() == 2
+    (dev, _, ino), (ddev, _, dino) = kernel_id(log), kernel_id(data)
+    # the kernel is told gen 0: right where the filesystem's i_generation is 0
+    assert set(env.verdicts.calls) == {(dev, 0, ino, True), (ddev, 0, dino, False)}
+    env.proc.exit(100)
+    gen = 0x9E3779B9
+    assert r.destination(count(100, 3, (dev, gen, ino))) == str(log)
+    assert r.destination(count(100, 4, (ddev, 77, dino))) is NOT_LOG
+    # the kernel now knows them under their real generation
+    assert env.verdicts.calls[-2:] == [(dev, gen, ino, True), (ddev, 77, dino, False)]
+    assert r.destination(count(200, 5, (dev, gen, ino))) == str(log)      # cached
+    # the replayed entry was that file's: the same inode number with another generation
+    # later (the file deleted, the number reused) is another file, not judged by it
+    assert r.destination(count(300, 3, (dev, gen + 1, ino))) is UNRESOLVED
+
+
+def test_replay_of_unreadable_generation_on_a_zero_generation_fs(env, monkeypatch):
+    """A filesystem that does not answer the ioctl and whose i_generation is 0 (FUSE,
+    vfat): the kernel's key has gen 0, and it is matched too."""
+    import collector.host.destinations as d
+
+    log = env.file(env.logdir / "app.txt")
+    monkeypatch.setattr(d, "read_generation", lambda path: None)
+    env.proc.process(100, cwd=env.home, fds={3: log})
+    r = env.resolver()
+    assert r.replay() == 1
+    env.proc.exit(100)
+    dev, _, ino = kernel_id(log)
+    assert r.destination(count(100, 3, (dev, 0, ino))) == str(log)
+
+
+def test_readable_generation_still_tells_a_reused_inode(env, monkeypatch):
+    """Where the generation is read (ext4), replay keys by it exactly: a key of the same
+    inode number with another generation is not the replayed file."""
+    import collector.host.destinations as d
+
+    log = env.file(env.logdir / "app.txt")
+    monkeypatch.setattr(d, "read_generation", lambda path: 7)
+    env.proc.process(100, cwd=env.home, fds={3: log})
+    r = env.resolver()
+    assert r.replay() == 1
+    env.proc.exit(100)
+    dev, _, ino = kernel_id(log)
+    assert r.destination(count(100, 3, (dev, 8, ino))) is UNRESOLVED
+    assert r.destination(count(100, 3, (dev, 7, ino))) == str(log)
