@@ -39,11 +39,16 @@ def unit_cgroup(name, suffix=".service"):
     try:
         yield UnitCgroup(path)
     finally:
-        for _ in range(100):            # members may take a moment to be reaped
-            try:
-                os.rmdir(path)
-                break
-            except FileNotFoundError:
-                break
-            except OSError:
-                time.sleep(0.05)
+        remove_cgroup(path)
+
+
+def remove_cgroup(path):
+    """rmdir a test's cgroup, waiting up to 5 s for its members to be reaped."""
+    for _ in range(100):
+        try:
+            os.rmdir(path)
+            return
+        except FileNotFoundError:
+            return
+        except OSError:
+            time.sleep(0.05)

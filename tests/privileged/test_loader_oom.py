@@ -8,11 +8,11 @@ test skips, with the reason, where neither can be used.
 """
 import os
 import subprocess
-import time
 
 import pytest
 
 from collector.host.memcg import MemoryCgroup
+from tests.owncgroup import remove_cgroup
 from tests.support.daemon import SURGEWATCH
 
 LIMIT = 100 << 20
@@ -83,14 +83,7 @@ def test_loader_oom_killed_under_a_memory_limit_says_so(tmp_path):
             capture_output=True, text=True, env=env, timeout=300,
             preexec_fn=lambda: _write(os.path.join(cg, "cgroup.procs"), "0"))
     finally:
-        for _ in range(100):            # members may take a moment to be reaped
-            try:
-                os.rmdir(cg)
-                break
-            except FileNotFoundError:
-                break
-            except OSError:
-                time.sleep(0.05)
+        remove_cgroup(cg)
     assert res.returncode == 2, res
     # ours is one line, the last; before it libbcc may have printed its own words from the
     # child (in the Debian 13 VM the cgroup's limit first failed a map: "could not open

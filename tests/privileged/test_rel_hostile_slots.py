@@ -21,7 +21,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from collector.host.cgroups import cgroup2_mount
-from tests.owncgroup import unit_cgroup
+from tests.owncgroup import remove_cgroup, unit_cgroup
 from tests.privileged.relhelp import record_figure
 from tests.support.daemon import Daemon, build_config
 from tests.support.loopback import free_port
@@ -238,15 +238,7 @@ def cgroup_path(*parts):
         yield path
     finally:
         for p in reversed(made):
-            for _ in range(100):
-                try:
-                    os.rmdir(p)
-                    break
-                except FileNotFoundError:
-                    break
-                except OSError:
-                    import time
-                    time.sleep(0.05)
+            remove_cgroup(p)
 
 
 def enter(path):
