@@ -8,7 +8,7 @@ PYTEST_ADDOPTS ?=
 # tiers present in this checkout (an empty tier is not an error)
 TIERS := $(foreach t,unit privileged e2e,$(if $(wildcard tests/$(t)/test_*.py),tests/$(t)))
 
-.PHONY: setup test-setup snapshot test test-unit test-privileged test-e2e bench doctor vm-test clean demo soak fuzz
+.PHONY: deb image setup test-setup snapshot test test-unit test-privileged test-e2e bench doctor vm-test clean demo soak fuzz
 
 setup:
 	@bash setup/runtime.sh "$(CURDIR)"
@@ -55,6 +55,14 @@ fuzz: test-setup
 
 vm-test:
 	@bash vagrant/vm-test.sh
+
+# the Debian package: build/surgewatch_<version>_all.deb (README.md, "Install")
+deb:
+	@bash debian/make-deb "$(CURDIR)"
+
+# the container image localhost/surgewatch:<version> (docs/deploy/README.md), from the .deb
+image:
+	@bash debian/make-image "$(CURDIR)"
 
 clean:
 	rm -rf $(VENV) build .pytest_cache

@@ -6,7 +6,7 @@ import sys
 
 import click
 
-from collector import config
+from collector import __version__, config
 from collector.errors import BadInput, SurgewatchError
 
 
@@ -28,7 +28,7 @@ class _Group(click.Group):
 
 
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
-@click.version_option(package_name="surgewatch")
+@click.version_option(version=__version__, prog_name="surgewatch")
 def main():
     """surgewatch: per-service log-write rates and TCP resets, from kernel probes.
 

@@ -3,8 +3,8 @@
 # `make doctor`, `make install`). Idempotent, as root:  setup/runtime.sh [PROJECT_DIR]
 #   --list   print the Debian packages this host still lacks, change nothing else
 #            (the VM's check compares them with what a run really installed)
-# It installs Debian's bcc and libbpf1, kernel headers for bcc's clang, a venv with the
-# runtime Python dependencies; it mounts tracefs. It never installs a server and never
+# It installs what the Debian package depends on (Debian's bcc, libbpf1, the Python
+# libraries), kernel headers for bcc's clang, a venv of surgewatch itself; it mounts tracefs. It never installs a server and never
 # starts, stops, enables or disables a unit. Test tools: tests/setup.sh (`make test`).
 set -euo pipefail
 
@@ -23,9 +23,12 @@ fi
 export DEBIAN_FRONTEND=noninteractive
 . "$PROJECT_DIR/setup/apt.sh"
 
-# bcc from Debian (PyPI's "bcc" is an unrelated project; only the loader child imports it),
-# libbpf1 (the daemon drives maps through it), Debian's Python venv module.
-packages=(python3-bpfcc libbpf1 python3-venv)
+# What the Debian package depends on (debian/control, the one list): bcc from Debian (PyPI's
+# "bcc" is an unrelated project; only the loader child imports it), libbpf1 (the daemon
+# drives maps through it), the Python libraries; here also Debian's Python venv module.
+mapfile -t packages < <(sh "$PROJECT_DIR/setup/depends.sh" "$PROJECT_DIR")
+[ ${#packages[@]} -gt 0 ] || { echo "setup: no Depends: in $PROJECT_DIR/debian/control" >&2; exit 1; }
+packages+=(python3-venv)
 
 # Kernel headers for bcc's clang: the running kernel's own package when the distro has one,
 # else the distro's generic headers, linked under /lib/modules/$KREL/ below.
@@ -70,8 +73,9 @@ if [ ! -x "$VENV/bin/python" ]; then
 fi
 stamp="$VENV/.surgewatch-runtime"
 if [ ! -e "$stamp" ] || [ "$PROJECT_DIR/pyproject.toml" -nt "$stamp" ]; then
-    say "installing surgewatch and its runtime dependencies into $VENV"
-    "$VENV/bin/pip" install -q --disable-pip-version-check -e "$PROJECT_DIR"
+    # its dependencies are Debian's (above), seen through --system-site-packages
+    say "installing surgewatch into $VENV"
+    "$VENV/bin/pip" install -q --disable-pip-version-check --no-deps -e "$PROJECT_DIR"
     touch "$stamp"
 fi
 "$VENV/bin/python" -c 'import bcc, collector' || { echo "setup: the venv cannot import bcc or collector; remove $VENV and run make setup again" >&2; exit 1; }

@@ -123,6 +123,12 @@ mkdir -p "$root/lost+found"; chmod 700 "$root/lost+found"
 kver="$(ls "$root/lib/modules" | sort -V | tail -1)"
 [ ! -e "$root/usr/src/linux-headers-$kver" ] || die "kernel headers were baked into the box: a package of tests/packages.txt pulls them in"
 [ ! -e "$root/usr/lib/python3/dist-packages/bcc" ] || die "bcc was baked into the box: a package of tests/packages.txt pulls in python3-bpfcc"
+# (libbpf1 excepted: iproute2, priority important, depends on it, so every box has it)
+for p in $(sh "$HERE/../setup/depends.sh" "$HERE/.."); do
+    [ "$p" != libbpf1 ] || continue
+    [ ! -e "$root/var/lib/dpkg/info/$p.list" ] ||
+        die "$p was baked into the box: the runtime set-up must install it (a package of tests/packages.txt is or pulls it in)"
+done
 say "installed kernel $kver and the test tools"
 # A copy of the kernel lets vm-test.sh check that KVM really boots it before choosing KVM.
 cp "$root/boot/vmlinuz-$kver" "$KERNEL_COPY.tmp" && mv "$KERNEL_COPY.tmp" "$KERNEL_COPY"

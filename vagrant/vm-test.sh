@@ -6,6 +6,7 @@
 #   driver -> libvirt daemons -> leftover VM removed -> vagrant up -> runtime set-up from
 #   the bare box, checked (`make snapshot`) -> make test -> report copied to
 #   build/vm-test/ -> vagrant destroy -> exit with the tests' status
+#   (beside the boot: the container image's root, built here and copied in before the tests)
 #
 # Run as root. Exit status: the in-VM test command's status when it ran; 3 when the VM
 # could not be made ready (tools, box, boot), with the phase named; 4 when the runtime
@@ -15,6 +16,7 @@
 #   SURGEWATCH_LIBVIRT_DRIVER  kvm or qemu; default: kvm only when a KVM guest really boots
 #                              here, else qemu (software CPU)
 #   SURGEWATCH_SUITE           bookworm (Debian 12, default) or trixie (Debian 13): the box
+#   SURGEWATCH_IMAGE_SUITE     the container image's Debian suite (default: SURGEWATCH_SUITE)
 #   SURGEWATCH_BOX             use this box instead of building surgewatch/$SUITE-local
 #   SURGEWATCH_BOX_CACHE       where build-box.sh keeps the box (default /var/cache/surgewatch/boxes)
 #   SURGEWATCH_VM_TEST_CMD     command run as root in /surgewatch (default: make test)
@@ -235,6 +237,16 @@ show_vagrant() {
     done | tee -a "$OUT/vagrant.log"
 }
 
+# --- 5b. the .deb and the container image's root, built here at native speed while the VM
+# boots (debian/make-image --rootfs: make deb with lintian, then the .deb in a minimal Debian
+# root; tests/e2e/test_deb_package.py installs the one, test_container_image.py imports the
+# other into the VM's podman). A failure here is those tests'.
+IMAGE_SUITE="${SURGEWATCH_IMAGE_SUITE:-$SUITE}"
+SURGEWATCH_IMAGE_SUITE="$IMAGE_SUITE" bash "$PROJECT_DIR/debian/make-image" --rootfs "$PROJECT_DIR" \
+    >"$OUT/image.log" 2>&1 &
+IMAGE_PID=$!
+IMAGE_T0=$(date +%s)
+
 # --- 6. boot -------------------------------------------------------------------------------
 export SURGEWATCH_VM_CONSOLE_LOG="$OUT/console.log"
 phase boot "vagrant up --no-provision (box $BOX, driver $DRIVER)"
@@ -266,6 +278,23 @@ vm -n 'set +e; . /etc/os-release; echo "debian: $VERSION_ID ($VERSION_CODENAME)"
   echo "cpus: $(nproc) ($(grep -q -w avx2 /proc/cpuinfo && echo "AVX2: x86-64-v3" || { grep -q -w sse4_2 /proc/cpuinfo && echo "SSE4.2: x86-64-v2" || echo "no SSE4.2: below x86-64-v2"; })), memory: $(free -m | awk "/Mem:/ {print \$2}") MiB"' \
     > "$OUT/vm-info.txt" 2>&1
 sed 's/^/    /' "$OUT/vm-info.txt"
+
+# --- 7b. the image's root into the VM ------------------------------------------------------
+phase image "the container image's root (built on the host) into the VM"
+if wait "$IMAGE_PID"; then
+    rootfs="$(sed -n 's/^image: built //p' "$OUT/image.log")"
+    deb="$(sed -n 's/^deb: built //p' "$OUT/image.log")"
+    # the .deb too (the package test installs it), keeping its time: the test builds its
+    # own when a source is newer
+    vm -n "sudo mkdir -p $VM_DIR/build/image" &&
+        vm -o Compression=no "sudo sh -c 'cat > $VM_DIR/build/image/$(basename "$rootfs")'" < "$rootfs" &&
+        vm -o Compression=no "sudo sh -c 'cat > $VM_DIR/build/$(basename "$deb") && touch -d @$(stat -c %Y "$deb") $VM_DIR/build/$(basename "$deb")'" < "$deb" ||
+        say "copying $rootfs and $deb into the VM failed"
+    phase_done "$(basename "$rootfs") and $(basename "$deb"), built beside the boot in $(($(stat -c %Y "$OUT/image.log") - IMAGE_T0)) s"
+else
+    sed 's/^/    /' "$OUT/image.log" | tail -5
+    phase_done "debian/make-image --rootfs failed (see $OUT/image.log); the image test will fail"
+fi
 
 # --- 8. tests ----------------------------------------------------------------------------
 phase tests "$TEST_CMD (as root in $VM_DIR)"

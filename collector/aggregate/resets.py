@@ -2,7 +2,7 @@
 
 Pure: attributed kernel counts and decoded events in, plain dicts out. No I/O.
 
-Idle histogram buckets (as bpf/resets.c fills them): bucket 0 is < 1 ms, bucket i
+Idle histogram buckets (as collector/bpf/resets.c fills them): bucket 0 is < 1 ms, bucket i
 (1 .. n-2) is [2^(i-1), 2^i) ms, the last bucket is >= 2^(n-2) ms. With n = 24 the
 labelled range runs from 1 ms to about 70 min (1 h lands in bucket 22).
 """

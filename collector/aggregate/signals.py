@@ -15,7 +15,7 @@ RESETS_RECEIVED = "resets_received_per_s"
 SIGNALS = (LOG_WRITES, LOG_BYTES, RESETS_SENT, RESETS_RECEIVED)
 RESET_SIGNALS = {RESETS_SENT: "sent", RESETS_RECEIVED: "received"}
 
-IDLE_BUCKETS = 24          # as bpf/resets.c (collector.aggregate.resets)
+IDLE_BUCKETS = 24          # as collector/bpf/resets.c (collector.aggregate.resets)
 
 
 @dataclass(frozen=True)

@@ -18,6 +18,7 @@ from collector.commands.process import (
     raise_open_files_limit,
     require_load_privileges,
 )
+from collector.config import HOST_ROOT
 from collector.errors import BadInput, SurgewatchError
 from collector.pipeline.alerts import AlertStage
 from collector.pipeline.build import apply_rules, build_collector, rules_key
@@ -137,7 +138,11 @@ class Daemon:
         if self._build is not None:
             return self._build(self.cfg.log_rules)
         collector = build_collector(self.cfg.log_rules, resets=self.cfg.resets.enabled,
-                                    probes=self.cfg.probes)
+                                    probes=self.cfg.probes, host_root=self.cfg.host_root)
+        root = collector.host_root
+        if root.note and self.cfg.host_root != HOST_ROOT:
+            self.log("warning", f"host_root {root.note}: reading the host's files in our own "
+                                "root", key="host-root")
         drop_privileges_after_load(self.log)
         return collector
 
@@ -157,8 +162,10 @@ class Daemon:
                              f"{', '.join(self.outputs) or 'nothing'} ({_source(self.cfg)}, "
                              f"lock {self.cfg.lock_file})", key="start")
             self._log_where(self.outputs.opened)
+            root = getattr(self.collector, "host_root", None)
             self.alert_stage = alerts = AlertStage(meta["host"], self.log, self.cfg.alerts,
-                                                   capacity=self.cfg.capacity)  # docs/detection.md
+                                                   capacity=self.cfg.capacity,  # docs/detection.md
+                                                   host_root=root.files if root else "/")
 
             def on_interval(iv):
                 seg = self.outputs.get("segments")

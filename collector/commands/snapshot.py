@@ -44,7 +44,9 @@ def run_snapshot(duration, interval, top, as_json, msgpack_path, rules, argv=(),
     window, rwindow, lwindow = Window(), ResetWindow(), LoadWindow()
     model, detector = None, warm_detector(alerts)
     notes = []          # journald-limits warnings: said after the live view, not over it
-    risk = LossRisk(JournaldLimits(warn=notes.append), capacity)
+    root = getattr(collector, "host_root", None)      # collector/host/hostroot.py
+    at = {"root": root.files} if root is not None and root.differs() else {}
+    risk = LossRisk(JournaldLimits(warn=notes.append, **at), capacity)
     selected = set()    # services of the selected rate records: whose open risks to say
     try:
         collector.begin()            # before the meta record says the probes are attached

@@ -7,6 +7,7 @@ from collector.config.flags import ENV_SEAMS, Overrides, env_seams
 from collector.config.parse import parse, parse_listen
 from collector.config.schema import (
     DEFAULT_PATH,
+    HOST_ROOT,
     LOCK_FILE,
     RATE_MAX_PATHS,
     Config,
@@ -17,8 +18,8 @@ from collector.config.schema import (
     SocketConfig,
 )
 
-__all__ = ["DEFAULT_PATH", "ENV_SEAMS", "LOCK_FILE", "RATE_MAX_PATHS", "Config", "Overrides",
-           "ProbesConfig", "PrometheusConfig", "ResetsConfig", "SegmentsConfig",
+__all__ = ["DEFAULT_PATH", "ENV_SEAMS", "HOST_ROOT", "LOCK_FILE", "RATE_MAX_PATHS", "Config",
+           "Overrides", "ProbesConfig", "PrometheusConfig", "ResetsConfig", "SegmentsConfig",
            "SocketConfig", "_check_owner", "env_seams", "load", "parse", "parse_listen"]
 
 

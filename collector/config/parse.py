@@ -60,8 +60,8 @@ def _kind(value):
 def parse(data, path=DEFAULT_PATH):
     """Config from a parsed TOML mapping; BadInput "PATH: key: reason" on any problem."""
     c = _Checker(path)
-    top = c.table(data, "", ("interval", "rate_max_paths", "lock_file", "log_rules", "outputs",
-                             "resets", "probes", "alerts", "capacity"))
+    top = c.table(data, "", ("interval", "rate_max_paths", "lock_file", "host_root",
+                             "log_rules", "outputs", "resets", "probes", "alerts", "capacity"))
     cfg = Config(path=path)
     if "interval" in top:
         cfg = cfg.replace(interval=c.number(top, "interval", "interval",
@@ -71,6 +71,8 @@ def parse(data, path=DEFAULT_PATH):
                                                   0, 1_000_000, integer=True))
     if "lock_file" in top:
         cfg = cfg.replace(lock_file=_abs_path(c, top, "lock_file", "lock_file"))
+    if "host_root" in top:
+        cfg = cfg.replace(host_root=_abs_path(c, top, "host_root", "host_root"))
     if "probes" in top:
         cfg = cfg.replace(probes=_probes(c, top["probes"]))
     if "alerts" in top:

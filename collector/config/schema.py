@@ -15,6 +15,7 @@ RATE_MAX_PATHS = 20
 
 
 LOCK_FILE = "/run/surgewatch/surgewatch.lock"
+HOST_ROOT = "/proc/1/root"      # the host's root from a container with hostPID (hostroot.py)
 WRITE_HOOKS = ("auto", "fentry", "tracepoints", "raw")     # collector/probes/fentry.py
 
 
@@ -72,6 +73,7 @@ class Config:
     interval: float = 1.0
     rate_max_paths: int = RATE_MAX_PATHS
     lock_file: str = LOCK_FILE
+    host_root: str = HOST_ROOT
     log_rules: LogRules = field(default_factory=LogRules)
     stdout_format: str = "msgpack"
     segments: SegmentsConfig = field(default_factory=SegmentsConfig)

@@ -11,6 +11,7 @@ import time
 from collections import OrderedDict
 
 from collector.errors import HostResourceError
+from collector.host.cgroupid import relative_path
 from collector.host.procfs import translate
 
 CGROUP2_FSTYPE = "cgroup2"
@@ -52,18 +53,27 @@ class CgroupIndex:
     """Maps cgroup ids to paths as a "0::<path>" line of /proc/<pid>/cgroup shows them.
 
     The tree is walked lazily: on the first lookup and again on a miss, but at most once
-    per `min_rescan_interval` seconds, so a burst of unknown ids costs one walk.
+    per `min_rescan_interval` seconds, so a burst of unknown ids costs one walk; a miss
+    between walks opens that one id (`look_up`: open_by_handle_at), so a process that
+    logged and exited in a cgroup made within the second is still named by it.
     At most `max_entries` ids are kept; the ones not seen in the latest walk go first.
+    `mounts`: where the mount points `mountinfo` lists are for us ("/proc/1/root" with
+    "/proc/1/mountinfo": the host's cgroup2 mount, from a container whose own cgroup2
+    mount shows only its cgroup namespace's subtree; collector/host/hostroot.py).
     """
 
     def __init__(self, mountinfo="/proc/self/mountinfo", root_override=None,
-                 max_entries=65536, min_rescan_interval=1.0, clock=time.monotonic):
+                 max_entries=65536, min_rescan_interval=1.0, clock=time.monotonic,
+                 look_up=relative_path, mounts="/"):
         self.mountinfo = mountinfo
+        self.mounts = mounts
         self.root_override = root_override
         self.max_entries = max_entries
         self.min_rescan_interval = min_rescan_interval
         self.clock = clock
+        self.look_up = look_up
         self.scans = 0
+        self.lookups = 0        # ids found by look_up between walks
         self.truncated = False  # the last walk stopped at max_entries
         self._paths = OrderedDict()  # cgroup id -> path
         self._last_scan = None
@@ -71,9 +81,27 @@ class CgroupIndex:
 
     def path(self, cgroup_id):
         """The cgroup path ("/system.slice/nginx.service"), or None when unknown."""
-        if cgroup_id not in self._paths and self._may_rescan():
-            self.rescan()
+        if cgroup_id not in self._paths:
+            if self._may_rescan():
+                self.rescan()
+            else:
+                self._look_up(cgroup_id)
         return self._paths.get(cgroup_id)
+
+    def _look_up(self, cgroup_id):
+        """One id between walks (a cgroup made since the last): open_by_handle_at, where
+        the file system allows it (cgroup2; collector/host/cgroupid.py)."""
+        mount = self._find_mount()
+        if mount is None:
+            return
+        top, prefix = mount
+        rel = self.look_up(top, cgroup_id)
+        if rel is None:
+            return
+        self.lookups += 1
+        self._paths[cgroup_id] = _join(prefix, rel)
+        while len(self._paths) > self.max_entries:
+            self._paths.popitem(last=False)
 
     def rescan(self):
         self._last_scan = self.clock()
@@ -111,10 +139,14 @@ class CgroupIndex:
             if self.root_override is not None:
                 self._mount = (self.root_override.rstrip("/") or "/", "/")
             else:
-                found = cgroup2_mount(self.mountinfo)
+                try:
+                    found = cgroup2_mount(self.mountinfo)
+                except OSError:
+                    found = None            # that process's mounts are gone or hidden
                 if found is None:
                     return None  # no cgroup2 (pure v1 host): every id stays unknown
-                self._mount = found
+                top, prefix = found
+                self._mount = (os.path.join(self.mounts, top.lstrip("/")), prefix)
         return self._mount
 
 

@@ -13,6 +13,7 @@ import struct
 from collections import OrderedDict
 
 from collector.errors import EnvironmentProblem, HostLookupError, HostResourceError
+from collector.host.hostroot import HostFiles
 from collector.host.logdest import parse_fd_target
 from collector.host.services import container_id_from_cgroup
 
@@ -57,17 +58,20 @@ def inode_generation(path):
 
 class DestinationResolver:
     def __init__(self, procfs, rules, set_verdict, journald_clients, max_inodes=131072,
-                 set_channels=None, runtime_pipes=None):
+                 set_channels=None, runtime_pipes=None, host_files=None):
         """set_verdict(dev, gen, ino, is_log) tells the kernel;
         journald_clients(paths) -> socket inodes; set_channels({socket path: channel id})
         gives the kernel the datagram channels; runtime_pipes (collector.host.runtimes.
-        RuntimePipes) says which pipes a log-copying runtime reads. Inodes are keyed (dev,
-        gen, ino): an inode number alone is reused as soon as a file is deleted."""
+        RuntimePipes) says which pipes a log-copying runtime reads; host_files (collector.
+        host.hostroot.HostFiles, default our own root) is where the host's socket paths
+        are resolved. Inodes are keyed (dev, gen, ino): an inode number alone is reused as
+        soon as a file is deleted."""
         self.procfs, self.rules = procfs, rules
         self._set_verdict = set_verdict
         self._journald_clients = journald_clients
         self._set_channels = set_channels
         self._runtime_pipes = runtime_pipes
+        self._host_files = host_files or HostFiles("/")
         self._channel_table = None          # what the kernel was last given
         self._inodes = OrderedDict()        # (dev, gen, ino) -> path | NOT_LOG
         # (dev, ino) -> path | NOT_LOG: judged at replay on a filesystem whose generation
@@ -79,12 +83,13 @@ class DestinationResolver:
         self._journald_warned = False
 
     # -- judging -----------------------------------------------------------------
-    def _remember(self, key, verdict):
+    def _remember(self, key, verdict, tell=True):
         self._inodes[key] = verdict
         self._inodes.move_to_end(key)
         while len(self._inodes) > self._max:
             self._inodes.popitem(last=False)
-        self._set_verdict(*key, verdict is not NOT_LOG)
+        if tell:
+            self._set_verdict(*key, verdict is not NOT_LOG)
 
     def _remember_unknown_gen(self, dev, ino, verdict):
         """A verdict for an inode whose generation userspace cannot read. The kernel is
@@ -166,12 +171,19 @@ class DestinationResolver:
     def channel_table(self):
         """{socket path: channel id} for the kernel: each configured path and, when it is a
         symlink (/dev/log -> /run/systemd/journal/dev-log), the path it resolves to, which
-        is what the server bound and so what a connected socket's peer carries."""
+        is what the server bound and so what a connected socket's peer carries. Resolved in
+        the host's root (host_files): in a container the path may not exist, or be another
+        file, in ours."""
         table = {}
         for channel, label in enumerate(self.rules.channels()):
             path = label.split(":", 1)[1]
             table.setdefault(path, channel)
-            table.setdefault(os.path.realpath(path), channel)
+            try:
+                real = self._host_files.real(path)
+            except OSError:
+                real = None                 # changed while we read it: next drain
+            if real is not None:            # None: a symlink loop
+                table.setdefault(real, channel)
         return table
 
     def refresh_channels(self):
@@ -263,6 +275,7 @@ class DestinationResolver:
             channels = self.rules.channels()
             return channels[count.ino] if count.ino < len(channels) else UNRESOLVED
         key = (count.dev, count.gen, count.ino)
+        replayed = None
         known = self._inodes.get(key)
         if known is not None:
             self._inodes.move_to_end(key)
@@ -288,7 +301,10 @@ class DestinationResolver:
             else:
                 return UNRESOLVED
         if verdict is not UNRESOLVED:
-            self._remember(key, verdict)
+            # a replayed verdict the kernel already holds under gen 0 (its generation was
+            # unreadable) is not sent again when the kernel's key has gen 0 too
+            told = replayed is not None and count.gen == 0 and verdict == replayed
+            self._remember(key, verdict, tell=not told)
         return verdict
 
     def _maybe_container(self, pid):

@@ -7,9 +7,10 @@ line and that setting's default, never an exception. Rules: docs/detection.md,
 """
 import math
 import os
-import stat
 import time
 from dataclasses import dataclass
+
+from collector.host.hostroot import HostFiles  # noqa: F401 (its home was here)
 
 DEFAULT_INTERVAL_S = 30.0        # journald.conf(5): RateLimitIntervalSec=30s
 DEFAULT_BURST = 10000            # RateLimitBurst=10000
@@ -185,77 +186,6 @@ def parse_conf(text):
         if sep:
             out.append((section, key.strip(), value.strip()))
     return out
-
-
-class HostFiles:
-    """Paths of the host under `root` (symlinks followed inside root, as in a chroot)."""
-
-    def __init__(self, root="/"):
-        self.root = os.path.abspath(root)
-
-    def real(self, path, hops=40):
-        """`path` (absolute, host view) with every symlink resolved inside root; None
-        for a loop. Missing components are kept as they are."""
-        parts = [p for p in path.split("/") if p]
-        done = []
-        while parts:
-            part = parts.pop(0)
-            if part == ".":
-                continue
-            if part == "..":
-                if done:
-                    done.pop()
-                continue
-            host = os.path.join(self.root, *done, part)
-            try:
-                st = os.lstat(host)
-            except OSError:
-                done.append(part)
-                continue
-            if stat.S_ISLNK(st.st_mode):
-                hops -= 1
-                if hops < 0:
-                    return None
-                target = os.readlink(host)
-                if target.startswith("/"):
-                    done = []
-                parts = [p for p in target.split("/") if p] + parts
-                continue
-            done.append(part)
-        return "/" + "/".join(done)
-
-    def host(self, path):
-        """The file under root for host path `path`, symlinks resolved (None: a loop)."""
-        real = self.real(path)
-        return None if real is None else os.path.join(self.root, real.lstrip("/"))
-
-    def masked(self, path):
-        """A unit file or drop-in linked to /dev/null (or empty) masks what it shadows."""
-        return self.real(path) == "/dev/null"
-
-    def read(self, path):
-        h = self.host(path)
-        if h is None:
-            raise OSError(f"{path}: too many levels of symbolic links")
-        with open(h, encoding="utf-8", errors="replace") as f:
-            return f.read()
-
-    def isfile(self, path):
-        h = self.host(path)
-        return h is not None and os.path.isfile(h)
-
-    def listdir(self, path):
-        h = self.host(path)
-        try:
-            return sorted(os.listdir(h)) if h is not None and os.path.isdir(h) else []
-        except OSError:
-            return []
-
-    def readlink(self, path):
-        return os.readlink(os.path.join(self.root, path.lstrip("/")))
-
-    def lexists(self, path):
-        return os.path.lexists(os.path.join(self.root, path.lstrip("/")))
 
 
 def dropins(files, dirs, suffix=".conf"):

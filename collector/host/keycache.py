@@ -282,7 +282,7 @@ def _accumulate(get, slow, counts, stamp):
     return touched, unresolved
 
 
-_WRITES_BYTES = struct.Struct("=QQ")     # the head of struct sw_write_val (bpf/common.h)
+_WRITES_BYTES = struct.Struct("=QQ")     # the head of struct sw_write_val (collector/bpf/common.h)
 
 
 class _Never:

@@ -13,14 +13,16 @@ from collector.host.journald_limits import JournaldLimits
 
 
 class AlertStage:
-    def __init__(self, host, log=None, config=None, capacity=(), loss_risk=None):
+    def __init__(self, host, log=None, config=None, capacity=(), loss_risk=None,
+                 host_root="/"):
         """capacity: the config's [capacity] globs; loss_risk: a LossRisk (tests), else
-        one reading journald's limits from this host's files."""
+        one reading journald's limits from this host's files (under host_root: the
+        collector's HostRoot.files, collector/host/hostroot.py)."""
         self.host = host
         self.log = log
         self.detector = Detector(config)
         if loss_risk is None:
-            loss_risk = LossRisk(JournaldLimits(warn=self._warn), capacity)
+            loss_risk = LossRisk(JournaldLimits(root=host_root, warn=self._warn), capacity)
         self.loss_risk = loss_risk
 
     def _warn(self, message):

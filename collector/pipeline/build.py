@@ -9,6 +9,7 @@ from collector.errors import ProbeUnavailable
 from collector.host.cgroups import CgroupIndex
 from collector.host.containers import ContainerNames
 from collector.host.destinations import DestinationResolver
+from collector.host.hostroot import DEFAULT as DEFAULT_HOST_ROOT, HostFiles, find_host_root
 from collector.host.procfs import ProcFS
 from collector.host.runtimes import RuntimePipes, runtime_names
 from collector.host.services import ServiceResolver
@@ -25,18 +26,23 @@ def probe_verdict(probe):
     return lambda dev, gen, ino, is_log: probe.set_verdict(dev, gen, ino, is_log)
 
 
-def build_collector(rules, probe_kwargs=None, resets=False, probes=None):
+def build_collector(rules, probe_kwargs=None, resets=False, probes=None,
+                    host_root=DEFAULT_HOST_ROOT):
     """The log-write pipeline, probe loaded and attached (and the TCP reset probe when
     resets=True and it can run here). The caller ends it with collector.close().
 
     Each probe compiles in its own loader child (collector/probes/loader.py), both at
     once: on two cores start-up takes the longer compile, not the sum. probes: the
     config's ProbesConfig (hook, map sizes, load timeout); probe_kwargs: explicit
-    LogWriteProbe arguments that win over it (tests)."""
+    LogWriteProbe arguments that win over it (tests). host_root: the `host_root` setting
+    (collector/host/hostroot.py): where the host's own files and cgroup2 mount are, when
+    we run in another root; the result is the collector's `host_root`."""
     probes = probes or ProbesConfig()
     kernel.require_environment()
+    root = find_host_root(host_root)
     procfs = ProcFS()
-    services = ServiceResolver(procfs, CgroupIndex(), containers=ContainerNames())
+    services = ServiceResolver(procfs, CgroupIndex(root.mountinfo, mounts=root.mounts),
+                               containers=ContainerNames(root=root.files))
     holder = {}
     kwargs = dict(hook=probes.write_hook, max_keys=probes.max_keys,
                   max_inodes=probes.max_inodes)
@@ -45,7 +51,9 @@ def build_collector(rules, probe_kwargs=None, resets=False, probes=None):
     resolver = DestinationResolver(procfs, rules, probe_verdict(probe),
                                    journald_stream_clients,
                                    set_channels=probe.set_socket_paths,
-                                   runtime_pipes=RuntimePipes(procfs, runtime_names(rules.runtimes)))
+                                   runtime_pipes=RuntimePipes(procfs,
+                                                              runtime_names(rules.runtimes)),
+                                   host_files=HostFiles(root.files))
     holder["resolver"] = resolver
     disabled = {}
     pending = probe.start_load(probes.load_timeout_s)
@@ -66,7 +74,9 @@ def build_collector(rules, probe_kwargs=None, resets=False, probes=None):
     resolver.refresh_channels()
     resolver.replay()
     gc.freeze()        # what loading built lives for the whole run: never rescan it
-    return Collector(probe, resolver, services, resets=stage, disabled_probes=disabled)
+    collector = Collector(probe, resolver, services, resets=stage, disabled_probes=disabled)
+    collector.host_root = root
+    return collector
 
 
 def _start_resets(disabled, probes):

@@ -1,4 +1,4 @@
-"""The kernel/user ABI, decoded from bpf/common.h: the one place layouts are declared.
+"""The kernel/user ABI, decoded from collector/bpf/common.h: the one place layouts are declared.
 
 Parses the header's #define constants and its fixed-width structs into ctypes classes,
 so Python never re-declares a layout by hand.
@@ -9,7 +9,7 @@ import struct
 from functools import lru_cache
 from pathlib import Path
 
-BPF_DIR = Path(__file__).resolve().parents[2] / "bpf"
+BPF_DIR = Path(__file__).resolve().parents[1] / "bpf"
 COMMON_H = BPF_DIR / "common.h"
 
 _CTYPES = {
@@ -36,7 +36,7 @@ class ABI:
                     continue
                 m = _MEMBER_RE.match(decl.strip() + ";")
                 if not m:
-                    raise ValueError(f"bpf/common.h: struct {name}: cannot read member "
+                    raise ValueError(f"collector/bpf/common.h: struct {name}: cannot read member "
                                      f"{decl.strip()!r}; use one fixed-width field per line")
                 ctype, member, dim = m.groups()
                 t = _CTYPES[ctype]

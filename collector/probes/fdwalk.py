@@ -1,4 +1,4 @@
-"""The fd walk both probes share (bpf/fdwalk.h): its kernel fields, its macros, and which
+"""The fd walk both probes share (collector/bpf/fdwalk.h): its kernel fields, its macros, and which
 variant this kernel runs.
 
 Variants (`fd_walk` in each probe's state):
@@ -110,7 +110,7 @@ _insn = kernel.insn
 def probe_program(m, tp_fd_off, slot_direct):
     """A tracepoint program doing the BTF walk's loads at the offsets in m: task->files->fdt
     ->{max_fds, fd}, and (slot_direct) fdt->fd[fd] with fd from the context, as
-    bpf/fdwalk.h does. Returns the instructions as bytes."""
+    collector/bpf/fdwalk.h does. Returns the instructions as bytes."""
     LDX_DW, LDX_W, MOV_REG, MOV_IMM = 0x79, 0x61, 0xBF, 0xB7
     JEQ_IMM, JGE_REG, LSH_IMM, ADD_REG, CALL, EXIT = 0x15, 0x3D, 0x67, 0x0F, 0x85, 0x95
     body = [

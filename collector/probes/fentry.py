@@ -1,7 +1,7 @@
 """Which hooks a probe counts on: fentry/fexit on kernel functions where the kernel allows
 function tracing, syscall tracepoints elsewhere (config probes.write_hook).
 
-On the fentry path (SW_FENTRY in bpf/logwrites.c and bpf/resets.c) the programs receive
+On the fentry path (SW_FENTRY in collector/bpf/logwrites.c and collector/bpf/resets.c) the programs receive
 BTF-typed kernel pointers (struct file *, struct sock *), so nothing walks the fd table and
 no syscall tracepoint is attached: unrelated syscalls pay nothing. Whether the kernel allows
 it is decided in the loader child by loading a tiny fentry program (kernel.fentry_refusal)

@@ -28,6 +28,7 @@ import sys
 import threading
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from collector.errors import ProbeUnavailable
 from collector.host.memcg import MemoryCgroup, size_text
@@ -117,6 +118,14 @@ def _close(fd):
         pass
 
 
+def child_env(environ=os.environ):
+    """Our environment, with the directory we import `collector` from first on the child's
+    path: the package's private /usr/share/surgewatch is on no default path."""
+    home = str(Path(__file__).resolve().parents[2])
+    path = environ.get("PYTHONPATH")
+    return {**environ, "PYTHONPATH": f"{home}{os.pathsep}{path}" if path else home}
+
+
 class Pending:
     """A child started for one plan; wait() returns its Handover or raises one line."""
 
@@ -136,7 +145,7 @@ class Pending:
                 [sys.executable, "-m", "collector.probes.loader", str(theirs.fileno()),
                  str(os.getpid())],
                 pass_fds=[theirs.fileno()], stdin=subprocess.DEVNULL, stdout=sys.stderr,
-                close_fds=True)
+                close_fds=True, env=child_env())
         except OSError as e:
             ours.close()
             raise ProbeUnavailable(f"{LABELS.get(probe, probe)}: cannot start the loader "
@@ -274,7 +283,7 @@ def _attach(bpf, step):
     if step["kind"] in ("fentry", "fexit"):      # attached by bcc at load (its autoload)
         fds = bpf.kfunc_entry_fds if step["kind"] == "fentry" else bpf.kfunc_exit_fds
         prefix, func = fn.split("__", 1)
-        # bpf/fentry.h: bcc with module support named it <prefix>__vmlinux__<func>
+        # collector/bpf/fentry.h: bcc with module support named it <prefix>__vmlinux__<func>
         fd = fds.get(fn.encode()) or fds[f"{prefix}__vmlinux__{func}".encode()]
         return [(f"{step['kind']}:{func}", fd)]
     tp = step["tp"]

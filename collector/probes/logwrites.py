@@ -1,4 +1,4 @@
-"""The log-write probe: loads bpf/logwrites.c, feeds open events out, drains counts."""
+"""The log-write probe: loads collector/bpf/logwrites.c, feeds open events out, drains counts."""
 import ctypes
 import platform
 import struct
@@ -27,13 +27,13 @@ RAW_SYSCALL_ABI = {
 }
 OPEN_SYSCALLS = ("openat", "open", "creat", "openat2")
 SEND_SYSCALLS = ("sendto", "sendmsg")       # datagram channels on the tracepoint path
-SOCKPATHS_MAX = 64                          # entries of `sockpaths` (bpf/logwrites.c)
-MAPS = ("counts0", "counts1", "verdicts", "ctl", "health", "open_events",   # bpf/logwrites.c
+SOCKPATHS_MAX = 64                          # entries of `sockpaths` (collector/bpf/logwrites.c)
+MAPS = ("counts0", "counts1", "verdicts", "ctl", "health", "open_events",   # collector/bpf/logwrites.c
         "lost0", "lost1", "lost_other")
 LOST_OTHER = "other"        # lost_writes_by_uid's catch-all: uids the kernel had no slot for
 
 # (macro, struct, member path): the kernel struct fields the C code reads: the shared fd
-# walk's (bpf/fdwalk.h), then the inode identity this probe keys on
+# walk's (collector/bpf/fdwalk.h), then the inode identity this probe keys on
 BTF_FIELDS = fdwalk.FIELDS + (
     ("INODE_I_INO", "inode", "i_ino"),
     ("INODE_I_SB", "inode", "i_sb"),
@@ -56,7 +56,7 @@ DGRAM_FENTRY_FIELDS = (
     ("MSGHDR_MSG_NAMELEN", "msghdr", "msg_namelen"),
 )
 
-# the fentry path (bpf/logwrites.c, SW_FENTRY): where the write syscalls meet (write and
+# the fentry path (collector/bpf/logwrites.c, SW_FENTRY): where the write syscalls meet (write and
 # pwrite64 in vfs_write; writev, pwritev, pwritev2 in vfs_writev) and where every open
 # does; all three must be in BTF (vfs_writev is static: a kernel may inline it away)
 FENTRY_FUNCS = ("vfs_write", "vfs_writev", "do_filp_open")
@@ -79,7 +79,7 @@ class OpenEvent:
     path: str
 
 
-# struct sw_write_key / sw_write_val (bpf/common.h) as struct layouts for the raw drain;
+# struct sw_write_key / sw_write_val (collector/bpf/common.h) as struct layouts for the raw drain;
 # checked against the ctypes view of the header when a probe is made
 KEY_LAYOUT = struct.Struct("=IiIIQII")
 KEY_FIELDS = ("tgid", "fd", "dev", "kind", "ino", "gen", "pad")

@@ -1,4 +1,4 @@
-"""The TCP reset probe: loads bpf/resets.c for this kernel, drains counts, delivers events.
+"""The TCP reset probe: loads collector/bpf/resets.c for this kernel, drains counts, delivers events.
 
 Everything kernel-specific is found at load time: struct offsets from BTF, tracepoint
 field offsets from the live format files (tcp_send_reset has a sockaddr layout with
@@ -23,8 +23,8 @@ from collector.probes.btf import BTF, BTFError
 from collector.probes.libbpf import BatchDrain
 from collector.probes.maps import cstr
 
-# (macro, struct, member path): the kernel struct fields bpf/resets.c reads: the shared fd
-# walk's (bpf/fdwalk.h), then the socket's
+# (macro, struct, member path): the kernel struct fields collector/bpf/resets.c reads: the shared fd
+# walk's (collector/bpf/fdwalk.h), then the socket's
 BTF_FIELDS = fdwalk.FIELDS + (
     ("SOCK_STATE", "sock_common", "skc_state"),
     ("SOCK_PROTOCOL", "sock", "sk_protocol"),
@@ -38,11 +38,11 @@ IO_SYSCALLS = ("sendto", "sendmsg", "recvfrom", "recvmsg")
 ACCEPT_SYSCALLS = ("accept", "accept4")
 LOAD_MAPS = ("loads0", "loads1")          # per-process TCP load, same epoch as rcounts*
 MAPS = ("rcounts0", "rcounts1", "rctl", "rsent", "rhealth", "reset_events") + LOAD_MAPS
-# the fentry path's process-context hooks (bpf/resets.c, SW_FENTRY), in place of the
+# the fentry path's process-context hooks (collector/bpf/resets.c, SW_FENTRY), in place of the
 # syscall tracepoints above: all must be in BTF
 FENTRY_FUNCS = ("inet_csk_accept", "tcp_sendmsg", "tcp_recvmsg")
 FENTRY_FIELDS = (("TASK_FLAGS", "task_struct", "flags"),)
-# where the bytes of TCP sends are counted (bpf/resets.c, "Load"): None when nowhere
+# where the bytes of TCP sends are counted (collector/bpf/resets.c, "Load"): None when nowhere
 TCP_BYTES_FENTRY = "fexit tcp_sendmsg"
 TCP_BYTES_TRACEPOINT = "sock:sock_send_length"
 

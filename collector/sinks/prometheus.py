@@ -35,7 +35,7 @@ from collector.sinks.prometheus_exposition import PREFIX, STATS_COUNTERS
 
 OTHER = "(other)"
 # surgewatch_lost_writes_by_uid_total: at most this many uid labels (the kernel's per
-# interval slots, SW_LOST_UIDS in bpf/common.h) plus uid="other"
+# interval slots, SW_LOST_UIDS in collector/bpf/common.h) plus uid="other"
 LOST_UID_LABELS = 64
 LOST_UID_OTHER = "other"
 

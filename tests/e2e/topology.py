@@ -24,6 +24,7 @@ import subprocess
 import sys
 import time
 import uuid
+from contextlib import contextmanager
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 HAPROXY = shutil.which("haproxy") or "/usr/sbin/haproxy"
@@ -91,6 +92,17 @@ def cgroup2_root():
     return found[0]
 
 
+@contextmanager
+def _in_netns(netns_cls, name):
+    """An rtnetlink socket in the named namespace: pyroute2's NetNS, which Debian 12's 0.7
+    has (IPRoute(netns=...) is 0.8's) and 0.9 keeps."""
+    ipr = netns_cls(name)
+    try:
+        yield ipr
+    finally:
+        ipr.close()
+
+
 def missing_tools():
     """Names of the programs the topology needs that are not installed."""
     return [p for p in (HAPROXY, NGINX, TCPDUMP, NSENTER) if not os.path.exists(p)]
@@ -121,7 +133,7 @@ class Topology:
 
     # -- network ------------------------------------------------------------------------
     def up(self):
-        from pyroute2 import IPRoute, netns
+        from pyroute2 import NetNS, netns
 
         for role in ("frontend", "lb", "backend"):
             netns.create(self.ns[role])
@@ -130,13 +142,13 @@ class Topology:
         # other one: no interface ever appears in the host's namespace
         pairs = (("frontend", "fe0", "lb", "lbfe0"), ("lb", "lbbe0", "backend", "be0"))
         for a, a_if, b, b_if in pairs:
-            with IPRoute(netns=self.ns[a]) as ipr:
+            with _in_netns(NetNS, self.ns[a]) as ipr:
                 ipr.link("add", ifname=a_if, kind="veth",
                          peer={"ifname": b_if, "net_ns_fd": self.ns[b]})
         for role, ifs in (("frontend", [("fe0", self.fe_addr)]),
                           ("lb", [("lbfe0", self.lb_fe_addr), ("lbbe0", self.lb_be_addr)]),
                           ("backend", [("be0", self.be_addr)])):
-            with IPRoute(netns=self.ns[role]) as ipr:
+            with _in_netns(NetNS, self.ns[role]) as ipr:
                 ipr.link("set", index=ipr.link_lookup(ifname="lo")[0], state="up")
                 for ifname, addr in ifs:
                     idx = ipr.link_lookup(ifname=ifname)[0]

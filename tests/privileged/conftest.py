@@ -1,5 +1,6 @@
 """Real BPF on the running kernel. These tests need root; in CI they must not skip."""
 import os
+import shutil
 import time
 
 import pytest
@@ -16,6 +17,17 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if "tests/privileged" in str(item.fspath):
             item.add_marker(skip)
+
+
+# the socket channels' test paths, the harness's log rules name them; one directory per
+# test run, so two suites side by side do not unlink each other's sockets
+TEST_RUN = f"/run/surgewatch-test-{os.getpid()}"
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _test_run_dir():
+    yield
+    shutil.rmtree(TEST_RUN, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")
@@ -132,9 +144,9 @@ def harness(hook, fd_walk):
     from collector.host.logdest import LogRules
     from collector.pipeline.build import build_collector
 
-    rules = LogRules(journald_sockets=("/run/surgewatch-test/journal.sock",),
-                     syslog_sockets=("/run/surgewatch-test/dev-log-link",),
-                     journald_native_sockets=("/run/surgewatch-test/native.sock",))
+    rules = LogRules(journald_sockets=(f"{TEST_RUN}/journal.sock",),
+                     syslog_sockets=(f"{TEST_RUN}/dev-log-link",),
+                     journald_native_sockets=(f"{TEST_RUN}/native.sock",))
     if hook == "fentry" and fd_walk != "btf":
         pytest.skip("the fentry path walks no fd table: one fd_walk is enough")
     collector = build_collector(rules, probe_kwargs={"hook": hook})

@@ -12,7 +12,7 @@ PROG_NAMES = {n[:15] for n in (
     "sw_send_length", "sw_recv_length", "sw_send_reset", "sw_receive_reset",
     # the fentry path (kernels that allow it: the Vagrant VM): bcc names a tracing program
     # after its target function, with or without the kfunc__/kretfunc__ prefix and, where
-    # bcc has module support (bpf/fentry.h), the vmlinux__ part
+    # bcc has module support (collector/bpf/fentry.h), the vmlinux__ part
     *(pre + f for f in ("vfs_write", "vfs_writev", "do_filp_open", "inet_csk_accept",
                         "tcp_sendmsg", "tcp_recvmsg", "tcp_sendpage", "unix_dgram_sendmsg")
       for pre in ("", "vmlinux__", "kfunc__", "kretfunc__", "kfunc__vmlinux__",

@@ -3,53 +3,24 @@ every write hook this kernel offers: one datagram sent to a configured socket pa
 message, whichever syscall sent it and whether the socket is connected or addresses each
 datagram. The receivers are the test's own sockets; tests/e2e has rsyslog and journald.
 
-The harness (conftest) configures syslog_sockets = /run/surgewatch-test/dev-log-link, a
+The harness (conftest) configures syslog_sockets = /run/surgewatch-test-PID/dev-log-link, a
 symlink to the socket the receiver binds (as /dev/log is to journald's dev-log), and
-journald_native_sockets = /run/surgewatch-test/native.sock.
+journald_native_sockets = /run/surgewatch-test-PID/native.sock.
 """
 import os
 import socket
 import subprocess
 import sys
 import textwrap
-import threading
 
 import pytest
 
+from tests.privileged.conftest import TEST_RUN as RUN
+from tests.support.unixrecv import Receiver
+
 pytestmark = pytest.mark.privileged
-RUN = "/run/surgewatch-test"
 SYSLOG_LINK, SYSLOG_REAL = f"{RUN}/dev-log-link", f"{RUN}/dev-log"
 NATIVE = f"{RUN}/native.sock"
-
-
-class Receiver:
-    """A datagram socket bound at `path` that reads everything sent to it (the sender would
-    block once net.unix.max_dgram_qlen datagrams are queued)."""
-
-    def __init__(self, path):
-        if os.path.lexists(path):
-            os.unlink(path)
-        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-        self.sock.bind(path)
-        self.sock.settimeout(0.2)
-        self.got, self.path, self.stop = [], path, False
-        self.thread = threading.Thread(target=self._run, daemon=True)
-        self.thread.start()
-
-    def _run(self):
-        while not self.stop:
-            try:
-                self.got.append(len(self.sock.recv(65536)))
-            except socket.timeout:
-                continue
-            except OSError:
-                return
-
-    def close(self):
-        self.stop = True
-        self.thread.join(2)
-        self.sock.close()
-        os.unlink(self.path)
 
 
 @pytest.fixture

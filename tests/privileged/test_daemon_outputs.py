@@ -9,7 +9,7 @@ import urllib.request
 
 import pytest
 
-from tests.owncgroup import unit_cgroup
+from tests.owncgroup import TIME_SCALE, unit_cgroup
 from tests.support.daemon import SURGEWATCH, Daemon
 from tests.support.loopback import abort_connections
 from tests.support.writers import unique_writer
@@ -121,7 +121,7 @@ def _prometheus_workload(d, writer, service, cg):
         for lines in (500, 300, 200):
             subprocess.run([writer, str(log), str(lines), "64"], check=True, preexec_fn=cg.enter)
         key_w = ("surgewatch_log_writes_total", frozenset({("service", service)}))
-        end = time.monotonic() + 10
+        end = time.monotonic() + 10 * TIME_SCALE
         while time.monotonic() < end and scrape(d.port).get(key_w) != 1000:
             time.sleep(0.1)
         time.sleep(0.7)                         # two more intervals: nothing more arrives

@@ -1,4 +1,4 @@
-"""Exact per-process TCP load (bpf/resets.c "Load"): connections accepted, connections
+"""Exact per-process TCP load (collector/bpf/resets.c "Load"): connections accepted, connections
 connected, bytes sent into TCP sockets, on each hook path the kernel offers.
 
 The server and the client are separate processes, so attribution is by pid: the

@@ -211,8 +211,10 @@ def test_log_and_dev_null_only_log_counts(harness, tmp_path):
 
 def test_journald_stream_socket_counts_as_log(harness, tmp_path):
     """stdout connected to journald's stream socket is a log destination; other sockets not."""
-    os.makedirs("/run/surgewatch-test", exist_ok=True)
-    path = "/run/surgewatch-test/journal.sock"
+    from tests.privileged.conftest import TEST_RUN
+
+    os.makedirs(TEST_RUN, exist_ok=True)
+    path = f"{TEST_RUN}/journal.sock"
     if os.path.exists(path):
         os.unlink(path)
     srv = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -262,7 +264,10 @@ def test_service_from_systemd_style_cgroup(harness, tmp_path):
 
     found = cgroup2_mount()
     assert found, "no cgroup2 hierarchy mounted"
-    cg = os.path.join(found[0], "surgewatch-test.slice", "sw-exact.service")
+    # named by our pid: a second suite running beside this one (the same fixed name) removed
+    # the cgroup before this one's drain, and the exited writer went unnamed
+    unit = f"sw-exact-{os.getpid()}.service"
+    cg = os.path.join(found[0], f"surgewatch-test-{os.getpid()}.slice", unit)
     os.makedirs(cg, exist_ok=True)
     log = tmp_path / "svc.log"
     harness.settle()
@@ -282,7 +287,7 @@ def test_service_from_systemd_style_cgroup(harness, tmp_path):
         got = harness.for_path(harness.collect(), str(log))
         writes, nbytes, comm, service = got[p.pid]
         assert (writes, nbytes) == (321, 321 * 4)
-        assert service == "sw-exact.service"
+        assert service == unit
     finally:
         for d in (cg, os.path.dirname(cg)):
             try:
@@ -293,7 +298,7 @@ def test_service_from_systemd_style_cgroup(harness, tmp_path):
 
 def test_writev_sums_128_iovecs_and_no_more(harness, tmp_path):
     """conmon flushes up to 128 iovecs per writev: all of their bytes count. Past
-    SW_MAX_IOV (bpf/common.h) the call still counts once, with the first 128 iovecs'
+    SW_MAX_IOV (collector/bpf/common.h) the call still counts once, with the first 128 iovecs'
     bytes (and health.iov_truncated says so)."""
     log = tmp_path / "iov.log"
     harness.settle()

@@ -23,6 +23,7 @@ from pathlib import Path
 
 import msgpack
 
+from tests.owncgroup import TIME_SCALE
 from tests.support import procfs
 from tests.support.loopback import free_port
 from tests.support.writers import write_lines
@@ -156,7 +157,7 @@ class Daemon:
 
     def next(self, timeout=60):
         """The next record not consumed yet (waiting for it)."""
-        end = time.monotonic() + timeout
+        end = time.monotonic() + timeout * TIME_SCALE
         with self._cond:
             while self._cursor >= len(self.records):
                 left = end - time.monotonic()
@@ -195,7 +196,7 @@ class Daemon:
 
     def wait_for(self, pred, timeout=120):
         """The first record matching pred of all read (waiting for it), and its arrival."""
-        end = time.monotonic() + timeout
+        end = time.monotonic() + timeout * TIME_SCALE
         with self._cond:
             while True:
                 for i in range(self._scanned, len(self.records)):
@@ -233,7 +234,7 @@ class Daemon:
 
     def wait_started(self, check, timeout=60):
         """Poll check() (OSError counts as not yet) until it is true."""
-        end = time.monotonic() + timeout
+        end = time.monotonic() + timeout * TIME_SCALE
         while time.monotonic() < end:
             if self.proc.poll() is not None:
                 raise AssertionError(f"daemon exited {self.proc.returncode}: {self.err}")
@@ -299,7 +300,7 @@ def stderr_until(d, text, got=b"", timeout=60):
     """Read the running Daemon d's stderr until `text` appears after what was `got`;
     returns got + what was read (bytes; the rest is d.err after the exit)."""
     fd = d.proc.stderr.fileno()
-    end = time.monotonic() + timeout
+    end = time.monotonic() + timeout * TIME_SCALE
     start = len(got)
     while text.encode() not in got[start:]:
         left = end - time.monotonic()

@@ -1,4 +1,4 @@
-"""The ABI guard between bpf/common.h (compiled into the BPF programs) and its ctypes
+"""The ABI guard between collector/bpf/common.h (compiled into the BPF programs) and its ctypes
 decoding (collector/probes/abi.py): sizes and offsets must be the C compiler's."""
 import ctypes
 import re

@@ -166,3 +166,28 @@ def test_very_long_paths_beyond_path_max(tmp_path):
     assert index.path(deepest) == "/" + "/".join([name] * 20)
     assert len(index.path(deepest)) > 4096
 
+
+
+def test_host_mounts_under_another_root_with_a_private_cgroup_namespace(tree, tmp_path):
+    """The daemon in a container with a private cgroup namespace: its own cgroup2 mount
+    shows only its subtree, so the host's mount is walked where PID 1's mountinfo puts
+    it, under /proc/1/root (here a directory standing for it); the kernel shows that
+    mount's root relative to our namespace ("/.."), which the paths carry like our
+    /proc/PID/cgroup lines do, and services are named from them as on the host."""
+    from collector.host.services import service_from_cgroup
+
+    host = tmp_path / "hostroot"
+    (host / "sys" / "fs").mkdir(parents=True)
+    shutil.move(str(tree), host / "sys" / "fs" / "cgroup")
+    mountinfo = tmp_path / "pid1-mountinfo"
+    mountinfo.write_text("41 31 0:38 /.. /sys/fs/cgroup rw - cgroup2 cgroup2 rw\n")
+    index = CgroupIndex(mountinfo=str(mountinfo), mounts=str(host))
+    nginx = host / "sys" / "fs" / "cgroup" / "system.slice" / "nginx.service"
+    path = index.path(ino(nginx))
+    assert path == "/../system.slice/nginx.service"
+    assert service_from_cgroup([f"0::{path}"]) == ("systemd", "nginx.service")
+
+
+def test_unreadable_mountinfo_means_unknown(tmp_path):
+    index = CgroupIndex(mountinfo=str(tmp_path / "gone" / "mountinfo"), mounts=str(tmp_path))
+    assert index.path(12345) is None

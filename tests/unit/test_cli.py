@@ -2,10 +2,10 @@
 environment errors as one line with exit 2, doctor's output and exit code. Nothing here
 loads a probe: the environment and the checks are monkeypatched."""
 import pytest
-from click.testing import CliRunner
 
 import collector.commands.doctor
 import collector.commands.snapshot
+from tests.support.cli import cli_runner
 from collector.cli import main
 from collector.commands.doctor import Check
 from collector.errors import BadInput, EnvironmentProblem, SurgewatchError
@@ -15,7 +15,7 @@ from collector.probes import kernel
 @pytest.fixture
 def run():
     def invoke(*args):
-        return CliRunner().invoke(main, list(args), prog_name="surgewatch")
+        return cli_runner().invoke(main, list(args), prog_name="surgewatch")
     return invoke
 
 

@@ -4,8 +4,8 @@ passes on the same per connection; a side without load is compared on absolute r
 import json
 
 import pytest
-from click.testing import CliRunner
 
+from tests.support.cli import cli_runner
 from collector.aggregate.compare import compare
 from collector.aggregate.profile import ProfileBuilder, check_profile
 from collector.cli import main
@@ -182,7 +182,7 @@ def files(tmp_path):
 
 
 def test_cli_exit_codes_basis_flag_and_json(files):
-    run = CliRunner().invoke
+    run = cli_runner().invoke
     res = run(main, ["compare", files["prod"], files["loud"]])
     assert res.exit_code == 1, res.output
     assert "FAIL: 1 service over the limits: app" in res.output

@@ -479,11 +479,17 @@ def test_replay_judges_every_open_file(env, journal_socket):
     assert len(env.verdicts.calls) == 3
 
 
-def test_replay_skips_already_judged_inodes(env):
+def test_replay_skips_already_judged_inodes(env, monkeypatch):
+    import collector.host.destinations as d
+
+    # a generation userspace reads, as on ext4 (on tmpfs, Debian 13's /tmp, it cannot:
+    # then replay cannot tell the event's inode from another of that number)
+    monkeypatch.setattr(d, "read_generation", lambda path: 7)
     log = env.file(env.logdir / "app.txt")
     env.proc.process(100, cwd=env.home, fds={3: log})
     r = env.resolver()
-    r.note_open(open_event(100, 3, kernel_id(log), log))
+    dev, _, ino = kernel_id(log)
+    r.note_open(open_event(100, 3, (dev, 7, ino), log))
     assert r.replay() == 0
     assert len(env.verdicts.calls) == 1
 
@@ -682,6 +688,7 @@ def test_replay_of_unreadable_generation_on_a_zero_generation_fs(env, monkeypatc
     env.proc.exit(100)
     dev, _, ino = kernel_id(log)
     assert r.destination(count(100, 3, (dev, 0, ino))) == str(log)
+    assert env.verdicts.calls == [(dev, 0, ino, True)]     # told once, at replay
 
 
 def test_readable_generation_still_tells_a_reused_inode(env, monkeypatch):
@@ -698,3 +705,27 @@ def test_readable_generation_still_tells_a_reused_inode(env, monkeypatch):
     dev, _, ino = kernel_id(log)
     assert r.destination(count(100, 3, (dev, 8, ino))) is UNRESOLVED
     assert r.destination(count(100, 3, (dev, 7, ino))) == str(log)
+
+
+def test_channel_symlinks_resolve_in_the_hosts_root_not_ours(env):
+    """A daemon in a container: /dev/log is a symlink in the host's root (reached as
+    /proc/1/root) to an absolute path that is not, or is another file, in ours. The target
+    is resolved inside the host's root (failed before: realpath in our own root kept
+    /dev/log's own path only, so a connected syslog(3) client's datagrams, whose peer
+    carries the target, were not counted)."""
+    from collector.host.hostroot import HostFiles
+
+    host = env.tmp / "hostroot"
+    (host / "dev").mkdir(parents=True)
+    (host / "run" / "systemd" / "journal").mkdir(parents=True)
+    (host / "run" / "systemd" / "journal" / "dev-log").write_text("")
+    os.symlink("/run/systemd/journal/dev-log", host / "dev" / "log")
+    (host / "run" / "native").mkdir()
+    os.symlink("../systemd/journal/socket", host / "run" / "native" / "sock")
+    os.symlink("/loop", host / "loop")
+    env.rules = LogRules(syslog_sockets=("/dev/log", "/loop"),
+                         journald_native_sockets=("/run/native/sock",))
+    r = env.resolver(host_files=HostFiles(str(host)))
+    assert r.channel_table() == {"/dev/log": 0, "/run/systemd/journal/dev-log": 0,
+                                 "/loop": 1,          # a loop: only the path itself
+                                 "/run/native/sock": 2, "/run/systemd/journal/socket": 2}

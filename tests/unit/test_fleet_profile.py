@@ -11,8 +11,8 @@ from pathlib import Path
 from urllib.parse import parse_qs
 
 import pytest
-from click.testing import CliRunner
 
+from tests.support.cli import cli_runner
 from collector.aggregate.fleet import FleetBuilder, quantile
 from collector.aggregate.compare import compare
 from collector.aggregate.profile import check_profile
@@ -240,7 +240,7 @@ def test_errors_are_one_line_with_their_exit_code(stub, fail, exc, text):
 
 def test_unreachable_server_is_exit_3_on_the_command_line(tmp_path):
     port = free_port()
-    res = CliRunner().invoke(main, ["record", "--from-prometheus", f"http://127.0.0.1:{port}",
+    res = cli_runner().invoke(main, ["record", "--from-prometheus", f"http://127.0.0.1:{port}",
                                     "-o", str(tmp_path / "p.json")])
     assert res.exit_code == 3, res.output
     assert res.output.startswith(f"surgewatch: error: cannot reach Prometheus at "
@@ -250,15 +250,15 @@ def test_unreachable_server_is_exit_3_on_the_command_line(tmp_path):
 
 def test_cli_options_only_with_from_prometheus_and_bad_durations(tmp_path):
     out = str(tmp_path / "p.json")
-    res = CliRunner().invoke(main, ["record", "--from", "x", "--step", "60s", "-o", out])
+    res = cli_runner().invoke(main, ["record", "--from", "x", "--step", "60s", "-o", out])
     assert res.exit_code == 2 and "--step" in res.output and "only with --from-prometheus" \
         in res.output
-    res = CliRunner().invoke(main, ["record", "--from-prometheus", "http://127.0.0.1:1",
+    res = cli_runner().invoke(main, ["record", "--from-prometheus", "http://127.0.0.1:1",
                                     "--range", "yesterday", "-o", out])
     assert res.exit_code == 2 and "--range 'yesterday': expected a duration" in res.output
-    res = CliRunner().invoke(main, ["record", "--from-prometheus", "ftp://x", "-o", out])
+    res = cli_runner().invoke(main, ["record", "--from-prometheus", "ftp://x", "-o", out])
     assert res.exit_code == 2 and "not an http:// or https:// URL" in res.output
-    res = CliRunner().invoke(main, ["record", "--from-prometheus", "http://127.0.0.1:1",
+    res = cli_runner().invoke(main, ["record", "--from-prometheus", "http://127.0.0.1:1",
                                     "--end", "soon", "-o", out])
     assert res.exit_code == 2 and "--end 'soon': expected a duration ago" in res.output
 

@@ -4,8 +4,8 @@ import math
 import random
 
 import pytest
-from click.testing import CliRunner
 
+from tests.support.cli import cli_runner
 from collector.records import model
 from collector.aggregate.profile import (
     PROFILE_FORMAT,
@@ -278,7 +278,7 @@ def profiles(tmp_path):
     same = write_stream(tmp_path / "same.msgpack",
                         stream(60, {"app": 10, "db": 100}, rnd=random.Random(2), host="t"))
     flood = write_stream(tmp_path / "flood.msgpack", stream(60, {"app": 5000, "db": 100}))
-    runner = CliRunner()
+    runner = cli_runner()
     out = {}
     for name, src in (("base", base), ("same", same), ("flood", flood)):
         dest = tmp_path / f"{name}.json"
@@ -289,22 +289,22 @@ def profiles(tmp_path):
 
 
 def test_cli_compare_exit_0_within_limits(profiles):
-    res = CliRunner().invoke(main, ["compare", profiles["base"], profiles["same"]])
+    res = cli_runner().invoke(main, ["compare", profiles["base"], profiles["same"]])
     assert res.exit_code == 0, res.output
     assert res.output.splitlines()[-1] == "ok: every service within the limits"
 
 
 def test_cli_compare_exit_1_over_limits_and_json(profiles):
-    res = CliRunner().invoke(main, ["compare", profiles["base"], profiles["flood"]])
+    res = cli_runner().invoke(main, ["compare", profiles["base"], profiles["flood"]])
     assert res.exit_code == 1
     assert "FAIL: 1 service over the limits: app" in res.output
-    res = CliRunner().invoke(main, ["compare", profiles["base"], profiles["flood"], "--json"])
+    res = cli_runner().invoke(main, ["compare", profiles["base"], profiles["flood"], "--json"])
     assert res.exit_code == 1
     doc = json.loads(res.output)
     assert doc["ok"] is False and doc["baseline"] == profiles["base"]
     app = next(r for r in doc["rows"] if r["service"] == "app")
     assert app["signals"]["log_writes_per_s"]["ratio"] == 500.0
-    res = CliRunner().invoke(main, ["compare", profiles["base"], profiles["flood"],
+    res = cli_runner().invoke(main, ["compare", profiles["base"], profiles["flood"],
                                     "--max-ratio", "1000", "--min-bytes-rate", "1e9"])
     assert res.exit_code == 0, res.output
 
@@ -312,26 +312,26 @@ def test_cli_compare_exit_1_over_limits_and_json(profiles):
 def test_cli_compare_exit_2_on_bad_input(profiles, tmp_path):
     (tmp_path / "corrupt.json").write_text("{not json")
     for bad in (str(tmp_path / "corrupt.json"), str(tmp_path / "missing.json")):
-        res = CliRunner().invoke(main, ["compare", profiles["base"], bad])
+        res = cli_runner().invoke(main, ["compare", profiles["base"], bad])
         assert res.exit_code == 2
         err = res.output.strip().splitlines()
         assert len(err) == 1 and err[0].startswith("surgewatch: error: ")
-    res = CliRunner().invoke(main, ["compare", profiles["base"]])
+    res = cli_runner().invoke(main, ["compare", profiles["base"]])
     assert res.exit_code == 2
 
 
 def test_cli_record_usage_errors(tmp_path):
-    res = CliRunner().invoke(main, ["record", "-o", str(tmp_path / "p.json"), "--since", "1h"])
+    res = cli_runner().invoke(main, ["record", "-o", str(tmp_path / "p.json"), "--since", "1h"])
     assert res.exit_code == 2
-    res = CliRunner().invoke(main, ["record", "--from", str(tmp_path / "nope"), "-o", "x"])
+    res = cli_runner().invoke(main, ["record", "--from", str(tmp_path / "nope"), "-o", "x"])
     assert res.exit_code == 2 and "no such file" in res.output
 
 
 def test_cli_compare_json_status_names_matched_new_and_gone(profiles, tmp_path):
     src = write_stream(tmp_path / "moved.msgpack", stream(60, {"app": 10, "cache": 50}))
     moved = str(tmp_path / "moved.json")
-    assert CliRunner().invoke(main, ["record", "--from", str(src), "-o", moved]).exit_code == 0
-    res = CliRunner().invoke(main, ["compare", profiles["base"], moved, "--json"])
+    assert cli_runner().invoke(main, ["record", "--from", str(src), "-o", moved]).exit_code == 0
+    res = cli_runner().invoke(main, ["compare", profiles["base"], moved, "--json"])
     assert res.exit_code == 1                      # cache: new and above the minimum
     rows = {r["service"]: r for r in json.loads(res.output)["rows"]}
     assert {n: r["status"] for n, r in rows.items()} == \

@@ -266,9 +266,18 @@ def owners_of(cache, services, counts):
     return {b["service"]: b["owner"] for b in fold_rates(bodies, cache.owners)[0]}
 
 
+class NoUnitProcFS(ProcFS):
+    """The real /proc, but every process in the root cgroup: services are named by comm
+    here whatever started the tests (under systemd, the VM, they sit in ssh.service)."""
+
+    def cgroup(self, pid):
+        super().cgroup(pid)             # still fails as the real one does for a gone pid
+        return ["0::/"]
+
+
 def test_last_writes_of_an_exited_process_keep_its_owner_pidfd():
     child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
-    services = ServiceResolver(ProcFS())
+    services = ServiceResolver(NoUnitProcFS())
     resolver = Resolver({1: "/var/log/a.log", 2: "/var/log/b.log"})
     cache = KeyCache(resolver, services, watch=PidWatch(limit=8))
     try:

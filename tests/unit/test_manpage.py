@@ -8,6 +8,7 @@ from pathlib import Path
 import click
 import pytest
 
+from tests.support.cli import cli_runner
 from collector.cli import main
 
 PAGE = Path(__file__).resolve().parents[2] / "docs" / "surgewatch.8"
@@ -49,9 +50,7 @@ def test_renders_without_warnings():
 def test_bash_completion_completes_commands_and_options(words, cword, want):
     """What the script from `_SURGEWATCH_COMPLETE=bash_source surgewatch` (README.md;
     `make install` installs it) asks the command for."""
-    from click.testing import CliRunner
-
-    res = CliRunner().invoke(main, [], prog_name="surgewatch", env={
+    res = cli_runner().invoke(main, [], prog_name="surgewatch", env={
         "_SURGEWATCH_COMPLETE": "bash_complete", "COMP_WORDS": words,
         "COMP_CWORD": str(cword)})
     assert res.exit_code == 0, res.output

@@ -14,6 +14,7 @@ SECTIONS = {
     "interval": "interval",
     "rate_max_paths": "rate_max_paths",
     "lock_file": "lock_file",
+    "host_root": "host_root",
     "probes": "probes",
     "alerts": "alerts",
     "log_rules": "log_rules",

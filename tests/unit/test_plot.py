@@ -3,8 +3,8 @@ import random
 import xml.dom.minidom
 
 import pytest
-from click.testing import CliRunner
 
+from tests.support.cli import cli_runner
 from collector.cli import main
 from collector.commands.plot import OTHERS, Series, lines, load, plot
 from collector.errors import BadInput
@@ -96,7 +96,7 @@ def test_open_alert_extends_to_the_end_and_close_without_open():
 @pytest.mark.parametrize("ext", ["png", "svg", "html"])
 def test_plot_writes_a_valid_picture(stream_file, tmp_path, ext):
     out = tmp_path / f"run.{ext}"
-    res = CliRunner().invoke(main, ["plot", str(stream_file), "-o", str(out)])
+    res = cli_runner().invoke(main, ["plot", str(stream_file), "-o", str(out)])
     assert res.exit_code == 0, res.output
     assert "300 intervals" in res.output
     data = out.read_bytes()
@@ -146,7 +146,7 @@ def test_plot_segment_directory(stream_file, tmp_path):
 
 
 def test_plot_bad_input_exit_2(tmp_path, stream_file):
-    runner = CliRunner()
+    runner = cli_runner()
     res = runner.invoke(main, ["plot", str(stream_file), "-o", str(tmp_path / "x.gif")])
     assert res.exit_code == 2 and "unknown picture type .gif" in res.output
     res = runner.invoke(main, ["plot", str(tmp_path / "none"), "-o", str(tmp_path / "x.png")])

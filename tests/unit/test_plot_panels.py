@@ -5,8 +5,8 @@ import time
 import xml.dom.minidom
 
 import pytest
-from click.testing import CliRunner
 
+from tests.support.cli import cli_runner
 from collector.cli import main
 from collector.commands.plot import (
     OTHERS,
@@ -178,14 +178,14 @@ def test_png_with_every_panel_and_cli_scale_flag(tmp_path):
     f.write_bytes(b"".join(encode(dict(r, v="1.3", host="h")) for r in client_server()))
     for scale in ("log", "linear"):
         out = tmp_path / f"{scale}.png"
-        res = CliRunner().invoke(main, ["plot", str(f), "-o", str(out), "--scale", scale])
+        res = cli_runner().invoke(main, ["plot", str(f), "-o", str(out), "--scale", scale])
         assert res.exit_code == 0, res.output
         assert res.output == f"surgewatch: 10 intervals, 0 alerts drawn to {out}\n"
         from PIL import Image
 
         with Image.open(out) as im:
             assert im.size[1] > 4 * 250             # four panels
-    res = CliRunner().invoke(main, ["plot", str(f), "-o", str(tmp_path / "x.png"),
+    res = cli_runner().invoke(main, ["plot", str(f), "-o", str(tmp_path / "x.png"),
                                     "--scale", "ln"])
     assert res.exit_code == 2 and "'ln' is not one of 'auto', 'linear', 'log'" in res.output
 

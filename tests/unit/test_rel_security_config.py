@@ -89,7 +89,7 @@ def _user_reads(text):
 
 def test_bpf_never_reads_what_a_process_writes():
     found = set()
-    for c in sorted((ROOT / "bpf").glob("*.[ch]")):
+    for c in sorted((ROOT / "collector" / "bpf").glob("*.[ch]")):
         text = c.read_text()
         # no helper that reads memory generically: user memory only through the calls above
         assert not re.search(r"bpf_probe_read\s*\(|bpf_probe_read_str\s*\(|"
@@ -99,12 +99,12 @@ def test_bpf_never_reads_what_a_process_writes():
         assert not re.search(r"iov\.base|iov_base", text), c
     assert found == ALLOWED_USER_READS, found
     # the write syscalls' buffer argument is never taken from the tracepoint context
-    lw = (ROOT / "bpf" / "logwrites.c").read_text()
+    lw = (ROOT / "collector" / "bpf" / "logwrites.c").read_text()
     assert "BUF_OFF" not in lw and "_VEC_OFF" in lw
 
 
 def test_write_counts_come_from_the_length_argument_only():
-    lw = (ROOT / "bpf" / "logwrites.c").read_text()
+    lw = (ROOT / "collector" / "bpf" / "logwrites.c").read_text()
     # both write paths (syscall tracepoints, fentry) count the length arguments: the count
     # or the iovecs' lengths, never data
     found = re.findall(r"count_key\(&k, (.*)\);", lw)

@@ -5,8 +5,8 @@ import os
 import signal
 
 import pytest
-from click.testing import CliRunner
 
+from tests.support.cli import cli_runner
 from collector import config
 from collector.cli import main
 from collector.commands import process
@@ -95,6 +95,6 @@ def test_cli_run_without_privileges_is_one_line_exit_2(tmp_path, monkeypatch):
     monkeypatch.setenv("SURGEWATCH_LOCK_FILE", f"{tmp_path}/x/run.lock")
     cfg = tmp_path / "c.toml"
     cfg.write_text("")
-    res = CliRunner().invoke(main, ["run", "--config", str(cfg)], prog_name="surgewatch")
+    res = cli_runner().invoke(main, ["run", "--config", str(cfg)], prog_name="surgewatch")
     assert res.exit_code == 2
     assert res.stderr.splitlines() == [f"surgewatch: error: {NO_ROOT[0]}"]

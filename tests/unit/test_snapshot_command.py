@@ -2,8 +2,8 @@
 pipe gets, -p from the per-process counts, alerts judged as for a new service, and the
 short flags and [INTERVAL] [COUNT] as click parses them."""
 import pytest
-from click.testing import CliRunner
 
+from tests.support.cli import cli_runner
 from collector.aggregate.logrates import aggregate_interval
 from collector.aggregate.resets import ServiceResets
 from collector.cli import main
@@ -143,7 +143,7 @@ def calls(monkeypatch):
 
 
 def cli(*args):
-    return CliRunner().invoke(main, ["snapshot", *args], prog_name="surgewatch")
+    return cli_runner().invoke(main, ["snapshot", *args], prog_name="surgewatch")
 
 
 @pytest.mark.parametrize("args,duration,interval", [

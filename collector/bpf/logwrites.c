@@ -13,7 +13,7 @@
  *
  * Macros supplied by collector/probes/logwrites.py (and fdwalk.py):
  *   OFF_* / SZ_*         struct member offsets and sizes from the running kernel's BTF
- *   SW_FD_WALK_BTF, SW_FD_SLOT_READ  which fd walk (bpf/fdwalk.h)
+ *   SW_FD_WALK_BTF, SW_FD_SLOT_READ  which fd walk (collector/bpf/fdwalk.h)
  *   SW_FDT_CHUNK, SW_INODE_CHUNK, SW_FILE_LO/LEN  fields read in one go
  *   TP_*_OFF             syscall tracepoint field offsets (live format)
  *   HAVE_<syscall>       for each tracepoint that exists on this kernel
@@ -107,7 +107,7 @@ static __always_inline int unix_dgram_dest(char *sk, char *name, int namelen, in
 }
 #endif
 
-/* fd -> struct file -> inode, through the current task's fd table (bpf/fdwalk.h). Fills
+/* fd -> struct file -> inode, through the current task's fd table (collector/bpf/fdwalk.h). Fills
  * dev, ino, gen, kind. Returns 0 for a possible log destination, 1 for anything else, -1 on
  * a failed walk, 2 for an AF_UNIX socket that is not a stream (*skp = its struct sock *:
  * the caller finds the datagram's destination). */

@@ -200,7 +200,7 @@ static __always_inline void count_tcp_bytes(s64 ret, int no_kthreads)
 
 #ifndef SW_FENTRY
 /* fd of the current task -> struct sock *, when it is a TCP socket; else 0
- * (the walk: bpf/fdwalk.h). */
+ * (the walk: collector/bpf/fdwalk.h). */
 static __always_inline u64 tcp_sock_of_fd(s64 fd)
 {
     char *inode = 0, *sock = 0;

@@ -83,7 +83,7 @@ struct sw_open_event {
 #endif
 
 /* ======================================================================================
- * TCP reset probe (bpf/resets.c, collector/probes/resets.py). Separate section: only the
+ * TCP reset probe (collector/bpf/resets.c, collector/probes/resets.py). Separate section: only the
  * resets probe uses what follows.
  * ====================================================================================== */
 #ifndef SURGEWATCH_RESETS_ABI
