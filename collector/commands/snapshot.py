@@ -38,9 +38,12 @@ def run_snapshot(duration, interval, top, as_json, msgpack_path, rules, argv=(),
     table = None if as_json else LiveTable(sys.stdout)
     live = table is not None and table.live
     if live:
-        sys.stdout.write("surgewatch: compiling and attaching probes...\r")
-        sys.stdout.flush()
-    collector = build_collector(rules, resets=True, probes=probes)
+        table.progress("surgewatch: compiling and attaching probes...")
+    try:
+        collector = build_collector(rules, resets=True, probes=probes)
+    finally:        # wiped: the final table's header (or an error) starts on that line
+        if table is not None:
+            table.clear_progress()
     window, rwindow, lwindow = Window(), ResetWindow(), LoadWindow()
     model, detector = None, warm_detector(alerts)
     notes = []          # journald-limits warnings: said after the live view, not over it

@@ -116,6 +116,19 @@ class LiveTable:
         except (AttributeError, ValueError):
             self.live = False
         self._width = width
+        self._note = 0          # width of a progress note standing on the current line
+
+    def progress(self, text):
+        """A note on the terminal's current line (nothing when not a terminal) until
+        clear_progress() wipes it: what comes next on that line may be shorter."""
+        if self.live:
+            self._write(text + "\r")
+            self._note = max(self._note, len(text))
+
+    def clear_progress(self):
+        if self._note:
+            self._write(" " * self._note + "\r")
+            self._note = 0
 
     def width(self):
         if self.live:

@@ -354,3 +354,37 @@ def test_a_failing_check_costs_only_itself(stand_in, monkeypatch, capsys):
     assert "9003" in out and "alert open: app.service" in err
     assert err.splitlines()[-1] == "surgewatch: note: loss-risk check failed: KeyError: 'paths'"
     assert err.count("loss-risk check failed") == 1           # three intervals, said once
+
+
+def screen(text):
+    """What a terminal shows for text: a carriage return moves back to the line's start,
+    the characters after it overwrite the old ones (and leave the rest standing)."""
+    lines = []
+    for raw in text.split("\n"):
+        cells, col = [], 0
+        for ch in raw:
+            if ch == "\r":
+                col = 0
+                continue
+            cells[col:col + 1] = [ch]
+            col += 1
+        lines.append("".join(cells).rstrip())
+    return lines
+
+
+def test_the_terminal_header_is_not_mixed_with_the_loading_note(stand_in, monkeypatch):
+    """On a terminal "compiling and attaching probes..." stands on the line the final table
+    then starts on (the live view runs on the other screen): it is wiped, not overwritten
+    by a shorter header ("window 3.0sprobes...")."""
+    import io
+
+    class Tty(io.StringIO):
+        def isatty(self):
+            return True
+
+    out = Tty()
+    monkeypatch.setattr(snapshot.sys, "stdout", out)
+    monkeypatch.setattr(snapshot, "_live_view", lambda title, top: None)
+    run()
+    assert screen(out.getvalue())[0] == "surgewatch snapshot web1  window 3.0s"
+
