@@ -70,7 +70,8 @@ clean:
 # `sudo make install`: the command, its systemd unit, man page and bash completion
 # (README.md, "Install"). The command is a link to the venv `make setup` made here, so
 # this checkout stays where it is. PREFIX=/opt/surgewatch etc. also rewrites the unit's
-# ExecStart; DESTDIR stages into a directory (no daemon-reload then).
+# ExecStart; DESTDIR stages into a directory (no daemon-reload then; the last line names
+# the staged paths).
 PREFIX ?= /usr/local
 UNIT_DIR ?= /etc/systemd/system
 .PHONY: install
@@ -83,4 +84,4 @@ install: setup
 	sed 's|/usr/local/|$(PREFIX)/|g' docs/surgewatch.service > $(DESTDIR)$(UNIT_DIR)/surgewatch.service
 	chmod 0644 $(DESTDIR)$(UNIT_DIR)/surgewatch.service $(DESTDIR)$(PREFIX)/share/bash-completion/completions/surgewatch
 	@if [ -z "$(DESTDIR)" ] && [ -d /run/systemd/system ]; then systemctl daemon-reload; fi
-	@echo "installed $(PREFIX)/bin/surgewatch, $(UNIT_DIR)/surgewatch.service, surgewatch(8), bash completion; start it: systemctl enable --now surgewatch"
+	@echo "installed $(DESTDIR)$(PREFIX)/bin/surgewatch, $(DESTDIR)$(UNIT_DIR)/surgewatch.service, $(DESTDIR)$(PREFIX)/share/man/man8/surgewatch.8, $(DESTDIR)$(PREFIX)/share/bash-completion/completions/surgewatch$(if $(DESTDIR),,; start it: systemctl enable --now surgewatch)"
