@@ -75,3 +75,40 @@ def test_run_names_the_bounds_a_local_user_meets():
     missing = [w for w in keys + metrics if not re.search(rf"(?<![\w.]){re.escape(w)}(?!\w)",
                                                          body)]
     assert missing == [], f"docs/surgewatch.8, section run: name {missing}"
+
+
+def plain_section(name):
+    text = re.sub(r"\\f[BIRP]", "", PAGE.read_text()).replace("\\-", "-")
+    return text.split(f"\n.SH {name}\n", 1)[1].split("\n.SH ", 1)[0]
+
+
+def config_tables():
+    """{table name ("" for the top level): its part of CONFIGURATION}, from .SS "[name]"."""
+    parts = re.split(r'^\.SS "?(.*?)"?$', plain_section("CONFIGURATION"), flags=re.M)
+    return {(h[1:-1] if h.startswith("[") else ""): body
+            for h, body in zip(parts[1::2], parts[2::2])}
+
+
+def test_configuration_names_every_config_key_in_its_table():
+    """Every key `run` reads (the schema, collector/config/schema.py, as
+    docs/operations.md's config block is checked against it) under its own table."""
+    from tests.unit.test_operations_doc import expected_keys
+
+    tables = config_tables()
+    missing = []
+    for key in sorted(expected_keys()):
+        table, _, name = key.rpartition(".")
+        # on an item's tag line (.B/.BR), as a word
+        if not re.search(rf"^\.BR? .*(?<![\w.]){re.escape(name)}(?!\w)",
+                         tables.get(table, ""), re.M):
+            missing.append(key)
+    assert missing == [], f"docs/surgewatch.8, CONFIGURATION: describe {missing}"
+    assert "capacity" in tables          # user keys only, none by default
+
+
+def test_environment_names_no_color_and_the_test_seams():
+    from collector.config.flags import ENV_SEAMS
+
+    body = plain_section("ENVIRONMENT")
+    missing = [v for v in ("NO_COLOR", "JOURNAL_STREAM", *ENV_SEAMS) if v not in body]
+    assert missing == [], f"docs/surgewatch.8, ENVIRONMENT: describe {missing}"
