@@ -359,6 +359,7 @@ _COMPARE_EXAMPLES = """Examples:
   surgewatch compare prod.json test.json --max-ratio 5 --min-rate 50
   surgewatch compare prod.json test.json --json   rows with status matched/new/gone
   surgewatch compare prod.json test.json --basis absolute   rates, not per connection
+  surgewatch compare prod.json test.json -s 'app*'   gate only app* on a shared host
 """
 
 
@@ -380,16 +381,20 @@ _COMPARE_EXAMPLES = """Examples:
 @click.option("--min-conns", default=100, show_default=True, type=click.IntRange(min=1),
               help="Connections a service needs in the current profile to be judged per "
               "connection.")
+@click.option("-s", "--service", "services", multiple=True, metavar="PATTERN",
+              help="Only services matching PATTERN (glob on the whole name, repeatable); "
+              "one matching no service is an error.")
 @click.option("--json", "as_json", is_flag=True, help="JSON instead of the table.")
 def compare_cmd(baseline, current, max_ratio, min_rate, min_bytes_rate, stat, basis,
-                min_conns, as_json):
+                min_conns, services, as_json):
     """Compare two profiles (services by name): exit 0 within the limits, 1 when a service
     exceeds them, 2 on bad input."""
     from collector.commands.gate import run_compare
 
     sys.exit(run_compare(baseline, current, max_ratio=max_ratio, min_rate=min_rate,
                          min_bytes_rate=min_bytes_rate, stat=stat, as_json=as_json,
-                         basis=basis.replace("-", "_"), min_conns=min_conns))
+                         basis=basis.replace("-", "_"), min_conns=min_conns,
+                         services=services))
 
 
 

@@ -4,6 +4,7 @@ load-normalised ratios where both sides measured load, else on absolute rates.
 Pure: profile dicts in, a result dict out. The rules are in docs/detection.md ("The
 gate", "Basis"); the report is collector/commands/gate.py.
 """
+import fnmatch
 import math
 
 from collector.aggregate.profile import STATS
@@ -94,8 +95,10 @@ def _per_connection(b, c, signals, stat, max_ratio, min_rate, min_bytes_rate):
 
 
 def compare(base, cur, max_ratio=3.0, min_rate=10.0, min_bytes_rate=10240.0, stat="mean",
-            basis=AUTO, min_conns=MIN_CONNS):
-    """Compare two profiles service by service (matched by name).
+            basis=AUTO, min_conns=MIN_CONNS, services=()):
+    """Compare two profiles service by service (matched by name); with `services` (globs
+    on the whole name, as `tail -s`) only the services of either profile matching one:
+    the gate of one service on a shared host. `services_unmatched`: globs matching none.
 
     Basis per service (docs/detection.md): per connection when both profiles measured
     load, the service has connections on both sides and at least min_conns on the current
@@ -118,7 +121,11 @@ def compare(base, cur, max_ratio=3.0, min_rate=10.0, min_bytes_rate=10240.0, sta
     signals = [s for s in SIGNALS if s in base["signals"] and s in cur["signals"]]
     rows = []
     bsvc, csvc = base["services"], cur["services"]
-    for name in sorted(set(bsvc) | set(csvc)):
+    names = sorted(set(bsvc) | set(csvc))
+    unmatched = [g for g in services if not any(fnmatch.fnmatchcase(n, g) for n in names)]
+    if services:
+        names = [n for n in names if any(fnmatch.fnmatchcase(n, g) for g in services)]
+    for name in names:
         status = "new" if name not in bsvc else ("gone" if name not in csvc else "")
         used, why = _basis(name, bsvc, csvc, basis, loads, min_conns)
         if used == PER_CONNECTION:
@@ -139,5 +146,6 @@ def compare(base, cur, max_ratio=3.0, min_rate=10.0, min_bytes_rate=10240.0, sta
     return {"ok": not any(r["exceeds"] for r in rows), "stat": stat, "max_ratio": max_ratio,
             "min_rate": min_rate, "min_bytes_rate": min_bytes_rate, "min_conns": min_conns,
             "basis": overall, "basis_requested": basis, "signals": signals,
-            "signals_not_compared": skipped, "rows": rows,
+            "signals_not_compared": skipped, "rows": rows, "services": list(services),
+            "services_unmatched": unmatched,
             "sides": {"baseline": side_of(base), "current": side_of(cur)}}

@@ -276,7 +276,9 @@ def render_compare(result, base_name, cur_name):
     out = [f"baseline {escape(str(base_name))}, current {escape(str(cur_name))}: "
            f"{result['stat']} {what}; "
            f"limits: ratio {result['max_ratio']:g}, min {result['min_rate']:g}/s "
-           f"({result['min_bytes_rate']:g} bytes/s)"]
+           f"({result['min_bytes_rate']:g} bytes/s)"
+           + (f"; only services matching --service {', '.join(map(escape, result['services']))}"
+              if result.get("services") else "")]
     out.append(_columns(head, widths))
     out += [_columns(x, widths) for x in lines]
     bad = [escape(r["service"]) for r in result["rows"] if r["exceeds"]]
@@ -308,16 +310,22 @@ def compare_json(result, base_path, cur_path):
 
 
 def run_compare(base_path, cur_path, max_ratio=3.0, min_rate=10.0, min_bytes_rate=10240.0,
-                stat="mean", as_json=False, stdout=None, basis="auto", min_conns=MIN_CONNS):
+                stat="mean", as_json=False, stdout=None, basis="auto", min_conns=MIN_CONNS,
+                services=()):
     stdout = stdout if stdout is not None else sys.stdout
     base = read_profile(base_path)
     cur = read_profile(cur_path)
     try:
         result = compare(base, cur, max_ratio=max_ratio, min_rate=min_rate,
                          min_bytes_rate=min_bytes_rate, stat=stat, basis=basis,
-                         min_conns=min_conns)
+                         min_conns=min_conns, services=tuple(services))
     except ValueError as e:           # --basis per-connection without load on a side
         raise BadInput(f"--basis per-connection: {e}") from None
+    if result["services_unmatched"]:  # a typo must not pass the gate on nothing compared
+        names = sorted(set(base["services"]) | set(cur["services"]))
+        raise BadInput(f"--service {escape(result['services_unmatched'][0])}: no service of "
+                       "either profile matches it (a glob on the whole name); their "
+                       f"services: {', '.join(map(escape, names)) or 'none'}")
     if as_json:
         stdout.write(json.dumps(compare_json(result, base_path, cur_path), indent=1) + "\n")
     else:

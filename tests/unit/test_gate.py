@@ -339,3 +339,44 @@ def test_cli_compare_json_status_names_matched_new_and_gone(profiles, tmp_path):
     cache = rows["cache"]["signals"]["log_writes_per_s"]
     assert cache["baseline"] == 0.0 and cache["ratio"] is None and cache["exceeds"]
     assert rows["db"]["signals"]["log_writes_per_s"]["current"] == 0.0
+
+
+def test_compare_only_the_services_matching_the_globs():
+    base = profile_of(stream(60, {"app": 10, "db": 100, "batch": 10}))
+    cur = profile_of(stream(60, {"app": 10, "db": 5000, "cache": 5000}))
+    r = compare(base, cur, services=("app*",))
+    assert [row["service"] for row in r["rows"]] == ["app"] and r["ok"]
+    assert r["services"] == ["app*"] and r["services_unmatched"] == []
+    r = compare(base, cur, services=("app", "d?"))
+    assert [row["service"] for row in r["rows"]] == ["app", "db"] and not r["ok"]
+    r = compare(base, cur, services=("cache", "batch", "nope*"))     # new, gone, a typo
+    assert {row["service"]: row["status"] for row in r["rows"]} == {"batch": "gone",
+                                                                  "cache": "new"}
+    assert r["services_unmatched"] == ["nope*"]
+    assert compare(base, cur)["services"] == []                       # every service
+
+
+def test_cli_compare_service_gates_one_service_on_a_shared_host(profiles):
+    run = cli_runner().invoke
+    res = run(main, ["compare", profiles["base"], profiles["flood"], "--service", "db*"])
+    assert res.exit_code == 0, res.output
+    out = res.output.splitlines()
+    assert "only services matching --service db*" in out[0]
+    assert out[2].startswith("db ") and not any(line.startswith("app") for line in out)
+    assert out[-1] == "ok: every service within the limits"
+    res = run(main, ["compare", profiles["base"], profiles["flood"], "-s", "db", "-s", "app",
+                     "--json"])
+    assert res.exit_code == 1
+    doc = json.loads(res.output)
+    assert doc["services"] == ["db", "app"] and {r["service"] for r in doc["rows"]} == \
+        {"app", "db"}
+
+
+def test_cli_compare_service_matching_nothing_is_bad_input(profiles):
+    """A gate whose glob has a typo must not pass on an empty comparison."""
+    res = cli_runner().invoke(main, ["compare", profiles["base"], profiles["flood"],
+                                    "--service", "db", "--service", "ap"])
+    assert res.exit_code == 2
+    assert res.stderr.splitlines() == [
+        "surgewatch: error: --service ap: no service of either profile matches it (a glob "
+        "on the whole name); their services: app, db"]
