@@ -10,6 +10,7 @@ from collections import deque
 from dataclasses import dataclass
 from fnmatch import fnmatchcase
 
+from collector.aggregate.loglost import LOG_LOST
 from collector.aggregate.lossrisk import LOG_LOSS_RISK
 from collector.aggregate.resets import bucket_label, idle_mode
 from collector.aggregate.signals import LOG_BYTES, LOG_WRITES, RESETS_RECEIVED, RESETS_SENT
@@ -18,7 +19,7 @@ RECENT_INTERVALS = 10      # "recent resets": the idle bucket is judged over the
 SORTS = ("now", "avg", "bytes", "resets", "name")
 # the short name of each alerting signal in the ALERT column
 SIGNAL_NAMES = {LOG_WRITES: "writes", LOG_BYTES: "bytes", RESETS_SENT: "sent",
-                RESETS_RECEIVED: "recv", LOG_LOSS_RISK: "loss"}
+                RESETS_RECEIVED: "recv", LOG_LOSS_RISK: "loss", LOG_LOST: "lost"}
 
 
 @dataclass(frozen=True)
@@ -33,7 +34,8 @@ class LiveRow:
     received: int              # resets received in the window
     idle: str | None = None    # the idle-before-reset bucket holding most recent resets
     idle_share: float = 0.0    # its share of the recent resets with a known idle time
-    alerts: tuple = ()         # SIGNAL_NAMES of the signals alerting now ("loss": at
+    alerts: tuple = ()         # SIGNAL_NAMES of the signals alerting now ("lost": journald
+                               # dropped some, an open log_lost alert; "loss": at
                                # loss risk in the last interval, docs/detection.md)
     loss_risk: tuple = ()      # the limits ("journald", "capacity") it went over then
 
@@ -97,7 +99,7 @@ class LiveModel:
                 self._risks.setdefault(r["service"], set()).add(entry.get("limit", "?"))
             now = (r.get("log_writes", 0), r.get("log_bytes", 0),
                    r.get("resets_sent", 0), r.get("resets_received", 0))
-            if not any(now) and r["service"] not in self._services:
+            if not any(now) and not r.get(LOG_LOST) and r["service"] not in self._services:
                 continue          # load only (schema 1.5): nothing this view shows
             acc = self._services.setdefault(r["service"], _Acc())
             acc.now = tuple(a + b for a, b in zip(acc.now, now))

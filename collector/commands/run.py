@@ -20,7 +20,7 @@ from collector.commands.process import (
 )
 from collector.config import HOST_ROOT
 from collector.errors import BadInput, SurgewatchError
-from collector.pipeline.alerts import AlertStage
+from collector.pipeline.alerts import AlertStage, open_journald_drops
 from collector.pipeline.build import apply_rules, build_collector, rules_key
 from collector.sinks.registry import OutputContext, Outputs
 
@@ -163,9 +163,11 @@ class Daemon:
                              f"lock {self.cfg.lock_file})", key="start")
             self._log_where(self.outputs.opened)
             root = getattr(self.collector, "host_root", None)
+            files = root.files if root else "/"
+            drops = open_journald_drops(files, self.log)
             self.alert_stage = alerts = AlertStage(meta["host"], self.log, self.cfg.alerts,
                                                    capacity=self.cfg.capacity,  # docs/detection.md
-                                                   host_root=root.files if root else "/")
+                                                   host_root=files, drops=drops)
 
             def on_interval(iv):
                 seg = self.outputs.get("segments")
@@ -188,6 +190,8 @@ class Daemon:
                                    tick_s=None if wakeup_fd is not None else 0.1,
                                    should_stop=self._should_stop, wakeup_fd=wakeup_fd)
         finally:
+            if self.alert_stage is not None:
+                self.alert_stage.close()
             self.collector.close()
         if self.failed:
             self.log("error", f"stopping: {self.failed}")

@@ -6,6 +6,7 @@ import sys
 from contextlib import nullcontext
 
 from collector.aggregate.alerts import OPEN, AlertEvent, Detector, format_event
+from collector.aggregate.loglost import LOG_LOST, LogLost
 from collector.aggregate.logrates import Window
 from collector.aggregate.lossrisk import (OPEN as RISK_OPEN, LossRisk, RiskEvent,
                                           format_risk_event)
@@ -15,6 +16,7 @@ from collector.aggregate.selection import Selection
 from collector.errors import EnvironmentProblem
 from collector.host.journald_limits import JournaldLimits
 from collector.host.sockdiag import inventory, socket_owners, tcp_connections_all_namespaces
+from collector.pipeline.alerts import open_journald_drops
 from collector.pipeline.build import build_collector
 from collector.records.model import alert_record
 from collector.sinks.jsonout import snapshot_json, write_json
@@ -50,6 +52,9 @@ def run_snapshot(duration, interval, top, as_json, msgpack_path, rules, argv=(),
     root = getattr(collector, "host_root", None)      # collector/host/hostroot.py
     at = {"root": root.files} if root is not None and root.differs() else {}
     risk = LossRisk(JournaldLimits(warn=notes.append, **at), capacity)
+    drops = open_journald_drops(root.files if root is not None else "/",
+                                log=lambda _level, line, key=None: notes.append(line))
+    lost = LogLost()    # docs/detection.md, "Messages lost"
     selected = set()    # services of the selected rate records: whose open risks to say
     try:
         collector.begin()            # before the meta record says the probes are attached
@@ -65,6 +70,8 @@ def run_snapshot(duration, interval, top, as_json, msgpack_path, rules, argv=(),
             # before the selection: the limits are the service's and the destination's,
             # whatever -s/-p show; it annotates iv.rates (`loss_risk`) for all outputs
             risk_events = _observe_risk(risk, iv.rates, s, notes)
+            if drops is not None:
+                risk_events += _observe_lost(lost, drops, meta["host"], iv.rates, s, notes)
             sel = selection.select(iv.rates, iv.resets, iv.reset_records, iv.reset_events,
                                    writes=collector.last_writes if selection.pids else None,
                                    seq=s["seq"], interval_s=s["interval"])
@@ -83,7 +90,8 @@ def run_snapshot(duration, interval, top, as_json, msgpack_path, rules, argv=(),
                                           sel.reset_records)
             if model is not None:
                 model.add_interval(sel.rates, sel.resets, s["interval"],
-                                   [(a.service, a.signal) for a in detector.open_alerts()])
+                                   [(a.service, a.signal) for a in detector.open_alerts()]
+                                   + [(name, LOG_LOST) for name in lost.open])
             if sink:      # the stream keeps every record: -s/-p select what is shown
                 raised = [alert_record(meta["host"], float(s["ts"]), seq=s["seq"], **ev.fields())
                           for ev in events + risk_events]
@@ -100,6 +108,8 @@ def run_snapshot(duration, interval, top, as_json, msgpack_path, rules, argv=(),
                           should_stop=lambda: view is not None and view.quit)
     finally:
         collector.close()
+        if drops is not None:
+            drops.close()
         if sink:
             sink.close()
     inventory_ = selection.inventory(_inventory(collector.services, idle_threshold)) \
@@ -116,6 +126,7 @@ def run_snapshot(duration, interval, top, as_json, msgpack_path, rules, argv=(),
             sys.stdout.write("\n" + render_load(lwindow, top) + "\n")
         _alerts_note(detector)
         _risks_note(risk, selected)
+        _lost_note(lost.totals, selected)
         _loss_note(window.stats() or {})
     else:
         doc = snapshot_json(window, meta, top=top)
@@ -174,13 +185,35 @@ def _observe_risk(risk, rates, stats, notes):
         return []
 
 
+def _observe_lost(lost, drops, host, rates, stats, notes):
+    """The interval's log_lost events (rates get `log_lost`); a failure costs only the
+    count, once said."""
+    try:
+        return lost.observe(host, float(stats["ts"]), stats["seq"], float(stats["interval"]),
+                            rates, drops.take())
+    except Exception as e:          # a bug in the count must not cost the snapshot
+        msg = f"journald drop count failed: {type(e).__name__}: {e}"
+        if msg not in notes:
+            notes.append(msg)
+        return []
+
+
 def _carry_risk(rates, selected):
-    """`loss_risk` onto selected records rebuilt from the writes (-p): a service's risk
-    is the service's, whichever of its processes is shown."""
-    by_service = {r["service"]: r["loss_risk"] for r in rates if r.get("loss_risk")}
-    for r in selected:
-        if "loss_risk" not in r and r.get("service") in by_service:
-            r["loss_risk"] = by_service[r["service"]]
+    """`loss_risk` and `log_lost` onto selected records rebuilt from the writes (-p): a
+    service's risk and loss are the service's, whichever of its processes is shown."""
+    for field in ("loss_risk", LOG_LOST):
+        by_service = {r["service"]: r[field] for r in rates if r.get(field)}
+        for r in selected:
+            if field not in r and r.get("service") in by_service:
+                r[field] = by_service[r["service"]]
+
+
+def _lost_note(totals, services):
+    """What journald dropped during the window, one line per selected service."""
+    for service, n in sorted(totals.items()):
+        if service in services and n:
+            sys.stderr.write(f"surgewatch: lost: {escape(service)}: journald dropped {n} "
+                             "messages during the snapshot\n")
 
 
 def _shown_marks(marks, rows):

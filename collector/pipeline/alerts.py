@@ -4,26 +4,44 @@ Feeds each interval's `rate` and `reset` records to collector.aggregate.alerts.D
 and turns what opened or closed into `alert` records (docs/stream.md) and one log line
 each (docs/detection.md). The interval's end time and length come from its `stats` record.
 The loss-risk check (collector.aggregate.lossrisk) runs here too: it adds `loss_risk` to
-the interval's rate records at risk and raises `log_loss_risk` alerts.
+the interval's rate records at risk and raises `log_loss_risk` alerts; and, given a
+reader of journald's drop notices, the messages actually lost (collector.aggregate.loglost):
+`log_lost` in the rate records and `log_lost` alerts.
 """
 from collector.records import model
 from collector.aggregate.alerts import Detector, format_event
+from collector.aggregate.loglost import LogLost, format_lost_event
 from collector.aggregate.lossrisk import LossRisk, format_risk_event
+from collector.host.journald_drops import JournaldDrops, Unavailable
 from collector.host.journald_limits import JournaldLimits
+
+
+def open_journald_drops(root="/", log=None):
+    """A reader of journald's drop notices (collector/host/journald_drops.py), or None
+    with one notice line saying why."""
+    try:
+        return JournaldDrops(root)
+    except Unavailable as e:
+        if log is not None:
+            log("notice", f"messages journald drops are not counted: {e}", key="journald-drops")
+        return None
 
 
 class AlertStage:
     def __init__(self, host, log=None, config=None, capacity=(), loss_risk=None,
-                 host_root="/"):
+                 host_root="/", drops=None):
         """capacity: the config's [capacity] globs; loss_risk: a LossRisk (tests), else
         one reading journald's limits from this host's files (under host_root: the
-        collector's HostRoot.files, collector/host/hostroot.py)."""
+        collector's HostRoot.files, collector/host/hostroot.py); drops: None, or a reader
+        whose take() returns {unit: messages journald dropped} since the last call."""
         self.host = host
         self.log = log
         self.detector = Detector(config)
         if loss_risk is None:
             loss_risk = LossRisk(JournaldLimits(root=host_root, warn=self._warn), capacity)
         self.loss_risk = loss_risk
+        self.drops = drops
+        self.lost = LogLost()
 
     def _warn(self, message):
         if self.log is not None:
@@ -54,7 +72,28 @@ class AlertStage:
                 level = "warning" if ev.state == "open" else "notice"
                 self.log(level, format_event(ev),
                          key=f"alert:{ev.alert.service}:{ev.alert.signal}:{ev.state}")
-        return out + self._loss_risk(ts, stats, rates)
+        return out + self._loss_risk(ts, stats, rates) + self._lost(ts, stats, rates)
+
+    def _lost(self, ts, stats, rates):
+        """log_lost `alert` records of the interval (rates get `log_lost`); a failure costs
+        only them."""
+        if self.drops is None:
+            return []
+        try:
+            events = self.lost.observe(self.host, ts, stats["seq"], float(stats["interval"]),
+                                       rates, self.drops.take())
+        except Exception as e:          # a bug here must not cost the other alerts
+            if self.log is not None:
+                self.log("error", f"journald drop count failed this interval: "
+                                  f"{type(e).__name__}: {e}", key="lost-failed")
+            return []
+        out = []
+        for ev in events:
+            out.append(model.alert_record(self.host, ts, seq=stats["seq"], **ev.fields()))
+            if self.log is not None:
+                self.log("warning" if ev.state == "open" else "notice", format_lost_event(ev),
+                         key=f"lost:{ev.loss.service}:{ev.state}")
+        return out
 
     def _loss_risk(self, ts, stats, rates):
         """log_loss_risk `alert` records of the interval; a failure costs only them."""
@@ -73,6 +112,10 @@ class AlertStage:
                 self.log(level, format_risk_event(ev),
                          key=f"loss:{ev.risk.service}:{ev.risk.key}:{ev.state}")
         return out
+
+    def close(self):
+        if self.drops is not None:
+            self.drops.close()
 
     def status(self):
         """{(service, signal): (alerting, rate)}: for a gauge per service and signal."""

@@ -25,6 +25,7 @@ Names, help, families and the HTTP server are collector/sinks/prometheus_exposit
 import threading
 import time
 
+from collector.aggregate.loglost import LOG_LOST
 from collector.aggregate.lossrisk import LOG_LOSS_RISK
 from collector.aggregate.slots import DEFAULT_PER_OWNER, choose_victim
 from collector.aggregate.signals import CONNS_ACCEPTED, CONNS_CONNECTED, TCP_BYTES_OUT
@@ -189,6 +190,8 @@ class _Service:
                 self.conns[d] += o.conns[d]
         if o.tcp_bytes is not None:
             self.tcp_bytes = (self.tcp_bytes or 0) + o.tcp_bytes
+        if o.lost is not None:
+            self.lost = (self.lost or 0) + o.lost
         for k, n in o.kinds.items():
             self.kinds[k] = self.kinds.get(k, 0) + n
         if o.idle_hist:
@@ -207,6 +210,7 @@ class _Service:
         self.resets = {"sent": 0, "received": 0}
         self.conns = None          # {"accepted", "connected"} once a record carried load
         self.tcp_bytes = None      # once a record carried tcp_bytes_out
+        self.lost = None           # once a record carried log_lost (journald's drops)
         self.kinds = {}            # sent resets by kind
         self.idle_hist = []        # cumulative idle-before-reset bucket counts (24)
         self.idle_count = 0
@@ -294,7 +298,7 @@ class PrometheusSink:
     def _rate(self, rec, now):
         owner = rec.get("owner")
         volume = sum(int(rec.get(k, 0) or 0)
-                     for k in ("log_writes", "resets_sent", "resets_received"))
+                     for k in ("log_writes", "resets_sent", "resets_received", LOG_LOST))
         svc = self._services.get(_label(rec.get("service", "?")), now,
                                  owner if isinstance(owner, str) else "unknown", volume)
         svc.writes += int(rec.get("log_writes", 0))
@@ -312,6 +316,8 @@ class PrometheusSink:
             svc.conns["connected"] += int(rec.get(CONNS_CONNECTED, 0) or 0)
         if TCP_BYTES_OUT in rec:
             svc.tcp_bytes = (svc.tcp_bytes or 0) + int(rec.get(TCP_BYTES_OUT) or 0)
+        if LOG_LOST in rec:
+            svc.lost = (svc.lost or 0) + int(rec.get(LOG_LOST) or 0)
 
     def add_reset_details(self, per_service):
         """Exact per-service reset kinds and idle-before-reset histograms of one interval

@@ -86,6 +86,9 @@ def service_families(services):
     tbytes = CounterMetricFamily(f"{P}_tcp_sent_bytes", "Bytes the service's sends put "
                                  "into TCP sockets (where the kernel counts them exactly).",
                                  labels=["service"])
+    lost = CounterMetricFamily(f"{P}_log_lost_messages", "Messages journald dropped of the "
+                               "service (its rate limit), from journald's own notices.",
+                               labels=["service"])
     idle = HistogramMetricFamily(f"{P}_tcp_reset_idle_seconds", "Time a connection was "
                                  "idle before it was reset (where defined).",
                                  labels=["service"])
@@ -102,12 +105,14 @@ def service_families(services):
                 conns.add_metric([name, direction], svc.conns[direction])
         if svc.tcp_bytes is not None:
             tbytes.add_metric([name], svc.tcp_bytes)
+        if svc.lost is not None:
+            lost.add_metric([name], svc.lost)
         for kind, n in sorted(svc.kinds.items()):
             kinds.add_metric([name, kind], n)
         if svc.idle_hist:
             idle.add_metric([name], _idle_buckets(svc.idle_hist),
                             sum_value=idle_sum_lower_bound(svc.idle_hist))
-    return [writes, wbytes, pwrites, pbytes, resets, kinds, idle, conns, tbytes]
+    return [writes, wbytes, pwrites, pbytes, resets, kinds, idle, conns, tbytes, lost]
 
 
 def _idle_buckets(hist):

@@ -5,6 +5,7 @@ verify` says nothing about the unit and `systemd-analyze security` rates it at m
 afterwards; whatever the install replaced is put back.
 
 Needs systemd as PID 1 (the Vagrant VM, `make vm-test`); skipped elsewhere."""
+import json
 import os
 import re
 import subprocess
@@ -156,3 +157,59 @@ def test_unit_installs_starts_counts_exactly_and_is_hardened(installed, tmp_path
                  "stopped by SIGTERM; probes detached"):
         assert line in journal, journal
     assert "warning" not in journal.lower() and "error" not in journal.lower(), journal
+
+
+def journald_notices(since, unit):
+    """journald's own count of the unit's dropped messages since `since`: the N_DROPPED
+    of its "Suppressed N messages from UNIT" notices (the ground truth)."""
+    out = sh("journalctl", "--since", since, "-o", "json", "--no-pager", "_TRANSPORT=driver",
+             "MESSAGE_ID=a596d6fe7bfa4994828e72309e95d61e").stdout
+    return sum(int(e["N_DROPPED"]) for e in map(json.loads, out.splitlines())
+               if e.get("MESSAGE", "").endswith(f" messages from {unit}"))
+
+
+def test_messages_journald_drops_are_counted_as_journald_reports_them(installed):
+    """A unit with LogRateLimitBurst= set low logs N lines at once, waits out the window,
+    then one more (journald writes its notice at the first message that passes). The
+    daemon's log_lost for the unit equals journald's notices, which equal the N lines
+    less the ones journald kept (docs/detection.md, "Messages lost")."""
+    since = time.strftime("%Y-%m-%d %H:%M:%S")
+    start_ts = time.time()
+    sh("systemctl", "start", UNIT)
+    wait_for("the daemon's first stats record", lambda: any(
+        r["type"] == "stats" for r in this_run(start_ts)), True, 90)
+    tag = uuid.uuid4().hex[:8]
+    unit, n = f"swlost{tag}.service", 2000
+    script = Path(f"/run/swlost{tag}.py")
+    unit_file = Path(f"/run/systemd/system/{unit}")
+    script.write_text(f"import time\nfor i in range({n}):\n"
+                      f"    print('swlost {tag} line %d' % i, flush=True)\n"
+                      f"time.sleep(3.5)\nprint('swlost {tag} after', flush=True)\n")
+    unit_file.write_text(f"[Service]\nType=oneshot\nExecStart=/usr/bin/python3 {script}\n"
+                         "LogRateLimitIntervalSec=2s\nLogRateLimitBurst=20\n")
+    try:
+        sh("systemctl", "daemon-reload")
+        sh("systemctl", "start", unit, timeout=120)          # oneshot: returns when done
+        kept = sum(1 for line in sh("journalctl", "--since", since, "-o", "cat", "--no-pager",
+                                    f"_SYSTEMD_UNIT={unit}").stdout.splitlines()
+                   if line.startswith(f"swlost {tag} line "))
+        dropped = journald_notices(since, unit)
+        assert 0 < dropped and kept + dropped == n, (kept, dropped)
+        wait_for(f"log_lost of {unit} in the records", lambda: totals(
+            this_run(start_ts), unit, "log_lost"), dropped, 30)
+        recs = this_run(start_ts)
+        opened = [r["lost"] for r in recs if r["type"] == "alert" and r["service"] == unit
+                  and r["signal"] == "log_lost" and r["state"] == "open"]
+        assert len(opened) == 1 and 0 < opened[0] <= dropped, opened
+        # every line was a write to journald's stdout stream, kept or not
+        assert totals(recs, unit, "log_writes") == n + 1
+        with urllib.request.urlopen(METRICS + "/metrics", timeout=10) as r:
+            text = r.read().decode()
+        assert metric(text, "surgewatch_log_lost_messages_total", service=unit) == dropped
+        journal = unit_log(since)
+        assert f"lost: {unit}: journald dropped " in journal, journal
+    finally:
+        sh("systemctl", "stop", UNIT, check=False)
+        unit_file.unlink(missing_ok=True)
+        script.unlink(missing_ok=True)
+        sh("systemctl", "daemon-reload", check=False)

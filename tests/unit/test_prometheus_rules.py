@@ -69,7 +69,8 @@ def served_names():
                               ratio=None, threshold=8, reason="journald_rate_limit",
                               started=1.0, peak=50, intervals=0, top={},
                               limit={"limit": "journald", "key": "journald"})
-    rate.update(conns_accepted=1, conns_connected=1, tcp_bytes_out=1)     # schema 1.5 load
+    rate.update(conns_accepted=1, conns_connected=1, tcp_bytes_out=1,     # schema 1.5 load
+                log_lost=1)                                               # 1.8
     sink.write_interval([rate, alert, loss, stats])
     sink.add_reset_details({"a": R})
     return {s.name for f in text_string_to_metric_families(sink.render().decode())
