@@ -11,6 +11,7 @@ python3-systemd: the journal's own index finds the notices, no other message is 
 take() returns what arrived since the last call. parse_notice() is pure.
 """
 import os
+import time
 import uuid
 
 DROPPED_ID = "a596d6fe7bfa4994828e72309e95d61e"   # SD_MESSAGE_JOURNAL_DROPPED
@@ -89,8 +90,9 @@ class JournaldDrops:
             else:
                 reader = journal.Reader(path=self._directory(root))
             reader.add_match(MESSAGE_ID=DROPPED_ID, _TRANSPORT="driver")
-            reader.seek_tail()
-            reader.get_previous()        # from the newest notice on: only new ones count
+            # from now on: only notices written after the start count (a seek by time
+            # holds whether or not an earlier notice exists)
+            reader.seek_realtime(time.time())
             reader.fileno()              # inotify: process() then sees rotated files
         except (OSError, ValueError) as e:
             raise Unavailable(f"cannot open the journal: {e}; journald drops are not "
