@@ -208,6 +208,7 @@ _TAIL_EXAMPLES = """Examples:
 \b
   surgewatch tail                     the stored records, one line each
   surgewatch tail -f -t alert         alerts as they open and close
+  surgewatch tail -f -v -t reset      every reset, one line each (not folded)
   surgewatch tail -t reset,alert -s 'nginx*'   resets and alerts of nginx
   surgewatch tail -p 4242 --since 1h  the last hour's records naming pid 4242
   surgewatch tail --since 10m --type stats    every interval's own health, last 10 min
@@ -237,7 +238,11 @@ _TAIL_EXAMPLES = """Examples:
 @click.option("--socket", "from_socket", is_flag=True,
               help="Read the live stream of the running daemon from its socket "
                    "(SOURCE, else the configured outputs.socket.path).")
-def tail_cmd(source, as_json, follow, since, services, pids, types, config_path, from_socket):
+@click.option("-v", "--verbose", is_flag=True,
+              help="A line for every reset (in a terminal a service's resets of one "
+                   "interval get one line: count, peers, interval; JSON is never folded).")
+def tail_cmd(source, as_json, follow, since, services, pids, types, config_path, from_socket,
+             verbose):
     """Show records from a segment directory, a stream file, the daemon's stream socket
     or - (stdin).
 
@@ -257,7 +262,7 @@ def tail_cmd(source, as_json, follow, since, services, pids, types, config_path,
                            "--socket for the live stream")
     sys.exit(run_tail(source, as_json=as_json, follow=follow,
                       since=parse_since(since) if since else None, services=services,
-                      socket=from_socket, types=types, pids=pids))
+                      socket=from_socket, types=types, pids=pids, verbose=verbose))
 
 
 

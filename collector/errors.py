@@ -2,7 +2,8 @@
 
 Exit codes (documented in docs/operations.md and the README):
   0 ok, 1 runtime failure / doctor found problems, 2 bad usage, input or environment
-  (missing privileges, tracefs, headers, bad config, corrupt stream).
+  (missing privileges, tracefs, headers, bad config, corrupt stream; records or a stream
+  socket this user may not read: NoAccess).
 """
 
 EXIT_OK = 0
@@ -24,6 +25,38 @@ class EnvironmentProblem(SurgewatchError):
 
 class ProbeUnavailable(EnvironmentProblem):
     """One probe cannot run here; others may."""
+
+
+class NoAccess(EnvironmentProblem):
+    """A reader (tail, plot, record --from) may not read the daemon's records or connect
+    to its stream socket: permission denied (exit 2, as missing privileges)."""
+
+    @classmethod
+    def of(cls, path, command=None):
+        """The error for `path`, naming its owner, group and mode (when they can be read)
+        and the fix: root, or the file's group when that is not root's."""
+        import grp
+        import os
+        import pwd
+        import stat
+
+        detail, group = "", None
+        try:
+            st = os.stat(path)
+        except OSError:
+            st = None
+        if st is not None:
+            def name(lookup, n):
+                try:
+                    return lookup(n)[0]
+                except KeyError:
+                    return str(n)
+            group = name(grp.getgrgid, st.st_gid) if st.st_gid != 0 else None
+            detail = (f" (owner {name(pwd.getpwuid, st.st_uid)}, group "
+                      f"{name(grp.getgrgid, st.st_gid)}, mode {stat.S_IMODE(st.st_mode):04o})")
+        join = f", or as a member of group {group}" if group else ""
+        how = f"sudo surgewatch {command}" if command else "sudo"
+        return cls(f"{path}: permission denied{detail}: run it as root ({how}){join}")
 
 
 class BadInput(SurgewatchError):

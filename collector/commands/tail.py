@@ -15,13 +15,14 @@ import stat
 import sys
 import time
 
-from collector.errors import EXIT_OK, EXIT_USAGE, BadInput
+from collector.errors import EXIT_OK, EXIT_USAGE, BadInput, NoAccess
 from collector.records.model import RECORD_TYPES
 from collector.records.segments import SegmentFollower, list_segments
 from collector.records.source import open_records, read_pipe
 from collector.sinks.jsonout import dumps
 from collector.sinks.recordlines import format_record
 from collector.sinks.unixsock import subscribe
+from collector.commands.tail_fold import ResetFold
 
 _REL = re.compile(r"([0-9]+(?:\.[0-9]+)?)\s*(s|m|h|d)")
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
@@ -92,27 +93,41 @@ def keep(rec, since=None, services=(), types=(), pids=()):
 
 
 class _Out:
-    def __init__(self, stream, as_json, every_stats=False):
+    """Lines for a person (resets folded per service and interval unless verbose) or
+    JSON lines (one per record, never folded)."""
+
+    def __init__(self, stream, as_json, every_stats=False, verbose=False):
         self.stream, self.as_json, self.every_stats = stream, as_json, every_stats
+        self.fold = None if as_json or verbose else ResetFold()
 
-    def write(self, rec):
-        if self.as_json:
-            line = dumps(rec, indent=None)
-        else:
-            line = format_record(rec, self.every_stats)
-            if line is None:
-                return
-        self.stream.write(line + "\n")
+    def see(self, rec, shown):
+        """Every record read, in order; shown: it passed the filters."""
+        lines, held = self.fold.see(rec, shown) if self.fold is not None else ([], False)
+        if shown and not held:
+            line = dumps(rec, indent=None) if self.as_json else \
+                format_record(rec, self.every_stats)
+            if line is not None:
+                lines.append(line)
+        self._write(lines)
 
-    def flush(self):
+    def _write(self, lines):
+        if lines:
+            self.stream.write("".join(line + "\n" for line in lines))
+
+    def flush(self, idle=False):
+        """idle (a follow found nothing new), or the end: the held resets are written."""
+        if idle and self.fold is not None:
+            self._write(self.fold.flush())
         self.stream.flush()
 
 
 def run_tail(source, as_json=None, follow=False, since=None, services=(), stdout=None,
              stderr=None, poll_s=0.5, should_stop=lambda: False, socket=False, types=(),
-             pids=()):
+             pids=(), verbose=False):
     """Print the records of source (of `types` only, when given); returns the exit code.
-    A healthy stats record gets a line only when stats were asked for by type."""
+    A healthy stats record gets a line only when stats were asked for by type; in a
+    terminal a service's resets of one interval get one line unless verbose. A source
+    this user may not read is NoAccess (one line, exit 2), never a traceback."""
     stdout = stdout if stdout is not None else sys.stdout
     stderr = stderr if stderr is not None else sys.stderr
     if as_json is None:
@@ -120,7 +135,7 @@ def run_tail(source, as_json=None, follow=False, since=None, services=(), stdout
             as_json = not stdout.isatty()
         except (AttributeError, ValueError):
             as_json = True
-    out = _Out(stdout, as_json, every_stats="stats" in types)
+    out = _Out(stdout, as_json, every_stats="stats" in types, verbose=verbose)
     want = {"since": since, "services": services, "types": types, "pids": pids}
     state = {"corrupt": 0}
 
@@ -132,40 +147,52 @@ def run_tail(source, as_json=None, follow=False, since=None, services=(), stdout
             stderr.write(f"surgewatch: error: {err}\n")
         stderr.flush()
 
+    def show(rec):
+        out.see(rec, keep(rec, **want))
+
     source = str(source)
+    try:
+        if socket or (source != "-" and _is_socket(source)):
+            _tail_socket(source, out, on_problem, show)
+        else:
+            _tail_stored(source, out, on_problem, show, stderr, follow, since, poll_s,
+                         should_stop)
+    except BrokenPipeError:
+        return _reader_gone(stdout)
+    except PermissionError:      # a root-only directory, segment or socket: one line
+        raise NoAccess.of(source, "tail --socket" if socket else "tail") from None
+    return EXIT_USAGE if state["corrupt"] else EXIT_OK
+
+
+def _tail_stored(source, out, on_problem, show, stderr, follow, since, poll_s, should_stop):
     stdin = source == "-"
-    if socket or (not stdin and _is_socket(source)):
-        return _tail_socket(source, out, on_problem, want, state, stdout)
-    records = open_records(source, on_problem, newer_than=since)   # refuses a bad source
+    records = open_records(source, on_problem, newer_than=since,   # refuses a bad source
+                           command="tail")
     if not stdin and os.path.isdir(source) and not list_segments(source):
         # silence would look like "nothing happened"; it may be the wrong directory
         stderr.write(f"surgewatch: note: {source}: no segment files (seg-*.msgpack) "
                      f"{'yet, waiting' if follow else 'in it'}; the daemon's are in "
                      "outputs.segments.dir (default /var/lib/surgewatch)\n")
         stderr.flush()
-    try:
-        if follow and not stdin:
-            follower = SegmentFollower(source, on_problem, from_end=since is None,
-                                       newer_than=since)
-            try:
-                while not should_stop():
-                    for rec in follower.poll():
-                        if keep(rec, **want):
-                            out.write(rec)
-                    out.flush()
-                    time.sleep(poll_s)
-            finally:
-                follower.close()
-        else:
-            for rec in records:
-                if keep(rec, **want):
-                    out.write(rec)
-                    if stdin:
-                        out.flush()
-            out.flush()
-    except BrokenPipeError:
-        return _reader_gone(stdout)
-    return EXIT_USAGE if state["corrupt"] else EXIT_OK
+    if follow and not stdin:
+        follower = SegmentFollower(source, on_problem, from_end=since is None,
+                                   newer_than=since)
+        try:
+            while not should_stop():
+                found = False
+                for rec in follower.poll():
+                    found = True
+                    show(rec)
+                out.flush(idle=not found)
+                time.sleep(poll_s)
+        finally:
+            follower.close()
+    else:
+        for rec in records:
+            show(rec)
+            if stdin:
+                out.flush()
+    out.flush(idle=True)
 
 
 def _reader_gone(stdout):
@@ -186,17 +213,14 @@ def _is_socket(path):
         return False
 
 
-def _tail_socket(path, out, on_problem, want, state, stdout):
+def _tail_socket(path, out, on_problem, show):
     """The live stream of a running daemon: records as they come, until it stops."""
     sock = subscribe(path)
     try:
         raw = sock.makefile("rb", buffering=0)    # read() returns what has arrived
         for rec in read_pipe(raw, on_problem, name=path):
-            if keep(rec, **want):
-                out.write(rec)
-                out.flush()
-    except BrokenPipeError:
-        return _reader_gone(stdout)
+            show(rec)
+            out.flush(idle=rec.get("type") != "reset")
+        out.flush(idle=True)
     finally:
         sock.close()
-    return EXIT_USAGE if state["corrupt"] else EXIT_OK

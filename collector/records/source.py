@@ -7,23 +7,24 @@ intervals: collector/records/intervals.py)."""
 import os
 import sys
 
-from collector.errors import BadInput, StreamError
+from collector.errors import BadInput, NoAccess, StreamError
 from collector.records.segments import read_file, read_segments
 from collector.records.stream import read_records
 
 
-def open_records(source, on_problem, newer_than=None):
-    """Records of source (a path or "-"), lazily; BadInput when it cannot be read."""
+def open_records(source, on_problem, newer_than=None, command=None):
+    """Records of source (a path or "-"), lazily; BadInput when it cannot be read,
+    NoAccess (naming the fix: sudo surgewatch `command`) when this user may not."""
     source = str(source)
     if source == "-":
         return read_pipe(getattr(sys.stdin.buffer, "raw", sys.stdin.buffer), on_problem)
     if not os.path.exists(source):
         raise BadInput(f"{source}: no such file or directory; give a segment directory "
                        "(default /var/lib/surgewatch) or a stream file")
-    return _stored(source, on_problem, newer_than)
+    return _stored(source, on_problem, newer_than, command)
 
 
-def _stored(source, on_problem, newer_than):
+def _stored(source, on_problem, newer_than, command):
     try:
         if os.path.isdir(source):
             yield from read_segments(source, on_problem, newer_than=newer_than)
@@ -31,6 +32,8 @@ def _stored(source, on_problem, newer_than):
             yield from read_file(source, on_problem)
     except StreamError:
         raise
+    except PermissionError:
+        raise NoAccess.of(source, command) from None
     except OSError as e:
         raise BadInput(f"{source}: cannot read: {e.strerror or e}") from None
 

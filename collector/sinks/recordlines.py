@@ -165,6 +165,48 @@ def _reset(head, rec):
     return line
 
 
+TOP_PEERS = 3       # peers a folded reset line names
+
+
+def _peers(resets):
+    """The top peers of reset records by count: addr:port when all of an address's
+    resets had one port (a backend), else the address and how many ports (clients)."""
+    count, ports = {}, {}
+    for r in resets:
+        host = _s(r.get("remote"))
+        count[host] = count.get(host, 0) + 1
+        ports.setdefault(host, set()).add(_s(r.get("remote_port")))
+    top = sorted(count, key=lambda h: (-count[h], h))
+    shown = []
+    for h in top[:TOP_PEERS]:
+        addr = f"[{h}]" if ":" in h else h
+        addr += f":{next(iter(ports[h]))}" if len(ports[h]) == 1 else \
+            f" ({len(ports[h])} ports)"
+        shown.append(f"{addr} x{count[h]}")
+    more = f", +{len(top) - TOP_PEERS} more" if len(top) > TOP_PEERS else ""
+    return ", ".join(shown) + more
+
+
+def format_reset_fold(resets, interval=None, counted=None):
+    """One line for one service's `reset` records of one interval (tail folds them so
+    the alert lines of a reset storm stay in view): how many (of how many the rate record
+    counted, when the per-interval record limit left some out), sent and received, the
+    interval's length, the top peers and the idle range. One record: its own line."""
+    if len(resets) == 1:
+        return format_record(resets[0])
+    first = resets[0]
+    head = f"{_when(first.get('ts'))} {_s(first.get('host', '?'))}"
+    sent = sum(1 for r in resets if r.get("direction") == "sent")
+    of = f" of {counted}" if _num(counted) and counted > len(resets) else ""
+    length = f" in {interval:.3g}s" if _num(interval) and interval > 0 else ""
+    idle = [r["idle_ms"] for r in resets if _num(r.get("idle_ms"))]
+    low, high = (fmt_ms(min(idle)), fmt_ms(max(idle))) if idle else (None, None)
+    span = "" if not idle else f"  idle {low}" + (f"-{high}" if high != low else "")
+    return (f"{head} {_seq(first)} resets {_s(first.get('service', '?'))}  {len(resets)}{of}"
+            f"{length} (sent {sent}, received {len(resets) - sent})  peers {_peers(resets)}"
+            f"{span}")
+
+
 def _top(signal, top):
     """The first thing to look at: a log signal's busiest path, a reset signal's peer."""
     top = top if isinstance(top, dict) else {}

@@ -35,7 +35,7 @@ import struct
 import threading
 import time
 
-from collector.errors import BadInput
+from collector.errors import BadInput, NoAccess
 from collector.records import model
 from collector.records.stream import encode
 from collector.sinks.socketfile import listen_unix, remove_if_ours
@@ -265,6 +265,9 @@ def subscribe(path, timeout=None):
     s.settimeout(timeout)
     try:
         s.connect(str(path))
+    except PermissionError:
+        s.close()
+        raise NoAccess.of(path, "tail --socket") from None
     except OSError as e:
         s.close()
         hint = "; is `surgewatch run` running with outputs.socket enabled?" \

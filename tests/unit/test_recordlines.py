@@ -173,3 +173,20 @@ def test_meta_line_names_probes_and_which_are_off():
                             "6.1", mode="run", version="0.1.0")
     assert format_record(rec).endswith(" web1 start   surgewatch 0.1.0 (run), interval 0.5s, "
                                        "kernel 6.1, probes logwrites,resets (off)")
+
+
+def test_folded_resets_count_of_counted_interval_peers_and_idle():
+    """tail's one line for a service's resets of one interval (collector/commands/
+    tail_fold.py): the records, of the rate record's count when the record limit left some
+    out; a backend as addr:port, clients as the address and their ports; +N more."""
+    from collector.sinks.recordlines import format_reset_fold
+
+    recs = [reset(remote="fe80::1"), reset(remote="fe80::1", direction="received"),
+            reset(remote="10.0.0.2", idle_ms=None), reset(remote="10.0.0.3", idle_ms=90_000),
+            reset(remote="10.0.0.4", idle_ms=5)]
+    recs[1]["remote_port"] = 41001
+    line = format_reset_fold(recs, interval=0.5, counted=250)
+    assert line.split(" ", 2)[2] == ("web1 #4      resets db.service  5 of 250 in 0.5s "
+                    "(sent 4, received 1)  peers [fe80::1] (2 ports) x2, 10.0.0.2:41000 x1, "
+                    "10.0.0.3:41000 x1, +1 more  idle 5ms-1.5m")
+    assert format_reset_fold(recs[:1]) == format_record(recs[0])   # one: its own line

@@ -16,6 +16,7 @@ from collector.commands.plot import Series, picture
 from collector.records import model
 from collector.sinks.plotsvg import render_html
 from collector.sinks.recordlines import format_record
+from collector.commands.tail_fold import ResetFold
 from tests.unit.test_rel_fuzz import FUZZ
 
 
@@ -35,6 +36,7 @@ def _records(i):
                           paths=[{"path": "/var/log/a.log", "writes": 20, "bytes": 2000,
                                   "pids": [7]}], resets_sent=2, resets_received=1),
         _reset(),
+        _reset(),           # two: tail folds them into one line
         model.alert_record("h", ts, seq=i, state="open" if i == 0 else "close",
                            service="app.service", signal="log_writes_per_s", rate=20.0,
                            baseline=2.0, spread=1.0, ratio=10.0, threshold=6.0,
@@ -79,6 +81,18 @@ def test_fuzz_tail_lines(edits, every_stats):
         line = format_record(rec, every_stats)
         assert line is None or (isinstance(line, str) and "\n" not in line
                                 and "\x1b" not in line)
+
+
+@FUZZ
+@given(st.lists(edit, max_size=8))
+def test_fuzz_tail_folded_reset_lines(edits):
+    fold = ResetFold()
+    lines = []
+    for rec in _edited(edits):
+        lines += fold.see(rec, True)[0]
+    lines += fold.flush()
+    assert lines and all(isinstance(line, str) and "\n" not in line and "\x1b" not in line
+                         for line in lines)
 
 
 @FUZZ
