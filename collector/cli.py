@@ -164,6 +164,8 @@ _RUN_EXAMPLES = """Examples:
 \b
   sudo systemctl enable --now surgewatch    the daemon as installed (make install)
   sudo surgewatch run -c /etc/surgewatch/surgewatch.toml
+  sudo surgewatch run                  as the unit: segments, socket, /metrics; stdout quiet
+  sudo surgewatch run | surgewatch tail -      piped: the msgpack stream on stdout too
   sudo surgewatch run --format json --no-segments | jq .   JSON lines, nothing stored
   sudo surgewatch run -i 5 --prometheus 127.0.0.1:9478     drain every 5 s, other port
 """
@@ -174,8 +176,9 @@ _RUN_EXAMPLES = """Examples:
               help="TOML config (default /etc/surgewatch/surgewatch.toml; missing = defaults).")
 @click.option("-i", "--interval", type=click.FloatRange(min=0.05, max=3600), default=None,
               help="Seconds between kernel map drains (overrides the config; default 1).")
-@click.option("--format", "fmt", type=click.Choice(["msgpack", "json", "none"]), default=None,
-              help="Records on stdout: msgpack stream, JSON lines, or none (default msgpack).")
+@click.option("--format", "fmt", type=click.Choice(["auto", "msgpack", "json", "none"]),
+              default=None, help="Records on stdout: msgpack stream, JSON lines, or none; "
+              "default auto: the msgpack stream into a pipe or file, none on a terminal.")
 @click.option("--segments-dir", metavar="DIR", default=None,
               help="Segment store directory (default /var/lib/surgewatch).")
 @click.option("--no-segments", is_flag=True, help="Do not write segment files.")
@@ -406,7 +409,8 @@ def compare_cmd(baseline, current, max_ratio, min_rate, min_bytes_rate, stat, ba
 _PLOT_EXAMPLES = """Examples:
 
 \b
-  surgewatch plot /var/lib/surgewatch -o last.png    the stored segments
+  surgewatch plot /var/lib/surgewatch -o last.png    the newest run stored
+  surgewatch plot /var/lib/surgewatch -o day.png --since 1d --until 2h
   surgewatch plot run.msgpack -o run.html            no matplotlib needed
   surgewatch plot run.msgpack -o run.svg -n 8 --scale linear
 """
@@ -423,18 +427,26 @@ _PLOT_EXAMPLES = """Examples:
               show_default=True,
               help="Y axis of the rate panels; auto: log when a panel's values span more "
                    "than 100x.")
-def plot_cmd(source, output, top, scale):
+@click.option("--since", metavar="WHEN",
+              help="Draw the records from then on (10m, 2h, 1d ago; unix seconds; "
+                   "2026-01-31T14:05). Default: the newest run, back to a longer gap.")
+@click.option("--until", metavar="WHEN", help="Draw the records up to then (as --since).")
+def plot_cmd(source, output, top, scale, since, until):
     """Draw log writes/s, resets sent/s and received/s per service over time, and the idle
     time before each reset, from a segment directory or a stream file, with alert spans
     shaded and labelled."""
     from collector.commands.plot import plot
     from collector.sinks.text import plural
 
-    series = plot(source, output, top=top, scale=scale)
+    series = plot(source, output, top=top, scale=scale,
+                  since=_when(since, "--since") if since else None,
+                  until=_when(until, "--until") if until else None)
     for note in getattr(series, "notes", ()):
         click.echo(f"surgewatch: note: {note}", err=True)
+    gaps = len(getattr(series, "gaps", ()))
+    gaps = f", {plural(gaps, 'gap')} without records" if gaps else ""
     click.echo(f"surgewatch: {plural(len(series.ends), 'interval')}, "
-               f"{plural(len(series.alerts), 'alert')} drawn to {output}", err=True)
+               f"{plural(len(series.alerts), 'alert')}{gaps} drawn to {output}", err=True)
 
 
 if __name__ == "__main__":

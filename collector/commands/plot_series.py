@@ -2,7 +2,14 @@
 log-write and reset rates of every service, the idle times of the `reset` records, and
 the alert spans with their labels (collector/commands/plot.py shapes and draws them).
 Fields that are no usable value (wrong type, inf, nan, a time no date can be made of)
-are left out; names are escaped before anything draws them."""
+are left out; names are escaped before anything draws them.
+
+A gap in the records is where the next interval starts more than GAP_INTERVALS of the
+run's interval (the `meta` record's, else the interval's own length) after the previous
+one ended: a daemon that was not running (a restart takes its start-up time), records
+dropped, a host asleep. Intervals of one daemon abut (each is measured from the previous
+drain), so a shorter hole is a restart's start-up or a dropped record or two and is
+bridged; a longer one is drawn as a gap (Series.stretches)."""
 import math
 
 from collector.aggregate.signals import (
@@ -18,6 +25,7 @@ PANEL_OF = {LOG_WRITES: "log", LOG_BYTES: "log", RESETS_SENT: "sent",
             RESETS_RECEIVED: "received"}
 SHORT = {LOG_WRITES: "log writes", LOG_BYTES: "log bytes", RESETS_SENT: "resets sent",
          RESETS_RECEIVED: "resets received"}
+GAP_INTERVALS = 3
 
 
 class Series:
@@ -28,14 +36,24 @@ class Series:
         self.lengths = []         # interval lengths (s)
         self.rates = {"log": {}, "sent": {}, "received": {}}   # panel -> service -> {i: /s}
         self.has_resets = False
+        self.nominal = []         # the run's configured interval at each interval (s)
         self.idle = {}            # (i, service, direction, log2 bucket) -> [n, sum log2 ms]
-        self.idle_unknown = 0     # reset records without an idle time (no socket, handshake)
-        self.resets_unrecorded = 0   # resets counted but without a `reset` record
+        self.unknown_at = {}      # i -> reset records without an idle time (no socket...)
+        self.unrecorded_at = {}   # i -> resets counted but without a `reset` record
         self.alerts = []          # [service, panel, start, end or None, signal, ratio or why]
         self.hosts = set()
         self.records = 0
         self._open = {}           # (service, signal) -> index in alerts
+        self._run_interval = None    # the latest meta record's interval
         self._grouper = IntervalGrouper(self._interval, self._other)
+
+    @property
+    def idle_unknown(self):
+        return sum(self.unknown_at.values())
+
+    @property
+    def resets_unrecorded(self):
+        return sum(self.unrecorded_at.values())
 
     def add(self, rec):
         self.records += 1
@@ -43,8 +61,12 @@ class Series:
 
     def _other(self, rec):
         kind = rec.get("type")
-        if kind == "meta" and isinstance(rec.get("host"), str):
-            self.hosts.add(escape(rec["host"]))
+        if kind == "meta":
+            if isinstance(rec.get("host"), str):
+                self.hosts.add(escape(rec["host"]))
+            length = rec.get("interval")
+            self._run_interval = float(length) if _finite(length) and length > 0 else None
+            self._restart()
         elif kind == "alert":
             self._alert(rec)
         elif kind == "reset":
@@ -57,12 +79,13 @@ class Series:
         if _when(ts) is None or not _finite(length) or length <= 0 \
                 or _when(ts - length) is None:
             return
-        for k in ("reset_records_suppressed", "resets_events_lost"):
-            if _num(stats.get(k)):
-                self.resets_unrecorded += int(stats[k])
         i = len(self.ends)
+        for k in ("reset_records_suppressed", "resets_events_lost"):
+            if _finite(stats.get(k)):
+                self.unrecorded_at[i] = self.unrecorded_at.get(i, 0) + int(stats[k])
         self.ends.append(float(ts))
         self.lengths.append(float(length))
+        self.nominal.append(self._run_interval or float(length))
         for rec in rates:
             name = rec.get("service")
             if not isinstance(name, str):
@@ -85,7 +108,8 @@ class Series:
             return
         service = escape(service)
         if not _finite(idle) or idle < 0:
-            self.idle_unknown += 1
+            i = len(self.ends)
+            self.unknown_at[i] = self.unknown_at.get(i, 0) + 1
             return
         lg = math.log2(max(float(idle), 0.5))     # < 1 ms drawn at 0.5 ms
         key = (len(self.ends), service, direction, math.floor(lg))
@@ -117,6 +141,49 @@ class Series:
                 a = self.alerts[idx]
                 a[3] = end
                 a[5] = _larger(a[5], ratio)
+
+    def _restart(self):
+        """A new run (a meta record): alerts its predecessor left open end with its last
+        interval; the new daemon knows nothing of them and never closes them."""
+        for idx in self._open.values():
+            if self.ends and self.alerts[idx][3] is None:
+                self.alerts[idx][3] = max(self.ends[-1], self.alerts[idx][2])
+        self._open = {}
+
+    def stretches(self):
+        """[(first index, last index + 1)] of the runs of intervals without a gap."""
+        out, a = [], 0
+        for i in range(1, len(self.ends)):
+            hole = self.ends[i] - self.lengths[i] - self.ends[i - 1]
+            if hole > GAP_INTERVALS * max(self.nominal[i - 1], self.nominal[i]):
+                out.append((a, i))
+                a = i
+        if self.ends:
+            out.append((a, len(self.ends)))
+        return out
+
+    def start(self, i):
+        """Unix start time of interval i."""
+        return self.ends[i] - self.lengths[i]
+
+    def window(self, a, b):
+        """A Series of intervals a..b-1 only (re-numbered from 0), with the alerts that
+        overlap them."""
+        w = Series()
+        w.ends, w.lengths, w.nominal = self.ends[a:b], self.lengths[a:b], self.nominal[a:b]
+        for panel, per_service in self.rates.items():
+            for name, points in per_service.items():
+                kept = {i - a: v for i, v in points.items() if a <= i < b}
+                if kept:
+                    w.rates[panel][name] = kept
+        w.idle = {(k[0] - a,) + k[1:]: v for k, v in self.idle.items() if a <= k[0] < b}
+        w.unknown_at = {i - a: n for i, n in self.unknown_at.items() if a <= i < b}
+        w.unrecorded_at = {i - a: n for i, n in self.unrecorded_at.items() if a <= i < b}
+        t0, t1 = self.start(a), self.ends[b - 1]
+        w.alerts = [list(x) for x in self.alerts
+                    if x[2] <= t1 and (x[3] is None or x[3] >= t0)]
+        w.has_resets, w.hosts, w.records = self.has_resets, self.hosts, self.records
+        return w
 
     def spans(self, panel):
         """[(service, start, end, label)] of one panel; open alerts end with the data.

@@ -3,48 +3,41 @@ SVG here (no matplotlib, no JavaScript), and a table of the alerts.
 
 Each panel has its legend in a column right of the plot area (never over the data),
 y ticks at round values (1, 2, 2.5, 5 x 10^k; decades on a log axis), and time ticks at
-round local times with tick marks, every label inside the picture."""
+round local times with tick marks, every label inside the picture. A gap in the records
+is a hatched band ("no data 14 min") that no line crosses: a polyline ends before it."""
 import datetime as dt
 import html
 import math
-import time
 
 from collector.aggregate.logrates import OTHERS
-from collector.sinks.plotfile import (
+from collector.sinks.picture import (
     ALERT,
+    GAP_COLOR,
     GREY,
     IDLE_TICKS_MS,
     IdlePanel,
+    clear_middle,
     coinciding,
     fmt_idle,
     fmt_rate,
+    fmt_time,
+    gap_label,
     idle_limits,
+    label_side,
     log_limits,
     peak,
     peak_labels,
+    step_runs,
+    time_ticks,
 )
 
 WIDTH, LEFT, LEGEND, RIGHT = 1100, 74, 210, 8
 PANEL_H, TOP, GAP = 220, 34, 52
-TIME_STEPS = (1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200, 10800, 21600,
-              43200, 86400)
 LEGEND_CHARS = 28
 esc = html.escape
-
-
-def time_ticks(t_lo, t_hi, most=8):
-    """Unix times of round local times in [t_lo, t_hi], at most `most`, and the strftime
-    format their labels need."""
-    span = max(t_hi - t_lo, 1e-9)
-    step = next((s for s in TIME_STEPS if span / s <= most), TIME_STEPS[-1])
-    off = time.localtime(t_lo).tm_gmtoff          # align on the local clock
-    first = math.ceil((t_lo + off) / step) * step - off
-    ticks = []
-    t = first
-    while t <= t_hi + 1e-6:
-        ticks.append(t)
-        t += step
-    return ticks, ("%H:%M:%S" if step < 60 else "%H:%M")
+HATCH = ('<defs><pattern id="nodata" width="6" height="6" patternUnits="userSpaceOnUse" '
+         'patternTransform="rotate(45)"><line x1="0" y1="0" x2="0" y2="6" stroke="#d4d4d4" '
+         'stroke-width="2"/></pattern></defs>')
 
 
 def linear_ticks(top_value, n=6):
@@ -67,7 +60,7 @@ class _Box:
 
     def __init__(self, x0, y0, w, h, t_lo, t_hi, v_lo, v_hi, log):
         self.x0, self.y0, self.w, self.h = x0, y0, w, h
-        self.t_lo, self.span = t_lo, max(t_hi - t_lo, 1e-9)
+        self.t_lo, self.t_hi, self.span = t_lo, t_hi, max(t_hi - t_lo, 1e-9)
         self.log = log
         self.lo, self.hi = (math.log10(v_lo), math.log10(v_hi)) if log else (v_lo, v_hi)
 
@@ -104,7 +97,26 @@ def _x_axis(box, t_hi):
                    f'stroke="#f2f2f2"/><line x1="{x:.1f}" x2="{x:.1f}" y1="{base}" '
                    f'y2="{base + 4}" stroke="#888"/>')
         out.append(f'<text x="{x:.1f}" y="{base + 16}" font-size="10" text-anchor="middle">'
-                   f'{dt.datetime.fromtimestamp(t).strftime(fmt)}</text>')
+                   f'{fmt_time(t, fmt)}</text>')
+    return out
+
+
+def _gaps(box, gaps, labelled):
+    """Hatched bands where there are no records; the label upright when narrow."""
+    out = []
+    for gap in gaps:
+        xa, xb = box.x(gap[0]), box.x(gap[1])
+        label = esc(gap_label(gap))
+        out.append(f'<rect class="gap" x="{xa:.1f}" y="{box.y0}" width="{max(xb - xa, 1):.1f}" '
+                   f'height="{box.h}" fill="url(#nodata)"><title>{label}</title></rect>')
+        if labelled:
+            cx, cy = (xa + xb) / 2, box.y0 + box.h / 2
+            turn = f' transform="rotate(-90 {cx:.1f} {cy:.1f})"' if xb - xa < 90 else ""
+            half = 3 + 2.9 * len(label)
+            out.append(f'<g{turn}><rect x="{cx - half:.1f}" y="{cy - 7:.1f}" '
+                       f'width="{2 * half:.1f}" height="14" fill="#fff"/>'
+                       f'<text class="gap" x="{cx:.1f}" y="{cy + 3.5:.1f}" font-size="10" '
+                       f'text-anchor="middle" fill="{GAP_COLOR}">{label}</text></g>')
     return out
 
 
@@ -144,7 +156,7 @@ def _frame(box, extra=""):
             f'stroke="#bbb"{extra}/>')
 
 
-def svg_rates(panel, box_args, cmap):
+def svg_rates(panel, box_args, cmap, gaps=(), labelled=False):
     data, log = panel.lines, panel.scale == "log"
     top = peak(data)
     if log:
@@ -157,58 +169,51 @@ def svg_rates(panel, box_args, cmap):
     out = [_frame(box)]
     out += _y_axis(box, ticks, fmt_rate, panel.label + (" (log)" if log else ""))
     out += _x_axis(box, box_args[5])
+    out += _gaps(box, gaps, labelled)
+    lo, hi = box.t_lo, box.t_hi
     for n, (service, start, end, label) in enumerate(panel.spans):
         c = cmap.get(service, ALERT)
-        xa = box.x(max(start, box.t_lo))
-        xb = box.x(min(end, box.t_lo + box.span))
+        xa, xb = box.x(max(start, lo)), box.x(min(end, hi))
+        title = f"<title>{esc(label)}</title>" if label else ""
         out.append(f'<rect x="{xa:.1f}" y="{box.y0}" width="{max(xb - xa, 1):.1f}" '
-                   f'height="{box.h}" fill="{c}" fill-opacity="0.15">'
-                   f'<title>{esc(label)}</title></rect>')
+                   f'height="{box.h}" fill="{c}" fill-opacity="0.15">{title}</rect>')
+        if not label:
+            continue
         ty = box.y0 + 11 + 11 * (n % 3)
-        anchor = 'text-anchor="end" ' if xa > box.x0 + box.w * 0.7 else ""
-        tx = xb - 2 if anchor else xa + 2
+        left = label_side(max(start, lo), lo, hi, gaps, len(label)) == "left"
+        anchor = 'text-anchor="end" ' if left else ""
+        tx = xb - 2 if left else xa + 2
         out.append(f'<text x="{tx:.1f}" y="{ty}" {anchor}font-size="9" fill="{c}">'
                    f'{esc(label)}</text>')
     dashed = coinciding(data)
+    bounds = panel.bounds(lo)
     for name, ys in data:
         width = 1.0 if name == OTHERS else 1.6
         dash = ' stroke-dasharray="5 4"' if name in dashed else ""
-        for pts in _steps(box, panel.times, ys, log):
+        for run in step_runs(bounds, ys, gaps, log):
+            pts = " ".join(f"{box.x(t):.1f},{box.y(v):.1f}" for t, v in run)
             out.append(f'<polyline fill="none" stroke="{cmap.get(name, GREY)}" '
-                       f'stroke-width="{width}"{dash} points="{" ".join(pts)}">'
+                       f'stroke-width="{width}"{dash} points="{pts}">'
                        f'<title>{esc(name)}</title></polyline>')
     for name, k, v in peak_labels(data, top, log=log):
         y = box.y(v) - 3
         if y < box.y0 + 44:                  # under the alert labels: below the peak
             y = box.y(v) + 12
-        out.append(f'<text x="{min(box.x(panel.times[k]) + 3, box.x0 + box.w - 150):.1f}" '
-                   f'y="{y:.1f}" font-size="10" '
-                   f'fill="{cmap.get(name, GREY)}">{esc(name)} peak {fmt_rate(v)}/s</text>')
+        start, end = bounds[k]
+        text = f"{name} peak {fmt_rate(v)}/s"
+        left = label_side(end, lo, hi, gaps, len(text)) == "left"
+        x = box.x(start) - 3 if left else box.x(end) + 3
+        anchor = ' text-anchor="end"' if left else ""
+        out.append(f'<text x="{x:.1f}" y="{y:.1f}" font-size="10"{anchor} '
+                   f'fill="{cmap.get(name, GREY)}">{esc(text)}</text>')
     out += _legend(box, [(n, cmap.get(n, GREY), "dash" if n in dashed else "line")
                          for n, _ in data])
     if not data:
-        out.append(_none(box, "none"))
+        out.append(_none(box, "none", gaps))
     return out
 
 
-def _steps(box, times, ys, log):
-    """Polylines of a step series: the rate holds over its interval; on a log axis a
-    zero is a gap (a new polyline after it)."""
-    runs, pts, prev = [], [], box.t_lo
-    for t, v in zip(times, ys):
-        if log and v <= 0:
-            if pts:
-                runs.append(pts)
-            pts = []
-        else:
-            pts += [f"{box.x(prev):.1f},{box.y(v):.1f}", f"{box.x(t):.1f},{box.y(v):.1f}"]
-        prev = t
-    if pts:
-        runs.append(pts)
-    return runs
-
-
-def svg_idle(panel, box_args, cmap):
+def svg_idle(panel, box_args, cmap, gaps=(), labelled=False):
     pts = panel.points
     v_lo, v_hi = idle_limits(pts)
     box = _Box(*box_args, v_lo, v_hi, True)
@@ -216,6 +221,7 @@ def svg_idle(panel, box_args, cmap):
     out = [_frame(box)]
     out += _y_axis(box, ticks, fmt_idle, panel.label)
     out += _x_axis(box, box_args[5])
+    out += _gaps(box, gaps, labelled)
     most = max((p[4] for p in pts), default=1)
     for name, direction, t, idle_ms, n in pts:
         out.append(_marker(box.x(t), box.y(idle_ms), 2 + 6 * math.sqrt(n / most),
@@ -226,12 +232,13 @@ def svg_idle(panel, box_args, cmap):
     out += _legend(box, [(f"{n} ({d})", cmap.get(n, GREY), d)
                          for n, d in dict.fromkeys((p[0], p[1]) for p in pts)])
     if not pts:
-        out.append(_none(box, "no reset records with an idle time"))
+        out.append(_none(box, "no reset records with an idle time", gaps))
     return out
 
 
-def _none(box, text):
-    return (f'<text x="{box.x0 + box.w / 2}" y="{box.y0 + box.h / 2}" fill="#888" '
+def _none(box, text, gaps=()):
+    x = box.x(clear_middle(box.t_lo, box.t_hi, gaps))
+    return (f'<text x="{x:.1f}" y="{box.y0 + box.h / 2}" fill="#888" '
             f'text-anchor="middle">{esc(text)}</text>')
 
 
@@ -241,13 +248,13 @@ def render_svg(picture):
     plot_w = WIDTH - LEFT - LEGEND - RIGHT
     out = [(f'<svg xmlns="http://www.w3.org/2000/svg" width="{WIDTH}" height="{height}" '
             f'viewBox="0 0 {WIDTH} {height}" font-family="sans-serif">'),
-           f'<rect width="{WIDTH}" height="{height}" fill="#fff"/>',
+           HATCH, f'<rect width="{WIDTH}" height="{height}" fill="#fff"/>',
            f'<text x="8" y="18" font-size="12">{esc(picture.title)}</text>']
     for n, panel in enumerate(panels):
         y0 = TOP + n * (PANEL_H + GAP)
         args = (LEFT, y0, plot_w, PANEL_H, picture.start, picture.end)
         draw = svg_idle if isinstance(panel, IdlePanel) else svg_rates
-        out += draw(panel, args, picture.colors)
+        out += draw(panel, args, picture.colors, picture.gaps, labelled=n == 0)
     out.append(f'<text x="{LEFT + plot_w / 2}" y="{height - 6}" font-size="10" '
                f'text-anchor="middle" fill="#555">local time</text>')
     out.append("</svg>")

@@ -212,8 +212,8 @@ def test_short_flags_reach_record_tail_plot_and_run(run, monkeypatch):
 
     class Drawn:
         ends, alerts = [1.0, 2.0], []
-    monkeypatch.setattr(plot, "plot", lambda s, o, top, scale: seen.setdefault("plot", top)
-                        and Drawn())
+    monkeypatch.setattr(plot, "plot", lambda s, o, top, scale, since, until:
+                        seen.setdefault("plot", top) and Drawn())
     monkeypatch.setattr(run_mod, "run_daemon", lambda path, ov, argv: seen.setdefault(
         "run", (path, ov.interval)) and 0)
 
