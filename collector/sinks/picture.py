@@ -138,18 +138,20 @@ def gap_label(gap):
     return f"no data {fmt_span(gap[1] - gap[0])}"
 
 
-def label_side(t, lo, hi, gaps=(), chars=20):
-    """"right" when a label of `chars` characters at time t fits between t and what is
-    right of it (the plot's edge, beyond which the legend is, or a gap), else "left"
-    when it fits on the left, else the side with more room."""
+def label_side(t, lo, hi, gaps=(), chars=20, t_left=None):
+    """"right" when a label of `chars` characters written rightwards from time t fits
+    before what is right of it (the plot's edge, beyond which the legend is, or a gap),
+    else "left" when one written leftwards from t_left (default t: the end of what it
+    labels) fits after what is left of it, else the side with more room."""
+    t_left = t if t_left is None else t_left
     need = chars * CHAR * (hi - lo)
     right = min([hi] + [a for a, _ in gaps if a >= t])
-    left = max([lo] + [b for _, b in gaps if b <= t])
+    left = max([lo] + [b for _, b in gaps if b <= t_left])
     if t + need <= right:
         return "right"
-    if t - need >= left:
+    if t_left - need >= left:
         return "left"
-    return "right" if right - t >= t - left else "left"
+    return "right" if right - t >= t_left - left else "left"
 
 
 def clear_middle(lo, hi, gaps=()):

@@ -112,7 +112,7 @@ def _mpl_rates(ax, panel, picture):
                 ls=(0, (4, 3)) if name in dashed else "-", label=name)
     for name, k, v in peak_labels(data, top, log=log):
         text = f"{name} peak {fmt_rate(v)}/s"
-        left = label_side(bounds[k][1], lo, hi, gaps, len(text)) == "left"
+        left = label_side(bounds[k][1], lo, hi, gaps, len(text), bounds[k][0]) == "left"
         ax.annotate(text, (bounds[k][0] if left else bounds[k][1], v),
                     xytext=(-4 if left else 4, 4), textcoords="offset points", fontsize=8,
                     ha="right" if left else "left", color=cmap[name])
@@ -121,7 +121,7 @@ def _mpl_rates(ax, panel, picture):
         ax.axvspan(start, end, color=c, alpha=0.15, lw=0)
         if not label:
             continue
-        left = label_side(start, lo, hi, gaps, len(label)) == "left"
+        left = label_side(start, lo, hi, gaps, len(label), end) == "left"
         ax.text(end if left else start, 0.98 - 0.09 * (n % 3),
                 f"{label} " if left else f" {label}", ha="right" if left else "left",
                 transform=ax.get_xaxis_transform(), va="top", fontsize=7.5, color=c)

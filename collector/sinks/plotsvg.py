@@ -180,7 +180,7 @@ def svg_rates(panel, box_args, cmap, gaps=(), labelled=False):
         if not label:
             continue
         ty = box.y0 + 11 + 11 * (n % 3)
-        left = label_side(max(start, lo), lo, hi, gaps, len(label)) == "left"
+        left = label_side(max(start, lo), lo, hi, gaps, len(label), min(end, hi)) == "left"
         anchor = 'text-anchor="end" ' if left else ""
         tx = xb - 2 if left else xa + 2
         out.append(f'<text x="{tx:.1f}" y="{ty}" {anchor}font-size="9" fill="{c}">'
@@ -201,7 +201,7 @@ def svg_rates(panel, box_args, cmap, gaps=(), labelled=False):
             y = box.y(v) + 12
         start, end = bounds[k]
         text = f"{name} peak {fmt_rate(v)}/s"
-        left = label_side(end, lo, hi, gaps, len(text)) == "left"
+        left = label_side(end, lo, hi, gaps, len(text), start) == "left"
         x = box.x(start) - 3 if left else box.x(end) + 3
         anchor = ' text-anchor="end"' if left else ""
         out.append(f'<text x="{x:.1f}" y="{y:.1f}" font-size="10"{anchor} '

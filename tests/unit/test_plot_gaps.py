@@ -290,6 +290,8 @@ def test_label_side_and_time_ticks_for_any_range():
     assert label_side(2, 0, 100, gaps=[(5, 40)], chars=10) == "right"      # no room left
     assert label_side(50, 0, 100, gaps=[(52, 60)], chars=10) == "left"
     assert label_side(20, 0, 100, chars=10) == "right"
+    # a span 40..50 between gaps: its label fits leftwards from its end, not from its start
+    assert label_side(40, 0, 100, gaps=[(20, 30), (52, 60)], chars=20, t_left=50) == "left"
     start = T0 + 7.3
     for span, fmt, most in ((120, "%H:%M:%S", 8), (3 * 3600, "%H:%M", 8),
                             (3 * 86400, "%m-%d %H:%M", 8), (20 * 86400, "%Y-%m-%d", 8)):
