@@ -9,6 +9,7 @@ collector.commands.process.StderrLog (rate limited, journald priorities).
 """
 import os
 import signal
+import sys
 
 from collector import config as config_mod
 from collector.commands.process import (
@@ -23,18 +24,24 @@ from collector.errors import BadInput, SurgewatchError
 from collector.pipeline.alerts import AlertStage, open_journald_drops
 from collector.pipeline.build import apply_rules, build_collector, rules_key
 from collector.sinks.registry import OutputContext, Outputs
+from collector.sinks.stdout import auto_format
 
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
 
 
-def load_config(path, overrides):
+def load_config(path, overrides, stdout=None):
     """The config `run` uses: the file with the flags applied, refused when nothing
-    would be written anywhere."""
+    would be written anywhere (stdout: where "auto" would write, default sys.stdout)."""
     cfg = overrides.apply(config_mod.load(path))
-    if cfg.stdout_format == "none" and not cfg.segments.enabled and not cfg.socket.enabled \
+    fmt, what = cfg.stdout_format, "none"
+    if fmt == "auto":
+        fmt, kind = auto_format(stdout if stdout is not None else sys.stdout)
+        what = f"auto and stdout is {kind}"
+    if fmt == "none" and not cfg.segments.enabled and not cfg.socket.enabled \
             and not cfg.prometheus.enabled:
-        raise BadInput(f"{cfg.path}: outputs: nothing to write to (stdout format is none and "
-                       "segments, socket and prometheus are disabled); enable one of them")
+        raise BadInput(f"{cfg.path}: outputs: nothing to write to (stdout format is {what} "
+                       "and segments, socket and prometheus are disabled); enable one of "
+                       "them, or --format json")
     return cfg
 
 
@@ -74,7 +81,7 @@ class Daemon:
     def reload(self):
         self._reload = False
         try:
-            new = load_config(self.config_path, self.overrides)
+            new = load_config(self.config_path, self.overrides, self.outputs.ctx.stdout)
         except SurgewatchError as e:
             self.log("error", f"reload refused, the running config stays: {e}", key="reload")
             return False
@@ -115,7 +122,7 @@ class Daemon:
     # main ------------------------------------------------------------------------
     def run(self):
         """Run until a stop signal; returns the exit code."""
-        self.cfg = load_config(self.config_path, self.overrides)
+        self.cfg = load_config(self.config_path, self.overrides, self.outputs.ctx.stdout)
         if self._build is None:
             # before the lock: an unprivileged run must hear about privileges, not about
             # a lock file it cannot create under /run

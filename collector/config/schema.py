@@ -6,7 +6,7 @@ from collector.aggregate.signals import DetectorConfig
 from collector.host.logdest import LogRules
 
 DEFAULT_PATH = "/etc/surgewatch/surgewatch.toml"
-STDOUT_FORMATS = ("msgpack", "json", "none")
+STDOUT_FORMATS = ("auto", "msgpack", "json", "none")   # auto: msgpack into a pipe or file
 MIN_INTERVAL_S, MAX_INTERVAL_S = 0.05, 3600.0
 MIN_SEGMENT_BYTES = 4096
 # Paths a `rate` record lists per service, by writes; the rest are summed exactly in one
@@ -75,7 +75,7 @@ class Config:
     lock_file: str = LOCK_FILE
     host_root: str = HOST_ROOT
     log_rules: LogRules = field(default_factory=LogRules)
-    stdout_format: str = "msgpack"
+    stdout_format: str = "auto"
     segments: SegmentsConfig = field(default_factory=SegmentsConfig)
     socket: SocketConfig = field(default_factory=SocketConfig)
     prometheus: PrometheusConfig = field(default_factory=PrometheusConfig)

@@ -4,7 +4,7 @@ interval to all and drops one whose reader went away."""
 import importlib
 import sys
 
-from collector.sinks.stdout import OutputClosed, StdoutSink
+from collector.sinks.stdout import OutputClosed, StdoutSink, auto_format
 
 
 def _sink(module, name):
@@ -15,9 +15,15 @@ def _sink(module, name):
 
 def _stdout(cfg, ctx):
     fmt = cfg.stdout_format
+    stream = ctx.stdout if ctx.stdout is not None else sys.stdout
+    if fmt == "auto":           # the default: by hand as under the unit, unless piped
+        fmt, what = auto_format(stream)
+        ctx.log("info", f"stdout is {what}: " + (
+            "the msgpack stream goes there (--format none: not)" if fmt != "none" else
+            "no records on it (they go to the outputs below; --format json or msgpack to "
+            "write them there)"), key="stdout-auto")
     if fmt == "none":
         return None
-    stream = ctx.stdout if ctx.stdout is not None else sys.stdout
     if fmt == "msgpack" and _isatty(stream):
         ctx.log("notice", "stdout is a terminal: writing JSON lines instead of msgpack "
                           "(use --format json, or pipe stdout)")

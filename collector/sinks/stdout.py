@@ -1,9 +1,36 @@
 """Records on stdout: the msgpack stream (docs/stream.md) or JSON lines."""
 import errno
+import io
+import os
+import stat
 import sys
 
 from collector.records.stream import StreamWriter
 from collector.sinks.jsonout import dumps
+
+
+def auto_format(stream):
+    """(format, what stdout is) for outputs.stdout.format "auto": the msgpack stream when
+    stdout is a pipe or a regular file (a reader asked for it: `run | ...`, `run > f`),
+    else "none": a terminal, /dev/null, a socket (journald's stream under a unit) or a
+    closed stdout. A stream without a descriptor is a caller's own: the stream."""
+    try:
+        fd = stream.fileno()
+    except (AttributeError, ValueError, io.UnsupportedOperation):
+        return "msgpack", "a stream"
+    try:
+        mode = os.fstat(fd).st_mode
+    except OSError:
+        return "none", "closed"
+    if stat.S_ISFIFO(mode):
+        return "msgpack", "a pipe"
+    if stat.S_ISREG(mode):
+        return "msgpack", "a file"
+    if os.isatty(fd):
+        return "none", "a terminal"
+    if stat.S_ISSOCK(mode):
+        return "none", "a socket"
+    return "none", "not a pipe or a file"
 
 
 class OutputClosed(Exception):

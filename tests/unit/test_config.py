@@ -15,7 +15,7 @@ def test_defaults_when_default_file_missing(monkeypatch, tmp_path):
     monkeypatch.setattr(config, "DEFAULT_PATH", str(tmp_path / "absent.toml"))
     cfg = config.load(None)
     assert cfg.interval == 1.0
-    assert cfg.stdout_format == "msgpack"
+    assert cfg.stdout_format == "auto"
     assert cfg.segments.enabled and cfg.segments.dir == "/var/lib/surgewatch"
     assert cfg.log_rules.dirs == ("/var/log/",)
 
