@@ -251,8 +251,18 @@ IMAGE_T0=$(date +%s)
 export SURGEWATCH_VM_CONSOLE_LOG="$OUT/console.log"
 phase boot "vagrant up --no-provision (box $BOX, driver $DRIVER)"
 VM_UP=1
-vagrant up --provider=libvirt --no-provision 2>&1 | show_vagrant
-[ "${PIPESTATUS[0]}" -eq 0 ] || fail "vagrant up failed (see $OUT/vagrant.log and $OUT/console.log)"
+# vagrant-libvirt gives a running domain 2 s to show its IP address in the DHCP leases and
+# calls it 'inaccessible' otherwise, which ends `vagrant up` (seen on a loaded host: the
+# guest was still booting). So the domain is kept on error and, while it still runs,
+# `vagrant up` waits for it again.
+for attempt in 1 2 3; do
+    vagrant up --provider=libvirt --no-provision --no-destroy-on-error 2>&1 | show_vagrant
+    [ "${PIPESTATUS[0]}" -eq 0 ] && break
+    state="$(virsh domstate "$DOMAIN" 2>&1 | head -1)"
+    [ "$state" = running ] && [ "$attempt" -lt 3 ] ||
+        fail "vagrant up failed (domain: $state; see $OUT/vagrant.log and $OUT/console.log)"
+    say "vagrant up failed, the domain still runs: waiting for it again (attempt $((attempt + 1)) of 3)"
+done
 vagrant ssh-config > "$OUT/ssh-config" 2>>"$OUT/vagrant.log" || fail "vagrant ssh-config failed"
 vm() { ssh -F "$OUT/ssh-config" -o LogLevel=ERROR -o ConnectTimeout=60 default "$@"; }
 phase_done
