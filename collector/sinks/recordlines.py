@@ -2,6 +2,7 @@
 type with its content, names escaped. Field meanings: docs/stream.md."""
 import datetime as dt
 
+from collector.aggregate.loglost import LOG_LOST
 from collector.aggregate.lossrisk import LOG_LOSS_RISK
 from collector.aggregate.profile import SIGNAL_LABELS
 from collector.aggregate.resets import fmt_ms
@@ -105,6 +106,8 @@ def _rate(head, rec):
         parts.append(", ".join(load))
     risks = rec.get("loss_risk") if isinstance(rec.get("loss_risk"), list) else []
     parts += [_risk(r) for r in risks if isinstance(r, dict)]
+    if _num(rec.get(LOG_LOST)) and rec[LOG_LOST] > 0:     # schema 1.8: journald dropped them
+        parts.append(f"LOST {rec[LOG_LOST]:g} (journald dropped)")
     return f"{head} {_seq(rec)} {_s(rec.get('service', '?'))}  " + "  ".join(parts)
 
 
@@ -147,6 +150,19 @@ def _loss_alert(head, rec):
     return (f"{head} {_seq(rec)} ALERT  log loss risk  {service}  "
             f"{_per_s(None, rec.get('rate'))} > {_per_s(None, rec.get('threshold'))} = {what}"
             f"{_top(LOG_WRITES, rec.get('top'))}")
+
+
+def _lost_alert(head, rec):
+    """A log_lost alert: what journald said it dropped."""
+    lost = rec.get("lost")
+    lost = f"{lost:g}" if _num(lost) else "?"
+    service = _s(rec.get("service", "?"))
+    if rec.get("state") == "close":
+        dur = rec.get("duration_s")
+        return (f"{head} {_seq(rec)} ALERT closed (no more drops)  log lost  {service}  "
+                f"lost: {lost}{f' over {dur:.1f}s' if _num(dur) else ''}")
+    return (f"{head} {_seq(rec)} ALERT  log lost  {service}  lost: {lost} "
+            f"(journald dropped them: its rate limit)")
 
 
 def _reset(head, rec):
@@ -225,6 +241,8 @@ def _alert(head, rec):
     signal = rec.get("signal") if isinstance(rec.get("signal"), str) else None
     if signal == LOG_LOSS_RISK:
         return _loss_alert(head, rec)
+    if signal == LOG_LOST:
+        return _lost_alert(head, rec)
     label = SIGNAL_LABELS.get(signal, _s(signal))
     service = _s(rec.get("service", "?"))
     rate = _per_s(signal, rec.get("rate"))

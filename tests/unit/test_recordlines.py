@@ -190,3 +190,21 @@ def test_folded_resets_count_of_counted_interval_peers_and_idle():
                     "(sent 4, received 1)  peers [fe80::1] (2 ports) x2, 10.0.0.2:41000 x1, "
                     "10.0.0.3:41000 x1, +1 more  idle 5ms-1.5m")
     assert format_reset_fold(recs[:1]) == format_record(recs[0])   # one: its own line
+
+
+def test_lost_messages_on_the_rate_line_and_the_log_lost_alert():
+    rec = rate(0)
+    rec["log_lost"] = 940
+    assert format_record(rec).endswith("#3      app.service  0 writes/s  0 B/s  -  pids -  "
+                                       "LOST 940 (journald dropped)")
+    assert "LOST" not in format_record(rate(5))
+    opened = model.alert_record("web1", 1000.0, seq=9, state="open", service="app.service",
+                                signal="log_lost", rate=940.0, baseline=None, spread=None,
+                                ratio=None, threshold=0.0, reason="journald_suppressed",
+                                started=999.0, peak=940.0, intervals=1, top={}, lost=940)
+    assert format_record(opened).endswith("#9      ALERT  log lost  app.service  lost: 940 "
+                                          "(journald dropped them: its rate limit)")
+    closed = dict(opened, state="close", ended=1010.0, duration_s=11.0, close_reason="no_drops",
+                  lost=1000)
+    assert format_record(closed).endswith("#9      ALERT closed (no more drops)  log lost  "
+                                          "app.service  lost: 1000 over 11.0s")
