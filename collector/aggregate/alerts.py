@@ -12,6 +12,10 @@ signal (log writes/s, log bytes/s, resets sent/s, resets received/s):
   window; a service still warming up (fewer than `warmup` intervals) is judged against
   the signal's `new_floor` only, and only when it appeared after the detector's own
   warm-up (at start every service is learning);
+- what a service starts with (collector/aggregate/priors.py): an interval in which it
+  alone is over a host limit (journald's, `[capacity]`) is not learnt, and one still
+  learning is above in it; a service in a configured profile starts with the profile's
+  figure as its baseline and is judged from its first interval;
 - `open_after` consecutive above intervals open an alert; it closes after `close_after`
   consecutive intervals below hysteresis x the threshold it opened at, or is accepted as
   the new normal after `relearn_after` intervals (the baseline is then the rates seen
@@ -21,6 +25,8 @@ from collections import deque
 from dataclasses import dataclass
 
 from collector.aggregate.baseline import RobustWindow
+from collector.aggregate.priors import ABOVE_HOST_LIMIT, ABOVE_PROFILE, host_limit, \
+    host_limit_fields, limit_text
 from collector.aggregate.slots import protected
 from collector.aggregate.signals import LOG_BYTES, LOG_WRITES, RESETS_RECEIVED, RESETS_SENT, \
     SIGNALS, DetectorConfig, contributors, signal_value
@@ -36,7 +42,7 @@ class Alert:
     """One alert of one service and signal, from open to close."""
 
     def __init__(self, service, signal, started, rate, baseline, sigma, threshold, reason,
-                 top):
+                 top, extra=None):
         self.service, self.signal = service, signal
         self.started = started            # start of the first interval above, unix s
         self.rate = rate                  # rate of the latest interval
@@ -49,6 +55,7 @@ class Alert:
         self.intervals = 0                # intervals since it opened
         self.ended = None
         self.close_reason = None
+        self.extra = extra or {}          # `limit` (above_host_limit), `profile` (above_profile)
 
     @property
     def ratio(self):
@@ -63,7 +70,7 @@ class Alert:
             "rate": float(self.rate), "baseline": self.baseline, "spread": self.sigma,
             "ratio": self.ratio, "threshold": float(self.threshold), "reason": self.reason,
             "started": float(self.started), "peak": float(self.peak),
-            "intervals": self.intervals, "top": self.top,
+            "intervals": self.intervals, "top": self.top, **self.extra,
         }
         if state == CLOSE:
             body.update(ended=float(self.ended), duration_s=float(self.ended - self.started),
@@ -86,10 +93,15 @@ class AlertEvent:
 
 
 class _Signal:
-    __slots__ = ("window", "above", "below", "pending_started", "alert", "shadow", "last")
+    __slots__ = ("window", "above", "below", "pending_started", "alert", "shadow", "last",
+                 "own", "seeded")
 
-    def __init__(self, size, zeros=0):
-        self.window = RobustWindow(size, [0.0] * min(zeros, size))
+    def __init__(self, size, zeros=0, seed=None, seeds=0):
+        zeros = min(zeros, size)
+        seeded = [seed] * seeds if seed is not None else []
+        self.window = RobustWindow(size, seeded + [0.0] * zeros)
+        self.own = zeros              # samples of the service's own learnt (seeds are not)
+        self.seeded = seed is not None    # the window starts with a profile's figure
         self.above = 0
         self.below = 0
         self.pending_started = None
@@ -117,8 +129,10 @@ class _Service:
 class Detector:
     """Feed it every interval with observe(); it returns the alerts that opened or closed."""
 
-    def __init__(self, config=None):
+    def __init__(self, config=None, profile=None):
+        """profile: a collector.aggregate.priors.Profile, or None."""
         self.config = config or DetectorConfig()
+        self.profile = profile
         self.services = {}
         self.intervals = 0
 
@@ -143,10 +157,11 @@ class Detector:
         for name, svc in self.services.items():
             rec = by_service.get(name)
             svc.quiet = 0 if rec is not None else svc.quiet + 1
-            rate = 0.0
+            rate, over = 0.0, None
             if rec is not None:
                 rate = signal_value(rec, LOG_WRITES) or 0.0
                 svc.protected = protected(rec.get("owner"))
+                over = host_limit(rec, rate)
             svc.volume = max(rate, svc.volume * VOLUME_DECAY)
             for signal in SIGNALS:
                 value = signal_value(rec, signal) if rec is not None else 0.0
@@ -154,9 +169,10 @@ class Detector:
                 if st is None:
                     if not value:          # None or 0: nothing to learn from yet
                         continue
-                    st = svc.signals[signal] = _Signal(cfg.window, zeros=svc.intervals)
+                    st = svc.signals[signal] = self._new_signal(name, signal, svc.intervals)
                 ev = self._step(name, svc, signal, st, value or 0.0, ts, interval_s, rec,
-                                resets_by_service.get(name, ()))
+                                resets_by_service.get(name, ()),
+                                over if signal in (LOG_WRITES, LOG_BYTES) else None)
                 if ev is not None:
                     events.append(ev)
             svc.intervals += 1
@@ -165,7 +181,22 @@ class Detector:
         events.sort(key=lambda e: (e.state != CLOSE, e.alert.service, e.alert.signal))
         return events
 
-    def _step(self, name, svc, signal, st, v, ts, interval_s, rec, resets):
+    def _new_signal(self, name, signal, zeros):
+        figure = self.profile.figure(name, signal) if self.profile is not None else None
+        if figure is None:
+            return _Signal(self.config.window, zeros=zeros)
+        return _Signal(self.config.window, zeros=zeros, seed=figure, seeds=self.config.warmup)
+
+    @staticmethod
+    def _learn(st, v, over):
+        """Add an interval to the baseline, unless the service was over a host limit in it."""
+        if over is None:
+            st.window.add(v)
+            st.own += 1
+
+    def _step(self, name, svc, signal, st, v, ts, interval_s, rec, resets, over):
+        """over: the host limit (a loss_risk entry) the service alone was over in this
+        interval (log signals only), or None."""
         cfg = self.config
         limits = cfg.limits[signal]
         st.last = v
@@ -173,7 +204,8 @@ class Detector:
         if a is not None:
             a.intervals += 1
             a.rate = v
-            st.shadow.append(v)
+            if over is None:              # a flood over a host limit is never the new normal
+                st.shadow.append(v)
             if v > a.peak:
                 a.peak = v
             if v > a.threshold:
@@ -181,36 +213,46 @@ class Detector:
             st.below = st.below + 1 if v < cfg.hysteresis * a.threshold else 0
             if st.below >= cfg.close_after:
                 return self._close(st, ts, RECOVERED)
-            if a.intervals >= cfg.relearn_after:
+            if a.intervals >= cfg.relearn_after \
+                    and len(st.shadow) >= min(cfg.warmup, cfg.relearn_after):
                 st.window = RobustWindow(cfg.window, st.shadow)
+                st.own, st.seeded = len(st.shadow), False
                 return self._close(st, ts, RELEARNED)
             return None
-        above, base, threshold, reason = False, None, None, None
+        above, base, threshold, reason, extra = False, None, None, None, None
         if v > limits.floor:            # every threshold is >= the floor: cheap test first
-            if len(st.window) >= cfg.warmup:
+            learning = st.own < cfg.warmup
+            if not learning or st.seeded:
                 base = st.window.summary(cfg.refresh - 1)
                 threshold = base.threshold(cfg.k, cfg.z, cfg.burst_factor, limits.floor)
-                reason = ABOVE_BASELINE
-            elif svc.new:
+                reason = ABOVE_PROFILE if learning else ABOVE_BASELINE
+                extra = self.profile.fields() if learning else None
+                above = v > threshold
+            if not above and learning and over is not None and signal == LOG_WRITES:
+                base = st.window.summary(cfg.refresh - 1) if len(st.window) else None
+                threshold = max(limits.floor, over["allowed_per_s"])
+                reason, extra = ABOVE_HOST_LIMIT, host_limit_fields(over)
+                above = v > threshold
+            elif not above and learning and not st.seeded and svc.new:
                 base = st.window.summary(cfg.refresh - 1) if len(st.window) else None
                 threshold = max(limits.floor, limits.new_floor)
                 reason = NEW_SERVICE
-            above = threshold is not None and v > threshold
+                above = v > threshold
         if not above:
             st.above = 0
             st.pending_started = None
-            st.window.add(v)
+            self._learn(st, v, over)
             return None
         st.above += 1
         if st.above == 1:
             st.pending_started = ts - interval_s
         if st.above < cfg.open_after:
-            st.window.add(v)              # a lone spike is part of normal life
+            self._learn(st, v, over)      # a lone spike is part of normal life
             return None
         baseline = base.median if base is not None else None
         sigma = base.sigma if base is not None else None
         st.alert = Alert(name, signal, st.pending_started, v, baseline, sigma, threshold,
-                         reason, contributors(signal, rec, resets, cfg.top))
+                         reason, contributors(signal, rec, resets, cfg.top), extra)
         st.shadow = deque(maxlen=cfg.window)
         st.below = 0
         st.above = 0
@@ -288,9 +330,13 @@ def format_event(ev):
     if ev.state == OPEN:
         if a.reason == NEW_SERVICE:
             base = f"new service, no baseline yet; floor {_num(a.threshold)} {unit}"
+        elif a.reason == ABOVE_HOST_LIMIT:
+            base = (f"over {limit_text(a.extra['limit'])} {_num(a.threshold)} {unit}; "
+                    f"no baseline of its own yet")
         else:
             ratio = f"{a.ratio:.1f}x " if a.ratio is not None else ""
-            base = f"{ratio}baseline {_num(a.baseline)} {unit}"
+            of = "profile" if a.reason == ABOVE_PROFILE else "baseline"
+            base = f"{ratio}{of} {_num(a.baseline)} {unit}"
         where = ""
         top = a.top or {}
         if top.get("paths"):

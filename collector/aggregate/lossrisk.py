@@ -42,6 +42,14 @@ def limit_key(kind, glob=None):
     return JOURNALD if kind == JOURNALD else f"{CAPACITY}:{glob}"
 
 
+def limit_fields(entry):
+    """The limit a loss_risk entry judged against (an alert record's `limit`): its `limit`,
+    `key`, `allowed_per_s` and (journald) `unit`, `interval_s`, `burst`, `configured_burst`,
+    `source` or (capacity) `glob`, `capacity`; not this interval's counts."""
+    return {k: v for k, v in entry.items() if k not in ("rate", "paths", "messages",
+                                                        "window_s", "certain", "service_rate")}
+
+
 def window_count(history, span_s):
     """(messages, seconds): a lower bound of the most messages any span of span_s held,
     from [(interval_s, messages)] oldest first: the newest intervals whose lengths add
@@ -87,9 +95,7 @@ class _Risk:
             "started": float(self.started), "peak": float(self.peak),
             "intervals": self.intervals,
             "top": {"paths": [{"path": p} for p in e["paths"]]},
-            "limit": {k: v for k, v in e.items() if k not in ("rate", "paths", "messages",
-                                                              "window_s", "certain",
-                                                              "service_rate")},
+            "limit": limit_fields(e),
         }
         if state == CLOSE:
             body.update(ended=float(self.ended), duration_s=float(self.ended - self.started),

@@ -12,6 +12,7 @@ import signal
 import sys
 
 from collector import config as config_mod
+from collector.aggregate.priors import Profile
 from collector.commands.process import (
     StderrLog,
     acquire_run_lock,
@@ -27,6 +28,15 @@ from collector.sinks.registry import OutputContext, Outputs
 from collector.sinks.stdout import auto_format
 
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
+
+
+def read_alerts_profile(path):
+    """The [alerts] profile (collector.aggregate.priors.Profile), or None when none is
+    set; BadInput (one line, exit 2) when it is not a readable profile."""
+    if not path:
+        return None
+    from collector.commands.gate import read_profile      # the gate's reader and checks
+    return Profile(read_profile(path), path)
 
 
 def load_config(path, overrides, stdout=None):
@@ -59,6 +69,7 @@ class Daemon:
         self.outputs = Outputs(OutputContext(self.log, stdout))
         self.collector = None
         self.alert_stage = None          # built at start: [capacity] follows reloads
+        self.profile = None              # [alerts] profile, read at start
         self._stop_signal = None
         self._reload = False
         self.failed = None
@@ -112,7 +123,7 @@ class Daemon:
             self.log("notice", f"interval {new.interval:g}s takes effect at restart; "
                                f"keeping {self.cfg.interval:g}s", key="reload-interval")
             new = new.replace(interval=self.cfg.interval)
-        for part in ("resets", "probes", "alerts", "lock_file"):
+        for part in ("resets", "probes", "alerts", "alerts_profile", "lock_file"):
             if getattr(new, part) != getattr(self.cfg, part):
                 self.log("notice", f"{part} settings take effect at restart; keeping the "
                                    "running ones", key=f"reload-{part}")
@@ -123,6 +134,7 @@ class Daemon:
     def run(self):
         """Run until a stop signal; returns the exit code."""
         self.cfg = load_config(self.config_path, self.overrides, self.outputs.ctx.stdout)
+        self.profile = read_alerts_profile(self.cfg.alerts_profile)   # before the probes
         if self._build is None:
             # before the lock: an unprivileged run must hear about privileges, not about
             # a lock file it cannot create under /run
@@ -174,7 +186,12 @@ class Daemon:
             drops = open_journald_drops(files, self.log)
             self.alert_stage = alerts = AlertStage(meta["host"], self.log, self.cfg.alerts,
                                                    capacity=self.cfg.capacity,  # docs/detection.md
-                                                   host_root=files, drops=drops)
+                                                   host_root=files, drops=drops,
+                                                   profile=self.profile)
+            if self.profile is not None:
+                self.log("info", f"alerts: {len(self.profile)} services of profile "
+                                 f"{self.cfg.alerts_profile} judged from their first "
+                                 "interval", key="alerts-profile")
 
             def on_interval(iv):
                 seg = self.outputs.get("segments")

@@ -76,7 +76,8 @@ def parse(data, path=DEFAULT_PATH):
     if "probes" in top:
         cfg = cfg.replace(probes=_probes(c, top["probes"]))
     if "alerts" in top:
-        cfg = cfg.replace(alerts=_alerts(c, top["alerts"]))
+        cfg = cfg.replace(alerts=_alerts(c, top["alerts"]),
+                          alerts_profile=_alerts_profile(c, top["alerts"]))
     if "capacity" in top:
         cfg = cfg.replace(capacity=_capacity(c, top["capacity"]))
     if "log_rules" in top:
@@ -266,9 +267,11 @@ ALERT_KEYS = tuple(f.name for f in dataclasses.fields(DetectorConfig) if f.name 
 
 
 def _alerts(c, value):
-    t = c.table(value, "alerts", ALERT_KEYS)
+    t = c.table(value, "alerts", ALERT_KEYS + ("profile",))
     changes = {}
     for key in t:
+        if key == "profile":
+            continue
         default = getattr(DetectorConfig(), key)
         integer = isinstance(default, int)
         changes[key] = c.number(t, key, f"alerts.{key}", 0, 1e9, integer=integer)
@@ -276,6 +279,13 @@ def _alerts(c, value):
         return DetectorConfig(**changes)
     except ValueError as e:
         c.fail("alerts", str(e))
+
+
+def _alerts_profile(c, table):
+    """[alerts] profile: "" (none) or the absolute path of a profile; read at start."""
+    if "profile" not in table or table["profile"] == "":
+        return ""
+    return _abs_path(c, table, "profile", "alerts.profile")
 
 
 MAX_CAPACITY_GLOBS = 256

@@ -82,6 +82,9 @@ class Config:
     resets: ResetsConfig = field(default_factory=ResetsConfig)
     probes: ProbesConfig = field(default_factory=ProbesConfig)
     alerts: DetectorConfig = field(default_factory=DetectorConfig)
+    # [alerts] profile: a profile of `surgewatch record` (this host's or a fleet's) that
+    # seeds the baselines of the services it names ("": none; docs/detection.md)
+    alerts_profile: str = ""
     # [capacity]: ((path glob, lines/s), ...) in file order: what a destination keeps up
     # with (docs/detection.md, "Loss risk"); journald's own limits are read from the host
     capacity: tuple = ()

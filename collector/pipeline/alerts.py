@@ -6,7 +6,8 @@ each (docs/detection.md). The interval's end time and length come from its `stat
 The loss-risk check (collector.aggregate.lossrisk) runs here too: it adds `loss_risk` to
 the interval's rate records at risk and raises `log_loss_risk` alerts; and, given a
 reader of journald's drop notices, the messages actually lost (collector.aggregate.loglost):
-`log_lost` in the rate records and `log_lost` alerts.
+`log_lost` in the rate records and `log_lost` alerts. The loss-risk check runs first: the
+detector reads its entries (a service over a host limit, collector/aggregate/priors.py).
 """
 from collector.records import model
 from collector.aggregate.alerts import Detector, format_event
@@ -29,14 +30,15 @@ def open_journald_drops(root="/", log=None):
 
 class AlertStage:
     def __init__(self, host, log=None, config=None, capacity=(), loss_risk=None,
-                 host_root="/", drops=None):
+                 host_root="/", drops=None, profile=None):
         """capacity: the config's [capacity] globs; loss_risk: a LossRisk (tests), else
         one reading journald's limits from this host's files (under host_root: the
         collector's HostRoot.files, collector/host/hostroot.py); drops: None, or a reader
-        whose take() returns {unit: messages journald dropped} since the last call."""
+        whose take() returns {unit: messages journald dropped} since the last call;
+        profile: a collector.aggregate.priors.Profile ([alerts] profile), or None."""
         self.host = host
         self.log = log
-        self.detector = Detector(config)
+        self.detector = Detector(config, profile)
         if loss_risk is None:
             loss_risk = LossRisk(JournaldLimits(root=host_root, warn=self._warn), capacity)
         self.loss_risk = loss_risk
@@ -64,6 +66,7 @@ class AlertStage:
 
     def _interval(self, rates, stats, resets):
         ts = float(stats["ts"])
+        risks = self._loss_risk(ts, stats, rates)     # first: the detector reads loss_risk
         events = self.detector.observe(ts, float(stats["interval"]), rates, resets)
         out = []
         for ev in events:
@@ -72,7 +75,7 @@ class AlertStage:
                 level = "warning" if ev.state == "open" else "notice"
                 self.log(level, format_event(ev),
                          key=f"alert:{ev.alert.service}:{ev.alert.signal}:{ev.state}")
-        return out + self._loss_risk(ts, stats, rates) + self._lost(ts, stats, rates)
+        return out + risks + self._lost(ts, stats, rates)
 
     def _lost(self, ts, stats, rates):
         """log_lost `alert` records of the interval (rates get `log_lost`); a failure costs

@@ -9,13 +9,15 @@ from typing import NamedTuple
 from collector import __version__
 
 # "MAJOR.MINOR": readers accept any minor of their major, refuse a newer major.
-SCHEMA_VERSION = "1.8"   # 1.1: rate.resets_*, stats.resets_*, `reset` records; 1.2: `alert`;
+SCHEMA_VERSION = "1.9"   # 1.1: rate.resets_*, stats.resets_*, `reset` records; 1.2: `alert`;
 #                          1.3: rate.paths bounded, the rest in one "(other)" entry;
 #                          1.4: rate.loss_risk, `alert` signal log_loss_risk with `limit`;
 #                          1.5: rate.conns_*, tcp_bytes_out and ratios, stats.load_lost;
 #                          1.6: rate.owner, the "(other)" rate record with rate.folded;
 #                          1.7: stats.lost_writes_by_uid;
-#                          1.8: rate.log_lost, `alert` signal log_lost with `lost`
+#                          1.8: rate.log_lost, `alert` signal log_lost with `lost`;
+#                          1.9: `alert` reasons above_host_limit (with `limit`) and
+#                               above_profile (with `profile`)
 SCHEMA_MAJOR = 1
 
 
@@ -180,13 +182,14 @@ ALERT_STATES = ("open", "close")
 
 def alert_record(host, ts, *, seq, state, service, signal, rate, baseline, spread, ratio,
                  threshold, reason, started, peak, intervals, top, ended=None,
-                 duration_s=None, close_reason=None, limit=None, lost=None):
+                 duration_s=None, close_reason=None, limit=None, lost=None, profile=None):
     """An alert opened or closed (body from collector.aggregate.alerts.Alert.fields).
 
     baseline, spread and ratio are None when the service has no baseline yet (or a
     baseline of 0 for ratio); ended, duration_s and close_reason only on state "close";
-    limit (schema 1.4) only on signal log_loss_risk: the limit the rate was judged against;
-    lost (schema 1.8) only on signal log_lost: the messages journald dropped since it opened.
+    limit (schema 1.4) only on signal log_loss_risk (1.9: and reason above_host_limit): the
+    limit the rate was judged against; lost (schema 1.8) only on signal log_lost: the
+    messages journald dropped since it opened; profile (1.9) only on reason above_profile.
     """
     if state not in ALERT_STATES:
         raise ValueError(f"alert state must be one of {ALERT_STATES}, got {state!r}")
@@ -205,6 +208,8 @@ def alert_record(host, ts, *, seq, state, service, signal, rate, baseline, sprea
         rec["limit"] = dict(limit)
     if lost is not None:
         rec["lost"] = int(lost)
+    if profile is not None:
+        rec["profile"] = dict(profile)
     return rec
 
 

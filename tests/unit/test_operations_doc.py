@@ -17,6 +17,7 @@ SECTIONS = {
     "host_root": "host_root",
     "probes": "probes",
     "alerts": "alerts",
+    "alerts_profile": "alerts.profile",
     "log_rules": "log_rules",
     "stdout_format": "outputs.stdout.format",
     "segments": "outputs.segments",
