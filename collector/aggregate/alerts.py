@@ -25,6 +25,7 @@ from collections import deque
 from dataclasses import dataclass
 
 from collector.aggregate.baseline import RobustWindow
+from collector.aggregate.idletimeout import IdleTimeouts
 from collector.aggregate.priors import ABOVE_HOST_LIMIT, ABOVE_PROFILE, host_limit, \
     host_limit_fields, limit_text
 from collector.aggregate.slots import protected
@@ -135,6 +136,7 @@ class Detector:
         self.profile = profile
         self.services = {}
         self.intervals = 0
+        self.idle = IdleTimeouts()     # received resets' idle times, the last 10 min
 
     # -- the interval ----------------------------------------------------------------
     def observe(self, ts, interval_s, rates, resets=()):
@@ -179,7 +181,20 @@ class Detector:
         self.intervals += 1
         self._expire()
         events.sort(key=lambda e: (e.state != CLOSE, e.alert.service, e.alert.signal))
+        self._idle_timeouts(ts, resets_by_service, events)
         return events
+
+    def _idle_timeouts(self, ts, resets_by_service, events):
+        """The idle timeout named (docs/detection.md): received resets into the window;
+        a resets-received alert (open, or closing now) carries its service's verdicts in
+        `top.idle_timeouts`."""
+        self.idle.observe(ts, [r for recs in resets_by_service.values() for r in recs])
+        alerts = [e.alert for e in events if e.state == CLOSE] + self.open_alerts()
+        for a in alerts:
+            found = self.idle.verdicts(a.service) if a.signal == RESETS_RECEIVED else ()
+            if found:
+                a.top = dict(a.top or {}, idle_timeouts=[v.as_dict()
+                                                         for v in found[:self.config.top]])
 
     def _new_signal(self, name, signal, zeros):
         figure = self.profile.figure(name, signal) if self.profile is not None else None
@@ -343,6 +358,8 @@ def format_event(ev):
             where = f"; top: {top['paths'][0]['path']}"
         elif top.get("peers"):
             where = f"; top peer: {top['peers'][0]['peer']}"
+        if top.get("idle_timeouts"):
+            where += f"; {top['idle_timeouts'][0]['line']}"
         return f"alert open: {a.service} {what} {_num(a.rate)} {unit} ({base}){where}"
     return (f"alert closed ({a.close_reason}): {a.service} {what} now {_num(a.rate)} {unit}, "
             f"peak {_num(a.peak)} over {a.ended - a.started:.0f}s")

@@ -175,15 +175,20 @@ class EventBudget:
 
 
 class ResetWindow:
-    """Accumulates per-service resets and event-derived peers over a snapshot window."""
+    """Accumulates per-service resets and event-derived peers over a snapshot window, and
+    the received resets' idle times per peer (`idle`: the idle timeout named,
+    collector/aggregate/idletimeout.py, over the whole window)."""
 
     def __init__(self, max_peers=1000):
+        from collector.aggregate.idletimeout import IdleTimeouts, pool_peer   # (imports us)
         self.services = {}
         self.peers = {}                       # service -> Counter("addr:port" -> n)
         self.max_peers = max_peers
         self.events_seen = 0
         self.events_lost = 0
         self.duration_s = 0.0
+        self.idle = IdleTimeouts(window_s=None)
+        self._pool_peer = pool_peer
 
     def add_interval(self, per_service, interval_s, events_lost=0):
         self.duration_s += interval_s
@@ -196,11 +201,16 @@ class ResetWindow:
                 mine.merge(r)
                 self.services[name] = mine
 
-    def add_event(self, service, peer):
+    def add_event(self, service, peer, event=None, ts=0.0):
+        """One reset event of service (peer "addr:port"); event (a ResetEvent: direction,
+        family, raddr, rport, lport, idle_ms) also feeds `idle` when it was received."""
         self.events_seen += 1
         c = self.peers.setdefault(service, Counter())
         if peer in c or len(c) < self.max_peers:
             c[peer] += 1
+        if event is not None and event.direction == "received":
+            self.idle.add(ts, service, self._pool_peer(event.raddr, event.rport, event.lport,
+                                                       event.family == 10), event.idle_ms)
 
     def top(self, n):
         """Services by resets (sent + received), largest first."""

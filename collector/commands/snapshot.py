@@ -83,7 +83,7 @@ def run_snapshot(duration, interval, top, as_json, msgpack_path, rules, argv=(),
                 rwindow.add_interval(sel.resets, s["interval"], s.get("resets_events_lost", 0))
                 lwindow.add_interval(sel.rates, s["interval"])
                 for service, ev in sel.reset_events:
-                    rwindow.add_event(service, _peer(ev))
+                    rwindow.add_event(service, _peer(ev), ev, float(s["ts"]))
             events = []
             if s["interval"] >= interval / 2:   # a cut-short last one (q): rates too noisy
                 events = detector.observe(float(s["ts"]), float(s["interval"]), sel.rates,
@@ -106,14 +106,16 @@ def run_snapshot(duration, interval, top, as_json, msgpack_path, rules, argv=(),
                           on_tick=on_tick if view is not None else None,
                           tick_s=LIVE_TICK_S if view is not None else None,
                           should_stop=lambda: view is not None and view.quit)
+        # the connections as the window ends: before detaching the probes (about 1 s),
+        # in which pooled connections the idle timeout named is about to reset may go
+        inventory_ = selection.inventory(_inventory(collector.services, idle_threshold)) \
+            if (resets_view or table is None) else None
     finally:
         collector.close()
         if drops is not None:
             drops.close()
         if sink:
             sink.close()
-    inventory_ = selection.inventory(_inventory(collector.services, idle_threshold)) \
-        if (resets_view or table is None) else None
     watched_resets = collector.resets is not None
     if table is not None:
         rows = window.rows(top=top)

@@ -17,7 +17,7 @@ SCHEMA_VERSION = "1.9"   # 1.1: rate.resets_*, stats.resets_*, `reset` records; 
 #                          1.7: stats.lost_writes_by_uid;
 #                          1.8: rate.log_lost, `alert` signal log_lost with `lost`;
 #                          1.9: `alert` reasons above_host_limit (with `limit`) and
-#                               above_profile (with `profile`)
+#                               above_profile (with `profile`); `alert` top.idle_timeouts
 SCHEMA_MAJOR = 1
 
 

@@ -2,9 +2,12 @@
 
 render_reset_columns(): per service sent/s and received/s (printed under the log table).
 render_resets(): `snapshot --resets`: top services, peers, states, kinds, reasons, the
-idle-before-reset histogram drawn as bars, and the open-connection inventory.
+idle-before-reset histogram drawn as bars, the idle timeout named (per peer, and with the
+inventory how many connections to that peer are about to be reset) and the
+open-connection inventory.
 Host-supplied names are escaped (sinks.table.escape) so they cannot break the layout.
 """
+from collector.aggregate.idletimeout import at_risk
 from collector.aggregate.resets import bucket_label, idle_mode
 from collector.aggregate.signals import IDLE_BUCKETS
 from collector.sinks.jsonout import idle_buckets
@@ -76,10 +79,24 @@ def render_resets(window, top=10, inventory=None, idle_threshold_s=300.0, title=
             note += f"; {r.idle_unknown} with no idle time (no socket / not connected)"
         lines.append(note + ":")
         lines.extend(histogram_lines(r.idle_hist))
+        lines.extend(f"  idle timeout: {escape(line)}"
+                     for line in idle_timeout_lines(window, r.service, inventory))
     if inventory is not None:
         lines.append("")
         lines.extend(render_inventory(inventory, idle_threshold_s, top))
     return "\n".join(lines)
+
+
+def _idle_timeouts(window, service, inventory):
+    """[(IdleVerdict, at-risk count or None)] of one service: None without an inventory."""
+    rows = inventory.get(service, ()) if inventory is not None else None
+    return [(v, None if rows is None else at_risk(v, rows))
+            for v in window.idle.verdicts(service)]
+
+
+def idle_timeout_lines(window, service, inventory=None):
+    """The idle timeout named, one line per peer (docs/detection.md)."""
+    return [v.line(n) for v, n in _idle_timeouts(window, service, inventory)]
 
 
 def render_inventory(inventory, idle_threshold_s, top=10, per_service=5):
@@ -110,6 +127,8 @@ def resets_json(window, inventory=None, idle_threshold_s=None, top=None):
         doc["resets_sent_per_s"] = r.sent / d
         doc["resets_received_per_s"] = r.received / d
         doc["peers"] = dict(window.peers.get(r.service, {}))
+        doc["idle_timeouts"] = [v.as_dict(n) for v, n in
+                                _idle_timeouts(window, r.service, inventory)]
         services.append(doc)
     totals = window.totals()
     out = {"duration_s": window.duration_s, **totals, "events_lost": window.events_lost,

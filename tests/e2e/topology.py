@@ -83,6 +83,11 @@ http {{
 """
 
 
+def haproxy_time(seconds):
+    """HAProxy's spelling of a timeout: 3 -> "3s", 3.5 -> "3500ms"."""
+    return f"{seconds:g}s" if float(seconds).is_integer() else f"{round(seconds * 1000)}ms"
+
+
 def cgroup2_root():
     from collector.host.cgroups import cgroup2_mount
 
@@ -206,7 +211,8 @@ class Topology:
         os.makedirs(d, exist_ok=True)
         conf = os.path.join(d, "haproxy.cfg")
         with open(conf, "w") as f:
-            f.write(HAPROXY_CFG.format(dir=d, idle=f"{self.idle_timeout_s}s", lb_fe=self.lb_fe_addr,
+            f.write(HAPROXY_CFG.format(dir=d, idle=haproxy_time(self.idle_timeout_s),
+                                       lb_fe=self.lb_fe_addr,
                                        lb_port=LB_PORT, be=self.be_addr, be_port=BE_PORT))
         self.haproxy_out = open(os.path.join(d, "stderr.txt"), "w")
         # -db: foreground, no daemon; -Ws would need systemd
