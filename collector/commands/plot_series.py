@@ -232,6 +232,8 @@ def _ratio(rec):
     base, ratio = rec.get("baseline"), rec.get("ratio")
     if rec.get("reason") == "new_service":     # its baseline is its own first intervals
         return "new service"
+    if rec.get("reason") == "above_host_limit":  # schema 1.9: judged against the host's limit
+        return "over host limit"
     if _num(base) and base > 0 and _num(rec.get("peak")):
         return max(float(rec["peak"]) / base, float(ratio) if _num(ratio) else 0.0)
     if _num(ratio):

@@ -252,8 +252,14 @@ def _alert(head, rec):
                 f"{service}  now {rate}, peak {_per_s(signal, rec.get('peak'))}"
                 f"{f' over {dur:.1f}s' if _num(dur) else ''}")
     ratio, baseline = rec.get("ratio"), rec.get("baseline")
+    limit = rec.get("limit") if isinstance(rec.get("limit"), dict) else {}
     if rec.get("reason") == "new_service":
         why = "new service"
+    elif rec.get("reason") == "above_host_limit":       # schema 1.9: over what the host takes
+        what = limit.get("key") or limit.get("limit")
+        why = f"over host limit {_s(what)}" if what else "over a host limit"
+    elif rec.get("reason") == "above_profile" and _num(ratio):
+        why = f"{ratio:.1f}x profile {_per_s(signal, baseline)}"
     elif _num(ratio):
         why = f"{ratio:.1f}x baseline {_per_s(signal, baseline)}"
     elif _num(baseline):

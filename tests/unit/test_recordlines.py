@@ -208,3 +208,13 @@ def test_lost_messages_on_the_rate_line_and_the_log_lost_alert():
                   lost=1000)
     assert format_record(closed).endswith("#9      ALERT closed (no more drops)  log lost  "
                                           "app.service  lost: 1000 over 11.0s")
+
+
+def test_alerts_judged_against_the_host_limit_or_a_profile_say_so():
+    over = alert(baseline=None, ratio=None, reason="above_host_limit",
+                 limit={"limit": "capacity", "key": "capacity:/var/log/app/*.log",
+                        "allowed_per_s": 500.0})
+    assert "= over host limit capacity:/var/log/app/*.log (threshold 300.0/s)" in \
+        format_record(over)
+    prof = alert(baseline=20.0, ratio=250.0, reason="above_profile")
+    assert "= 250.0x profile 20.0/s (threshold 300.0/s)" in format_record(prof)
