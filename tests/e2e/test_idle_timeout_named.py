@@ -3,7 +3,8 @@
 `surgewatch snapshot --resets --json` names the timeout in one line and counts the
 connections about to be reset.
 
-One run (module fixture), about 12 s of snapshot after its probes load:
+One run (module fixture), about 12 s of snapshot after its probes load (every time here is at
+SURGEWATCH_TEST_TIME_SCALE 1; under emulation all are scaled by a power of two):
 - a pool of 4 connections, used once and left idle 4.1 s, twice: the balancer resets all
   of them after 3.5 s idle = 8 resets received by the frontend from the balancer's
   address:8080, and 8 by nginx from the balancer's other side (a new port each time);
@@ -17,6 +18,7 @@ bucket, a timeout named within one log2 bucket of 3.5 s) with 3 connections at r
 for nginx (peer balancer-address:*, 8 of 8) with 3 at risk; none for HAProxy.
 """
 import json
+import math
 import os
 import re
 import subprocess
@@ -28,15 +30,20 @@ import pytest
 from collector.aggregate.resets import bucket_of
 from tests.e2e.incidents import SURGEWATCH, _meta_written, _wait_for, read_stream
 from tests.e2e.topology import HERE, LB_PORT, Topology, missing_tools, read_events
+from tests.owncgroup import TIME_SCALE
 
 pytestmark = pytest.mark.e2e
 
-TIMEOUT_S = 3.5           # HAProxy's timeout client / timeout server
-POOL, ROUNDS = 4, 2       # reset twice: 8 resets
-HOLD_S = TIMEOUT_S + 0.6  # idle time of each round before the client closes the pool
-KEEP = 3                  # left open and idle at the end
-KEEP_IDLE_AT_END_S = 2.3  # their idle time when the snapshot's window ends
-DURATION_S = 12.0
+# Every time below is scaled by a power of two, so that the buckets scale with it: under
+# QEMU's software CPU (TIME_SCALE 4) the inventory may follow the window's end by seconds,
+# and the kept connections must stay inside [bucket low, timeout) until it runs.
+SCALE = 2 ** round(math.log2(max(1.0, TIME_SCALE)))
+TIMEOUT_S = 3.5 * SCALE           # HAProxy's timeout client / timeout server
+POOL, ROUNDS = 4, 2               # reset twice: 8 resets
+HOLD_S = TIMEOUT_S + 0.6 * SCALE  # idle time of each round before the client closes the pool
+KEEP = 3                          # left open and idle at the end
+KEEP_IDLE_AT_END_S = 2.3 * SCALE  # their idle time when the snapshot's window ends
+DURATION_S = 12.0 * SCALE
 EXPECTED_RESETS = POOL * ROUNDS
 BUCKET = bucket_of(TIMEOUT_S * 1000, 24)        # 12: [2.048 s, 4.096 s)
 
@@ -130,7 +137,7 @@ def test_the_ground_truth_ran_as_planned(run):
     assert [e["round"] for e in rounds] == list(range(ROUNDS))
     assert all(len(e["lports"]) == POOL for e in rounds) and len(kept["lports"]) == KEEP
     # the kept connections went idle KEEP_IDLE_AT_END_S before the window's end
-    assert abs(run.window_end - kept["ts"] - KEEP_IDLE_AT_END_S) < 0.3, kept
+    assert abs(run.window_end - kept["ts"] - KEEP_IDLE_AT_END_S) < 0.3 * SCALE, kept
 
 
 def test_the_frontend_is_told_the_timeout_and_the_connections_about_to_go(run):
