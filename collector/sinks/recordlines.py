@@ -234,6 +234,9 @@ def _top(signal, top):
     idle = top.get("idle") if isinstance(top.get("idle"), list) else []
     if idle and isinstance(idle[0], dict):
         first.append(f"idle {_s(idle[0].get('bucket'))}")
+    named = top.get("idle_timeouts") if isinstance(top.get("idle_timeouts"), list) else []
+    if named and isinstance(named[0], dict) and named[0].get("line"):
+        first.append(_s(named[0]["line"]))          # schema 1.9: the idle timeout named
     return "  " + ", ".join(first) if first else ""
 
 

@@ -218,3 +218,15 @@ def test_alerts_judged_against_the_host_limit_or_a_profile_say_so():
         format_record(over)
     prof = alert(baseline=20.0, ratio=250.0, reason="above_profile")
     assert "= 250.0x profile 20.0/s (threshold 300.0/s)" in format_record(prof)
+
+
+def test_a_reset_alert_names_the_idle_timeout():
+    rec = alert(signal="resets_received_per_s")
+    rec["top"]["idle_timeouts"] = [{"peer": "10.0.0.9:443", "line": "resets from 10.0.0.9:443 "
+                                    "after ~60 s idle: an idle timeout near 60 s (30 of 30 in "
+                                    "32.8s-65.5s)"}]
+    assert format_record(rec).endswith("top 10.0.0.9:443, idle 2.05s-4.1s, resets from "
+                                       "10.0.0.9:443 after ~60 s idle: an idle timeout near "
+                                       "60 s (30 of 30 in 32.8s-65.5s)")
+    rec["top"]["idle_timeouts"] = [{"peer": "x", "line": "a\x1b[2Jb"}]
+    assert "\x1b" not in format_record(rec)
