@@ -66,54 +66,40 @@ class AlertStage:
 
     def _interval(self, rates, stats, resets):
         ts = float(stats["ts"])
-        risks = self._loss_risk(ts, stats, rates)     # first: the detector reads loss_risk
+        # first: the detector reads the loss_risk entries this adds to the rate records
+        risks = self._guarded("loss-risk check", "loss-risk-failed",
+                              lambda: self.loss_risk.observe(ts, float(stats["interval"]),
+                                                             rates))
         events = self.detector.observe(ts, float(stats["interval"]), rates, resets)
-        out = []
-        for ev in events:
-            out.append(model.alert_record(self.host, ts, seq=stats["seq"], **ev.fields()))
-            if self.log is not None:
-                level = "warning" if ev.state == "open" else "notice"
-                self.log(level, format_event(ev),
-                         key=f"alert:{ev.alert.service}:{ev.alert.signal}:{ev.state}")
-        return out + risks + self._lost(ts, stats, rates)
+        lost = [] if self.drops is None else self._guarded(
+            "journald drop count", "lost-failed",
+            lambda: self.lost.observe(self.host, ts, stats["seq"], float(stats["interval"]),
+                                      rates, self.drops.take()))
+        return (self._records(ts, stats, events, format_event,
+                              lambda e: f"alert:{e.alert.service}:{e.alert.signal}")
+                + self._records(ts, stats, risks, format_risk_event,
+                                lambda e: f"loss:{e.risk.service}:{e.risk.key}")
+                + self._records(ts, stats, lost, format_lost_event,
+                                lambda e: f"lost:{e.loss.service}"))
 
-    def _lost(self, ts, stats, rates):
-        """log_lost `alert` records of the interval (rates get `log_lost`); a failure costs
-        only them."""
-        if self.drops is None:
-            return []
+    def _guarded(self, what, key, observe):
+        """observe()'s events; a failure is logged and costs only them."""
         try:
-            events = self.lost.observe(self.host, ts, stats["seq"], float(stats["interval"]),
-                                       rates, self.drops.take())
+            return observe()
         except Exception as e:          # a bug here must not cost the other alerts
             if self.log is not None:
-                self.log("error", f"journald drop count failed this interval: "
-                                  f"{type(e).__name__}: {e}", key="lost-failed")
+                self.log("error", f"{what} failed this interval: {type(e).__name__}: {e}",
+                         key=key)
             return []
-        out = []
-        for ev in events:
-            out.append(model.alert_record(self.host, ts, seq=stats["seq"], **ev.fields()))
-            if self.log is not None:
-                self.log("warning" if ev.state == "open" else "notice", format_lost_event(ev),
-                         key=f"lost:{ev.loss.service}:{ev.state}")
-        return out
 
-    def _loss_risk(self, ts, stats, rates):
-        """log_loss_risk `alert` records of the interval; a failure costs only them."""
-        try:
-            events = self.loss_risk.observe(ts, float(stats["interval"]), rates)
-        except Exception as e:          # a bug here must not cost the other alerts
-            if self.log is not None:
-                self.log("error", f"loss-risk check failed this interval: "
-                                  f"{type(e).__name__}: {e}", key="loss-risk-failed")
-            return []
+    def _records(self, ts, stats, events, line, key):
+        """An `alert` record and a log line (warning on open, notice on close) per event."""
         out = []
         for ev in events:
             out.append(model.alert_record(self.host, ts, seq=stats["seq"], **ev.fields()))
             if self.log is not None:
-                level = "warning" if ev.state == "open" else "notice"
-                self.log(level, format_risk_event(ev),
-                         key=f"loss:{ev.risk.service}:{ev.risk.key}:{ev.state}")
+                self.log("warning" if ev.state == "open" else "notice", line(ev),
+                         key=f"{key(ev)}:{ev.state}")
         return out
 
     def close(self):
