@@ -46,6 +46,16 @@ case "${1:-}" in
     *) die "usage: $0 [--force]" ;;
 esac
 [ "$(id -u)" -eq 0 ] || die "must run as root (loop devices, mounts, chroot); try: sudo $0"
+# The build's mounts live in a mount namespace of its own. A namespace another process
+# makes meanwhile with private propagation (`unshare -m --propagation private`, as tests
+# do) would otherwise hold a copy of the box's root mount: our umount then leaves the
+# filesystem mounted there with its journal not written back, and GRUB, which does not
+# replay the journal, boots the VM to its `grub>` prompt (seen: no grub.cfg, only
+# grub.cfg.new, in a box built beside the privileged tests).
+if [ -z "${SURGEWATCH_BOX_NS:-}" ]; then
+    command -v unshare >/dev/null || die "missing unshare (apt-get install util-linux)"
+    SURGEWATCH_BOX_NS=1 exec unshare -m --propagation private -- bash "$0" "$@"
+fi
 case "$SUITE" in
     bookworm|trixie) ;;
     *) die "SURGEWATCH_SUITE=$SUITE is not a suite this box is made for; use bookworm (Debian 12) or trixie (Debian 13)" ;;
@@ -205,6 +215,9 @@ for m in dev/pts dev proc sys; do umount "$root/$m"; done
 umount "$root"
 partx -d "$loop" 2>/dev/null || true
 losetup -d "$loop"
+# A loop device still attached after -d is still in use (autoclear): the filesystem is
+# mounted somewhere yet, and the image would not be what GRUB needs.
+[ -z "$(losetup -j "$raw")" ] || die "the box's disk is still in use after unmounting it ($(losetup -j "$raw")); nothing was cached"
 loop=""
 
 # 5. Pack: qcow2 plus the libvirt box metadata and a Vagrantfile that names the key.
