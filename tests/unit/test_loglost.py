@@ -155,3 +155,21 @@ def test_format_of_the_open_line():
     [ev] = lost.observe("h", 1.0, 0, 1.0, [], {"x.service": 3})
     assert format_lost_event(ev) == ("lost: x.service: journald dropped 3 messages (its rate "
                                      "limit; journald's \"Suppressed\" notice)")
+
+
+def test_another_root_reads_the_journal_under_it(tmp_path):
+    from collector.host.journald_drops import JournaldDrops, Unavailable
+    try:
+        JournaldDrops(str(tmp_path))
+    except Unavailable as e:
+        assert str(e).startswith(f"no journal under {tmp_path} (var/log/journal, "
+                                 "run/log/journal); mount the host's journal")
+    else:
+        raise AssertionError("a root without a journal was accepted")
+    (tmp_path / "run/log/journal").mkdir(parents=True)
+    assert JournaldDrops._directory(str(tmp_path)) == str(tmp_path / "run/log/journal")
+    (tmp_path / "var/log/journal").mkdir(parents=True)
+    assert JournaldDrops._directory(str(tmp_path)) == str(tmp_path / "var/log/journal")
+    drops = JournaldDrops(str(tmp_path))           # an empty journal directory: nothing yet
+    assert drops.take() == {}
+    drops.close()
