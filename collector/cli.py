@@ -311,13 +311,14 @@ _RECORD_EXAMPLES = """Examples:
 def record_cmd(output, duration, interval, source, since, prom_url, match, prom_range, step,
                end, bearer_token_file, ca_file, log_dirs, log_globs, journald_sockets):
     """Record a profile: per-service rates and their spread over a window."""
-    from collector.commands.gate import record_from, record_live, write_profile
+    from collector.commands.profile_file import write_profile
+    from collector.commands.record import record_from, record_live
     from collector.commands.tail import parse_since
 
     prom_only = {"--match": match != "{}", "--range": prom_range != "24h", "--step": step,
                  "--end": end, "--bearer-token-file": bearer_token_file, "--ca-file": ca_file}
     if prom_url is not None:
-        from collector.commands.gate import parse_duration, record_from_prometheus
+        from collector.commands.record import parse_duration, record_from_prometheus
 
         if source is not None or since or duration is not None:
             raise click.BadParameter("not with --from, --since or --duration",
@@ -397,7 +398,7 @@ def compare_cmd(baseline, current, max_ratio, min_rate, min_bytes_rate, stat, ba
                 min_conns, services, as_json):
     """Compare two profiles (services by name): exit 0 within the limits, 1 when a service
     exceeds them, 2 on bad input."""
-    from collector.commands.gate import run_compare
+    from collector.commands.compare import run_compare
 
     sys.exit(run_compare(baseline, current, max_ratio=max_ratio, min_rate=min_rate,
                          min_bytes_rate=min_bytes_rate, stat=stat, as_json=as_json,

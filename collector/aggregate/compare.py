@@ -2,7 +2,7 @@
 load-normalised ratios where both sides measured load, else on absolute rates.
 
 Pure: profile dicts in, a result dict out. The rules are in docs/detection.md ("The
-gate", "Basis"); the report is collector/commands/gate.py.
+gate", "Basis"); the report is collector/commands/compare.py.
 """
 import fnmatch
 import math

@@ -2,7 +2,7 @@
 per-host rate series (a Prometheus query_range answer) instead of one host's intervals.
 
 Pure: decoded `matrix` results in, a profile dict out; the HTTP side is
-collector/records/prometheus_api.py, the wiring collector/commands/gate.py. Format and
+collector/records/prometheus_api.py, the wiring collector/commands/record.py. Format and
 definitions in docs/detection.md ("Fleet profiles").
 
 Per service and signal, over the steps of the range (each step's sample is the rate over

@@ -2,7 +2,7 @@
 collector/aggregate/compare.py).
 
 Pure: records in, plain dicts out; no I/O. The file format is in docs/detection.md
-("The gate"); reading and writing it is collector/commands/gate.py.
+("The gate"); reading and writing it is collector/commands/profile_file.py.
 
 Per service and signal a profile keeps the exact mean rate (total / window length), the
 spread of the per-interval rates (standard deviation, median, p10, p90, max) and how many

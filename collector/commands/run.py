@@ -35,7 +35,7 @@ def read_alerts_profile(path):
     set; BadInput (one line, exit 2) when it is not a readable profile."""
     if not path:
         return None
-    from collector.commands.gate import read_profile      # the gate's reader and checks
+    from collector.commands.profile_file import read_profile   # the gate's reader and checks
     return Profile(read_profile(path), path)
 
 

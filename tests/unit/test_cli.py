@@ -198,16 +198,17 @@ def test_every_help_ends_with_examples_of_its_own_command(run, name):
 
 
 def test_short_flags_reach_record_tail_plot_and_run(run, monkeypatch):
-    import collector.commands.gate as gate
+    import collector.commands.profile_file as profile_file
     import collector.commands.plot as plot
+    import collector.commands.record as record
     import collector.commands.run as run_mod
     import collector.commands.tail as tail
 
     seen = {}
-    monkeypatch.setattr(gate, "record_from",
+    monkeypatch.setattr(record, "record_from",
                         lambda source, duration, since: seen.setdefault("record", duration)
                         and {"services": {}, "duration_s": duration})
-    monkeypatch.setattr(gate, "write_profile", lambda doc, out: None)
+    monkeypatch.setattr(profile_file, "write_profile", lambda doc, out: None)
     monkeypatch.setattr(tail, "run_tail", lambda source, **kw: seen.setdefault("tail", kw) and 0)
 
     class Drawn:

@@ -9,7 +9,8 @@ from tests.support.cli import cli_runner
 from collector.aggregate.compare import compare
 from collector.aggregate.profile import ProfileBuilder, check_profile
 from collector.cli import main
-from collector.commands.gate import render_compare, write_profile
+from collector.commands.compare import render_compare
+from collector.commands.profile_file import write_profile
 from collector.records import model
 
 T0 = 1_700_000_000.0
@@ -35,7 +36,7 @@ def load_stream(n, services, host="h", tcp=True, resets=True):
                 rec.update(resets_sent=0, resets_received=(conns or 0) // 10)
             recs.append(rec)
         recs.append(model.stats_record(host, ts, seq=i, interval=1.0, drain_ms=1, keys=1,
-                                       map_capacity=10, evictions=0, lost_events=0,
+                                       map_capacity=10, lost_events=0,
                                        unresolved_writes=0, cpu_s=0, rss_bytes=1))
     return recs
 

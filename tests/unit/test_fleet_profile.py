@@ -17,12 +17,8 @@ from collector.aggregate.fleet import FleetBuilder, quantile
 from collector.aggregate.compare import compare
 from collector.aggregate.profile import check_profile
 from collector.cli import main
-from collector.commands.gate import (
-    default_step,
-    fleet_queries,
-    record_from_prometheus,
-    render_compare,
-)
+from collector.commands.compare import render_compare
+from collector.commands.record import default_step, fleet_queries, record_from_prometheus
 from collector.errors import BadInput
 from collector.records.prometheus_api import PrometheusUnavailable
 from tests.support.loopback import free_port

@@ -16,7 +16,9 @@ from collector.aggregate.profile import (
 )
 from collector.aggregate.compare import compare
 from collector.cli import main
-from collector.commands.gate import read_profile, record_from, render_compare, write_profile
+from collector.commands.compare import render_compare
+from collector.commands.profile_file import read_profile, write_profile
+from collector.commands.record import record_from
 from collector.errors import BadInput
 from collector.records.stream import encode
 
@@ -34,7 +36,7 @@ def interval_records(seq, ts, services, interval=1.0, host="h", resets=False):
             rec["resets_sent"], rec["resets_received"] = writes // 10, 0
         out.append(rec)
     out.append(model.stats_record(host, ts, seq=seq, interval=interval, drain_ms=1, keys=1,
-                                  map_capacity=10, evictions=0, lost_events=0,
+                                  map_capacity=10, lost_events=0,
                                   unresolved_writes=0, cpu_s=0, rss_bytes=1))
     return out
 

@@ -4,7 +4,7 @@ it reaches the table, the live view and tail (docs/reliability.md, "Hostile loca
 import io
 
 from collector.aggregate.compare import compare
-from collector.commands.gate import render_compare
+from collector.commands.compare import render_compare
 from collector.commands.process import StderrLog
 from collector.sinks.text import display_width, escape
 from tests.unit.test_gate import profile_of, stream
