@@ -1,11 +1,12 @@
 """`make bench`: issue 7's six benchmarks, each figure printed next to its target.
 
     python -m tests.bench [syscalls] [progstats] [userspace] [resets] [startup] [interval]
-                          [load]                                              (default: all)
+                          [load] [peers]                                      (default: all)
 
 Environment: BENCH_ROUNDS (syscall rounds, default 7), BENCH_N (calls per loop, default
-500000). Results also go to build/bench/results.json. Run it on an otherwise idle
-machine: every figure is a ratio or a CPU share, and another load skews both.
+500000); `peers` reads BENCH_ROUNDS, BENCH_PAIRS and BENCH_N itself, with defaults of its
+own (tests/bench/peers.py). Results also go to build/bench/results.json. Run it on an
+otherwise idle machine: every figure is a ratio or a CPU share, and another load skews both.
 Method and recorded results: docs/performance.md."""
 import json
 import os
@@ -15,7 +16,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from tests.bench import interval, load, progstats, resetstorm, startup, syscalls, userspace
+from tests.bench import (interval, load, peers, progstats, resetstorm, startup, syscalls,
+                         userspace)
 
 ROUNDS = int(os.environ.get("BENCH_ROUNDS", "7"))
 N = int(os.environ.get("BENCH_N", "500000"))
@@ -77,6 +79,7 @@ CASES = {
     "startup": (startup.run, report_startup),
     "interval": (interval.run, interval.report),    # in-process, no kernel (issue 13)
     "load": (load.run, load.report),                # TCP load counting, bpf_stats (issue 18)
+    "peers": (peers.run, peers.report),             # against syscount and bpftrace (issue 26)
 }
 
 
