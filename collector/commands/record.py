@@ -6,7 +6,6 @@ it: collector/commands/profile_file.py; comparing two: collector/commands/compar
 """
 import math
 import os
-import re
 import sys
 import time
 
@@ -18,6 +17,7 @@ from collector.records.intervals import intervals
 from collector.records.segments import list_segments
 from collector.records.source import notes_only, open_records
 from collector.sinks.text import plural
+from collector.timespans import flag_duration
 
 
 # -- record ----------------------------------------------------------------------------
@@ -91,14 +91,12 @@ CONNS_METRIC = "surgewatch_tcp_connections_total"
 MAX_POINTS = 10_000          # Prometheus refuses over 11,000 points per series
 
 
-_DURATION = re.compile(r"([0-9]+(?:\.[0-9]+)?)\s*(s|m|h|d)?")
-_UNITS = {None: 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
-
-
 def parse_duration(text, flag):
     """Seconds from "90", "90s", "10m", "24h", "7d"; BadInput naming flag otherwise."""
-    m = _DURATION.fullmatch(text.strip())
-    secs = float(m.group(1)) * _UNITS[m.group(2)] if m else 0.0
+    try:
+        secs = flag_duration(text)
+    except ValueError:
+        secs = 0.0
     if secs <= 0:
         raise BadInput(f"{flag} {text!r}: expected a duration such as 90s, 10m, 24h or 7d")
     return secs

@@ -10,7 +10,6 @@ and reading goes on with the next segment.
 import datetime as dt
 import fnmatch
 import os
-import re
 import stat
 import sys
 import time
@@ -22,19 +21,17 @@ from collector.records.source import open_records, read_pipe
 from collector.sinks.jsonout import dumps
 from collector.sinks.recordlines import format_record
 from collector.sinks.unixsock import subscribe
+from collector.timespans import flag_duration
 from collector.commands.tail_fold import ResetFold
-
-_REL = re.compile(r"([0-9]+(?:\.[0-9]+)?)\s*(s|m|h|d)")
-_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
-
 
 def parse_since(text, now=None):
     """Unix seconds from "90s"/"10m"/"2h"/"1d" ago, unix seconds, or an ISO date/time."""
     now = time.time() if now is None else now
     text = text.strip()
-    m = _REL.fullmatch(text)
-    if m:
-        return now - float(m.group(1)) * _UNITS[m.group(2)]
+    try:
+        return now - flag_duration(text, bare=False)
+    except ValueError:
+        pass
     try:
         return float(text)
     except ValueError:

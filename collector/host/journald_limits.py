@@ -11,6 +11,7 @@ import time
 from dataclasses import dataclass
 
 from collector.host.hostroot import HostFiles  # noqa: F401 (its home was here)
+from collector.timespans import parse_timespan
 
 DEFAULT_INTERVAL_S = 30.0        # journald.conf(5): RateLimitIntervalSec=30s
 DEFAULT_BURST = 10000            # RateLimitBurst=10000
@@ -59,50 +60,6 @@ class RateLimit:
 
 
 # -- value syntax ---------------------------------------------------------------------
-_TIME_UNITS = {  # systemd.time(7)
-    "us": 1e-6, "usec": 1e-6, "µs": 1e-6, "μs": 1e-6,
-    "ms": 1e-3, "msec": 1e-3,
-    "s": 1.0, "sec": 1.0, "second": 1.0, "seconds": 1.0,
-    "m": 60.0, "min": 60.0, "minute": 60.0, "minutes": 60.0,
-    "h": 3600.0, "hr": 3600.0, "hour": 3600.0, "hours": 3600.0,
-    "d": 86400.0, "day": 86400.0, "days": 86400.0,
-    "w": 604800.0, "week": 604800.0, "weeks": 604800.0,
-    "M": 2629800.0, "month": 2629800.0, "months": 2629800.0,
-    "y": 31557600.0, "year": 31557600.0, "years": 31557600.0,
-}
-
-
-def parse_timespan(text, default_unit=1.0):
-    """Seconds of a systemd time span: "30s", "1min 30s", "500ms", "1.5h", "2" (a bare
-    number is in default_unit seconds); ValueError otherwise."""
-    s = text.strip()
-    if not s:
-        raise ValueError("empty time span")
-    if s == "infinity":
-        return math.inf
-    total, i, n = 0.0, 0, len(s)
-    while i < n:
-        while i < n and s[i].isspace():
-            i += 1
-        j = i
-        while j < n and (s[j].isdigit() or s[j] == "."):
-            j += 1
-        if j == i:
-            raise ValueError(f"{text!r} is not a time span (like 30s, 1min, 500ms)")
-        number = float(s[i:j])
-        while j < n and s[j].isspace():
-            j += 1
-        k = j
-        while k < n and not (s[k].isdigit() or s[k].isspace() or s[k] == "."):
-            k += 1
-        unit = s[j:k]
-        if unit and unit not in _TIME_UNITS:
-            raise ValueError(f"{text!r}: unknown time unit {unit!r}")
-        total += number * (_TIME_UNITS[unit] if unit else default_unit)
-        i = k
-    return total
-
-
 def parse_unsigned(text):
     s = text.strip()
     if not s.isdigit() or not s.isascii():
