@@ -47,8 +47,8 @@ RECORD_TYPES = (RECORD_META, RECORD_RATE, RECORD_STATS, RECORD_RESET, RECORD_ALE
 # `stats` fields that count what was lost or could not be attributed in the interval
 # (docs/stream.md): tail shows a stats line when one is non-zero, Prometheus sums each
 # into a counter, snapshot notes them.
-LOSS_FIELDS = ("evictions", "lost_events", "unresolved_writes", "lost_writes",
-               "fd_walk_failed", "segment_dropped_records")
+LOSS_FIELDS = ("lost_events", "unresolved_writes", "lost_writes", "fd_walk_failed",
+               "segment_dropped_records")
 RESET_LOSS_FIELDS = ("resets_lost", "resets_events_lost", "resets_owner_unknown",
                      "resets_owner_map_full", "reset_records_suppressed", "load_lost")
 
@@ -158,9 +158,28 @@ def rate_record(host, ts, *, seq, interval, service, pids, comms, log_writes, lo
 # added by collector.aggregate.loglost from journald's own notices
 
 
-def stats_record(host, ts, *, seq, interval, drain_ms, keys, map_capacity, evictions,
-                 lost_events, unresolved_writes, cpu_s, rss_bytes):
-    """The collector's own health during one interval (emitted every interval, quiet or not)."""
+# What the stages report into `stats` besides the collector's own fields, in record
+# order (docs/stream.md): the log-write probe, the resets stage, the host lookups, the
+# outputs (collector/pipeline/runtime.py gathers them). Each is optional: a stage that
+# does not run reports nothing.
+STATS_REPORTED = {
+    "lost_writes": int, "lost_writes_by_uid": dict, "iov_truncated": int,
+    "fd_walk_failed": int,                                           # log-write probe
+    "resets_events_lost": int, "resets_lost": int, "resets_owner_unknown": int,
+    "resets_owner_map_full": int, "load_lost": int,
+    "reset_records_suppressed": int,                                 # resets stage
+    "host_resource_errors": int,                                     # host lookups
+    "segment_dropped_records": int,                                  # outputs
+}
+
+
+def stats_record(host, ts, *, seq, interval, drain_ms, keys, map_capacity, lost_events,
+                 unresolved_writes, cpu_s, rss_bytes, **reported):
+    """The collector's own health during one interval (emitted every interval, quiet or
+    not), with the fields each stage reported (STATS_REPORTED; ValueError for another)."""
+    unknown = sorted(set(reported) - set(STATS_REPORTED))
+    if unknown:
+        raise ValueError(f"not a stats field: {', '.join(unknown)}")
     rec = _base(RECORD_STATS, host, ts)
     rec.update(
         seq=int(seq),
@@ -168,12 +187,17 @@ def stats_record(host, ts, *, seq, interval, drain_ms, keys, map_capacity, evict
         drain_ms=float(drain_ms),
         keys=int(keys),
         map_capacity=int(map_capacity),
-        evictions=int(evictions),
+        # always 0: no map evicts counts (the count maps are plain hashes; a full one's
+        # loss is lost_writes / resets_lost); kept for 1.x readers (docs/stream.md)
+        evictions=0,
         lost_events=int(lost_events),
         unresolved_writes=int(unresolved_writes),
         cpu_s=float(cpu_s),
         rss_bytes=int(rss_bytes),
     )
+    for key, type_ in STATS_REPORTED.items():
+        if key in reported:
+            rec[key] = type_(reported[key])
     return rec
 
 

@@ -17,7 +17,6 @@ PREFIX = "surgewatch"
 
 # stats field -> (metric name without prefix, help); summed into counters
 _COUNTER_HELP = {
-    "evictions": ("map_evictions_total", "Kernel map entries evicted (their counts lost)."),
     "lost_events": ("lost_events_total", "File-open events the kernel could not deliver."),
     "unresolved_writes": ("unresolved_writes_total",
                           "Log writes whose destination could not be identified."),

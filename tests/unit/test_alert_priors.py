@@ -54,7 +54,7 @@ class Run:
                 paths=[{"path": k, "writes": w, "bytes": 100 * w, "pids": [7]}
                        for k, w in p.items()]) for s, p in services.items()]
             stats = model.stats_record("h", ts, seq=self.i, interval=1.0, drain_ms=1, keys=1,
-                                       map_capacity=10, evictions=0, lost_events=0,
+                                       map_capacity=10, lost_events=0,
                                        unresolved_writes=0, cpu_s=0, rss_bytes=1)
             self.alerts += [(self.i, r) for r in self.stage.interval(recs, stats, [])]
             self.i += 1

@@ -17,7 +17,7 @@ def interval(stage, i, services):
                                        "bytes": n * 80, "pids": [1]}])
              for s, n in services.items()]
     stats = model.stats_record("h", ts, seq=i, interval=1.0, drain_ms=1, keys=1,
-                               map_capacity=10, evictions=0, lost_events=0,
+                               map_capacity=10, lost_events=0,
                                unresolved_writes=0, cpu_s=0, rss_bytes=1)
     return stage.interval(rates, stats, [])
 

@@ -36,7 +36,7 @@ def load_stream(n, services, host="h", tcp=True, resets=True):
                 rec.update(resets_sent=0, resets_received=(conns or 0) // 10)
             recs.append(rec)
         recs.append(model.stats_record(host, ts, seq=i, interval=1.0, drain_ms=1, keys=1,
-                                       map_capacity=10, evictions=0, lost_events=0,
+                                       map_capacity=10, lost_events=0,
                                        unresolved_writes=0, cpu_s=0, rss_bytes=1))
     return recs
 

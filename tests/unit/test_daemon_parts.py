@@ -54,7 +54,7 @@ def records():
     meta = model.meta_record("h", 1.0, 1.0, {"logwrites": {"enabled": True}}, "6.1",
                              mode="run", argv=["surgewatch", "run"], version="0")
     stats = model.stats_record("h", 2.0, seq=0, interval=1.0, drain_ms=1.0, keys=0,
-                               map_capacity=1, evictions=0, lost_events=0,
+                               map_capacity=1, lost_events=0,
                                unresolved_writes=0, cpu_s=0.0, rss_bytes=1)
     return [meta, stats]
 
@@ -142,7 +142,7 @@ class FakeCollector:
         tick = 0
         while True:
             stats = model.stats_record("h", 2.0, seq=self.seq, interval=interval,
-                                       drain_ms=0, keys=0, map_capacity=1, evictions=0,
+                                       drain_ms=0, keys=0, map_capacity=1,
                                        lost_events=0, unresolved_writes=0, cpu_s=0,
                                        rss_bytes=1)
             self.seq += 1

@@ -36,7 +36,7 @@ def interval_records(seq, ts, services, interval=1.0, host="h", resets=False):
             rec["resets_sent"], rec["resets_received"] = writes // 10, 0
         out.append(rec)
     out.append(model.stats_record(host, ts, seq=seq, interval=interval, drain_ms=1, keys=1,
-                                  map_capacity=10, evictions=0, lost_events=0,
+                                  map_capacity=10, lost_events=0,
                                   unresolved_writes=0, cpu_s=0, rss_bytes=1))
     return out
 

@@ -157,7 +157,7 @@ def test_quiet_services_are_forgotten():
 # -- records and outputs ------------------------------------------------------------------
 def stats(seq, ts):
     return model.stats_record("h", ts, seq=seq, interval=1.0, drain_ms=1, keys=1,
-                              map_capacity=10, evictions=0, lost_events=0,
+                              map_capacity=10, lost_events=0,
                               unresolved_writes=0, cpu_s=0, rss_bytes=1)
 
 

@@ -109,7 +109,7 @@ def test_every_metric_the_endpoint_serves_is_in_the_metrics_table():
                                      "pids": [1]}], resets_sent=1, resets_received=1)
     rate.update(conns_accepted=1, conns_connected=1, tcp_bytes_out=1, log_lost=1)
     stats = model.stats_record("h", 2.0, seq=0, interval=1.0, drain_ms=1, keys=1,
-                               map_capacity=2, evictions=0, lost_events=0,
+                               map_capacity=2, lost_events=0,
                                unresolved_writes=0, cpu_s=0.1, rss_bytes=1)
     stats.update(lost_writes=1, lost_writes_by_uid={"65534": 1})
     sink = PrometheusSink("127.0.0.1", 0)

@@ -39,7 +39,7 @@ def synthetic(n=300, flood=(120, 180), storm=(220, 250), seed=1):
                 storm[0] <= i < storm[1] else 0
             rates.append(r)
         stats = model.stats_record("web1", ts, seq=i, interval=1.0, drain_ms=1, keys=1,
-                                   map_capacity=10, evictions=0, lost_events=0,
+                                   map_capacity=10, lost_events=0,
                                    unresolved_writes=0, cpu_s=0, rss_bytes=1)
         recs += rates + stage.interval(rates, stats, []) + [stats]
     return recs

@@ -24,7 +24,7 @@ def gauge(sink):
 
 def stats():
     return model.stats_record("h", 1.0, seq=0, interval=1.0, drain_ms=1, keys=1,
-                              map_capacity=10, evictions=0, lost_events=0, unresolved_writes=0,
+                              map_capacity=10, lost_events=0, unresolved_writes=0,
                               cpu_s=0, rss_bytes=1)
 
 

@@ -58,7 +58,7 @@ def served_names():
                              paths=[{"path": "/var/log/a.log", "writes": 1, "bytes": 1,
                                      "pids": [1]}])
     stats = model.stats_record("h", 2.0, seq=0, interval=1.0, drain_ms=1, keys=1,
-                               map_capacity=2, evictions=0, lost_events=0,
+                               map_capacity=2, lost_events=0,
                                unresolved_writes=0, cpu_s=0, rss_bytes=1)
     alert = model.alert_record("h", 1.0, seq=1, state="open", service="a",
                                signal="log_writes_per_s", rate=5, baseline=1, spread=1,

@@ -45,7 +45,7 @@ def rate(writes, sent=None, received=None, interval=2.0):
 
 def stats(**extra):
     rec = model.stats_record("web1", 1000.0, seq=5, interval=1.0, drain_ms=1.25, keys=12,
-                             map_capacity=10240, evictions=0, lost_events=0,
+                             map_capacity=10240, lost_events=0,
                              unresolved_writes=0, cpu_s=0.004, rss_bytes=21 << 20)
     rec.update(extra)
     return rec
@@ -118,8 +118,8 @@ def test_stats_lines_quiet_unless_asked_and_losses_by_meaning():
     line = format_record(stats(), every_stats=True)
     assert line.endswith("#5      stats  interval 1.00s  drain 1.2ms  keys 12/10240  "
                          "cpu 0.004s  rss 21.0 MiB")
-    line = format_record(stats(evictions=2, resets_owner_unknown=1, reset_records_suppressed=7))
-    assert line.endswith("#5      undercount: evictions=2; unattributed: resets_owner_unknown=1;"
+    line = format_record(stats(lost_writes=2, resets_owner_unknown=1, reset_records_suppressed=7))
+    assert line.endswith("#5      undercount: lost_writes=2; unattributed: resets_owner_unknown=1;"
                          " not recorded: reset_records_suppressed=7")
 
 

@@ -46,7 +46,7 @@ def _records(i):
                                 "idle": [{"bucket": "1s-2s"}]},
                            ended=ts, duration_s=1.0, close_reason="recovered"),
         model.stats_record("h", ts, seq=i, interval=1.0, drain_ms=1.0, keys=1,
-                           map_capacity=10, evictions=1, lost_events=0, unresolved_writes=0,
+                           map_capacity=10, lost_events=0, unresolved_writes=0,
                            cpu_s=0.0, rss_bytes=1),
     ]
 

@@ -9,7 +9,7 @@ from collector.records.segments import read_segments
 
 def _stats(i):
     return stats_record("h", 2.0 + i, seq=i, interval=1.0, drain_ms=0.1, keys=0,
-                        map_capacity=1, evictions=0, lost_events=0, unresolved_writes=0,
+                        map_capacity=1, lost_events=0, unresolved_writes=0,
                         cpu_s=0.0, rss_bytes=0)
 
 

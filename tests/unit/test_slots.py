@@ -137,7 +137,7 @@ class Clock:
 
 def stats(seq=0):
     return model.stats_record("h", 1.0, seq=seq, interval=1.0, drain_ms=1.0, keys=1,
-                              map_capacity=100, evictions=0, lost_events=0,
+                              map_capacity=100, lost_events=0,
                               unresolved_writes=0, cpu_s=0.0, rss_bytes=0)
 
 

@@ -48,7 +48,7 @@ class StandIn:
                           "comms": ["client"], "log_writes": 0, "log_bytes": 0, "paths": [],
                           "resets_sent": 0, "resets_received": 2})
             stats = stats_record("web1", 1001.0 + seq, seq=seq, interval=length, drain_ms=1.0,
-                                 keys=3, map_capacity=100, evictions=0, lost_events=0,
+                                 keys=3, map_capacity=100, lost_events=0,
                                  unresolved_writes=0, cpu_s=0.0, rss_bytes=0)
             self.last_writes = self.writes
             on_interval(Interval(rates, stats, [], {"client": ServiceResets(

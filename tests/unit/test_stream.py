@@ -18,7 +18,7 @@ def _records():
                        paths=[{"path": "/var/log/app.log", "writes": 10, "bytes": 1000,
                                "pids": [101, 102]}])
     stats = stats_record("web1", 1700000002.5, seq=0, interval=2.0, drain_ms=0.8, keys=3,
-                         map_capacity=10240, evictions=0, lost_events=0, unresolved_writes=1,
+                         map_capacity=10240, lost_events=0, unresolved_writes=1,
                          cpu_s=0.01, rss_bytes=40_000_000)
     return [meta, rate, stats]
 

@@ -20,7 +20,7 @@ def meta(ts=1000.0):
 
 def stats(seq, ts, **extra):
     rec = model.stats_record("web1", ts, seq=seq, interval=1.0, drain_ms=1.0, keys=0,
-                             map_capacity=10, evictions=0, lost_events=0,
+                             map_capacity=10, lost_events=0,
                              unresolved_writes=0, cpu_s=0.0, rss_bytes=1)
     rec.update(extra)
     return rec

@@ -20,7 +20,7 @@ def meta():
 
 def stats(seq, pad=0):
     rec = model.stats_record("h", 2.0, seq=seq, interval=1.0, drain_ms=1.0, keys=0,
-                             map_capacity=1, evictions=0, lost_events=0,
+                             map_capacity=1, lost_events=0,
                              unresolved_writes=0, cpu_s=0.0, rss_bytes=1)
     if pad:
         rec["pad"] = "x" * pad
