@@ -112,7 +112,7 @@ def test_msgpack_file_sink_open_errors(tmp_path, make, fix):
 
 
 def test_idle_buckets_give_every_index_its_bounds():
-    from collector.sinks.jsonout import idle_buckets
+    from collector.aggregate.idle_hist import idle_buckets
 
     b = idle_buckets(24)
     assert len(b) == 24
