@@ -1,22 +1,11 @@
 """`surgewatch doctor`: can the probes run on this host, and if not, what to fix."""
 import os
 import platform
-from dataclasses import dataclass
 
-from collector.errors import ProbeUnavailable
-from collector.probes import fdwalk, fentry, kernel, logwrites
-from collector.probes import resets as rprobe
+from collector.probes import fentry, kernel
 from collector.probes.btf import BTF, BTFError
-from collector.probes.logwrites import btf_macros
-
-
-@dataclass
-class Check:
-    name: str
-    ok: bool
-    detail: str
-    fix: str = ""
-    blocking: bool = True     # a failing non-blocking check is information only
+from collector.probes.checks import Check, DoctorHost
+from collector.probes.registry import probe_classes
 
 
 def _tracepoint_variant(category, event):
@@ -121,27 +110,7 @@ def run_checks():
                             blocking=False))
 
     if btf is not None:
-        try:
-            n = len(btf_macros(btf)) // 2
-            checks.append(Check("struct offsets", True, f"{n} kernel struct fields found in BTF"))
-        except ProbeUnavailable as e:
-            checks.append(Check("struct offsets", False, str(e), "report this kernel version"))
-        if root and os.geteuid() == 0:
-            checks += _program_checks(btf)
-        if root:
-            try:
-                tp = lambda c, e: kernel.tracepoint_format(c, e, root)
-                layout = rprobe.tracepoint_layout(
-                    tp("tcp", "tcp_send_reset"), tp("tcp", "tcp_receive_reset"),
-                    tp("sock", "inet_sock_set_state"), tp("tcp", "tcp_destroy_sock"))
-                rprobe.btf_macros(btf)
-                detail = ("reasons from BTF" if "SEND_REASON_OFF" in layout else
-                          "no reset reasons; socketless resets not traced (kernel < 6.10)")
-                checks.append(Check("resets probe", True, f"layout known, {detail}",
-                                    blocking=False))
-            except ProbeUnavailable as e:
-                checks.append(Check("resets probe", False, str(e),
-                                    "TCP resets are not watched on this kernel", blocking=False))
+        checks += probe_checks(btf, root, privileged=bool(root) and os.geteuid() == 0)
     return checks
 
 
@@ -162,41 +131,21 @@ def headers_checks(hdr, release):
     return out
 
 
-def _program_checks(btf):
-    """Which fd walk and whether fentry: each loads a tiny program (docs/probe-logwrites.md),
-    so only as root. Information only: every answer has a working path."""
-    out = []
-    try:
-        macros = btf_macros(btf)
-        fd_off = kernel.tracepoint_format("syscalls", "sys_enter_write")["fd"].offset
-        walk, _, state = fdwalk.choose(macros, fd_off, "log-write probe")
-        detail = walk if walk == "probe_read" else f"btf (fd slot {state.get('fd_slot')})"
-        if state.get("fd_walk_reason"):
-            detail += f": {state['fd_walk_reason']}"
-        out.append(Check("fd walk", True, detail, blocking=False))
-    except (ProbeUnavailable, KeyError, TypeError) as e:
-        out.append(Check("fd walk", False, str(e), "report this kernel version", blocking=False))
-    why = fentry.refusal(btf, logwrites.FENTRY_FUNCS + rprobe.FENTRY_FUNCS)
-    out.append(Check("fentry", why is None,
-                     "loads: both probes count on fentry (no syscall tracepoint; "
-                     'write_hook "auto")' if why is None else
-                     f"refused: {why} (syscall tracepoints are used)", blocking=False))
-    if why is None:
-        load = f"{rprobe.TCP_BYTES_FENTRY} counts TCP bytes sent"
-    elif kernel.tracepoint_exists("sock", "sock_send_length"):
-        load = f"{rprobe.TCP_BYTES_TRACEPOINT} counts TCP bytes sent"
-    else:
-        load = None
-    out.append(Check("load", load is not None,
-                     f"connections accepted and connected; {load} (docs/probe-resets.md)"
-                     if load else "connections accepted and connected; TCP bytes not counted "
-                     "(needs fentry or Linux 6.4's sock:sock_send_length): per-KiB ratios "
-                     "unavailable", blocking=False))
-    _, off = logwrites.dgram_macros(btf, why is None)
-    out.append(Check("log channels", off is None,
-                     "files, journald stdout, syslog and journald-native datagrams, container "
-                     "stdout (docs/probe-logwrites.md)" if off is None else
-                     f"files, journald stdout, container stdout; {off}", blocking=False))
+def probe_checks(btf, root, privileged):
+    """Each registered probe's own checks. As root, first whether fentry loads for every
+    probe's functions (each check loads a tiny program, docs/probe-logwrites.md):
+    information only, every answer has a working path."""
+    probes = probe_classes()
+    out, refused = [], None
+    if privileged:
+        refused = fentry.refusal(btf, tuple(f for p in probes for f in p.fentry_funcs))
+        out.append(Check("fentry", refused is None,
+                         "loads: both probes count on fentry (no syscall tracepoint; "
+                         'write_hook "auto")' if refused is None else
+                         f"refused: {refused} (syscall tracepoints are used)", blocking=False))
+    host = DoctorHost(btf, root, privileged, refused)
+    for probe in probes:
+        out += probe.checks(host)
     return out
 
 

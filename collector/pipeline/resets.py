@@ -45,11 +45,10 @@ class ResetStage:
         pairs) for one interval; flipped: the caller flipped the probe's maps and waited
         the grace period."""
         self.attributor.start_interval()
-        counts = self.probe.collect() if flipped else self.probe.drain()
+        drained = self.probe.collect() if flipped else self.probe.drain()
         health = self.probe.health()
-        per_service = aggregate_resets(self.attributor.attribute(counts))
-        self.load = aggregate_load(self.attributor.attribute_load(
-            getattr(self.probe, "loads", ())))
+        per_service = aggregate_resets(self.attributor.attribute(drained.counts))
+        self.load = aggregate_load(self.attributor.attribute_load(drained.loads))
         records, attributed = [], []
         for ev in self.pending:
             service, pid, _comm = self.attributor.owner(ev.tgid, ev.comm, ev.cgroup_id, ev.kind,

@@ -1,4 +1,5 @@
-"""The lifecycle every probe shares, as the loader child and the daemon see it.
+"""The probe contract: the lifecycle every probe shares, as the loader child and the
+daemon see it, and what every probe says of itself.
 
 In the loader child: plan() (the probe's own: BTF offsets, tracepoint formats -> cflags
 and what to attach) and plan_state() (what the plan found, sent to the daemon). In the
@@ -6,8 +7,13 @@ daemon: start_load()/finish_load() (or load()), adopt() of the handed-over fds, 
 interval flip() + collect() (drain() = both with the grace period between), events from
 the ring buffer (poll_fd()/consume()/poll()), health(), close().
 
+What it says of itself: meta() (its entry in the `meta` record: what it attached, the hook
+it counts on and why, docs/stream.md), checks(host) (its lines in `surgewatch doctor`), and
+collect()/drain() return a typed result of the interval (its own Drain class), never side
+attributes. A probe is registered once, in collector/probes/registry.py.
+
 A probe names its maps and constants; its own parts are _adopt_state(state),
-_on_event(data) and _collect(idle).
+_on_event(data), _collect(idle) and _meta().
 """
 import ctypes
 import time
@@ -27,11 +33,15 @@ class Probe:
     health_map = None            # per-CPU array of loss counters
     health_fields = {}           # health() name -> abi constant of its index
     max_health = None            # abi constant: the array's size
+    fentry_funcs = ()            # kernel functions its fentry path hooks (all in BTF)
 
     def __init__(self):
         self.handover, self.maps, self._ring = None, {}, None
         self.attached = []
         self.compile_s = None
+        self.hook_path = None        # what it counts on: "fentry", "tracepoints" or "raw"
+        self.hook_path_reason = None     # why not fentry, when fentry was wanted
+        self.fd_walk, self.fd_walk_state = None, {}     # which fd walk: fdwalk.py
         self._epoch, self._idle = 0, 0
         self._health = HealthCounters(getattr(abi(), self.max_health))
 
@@ -112,11 +122,46 @@ class Probe:
         keys, vals = raw
         return bytes(keys), bytes(vals)
 
+    # what it says of itself ------------------------------------------------------------
+    def meta(self):
+        """Its entry in the `meta` record (docs/stream.md): what it attached, which paths
+        it took and why."""
+        out = {"enabled": True, "tracepoints": list(self.attached)}
+        fields = {"hook": self.hook_path, **self._meta_aliases(),
+                  "hook_reason": self.hook_path_reason, "fd_walk": self.fd_walk,
+                  **self._meta()}
+        out.update((k, v) for k, v in fields.items() if v is not None)
+        for key in ("fd_slot", "fd_walk_reason"):
+            if self.fd_walk_state.get(key):
+                out[key] = self.fd_walk_state[key]
+        return out
+
+    def _meta_aliases(self):
+        return {}
+
+    def _meta(self):
+        """The probe's own meta fields (None: left out)."""
+        return {}
+
+    @classmethod
+    def checks(cls, host):
+        """Its lines in `surgewatch doctor` (collector.probes.checks.Check) on this host
+        (a DoctorHost)."""
+        return []
+
     def health(self):
         """Per-counter increase since the previous call (lost counts, lost events...)."""
         delta = self._health.delta(self.maps[self.health_map])
         a = abi()
         return {name: delta[getattr(a, index)] for name, index in self.health_fields.items()}
+
+    def take_links(self):
+        """The attachment fds, handed to the caller to close (every probe's at once, in
+        parallel: each close waits for RCU grace periods); close() then skips them."""
+        if self.handover is None:
+            return []
+        fds, self.handover.links = list(self.handover.links.values()), {}
+        return fds
 
     def close(self):
         """Detach every program and close the maps (idempotent)."""

@@ -17,7 +17,6 @@ reports one line. If the daemon dies, the kernel closes its fds and every progra
 a child still compiling is killed with it (PR_SET_PDEATHSIG).
 """
 import ctypes
-import importlib
 import json
 import os
 import select
@@ -32,20 +31,13 @@ from pathlib import Path
 
 from collector.errors import ProbeUnavailable
 from collector.host.memcg import MemoryCgroup, size_text
-from collector.probes import kernel
+from collector.probes import kernel, registry
 from collector.probes.libbpf import Map
 
 DEFAULT_TIMEOUT_S = 120.0       # bcc's compile takes ~1-2 s here, ~5x that under QEMU TCG
 COMPILE_MEMORY = "~250 MB"      # both children compiling at once peak at ~241 MB
 MAX_MESSAGE = 1 << 20
 FAULT_ENV = "SURGEWATCH_LOADER_FAULT"      # test seam: "probe:point:action,...", below
-
-
-# the probes a child can load: name -> (module, class); each has load_kwargs(), plan()
-# and plan_state() (run in the child) and adopt(handover) (run in the daemon)
-PROBES = {"logwrites": ("collector.probes.logwrites", "LogWriteProbe"),
-          "resets": ("collector.probes.resets", "ResetProbe")}
-LABELS = {"logwrites": "log-write probe", "resets": "resets probe"}   # as errors name them
 
 
 @dataclass
@@ -74,7 +66,7 @@ class LoadFailed(ProbeUnavailable):
     def __init__(self, probe, stage, detail, tp=None):
         self.probe, self.stage, self.detail, self.tp = probe, stage, detail, tp
         where = f" {tp}" if tp else ""
-        super().__init__(detail if stage == "plan" else f"{LABELS.get(probe, probe)}: "
+        super().__init__(detail if stage == "plan" else f"{registry.label(probe)}: "
                                                          f"{stage}{where} failed: {detail}")
 
 
@@ -131,7 +123,7 @@ class Pending:
 
     def __init__(self, probe, kwargs, timeout_s=None, memory=None):
         self.probe, self.kwargs = probe, kwargs
-        self.label = LABELS.get(probe, probe)
+        self.label = registry.label(probe)
         self.timeout_s = DEFAULT_TIMEOUT_S if timeout_s is None else timeout_s
         self.started = time.monotonic()
         # our memory cgroup (the child's too): a SIGKILL is named by its OOM-kill counter
@@ -148,7 +140,7 @@ class Pending:
                 close_fds=True, env=child_env())
         except OSError as e:
             ours.close()
-            raise ProbeUnavailable(f"{LABELS.get(probe, probe)}: cannot start the loader "
+            raise ProbeUnavailable(f"{registry.label(probe)}: cannot start the loader "
                                    f"({sys.executable}): {e.strerror or e}") from None
         finally:
             theirs.close()
@@ -296,8 +288,7 @@ def _attach(bpf, step):
 
 def _run(request):
     name = request["probe"]
-    module, cls = PROBES[name]
-    probe = getattr(importlib.import_module(module), cls)(**request["kwargs"])
+    probe = registry.probe_class(name)(**request["kwargs"])
     try:
         plan = probe.plan()
     except ProbeUnavailable as e:        # this kernel lacks what the probe needs

@@ -10,6 +10,7 @@ from collector.probes import fdwalk, fentry, kernel, loader
 from collector.probes.abi import BPF_DIR, abi
 from collector.probes.btf import BTF, BTFError
 from collector.probes.base import Probe
+from collector.probes.checks import Check
 from collector.probes.libbpf import BatchDrain
 from collector.probes.maps import cstr
 
@@ -85,6 +86,13 @@ KEY_LAYOUT = struct.Struct("=IiIIQII")
 KEY_FIELDS = ("tgid", "fd", "dev", "kind", "ino", "gen", "pad")
 VAL_LAYOUT = struct.Struct("=QQQ16s")
 VAL_FIELDS = ("writes", "bytes", "cgroup_id", "comm")
+
+
+class LogWriteDrain(NamedTuple):
+    """What one collect() drained: the interval's counts and its writes lost to a full
+    counts map, by writer uid (lost_by_uid(): the same epoch, so the sum is exact)."""
+    counts: "RawCounts"
+    lost_by_uid: dict
 
 
 class WriteCount(NamedTuple):     # a tuple: one is built per drained key
@@ -200,6 +208,27 @@ def dgram_macros(btf, fentry_path):
     return macros, None
 
 
+def _fd_walk_check(btf):
+    try:
+        macros = btf_macros(btf)
+        fd_off = kernel.tracepoint_format("syscalls", "sys_enter_write")["fd"].offset
+        walk, _, state = fdwalk.choose(macros, fd_off, "log-write probe")
+        detail = walk if walk == "probe_read" else f"btf (fd slot {state.get('fd_slot')})"
+        if state.get("fd_walk_reason"):
+            detail += f": {state['fd_walk_reason']}"
+        return Check("fd walk", True, detail, blocking=False)
+    except (ProbeUnavailable, KeyError, TypeError) as e:
+        return Check("fd walk", False, str(e), "report this kernel version", blocking=False)
+
+
+def _channels_check(btf, fentry_refused):
+    _, off = dgram_macros(btf, fentry_refused is None)
+    return Check("log channels", off is None,
+                 "files, journald stdout, syslog and journald-native datagrams, container "
+                 "stdout (docs/probe-logwrites.md)" if off is None else
+                 f"files, journald stdout, container stdout; {off}", blocking=False)
+
+
 def tracepoint_macros(root=None):
     """Offsets of the syscall tracepoint fields we read, from the live format files."""
     fmt = kernel.tracepoint_format("syscalls", "sys_enter_write", root)
@@ -231,6 +260,7 @@ class LogWriteProbe(Probe):
     name, label = "logwrites", "log-write probe"
     ring_map, count_maps, epoch = "open_events", ("counts0", "counts1"), ("ctl", 0)
     health_map, max_health = "health", "SW_HEALTH_MAX"
+    fentry_funcs = FENTRY_FUNCS
     health_fields = {"counts_full": "SW_HEALTH_COUNTS_FULL",
                      "events_lost": "SW_HEALTH_EVENTS_LOST",
                      "fdwalk_failed": "SW_HEALTH_FDWALK_FAILED",
@@ -251,26 +281,22 @@ class LogWriteProbe(Probe):
         self.max_keys, self.max_inodes, self.ringbuf_pages = max_keys, max_inodes, ringbuf_pages
         self.on_open = on_open or (lambda ev: None)
         super().__init__()
-        self.write_path = None      # "fentry", "tracepoints" or "raw": what counts writes
-        self.write_path_reason = None
-        self.fd_walk, self.fd_walk_state = None, {}     # which fd walk: fdwalk.py
         self.fentry = None          # "loads" or "refused: why" (this kernel, any function)
         self.channels = None        # None: datagram channels on; else why they are off
         self.available = {}
-        self.lost_by_uid = None     # the last collect()'s {uid: writes lost} (lost_by_uid())
         abi().check_layout("sw_write_key", KEY_LAYOUT, KEY_FIELDS)
         abi().check_layout("sw_write_val", VAL_LAYOUT, VAL_FIELDS)
 
     @property
     def uses_raw(self):
-        return self.write_path == "raw"
+        return self.hook_path == "raw"
 
     def cflags(self):
         btf = BTF.load()
         macros = btf_macros(btf)
         refused = kernel.fentry_refusal(btf)
         self.fentry = "loads" if refused is None else f"refused: {refused}"
-        use, self.write_path_reason = fentry.choose(self.hook, btf, FENTRY_FUNCS,
+        use, self.hook_path_reason = fentry.choose(self.hook, btf, FENTRY_FUNCS,
                                                     "log-write probe")
         if use:
             dgram, self.channels = dgram_macros(btf, True)
@@ -294,7 +320,7 @@ class LogWriteProbe(Probe):
         return self._flags(macros | raw, "raw" if raw else "tracepoints")
 
     def _flags(self, macros, path):
-        self.write_path = path
+        self.hook_path = path
         macros.update(SW_MAX_KEYS=self.max_keys, SW_MAX_INODES=self.max_inodes,
                       SW_RINGBUF_PAGES=self.ringbuf_pages)
         self.macros = macros
@@ -303,7 +329,7 @@ class LogWriteProbe(Probe):
     def plan(self):
         """What the loader child compiles and attaches (collector/probes/loader.py)."""
         flags = self.cflags()
-        if self.write_path == "fentry":
+        if self.hook_path == "fentry":
             steps = [{"kind": "fentry", "fn": "kfunc__vfs_write"},
                      {"kind": "fentry", "fn": "kfunc__vfs_writev"},
                      {"kind": "fexit", "fn": "kretfunc__do_filp_open"}]
@@ -319,7 +345,7 @@ class LogWriteProbe(Probe):
 
     def _fallback_plan(self, why):
         """The fentry programs passed the feature probe but did not load: the tracepoints."""
-        self.write_path_reason = f"fentry failed to load: {why}"
+        self.hook_path_reason = f"fentry failed to load: {why}"
         btf = BTF.load()
         return self._tracepoint_plan(self._tracepoint_flags(btf, btf_macros(btf)))
 
@@ -345,19 +371,40 @@ class LogWriteProbe(Probe):
 
     def plan_state(self):
         """What plan() found about the kernel, for the daemon's copy of the probe."""
-        return {"available": self.available, "write_path": self.write_path,
-                "write_path_reason": self.write_path_reason,
+        return {"available": self.available, "hook_path": self.hook_path,
+                "hook_path_reason": self.hook_path_reason,
                 "fd_walk": self.fd_walk, "fd_walk_state": self.fd_walk_state,
                 "fentry": self.fentry, "channels": self.channels}
 
+    def _meta_aliases(self):
+        return {"write_hook": self.hook_path}       # the hook's older name, docs/stream.md
+
+    def _meta(self):
+        return {"fentry": self.fentry, "channels_off": self.channels or None}
+
+    @classmethod
+    def checks(cls, host):
+        """The struct offsets it reads; as root, which fd walk loads and whether the
+        datagram channels can be counted (information only: each has a working path)."""
+        if host.btf is None:
+            return []
+        try:
+            n = len(btf_macros(host.btf)) // 2
+            out = [Check("struct offsets", True, f"{n} kernel struct fields found in BTF")]
+        except ProbeUnavailable as e:
+            out = [Check("struct offsets", False, str(e), "report this kernel version")]
+        if host.tracefs_root and host.privileged:
+            out += [_fd_walk_check(host.btf), _channels_check(host.btf, host.fentry_refused)]
+        return out
+
     def _adopt_state(self, state):
-        self.available, self.write_path = state["available"], state["write_path"]
-        self.write_path_reason = state["write_path_reason"]
+        self.available, self.hook_path = state["available"], state["hook_path"]
+        self.hook_path_reason = state["hook_path_reason"]
         self.fd_walk, self.fd_walk_state = state["fd_walk"], state["fd_walk_state"]
         self.fentry = state["fentry"]
         self.channels = state.get("channels")
         if "sys_enter" in self.handover.info.get("fallbacks", ()):
-            self.write_path = "tracepoints"     # raw tracepoint refused: per-syscall ones
+            self.hook_path = "tracepoints"     # raw tracepoint refused: per-syscall ones
         self.attached = ["raw_syscalls:sys_enter" if tp == "raw:sys_enter"
                          else tp.removeprefix("syscalls:") for tp in self.attached]
         self._event_t = abi().sw_open_event
@@ -397,9 +444,7 @@ class LogWriteProbe(Probe):
             verdicts.delete(ctypes.create_string_buffer(key, len(key)))
 
     def _collect(self, idle):
-        counts = RawCounts(*self._drained_bytes(idle))
-        self.lost_by_uid = self._drain_lost(idle)
-        return counts
+        return LogWriteDrain(RawCounts(*self._drained_bytes(idle)), self._drain_lost(idle))
 
     def _drain_lost(self, idle):
         """The retired interval's writes lost to a full counts map, by uid, emptied (the

@@ -14,12 +14,14 @@ import re
 import socket
 import time
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from collector.errors import ProbeUnavailable
 from collector.probes import fdwalk, fentry, kernel, loader
 from collector.probes.abi import BPF_DIR, TCP_STATES, abi
 from collector.probes.base import Probe
 from collector.probes.btf import BTF, BTFError
+from collector.probes.checks import Check
 from collector.probes.libbpf import BatchDrain
 from collector.probes.maps import cstr
 
@@ -84,6 +86,13 @@ class LoadCount:
     tcp_bytes: int          # bytes its TCP sends returned (0 when tcp_bytes_hook is None)
     cgroup_id: int
     comm: str
+
+
+class ResetDrain(NamedTuple):
+    """What one collect() drained: the interval's reset counts and, from the same epoch,
+    its per-process TCP load."""
+    counts: list            # [ResetCount]
+    loads: list             # [LoadCount]
 
 
 def sock_length_macros(send_fmt, recv_fmt):
@@ -253,6 +262,7 @@ class ResetProbe(Probe):
                      "no_owner": "SW_RHEALTH_NO_OWNER",
                      "events_over_budget": "SW_RHEALTH_EVENTS_OVER_BUDGET",
                      "loads_full": "SW_RHEALTH_LOADS_FULL"}
+    fentry_funcs = FENTRY_FUNCS
 
     def __init__(self, max_owners=65536, max_keys=4096, ringbuf_pages=16, on_event=None,
                  event_budget=1000, hook="auto", max_loads=8192):
@@ -264,11 +274,9 @@ class ResetProbe(Probe):
             raise ProbeUnavailable(f"resets probe: unknown hook {hook!r}; "
                                    'fix: "auto", "fentry" or "tracepoints"')
         self.hook = hook
-        self.hook_path, self.hook_path_reason = None, None    # "fentry" or "tracepoints"
         self.max_owners, self.max_keys, self.ringbuf_pages = max_owners, max_keys, ringbuf_pages
         self.max_loads = max_loads
         self.tcp_bytes_hook, self.tcp_bytes_reason = None, None
-        self.loads = []            # LoadCount of the interval the last collect() drained
         self.event_budget = event_budget
         self.on_event = on_event or (lambda ev: None)
         super().__init__()
@@ -277,7 +285,6 @@ class ResetProbe(Probe):
         self.has_reason = False
         self.traces_no_socket = False
         self.hz = None
-        self.fd_walk, self.fd_walk_state = None, {}     # which fd walk: fdwalk.py
 
     def cflags(self, hook=None):
         root = kernel.tracefs_root()
@@ -376,6 +383,31 @@ class ResetProbe(Probe):
         self._load_drains = [BatchDrain(self.maps[m]) for m in LOAD_MAPS]
         self.set_event_budget(self.event_budget)
 
+    def _meta(self):
+        return {"tcp_bytes": self.tcp_bytes_hook, "tcp_bytes_off": self.tcp_bytes_reason}
+
+    @classmethod
+    def checks(cls, host):
+        """As root, where TCP bytes are counted; whether this kernel's reset tracepoints
+        and socket fields are ones it knows (information only: without it TCP resets are
+        not watched, log writes are)."""
+        if host.btf is None or not host.tracefs_root:
+            return []
+        out = [_load_check(host.fentry_refused)] if host.privileged else []
+        try:
+            tp = lambda c, e: kernel.tracepoint_format(c, e, host.tracefs_root)  # noqa: E731
+            layout = tracepoint_layout(tp("tcp", "tcp_send_reset"), tp("tcp", "tcp_receive_reset"),
+                                       tp("sock", "inet_sock_set_state"),
+                                       tp("tcp", "tcp_destroy_sock"))
+            btf_macros(host.btf)
+            detail = ("reasons from BTF" if "SEND_REASON_OFF" in layout else
+                      "no reset reasons; socketless resets not traced (kernel < 6.10)")
+            out.append(Check("resets probe", True, f"layout known, {detail}", blocking=False))
+        except ProbeUnavailable as e:
+            out.append(Check("resets probe", False, str(e),
+                             "TCP resets are not watched on this kernel", blocking=False))
+        return out
+
     def _adopt_state(self, st):
         self.available, self.hz, self.macros = st["available"], st["hz"], st["macros"]
         self.has_reason, self.traces_no_socket = st["has_reason"], st["traces_no_socket"]
@@ -414,18 +446,17 @@ class ResetProbe(Probe):
 
     def _collect(self, idle):
         self.maps["rsent"].update(ctypes.c_uint32(idle), ctypes.c_uint64(0))  # budget refills
-        out = []
+        counts = []
         for k, v in self._drained(idle):
-            out.append(ResetCount(
+            counts.append(ResetCount(
                 tgid=k.tgid, direction=DIRECTIONS.get(k.dir, str(k.dir)), kind=KINDS.get(k.kind),
                 state=state_name(k.state), reason=self._reason(k.reason), lport=k.lport,
                 family=k.family, count=v.count, idle_unknown=v.idle_unknown,
                 idle_hist=tuple(v.idle_hist), cgroup_id=v.cgroup_id, comm=cstr(v.comm)))
-        self.loads = [LoadCount(tgid=k.tgid, accepted=v.accepted, connected=v.connected,
-                                tcp_bytes=v.tcp_bytes, cgroup_id=v.cgroup_id, comm=cstr(v.comm))
-                      for k, v in self._drained(idle, self._load_drains, self._lkey_t,
-                                                self._lval_t)]
-        return out
+        loads = [LoadCount(tgid=k.tgid, accepted=v.accepted, connected=v.connected,
+                           tcp_bytes=v.tcp_bytes, cgroup_id=v.cgroup_id, comm=cstr(v.comm))
+                 for k, v in self._drained(idle, self._load_drains, self._lkey_t, self._lval_t)]
+        return ResetDrain(counts, loads)
 
     def _drained(self, idle, drains=None, key_t=None, val_t=None):
         """(key, value) structs of a retired map (default the reset counts'), emptied."""
@@ -434,6 +465,21 @@ class ResetProbe(Probe):
         ks, vs = ctypes.sizeof(key_t), ctypes.sizeof(val_t)
         return [(key_t.from_buffer_copy(keys, i * ks),
                  val_t.from_buffer_copy(vals, i * vs)) for i in range(len(keys) // ks)]
+
+
+def _load_check(fentry_refused):
+    if fentry_refused is None:
+        load = f"{TCP_BYTES_FENTRY} counts TCP bytes sent"
+    elif kernel.tracepoint_exists("sock", "sock_send_length"):
+        load = f"{TCP_BYTES_TRACEPOINT} counts TCP bytes sent"
+    else:
+        load = None
+    return Check("load", load is not None,
+                 f"connections accepted and connected; {load} (docs/probe-resets.md)"
+                 if load else "connections accepted and connected; TCP bytes not counted "
+                 "(needs fentry or Linux 6.4's sock:sock_send_length): per-KiB ratios "
+                 "unavailable", blocking=False)
+
 
 def format_addr(family, raw):
     if family == socket.AF_INET:

@@ -91,7 +91,7 @@ def check_hook(probe, hook, fd_walk):
     nothing); the fentry path walks no fd table, so it runs once, with fd_walk "btf"."""
     if hook == "fentry" and fd_walk != "btf":
         pytest.skip("the fentry path walks no fd table: one fd_walk is enough")
-    assert probe.write_path == hook, (probe.write_path, probe.write_path_reason)
+    assert probe.hook_path == hook, (probe.hook_path, probe.hook_path_reason)
     if hook != "fentry":
         check_fd_walk(probe, fd_walk)
 
@@ -174,7 +174,7 @@ class ResetHarness:
     def collect(self, gap=0.05):
         """(counts, events, health) since settle()."""
         time.sleep(gap)
-        counts = self.probe.drain() + self.probe.drain()
+        counts = self.probe.drain().counts + self.probe.drain().counts
         self.probe.poll(0)
         events = list(self.events)
         self.events.clear()

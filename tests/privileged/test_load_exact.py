@@ -79,8 +79,7 @@ def loads_of(harness):
     """{tgid: LoadCount summed} since settle() (two drains: both epoch maps)."""
     out = {}
     for _ in range(2):
-        harness.probe.drain()
-        for lc in harness.probe.loads:
+        for lc in harness.probe.drain().loads:
             a = out.setdefault(lc.tgid, [0, 0, 0])
             a[0] += lc.accepted
             a[1] += lc.connected

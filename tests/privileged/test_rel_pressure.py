@@ -159,7 +159,7 @@ def test_loss_by_uid_names_the_victims_of_a_user_who_fills_the_map(tmp_path, hoo
         assert fill.stdout.readline() == "open\n"
         rules = LogRules(dirs=(logs + "/",), globs=(), journald_sockets=())
         collector = build_collector(rules, probe_kwargs={"max_keys": MAX_KEYS, "hook": hook})
-        assert collector.probe.write_path == hook, collector.probe.write_path_reason
+        assert collector.probe.hook_path == hook, collector.probe.hook_path_reason
         sink = PrometheusSink(port=free_port())
         h = Harness(collector)
         h.settle()

@@ -36,7 +36,7 @@ def test_tiny_owner_map_resets_exact_unknown_owners_counted():
             c.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
             c.close()                                   # abort: one RST sent, one received
         time.sleep(0.2)
-        counts = probe.drain()
+        counts = probe.drain().counts
         health = probe.health()
         for _, s in pairs:
             s.close()

@@ -16,6 +16,7 @@ from collector.host.services import ServiceResolver
 from collector.records.model import LogWrite
 from collector.probes.logwrites import KEY_LAYOUT, VAL_LAYOUT, RawCounts, WriteCount
 from collector.pipeline.runtime import Collector
+from tests.support.probes import WriteProbeDouble
 
 
 class FakeProc:
@@ -192,23 +193,9 @@ def test_exit_seen_at_drain_drops_the_process_entry():
 
 
 def test_collector_last_writes_are_per_key():
-    class Probe:
-        max_keys = 16
-        name = "logwrites"
-
-        def __init__(self, counts):
-            self.counts = counts
-
-        def drain(self):
-            return list(self.counts)
-
-        def health(self):
-            return {"counts_full": 0, "events_lost": 0, "fdwalk_failed": 0,
-                    "iov_truncated": 0}
-
     proc, services, resolver, _ = setup()
     counts = [wc(10, 3, 1, 5), wc(10, 4, 1, 2), wc(10, 6, 4, 4)]
-    c = Collector(Probe(counts), resolver, services, host="h")
+    c = Collector(WriteProbeDouble(counts), resolver, services, host="h")
     c.begin()
     rates, stats = c.interval()[:2]
     assert stats["unresolved_writes"] == 4

@@ -6,7 +6,7 @@ import types
 
 import pytest
 
-from collector.probes import kernel, loader
+from collector.probes import kernel, loader, registry
 
 
 class FakeTable:
@@ -52,7 +52,7 @@ def fake(monkeypatch):
     mod = types.ModuleType("fake_probe_mod")
     mod.FakeProbe = FakeProbe
     monkeypatch.setitem(sys.modules, "fake_probe_mod", mod)
-    monkeypatch.setitem(loader.PROBES, "fake", ("fake_probe_mod", "FakeProbe"))
+    monkeypatch.setitem(registry.PROBES, "fake", "fake_probe_mod:FakeProbe")
     monkeypatch.setattr(kernel, "import_bcc", lambda: FakeBPF)
     FakeBPF.made.clear()
 

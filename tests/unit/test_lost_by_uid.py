@@ -95,11 +95,11 @@ class LossyProbe(FakeProbe):
 
     def __init__(self):
         super().__init__()
-        self.lost_by_uid, self.next_lost = None, {}
+        self.next_lost = {}
 
-    def drain(self):
+    def collect(self):
         self.lost_by_uid, self.next_lost = self.next_lost, {}
-        return super().drain()
+        return super().collect()
 
     def health(self):
         # the per-CPU health counter is read later than the epoch flip: it may hold a

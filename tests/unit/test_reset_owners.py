@@ -8,6 +8,7 @@ from collector.host.services import ServiceResolver
 from collector.pipeline.resets import ResetAttributor, ResetStage
 from collector.pipeline.runtime import Collector
 from collector.probes.resets import LoadCount, ResetCount
+from tests.support.probes import ResetProbeDouble, WriteProbeDouble
 
 IDLE = (0,) * 8
 
@@ -24,31 +25,7 @@ def reset(tgid, comm, n):
     return ResetCount(tgid, "sent", "abort", "ESTABLISHED", None, 0, 0, n, n, IDLE, 0, comm)
 
 
-class NoWrites:
-    """The log-write probe: nothing logged this interval."""
-    name = "logwrites"
-    max_keys = 16
-
-    def drain(self):
-        return []
-
-    def health(self):
-        return {"counts_full": 0, "events_lost": 0, "fdwalk_failed": 0, "iov_truncated": 0}
-
-
-class ResetProbe:
-    name = "resets"
-
-    def __init__(self, counts, loads):
-        self.counts, self.loads = counts, loads
-        self.on_event = None
-
-    def drain(self):
-        return self.counts
-
-    def health(self):
-        return {"events_lost": 0, "counts_full": 0, "no_owner": 0, "owners_full": 0,
-                "events_over_budget": 0}
+NoWrites = WriteProbeDouble        # the log-write probe: nothing logged this interval
 
 
 class Resolver:
@@ -66,7 +43,7 @@ class NoListeners:
 
 def collector(tmp_path, counts, loads, max_services):
     services = ServiceResolver(ProcFS(str(tmp_path)))
-    probe = ResetProbe([], [])
+    probe = ResetProbeDouble()
     stage = ResetStage(probe, ResetAttributor(services, NoListeners()), "h")
     c = Collector(NoWrites(), Resolver(), services, host="h", resets=stage)
     c.max_services = max_services

@@ -2,6 +2,7 @@
 begin() (which callers do before announcing the probes) are never dropped."""
 from collector.probes.logwrites import WriteCount
 from collector.pipeline.runtime import Collector
+from tests.support.probes import WriteProbeDouble
 
 
 class Clock:
@@ -11,25 +12,16 @@ class Clock:
         return self.t
 
 
-class FakeProbe:
+class FakeProbe(WriteProbeDouble):
     """Each drain returns what was written since the previous one."""
-    max_keys = 16
-
-    def __init__(self):
-        self.pending = []
 
     def write(self, n):
-        self.pending.append(WriteCount(7, 3, 1, 11, 0, 1, n, n * 10, 0, "app"))
+        self.counts.append(WriteCount(7, 3, 1, 11, 0, 1, n, n * 10, 0, "app"))
 
-    def drain(self):
-        out, self.pending = self.pending, []
+    def collect(self):
+        out = super().collect()
+        self.counts = []
         return out
-
-    def health(self):
-        return {"counts_full": 0, "events_lost": 0, "fdwalk_failed": 0, "iov_truncated": 0}
-
-    def poll(self, _timeout_ms):
-        pass
 
 
 class Resolver:
