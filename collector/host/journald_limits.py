@@ -1,177 +1,31 @@
 """journald's rate limits as the host's files set them: journald.conf and its drop-ins,
-per-unit LogRateLimitIntervalSec= / LogRateLimitBurst=, and the disk-space scaling of
-the burst. Read-only; `root` is injectable (like ProcFS's) so unit tests read recorded
-trees. A file that cannot be read or a value that cannot be parsed costs one warning
-line and that setting's default, never an exception. Rules: docs/detection.md,
-"Loss risk".
+per-unit LogRateLimitIntervalSec= / LogRateLimitBurst= (unit files, drop-ins, PID 1's
+exports), and the journal's free space that scales the burst (the arithmetic:
+collector/host/journald_ratelimit.py; the files' syntax: systemd_conf.py). Read-only;
+`root` is injectable (like ProcFS's) so unit tests read recorded trees. A file that
+cannot be read or a value that cannot be parsed costs one warning line and that
+setting's default, never an exception. Rules: docs/detection.md, "Loss risk".
 """
-import math
 import os
 import time
 from dataclasses import dataclass
 
-from collector.host.hostroot import HostFiles  # noqa: F401 (its home was here)
+from collector.host.hostroot import HostFiles
+from collector.host.journald_ratelimit import (DEFAULT_BURST, DEFAULT_INTERVAL_S,
+                                               journal_available, scaled)
+from collector.host.journald_ratelimit import RateLimit  # noqa: F401 (for_unit() returns it)
+from collector.host.systemd_conf import (conf_files, parse_conf, parse_size, parse_unsigned,
+                                         unit_files)
 from collector.timespans import parse_timespan
 
-DEFAULT_INTERVAL_S = 30.0        # journald.conf(5): RateLimitIntervalSec=30s
-DEFAULT_BURST = 10000            # RateLimitBurst=10000
 JOURNAL_DEV_LOG = "/run/systemd/journal/dev-log"   # journald's syslog socket
 
-# journald.conf: the main file is the first of these that exists (newer systemd ships it
-# in /usr/lib only), then every drop-in *.conf of the .conf.d dirs. A drop-in name found
-# in several dirs is taken from the first dir (/etc over /run over /usr/local/lib over
-# /usr/lib); all are applied in lexical order of their names, a later one winning.
-_CONF_DIRS = ("/etc/systemd", "/run/systemd", "/usr/local/lib/systemd", "/usr/lib/systemd")
-# the system manager's unit search path, highest priority first (systemd.unit(5))
-UNIT_DIRS = ("/etc/systemd/system.control", "/run/systemd/system.control",
-             "/run/systemd/transient", "/run/systemd/generator.early",
-             "/etc/systemd/system", "/etc/systemd/system.attached", "/run/systemd/system",
-             "/run/systemd/system.attached", "/run/systemd/generator",
-             "/usr/local/lib/systemd/system", "/usr/lib/systemd/system", "/lib/systemd/system",
-             "/run/systemd/generator.late")
 # What PID 1 exports for a running unit, and journald reads (journald-context.c):
 # symlinks whose target is the value; interval in microseconds. Not exported when unset.
 EXPORTED = "/run/systemd/units"
 
 UNIT_SUFFIXES = (".service", ".scope", ".socket", ".mount", ".swap", ".timer", ".path",
                  ".slice", ".target", ".device", ".automount")
-_MIB, _GIB = 1 << 20, 1 << 30
-PAGE = 4096
-
-
-@dataclass(frozen=True)
-class RateLimit:
-    """The limit journald applies to one unit's messages (per priority group)."""
-
-    interval_s: float           # RateLimitIntervalSec (0: off)
-    burst: int                  # RateLimitBurst as configured (0: off)
-    effective_burst: int        # burst after journald's disk-space scaling
-    source: str                 # where interval and burst came from, for people
-    available_bytes: int | None = None   # journal space the scaling used (None: unknown)
-
-    @property
-    def enabled(self):
-        return self.interval_s > 0 and self.burst > 0
-
-    @property
-    def per_s(self):
-        """The long-run rate journald lets through: effective_burst / interval."""
-        return self.effective_burst / self.interval_s if self.enabled else math.inf
-
-
-# -- value syntax ---------------------------------------------------------------------
-def parse_unsigned(text):
-    s = text.strip()
-    if not s.isdigit() or not s.isascii():
-        raise ValueError(f"{text!r} is not an unsigned integer")
-    return int(s)
-
-
-def parse_size(text):
-    """Bytes of a journald.conf size ("512M", "1G", "4096"; base 1024); ValueError."""
-    s = text.strip()
-    factors = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40, "P": 1 << 50,
-               "E": 1 << 60}
-    f = 1
-    if s and s[-1] in factors:
-        s, f = s[:-1], factors[s[-1]]
-    try:
-        v = float(s)
-    except ValueError:
-        raise ValueError(f"{text!r} is not a size (like 512M, 1G)") from None
-    if not math.isfinite(v) or v < 0:
-        raise ValueError(f"{text!r} is not a size (like 512M, 1G)")
-    return int(v * f)
-
-
-# -- journald's own arithmetic ----------------------------------------------------------
-def burst_modulate(burst, available):
-    """The burst journald really allows, from the space still available to the journal.
-    systemd src/journal/journald-rate-limit.c, burst_modulate(): k = log2(available),
-    integer part; up to 1 MiB (k <= 20) the burst as configured, else
-    burst * (k - 16) / 4 in integer arithmetic (16 MiB: x2, 256 MiB: x3, 4 GiB: x4,
-    64 GiB: x5, 1 TiB: x6)."""
-    k = max(int(available), 1).bit_length() - 1
-    if k <= 20:
-        return burst
-    return burst * (k - 16) // 4
-
-
-def _page_align(n):
-    return (n + PAGE - 1) // PAGE * PAGE
-
-
-def journal_available(fs_size, vfs_avail, used, max_use=None, keep_free=None):
-    """The bytes journald counts as still available to its journal (the `available` of
-    burst_modulate): systemd cache_space_refresh() with journal_default_metrics()
-    (journald-server.c, journal-file.c): limit = clamp(used + (vfs_avail - keep_free),
-    min_use, max_use), available = limit - used (never below 0). Defaults when not
-    configured: max_use 10% of the file system (1 MiB .. 4 GiB), keep_free 5% (at most
-    4 GiB), min_use 2% (1 .. 16 MiB), raised to the journal's current use."""
-    if max_use is None:
-        max_use = min(max(_page_align(fs_size // 10), _MIB), 4 * _GIB) if fs_size else _MIB
-    else:
-        max_use = _page_align(max_use)
-        if max_use and max_use < _MIB:        # 2 x JOURNAL_FILE_SIZE_MIN (512 KiB)
-            max_use = _MIB
-    min_use = min(max(_page_align(fs_size // 50), _MIB), 16 * _MIB) if fs_size else _MIB
-    min_use = max(min(min_use, max_use), used)
-    if keep_free is None:
-        keep_free = min(_page_align(fs_size // 20), 4 * _GIB) if fs_size else _MIB
-    avail = max(vfs_avail - keep_free, 0)
-    limit = min(max(used + avail, min_use), max_use)
-    return max(limit - used, 0)
-
-
-# -- files -----------------------------------------------------------------------------
-def parse_conf(text):
-    """[(section, key, value)] of a systemd INI file in order: comments (# ;) skipped,
-    a trailing backslash continues a line."""
-    out, section, pending = [], None, ""
-    for raw in text.splitlines():
-        line = pending + raw.strip() if pending else raw.strip()
-        pending = ""
-        if line.endswith("\\"):
-            pending = line[:-1].rstrip() + " "
-            continue
-        if not line or line[0] in "#;":
-            continue
-        if line.startswith("[") and line.endswith("]"):
-            section = line[1:-1].strip()
-            continue
-        key, sep, value = line.partition("=")
-        if sep:
-            out.append((section, key.strip(), value.strip()))
-    return out
-
-
-def dropins(files, dirs, suffix=".conf"):
-    """[host path] of the drop-ins in `dirs` (highest priority first): one per file name,
-    from the first dir that has it, in lexical order of the names; masked ones left out."""
-    chosen = {}
-    for d in dirs:
-        for name in files.listdir(d):
-            if name.endswith(suffix) and name not in chosen:
-                chosen[name] = f"{d}/{name}"
-    return [chosen[n] for n in sorted(chosen) if not files.masked(chosen[n])]
-
-
-def _unit_names(unit):
-    """The names whose drop-ins apply to `unit`, least specific first: the unit type
-    ("service.d"), the "-" prefixes ("a-.service.d" for a-b.service), the template
-    ("x@.service.d" for x@1.service), the unit itself (systemd.unit(5))."""
-    stem, dot, kind = unit.rpartition(".")
-    if not dot:
-        return [unit]
-    names = [kind]
-    base = stem.split("@", 1)[0]
-    pieces = base.split("-")
-    for i in range(1, len(pieces)):
-        names.append("-".join(pieces[:i]) + "-." + kind)
-    if "@" in stem:
-        names.append(stem.split("@", 1)[0] + "@." + kind)
-    names.append(unit)
-    return names
 
 
 @dataclass(frozen=True)
@@ -227,10 +81,7 @@ class JournaldLimits:
 
     def journald_files(self):
         """[host path] journald reads its settings from, in the order it applies them."""
-        main = next((f"{d}/journald.conf" for d in _CONF_DIRS
-                     if self.files.isfile(f"{d}/journald.conf")), None)
-        return ([main] if main else []) + dropins(self.files,
-                                                  [f"{d}/journald.conf.d" for d in _CONF_DIRS])
+        return conf_files(self.files, "journald.conf")
 
     def _journald(self):
         interval, burst = DEFAULT_INTERVAL_S, DEFAULT_BURST
@@ -310,22 +161,8 @@ class JournaldLimits:
 
     # -- units ----------------------------------------------------------------------------
     def unit_files(self, unit):
-        """[host path] of `unit`'s file and drop-ins in the order systemd applies them
-        (no file: drop-ins only; masked: [])."""
-        stem, _, kind = unit.rpartition(".")
-        template = stem.split("@", 1)[0] + "@." + kind if "@" in stem else None
-        main = None
-        for d in UNIT_DIRS:
-            for name in (unit, template):
-                if name and self.files.lexists(f"{d}/{name}"):
-                    main = f"{d}/{name}"
-                    break
-            if main:
-                break
-        if main and self.files.masked(main):
-            return []
-        dirs = [f"{d}/{name}.d" for name in _unit_names(unit) for d in UNIT_DIRS]
-        return ([main] if main else []) + dropins(self.files, dirs)
+        """[host path] of `unit`'s file and drop-ins, in the order systemd applies them."""
+        return unit_files(self.files, unit)
 
     def _exported(self, unit):
         """(interval_s or None, burst or None, True) from PID 1's exports of a running
@@ -378,9 +215,7 @@ class JournaldLimits:
         if burst is None:
             burst, src_b = j.burst, j.source
         source = src_i if src_i == src_b else f"interval {src_i}, burst {src_b}"
-        available, _ = self.available()
-        effective = burst if available is None else burst_modulate(burst, available)
-        return RateLimit(float(interval), int(burst), int(effective), source, available)
+        return scaled(interval, burst, source, self.available()[0])
 
     def for_unit(self, unit):
         """The RateLimit journald applies to `unit` ("nginx.service"); a service name that
@@ -393,9 +228,7 @@ class JournaldLimits:
 
     def _for_unit_default(self):
         j = self.journald()
-        available, _ = self.available()
-        effective = j.burst if available is None else burst_modulate(j.burst, available)
-        return RateLimit(j.interval_s, j.burst, int(effective), j.source, available)
+        return scaled(j.interval_s, j.burst, j.source, self.available()[0])
 
     # -- sockets --------------------------------------------------------------------------
     def reaches_journald(self, socket_path):

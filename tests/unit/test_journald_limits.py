@@ -7,16 +7,15 @@ from types import SimpleNamespace
 
 import pytest
 
-from collector.host.journald_limits import (
+from collector.host.journald_limits import JournaldLimits
+from collector.host.journald_ratelimit import (
     DEFAULT_BURST,
     DEFAULT_INTERVAL_S,
-    JournaldLimits,
     burst_modulate,
     journal_available,
-    parse_conf,
-    parse_size,
-    parse_timespan,
 )
+from collector.host.systemd_conf import parse_conf, parse_size
+from collector.timespans import parse_timespan
 
 FIX = Path(__file__).resolve().parent / "fixtures" / "journald"
 HOST = str(FIX / "host")
