@@ -81,6 +81,7 @@ class Collector:
         self._last_boundary = None
         self.begun = False
         self._cpu_seen = _cpu_seconds()
+        self._reporters = []          # report_from(): stats fields from outside the stages
 
     def meta(self, interval_s, mode, argv=()):
         probes = {self.probe.name: self.probe.meta()}
@@ -142,39 +143,62 @@ class Collector:
         ts = self.wallclock()
         rates = [model.rate_record(self.host, ts, **body)
                  for body in rate_bodies(accs, self.seq, interval_s, self.max_paths)]
-        cpu = _cpu_seconds()
+        cpu, rss = _cpu_seconds(), _rss_bytes()
+        if self.resets is not None:
+            rates, reset_part, reset_stats = self._add_resets(rates, ts, interval_s,
+                                                              resets_flipped)
+        else:
+            rates, reset_part, reset_stats = self._fold(rates, ts), ([], {}, []), {}
         stats = model.stats_record(
             self.host, ts, seq=self.seq, interval=interval_s, drain_ms=drain_ms,
             keys=len(counts), map_capacity=self.probe.max_keys,
-            evictions=0, lost_events=health["events_lost"],
-            unresolved_writes=unresolved, cpu_s=cpu - self._cpu_seen, rss_bytes=_rss_bytes())
-        stats["lost_writes"] = health["counts_full"]
-        by_uid = drained.lost_by_uid
-        if by_uid is not None:
-            # the drained interval's loss by writer uid (the same epoch as its counts):
-            # the host-wide total is their sum, exactly (docs/probe-logwrites.md, "Maps")
-            stats["lost_writes"] = sum(by_uid.values())
-            if by_uid:
-                stats["lost_writes_by_uid"] = by_uid
-        stats["iov_truncated"] = health["iov_truncated"]
-        stats["fd_walk_failed"] = health["fdwalk_failed"]
-        if self.resets is not None:
-            out = self._add_resets(rates, stats, ts, interval_s, resets_flipped)
-        else:
-            out = Interval(self._fold(rates, ts), stats, [], {}, [])
-        # lookups the daemon could not make for want of fds or memory (their writes are in
-        # unresolved_writes, their resets under an "unresolved" owner): docs/reliability.md
-        attributor = getattr(self.resets, "attributor", None)
-        stats["host_resource_errors"] = self.keys.take_resource_errors() + (
-            attributor.take_resource_errors()
-            if hasattr(attributor, "take_resource_errors") else 0)
+            lost_events=health["events_lost"], unresolved_writes=unresolved,
+            cpu_s=cpu - self._cpu_seen, rss_bytes=rss,
+            **self._write_losses(health, drained.lost_by_uid),
+            **reset_stats, host_resource_errors=self._host_resource_errors(),
+            **self._reported())
         self.services.end_drain()
         self._cpu_seen = cpu
         self.seq += 1
+        return Interval(rates, stats, *reset_part)
+
+    def _write_losses(self, health, by_uid):
+        """The log-write probe's part of `stats`: what it could not count (by_uid: its
+        drain's writes lost by uid, None when the probe has no such maps)."""
+        out = {"lost_writes": health["counts_full"]}
+        if by_uid is not None:
+            # the drained interval's loss by writer uid (the same epoch as its counts):
+            # the host-wide total is their sum, exactly (docs/probe-logwrites.md, "Maps")
+            out["lost_writes"] = sum(by_uid.values())
+            if by_uid:
+                out["lost_writes_by_uid"] = by_uid
+        out["iov_truncated"] = health["iov_truncated"]
+        out["fd_walk_failed"] = health["fdwalk_failed"]
+        return out
+
+    def _host_resource_errors(self):
+        """Lookups the daemon could not make for want of fds or memory (their writes are in
+        unresolved_writes, their resets under an "unresolved" owner): docs/reliability.md"""
+        attributor = getattr(self.resets, "attributor", None)
+        return self.keys.take_resource_errors() + (
+            attributor.take_resource_errors()
+            if hasattr(attributor, "take_resource_errors") else 0)
+
+    def report_from(self, source):
+        """source.take_stats() -> {stats field: count} is asked at each interval's end and
+        goes into that interval's `stats` record: how an output (or any stage the
+        collector does not drive) reports what it lost since, through the record stream."""
+        self._reporters.append(source)
+
+    def _reported(self):
+        out = {}
+        for source in self._reporters:
+            for key, n in source.take_stats().items():
+                out[key] = out.get(key, 0) + n
         return out
 
     def _drain(self):
-        """(the log-write probe's drain, whether the resets' maps were flipped too): both probes' maps
+        """(write counts, whether the resets' maps were flipped too): both probes' maps
         swapped, then one grace period for both (one wake-up, not two), then read."""
         stages = [self.probe] + ([self.resets] if self.resets is not None else [])
         if not all(hasattr(s, "flip") for s in stages):        # test doubles
@@ -184,11 +208,10 @@ class Collector:
         time.sleep(GRACE_S)
         return self.probe.collect(), self.resets is not None
 
-    def _add_resets(self, rates, stats, ts, interval_s, flipped=False):
-        """The Interval with the resets stage's part: reset counts in the rate records (a
-        record per service with resets but no log writes), reset health in stats."""
+    def _add_resets(self, rates, ts, interval_s, flipped=False):
+        """(rate records, the Interval's reset part, the stage's `stats` fields): reset
+        counts in the rate records (a record per service with resets but no log writes)."""
         per_service, records, rstats, events = self.resets.interval(self.seq, ts, flipped)
-        stats.update(rstats)
         new_record = lambda name, r: model.rate_record(  # noqa: E731
             self.host, ts, seq=self.seq, interval=interval_s, service=name, pids=r.pids,
             comms=r.comms, log_writes=0, log_bytes=0, paths=[])
@@ -197,7 +220,7 @@ class Collector:
         add_resets(rates, per_service, new_record)
         rates = self._fold(rates, ts)
         add_ratios(rates)
-        return Interval(rates, stats, records, per_service, events)
+        return rates, (records, per_service, events), rstats
 
     def _fold(self, rates, ts):
         """At most max_services rate records, by owner and volume, the rest in one exact
