@@ -154,9 +154,8 @@ class Collector:
             keys=len(counts), map_capacity=self.probe.max_keys,
             lost_events=health["events_lost"], unresolved_writes=unresolved,
             cpu_s=cpu - self._cpu_seen, rss_bytes=rss,
-            **self._write_losses(health, drained.lost_by_uid),
-            **reset_stats, host_resource_errors=self._host_resource_errors(),
-            **self._reported())
+            **self._write_losses(health, drained.lost_by_uid), **reset_stats,
+            host_resource_errors=self._host_resource_errors(), **self._reported())
         self.services.end_drain()
         self._cpu_seen = cpu
         self.seq += 1
@@ -198,7 +197,7 @@ class Collector:
         return out
 
     def _drain(self):
-        """(write counts, whether the resets' maps were flipped too): both probes' maps
+        """(the log-write probe's drain, whether the resets' maps were flipped too): both probes' maps
         swapped, then one grace period for both (one wake-up, not two), then read."""
         stages = [self.probe] + ([self.resets] if self.resets is not None else [])
         if not all(hasattr(s, "flip") for s in stages):        # test doubles
