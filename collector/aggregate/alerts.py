@@ -20,6 +20,8 @@ signal (log writes/s, log bytes/s, resets sent/s, resets received/s):
   consecutive intervals below hysteresis x the threshold it opened at, or is accepted as
   the new normal after `relearn_after` intervals (the baseline is then the rates seen
   during the alert).
+
+The log line of an event: collector/aggregate/alert_lines.py.
 """
 from collections import deque
 from dataclasses import dataclass
@@ -27,10 +29,10 @@ from dataclasses import dataclass
 from collector.aggregate.baseline import RobustWindow
 from collector.aggregate.idletimeout import IdleTimeouts
 from collector.aggregate.priors import ABOVE_HOST_LIMIT, ABOVE_PROFILE, host_limit, \
-    host_limit_fields, limit_text
+    host_limit_fields
 from collector.aggregate.slots import protected
-from collector.aggregate.signals import LOG_BYTES, LOG_WRITES, RESETS_RECEIVED, RESETS_SENT, \
-    SIGNALS, DetectorConfig, contributors, signal_value
+from collector.aggregate.signals import LOG_BYTES, LOG_WRITES, RESETS_RECEIVED, SIGNALS, \
+    DetectorConfig, contributors, signal_value
 
 OPEN, CLOSE = "open", "close"
 # why an alert opened
@@ -325,41 +327,3 @@ class Detector:
         if st is None or not len(st.window):
             return None
         return st.window.summary()
-
-
-def _num(v):
-    if v >= 1e6:
-        return f"{v / 1e6:.3g}M"
-    if v >= 1e4:
-        return f"{v / 1e3:.3g}k"
-    return f"{v:.0f}" if v >= 100 else f"{v:.3g}"
-
-
-def format_event(ev):
-    """One line for the daemon's log."""
-    a = ev.alert
-    unit = "lines/s" if a.signal == LOG_WRITES else (
-        "bytes/s" if a.signal == LOG_BYTES else "resets/s")
-    what = {LOG_WRITES: "log writes", LOG_BYTES: "log bytes", RESETS_SENT: "resets sent",
-            RESETS_RECEIVED: "resets received"}[a.signal]
-    if ev.state == OPEN:
-        if a.reason == NEW_SERVICE:
-            base = f"new service, no baseline yet; floor {_num(a.threshold)} {unit}"
-        elif a.reason == ABOVE_HOST_LIMIT:
-            base = (f"over {limit_text(a.extra['limit'])} {_num(a.threshold)} {unit}; "
-                    f"no baseline of its own yet")
-        else:
-            ratio = f"{a.ratio:.1f}x " if a.ratio is not None else ""
-            of = "profile" if a.reason == ABOVE_PROFILE else "baseline"
-            base = f"{ratio}{of} {_num(a.baseline)} {unit}"
-        where = ""
-        top = a.top or {}
-        if top.get("paths"):
-            where = f"; top: {top['paths'][0]['path']}"
-        elif top.get("peers"):
-            where = f"; top peer: {top['peers'][0]['peer']}"
-        if top.get("idle_timeouts"):
-            where += f"; {top['idle_timeouts'][0]['line']}"
-        return f"alert open: {a.service} {what} {_num(a.rate)} {unit} ({base}){where}"
-    return (f"alert closed ({a.close_reason}): {a.service} {what} now {_num(a.rate)} {unit}, "
-            f"peak {_num(a.peak)} over {a.ended - a.started:.0f}s")

@@ -5,7 +5,8 @@ table follows it, and is all a pipe or file gets; --json prints JSON instead."""
 import sys
 from contextlib import nullcontext
 
-from collector.aggregate.alerts import OPEN, AlertEvent, Detector, format_event
+from collector.aggregate.alert_lines import format_event
+from collector.aggregate.alerts import OPEN, AlertEvent, Detector
 from collector.aggregate.loglost import LOG_LOST, LogLost
 from collector.aggregate.logrates import Window
 from collector.aggregate.lossrisk import (OPEN as RISK_OPEN, LossRisk, RiskEvent,

@@ -10,7 +10,8 @@ reader of journald's drop notices, the messages actually lost (collector.aggrega
 detector reads its entries (a service over a host limit, collector/aggregate/priors.py).
 """
 from collector.records import model
-from collector.aggregate.alerts import Detector, format_event
+from collector.aggregate.alert_lines import format_event
+from collector.aggregate.alerts import Detector
 from collector.aggregate.loglost import LogLost, format_lost_event
 from collector.aggregate.lossrisk import LossRisk, format_risk_event
 from collector.host.journald_drops import JournaldDrops, Unavailable

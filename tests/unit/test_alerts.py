@@ -5,6 +5,7 @@ import statistics
 
 import pytest
 
+from collector.aggregate.alert_lines import format_event
 from collector.aggregate.alerts import (
     ABOVE_BASELINE,
     CLOSE,
@@ -13,7 +14,6 @@ from collector.aggregate.alerts import (
     RECOVERED,
     RELEARNED,
     Detector,
-    format_event,
 )
 from collector.aggregate.signals import (
     LOG_BYTES,

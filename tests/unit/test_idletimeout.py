@@ -2,7 +2,8 @@
 snapshot's resets view and JSON, and reset alerts (top.idle_timeouts, format_event)."""
 from collections import namedtuple
 
-from collector.aggregate.alerts import OPEN, Detector, format_event
+from collector.aggregate.alert_lines import format_event
+from collector.aggregate.alerts import OPEN, Detector
 from collector.aggregate.idletimeout import (
     IdleTimeouts,
     IdleVerdict,
