@@ -7,7 +7,7 @@ comes in as arguments. The rule (docs/detection.md, "The idle timeout named"):
 - per service and peer, over the last `window_s` seconds (None: everything observed, as
   a snapshot's window), the received resets with a known idle time;
 - when at least `min_resets` of them are known and one log2 idle bucket (the buckets of
-  collector/aggregate/resets.py) holds at least `min_share` of them, and that bucket
+  collector/aggregate/idle_hist.py) holds at least `min_share` of them, and that bucket
   starts at `min_idle_ms` or later (a reset after a few milliseconds is no idle timeout),
   that is an idle timeout; its value is the median idle time of the resets in the bucket
   (reset records carry it to the millisecond; the bucket alone is a factor of 2 wide);
@@ -21,9 +21,8 @@ A peer is named by address and port when its port is the lower of the connection
 from collections import deque
 from dataclasses import dataclass
 
-from collector.aggregate.resets import bucket_bounds_ms, bucket_label, bucket_of
+from collector.aggregate.idle_hist import IDLE_BUCKETS, bucket_bounds_ms, bucket_label, bucket_of
 
-IDLE_BUCKETS = 24            # as collector/bpf/resets.c (signals.IDLE_BUCKETS)
 MIN_RESETS = 4               # known idle times needed before anything is said
 MIN_SHARE = 0.6              # share of them one bucket must hold
 MIN_IDLE_MS = 512            # the bucket must start here or later: [512 ms, 1.02 s) and up

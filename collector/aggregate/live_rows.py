@@ -12,7 +12,8 @@ from fnmatch import fnmatchcase
 
 from collector.aggregate.loglost import LOG_LOST
 from collector.aggregate.lossrisk import LOG_LOSS_RISK
-from collector.aggregate.resets import bucket_label, idle_mode
+from collector.aggregate.idle_hist import bucket_label
+from collector.aggregate.resets import idle_mode
 from collector.aggregate.signals import LOG_BYTES, LOG_WRITES, RESETS_RECEIVED, RESETS_SENT
 
 RECENT_INTERVALS = 10      # "recent resets": the idle bucket is judged over these

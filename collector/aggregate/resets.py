@@ -1,13 +1,12 @@
 """TCP resets per service: counts, classification tallies, idle-before-reset histograms.
 
-Pure: attributed kernel counts and decoded events in, plain dicts out. No I/O.
-
-Idle histogram buckets (as collector/bpf/resets.c fills them): bucket 0 is < 1 ms, bucket i
-(1 .. n-2) is [2^(i-1), 2^i) ms, the last bucket is >= 2^(n-2) ms. With n = 24 the
-labelled range runs from 1 ms to about 70 min (1 h lands in bucket 22).
+Pure: attributed kernel counts and decoded events in, plain dicts out. No I/O. The idle
+histogram's buckets: collector/aggregate/idle_hist.py.
 """
 from collections import Counter
 from dataclasses import dataclass, field
+
+from collector.aggregate.idletimeout import IdleTimeouts, pool_peer
 
 
 @dataclass(frozen=True)
@@ -23,40 +22,6 @@ class AttributedResets:
     count: int
     idle_unknown: int
     idle_hist: tuple
-
-
-def bucket_bounds_ms(b, nbuckets):
-    """[low, high) in ms of bucket b; high is None for the last, open bucket."""
-    if b == 0:
-        return 0, 1
-    return 2 ** (b - 1), (2 ** b if b < nbuckets - 1 else None)
-
-
-def bucket_of(idle_ms, nbuckets):
-    if idle_ms < 1:
-        return 0
-    return min(int(idle_ms).bit_length(), nbuckets - 1)
-
-
-def fmt_ms(ms):
-    if ms < 1000:
-        return f"{ms:g}ms"
-    s = ms / 1000
-    if s < 60:
-        return f"{s:.3g}s"
-    m = s / 60
-    if m < 60:
-        return f"{m:.3g}m"
-    return f"{m / 60:.3g}h"
-
-
-def bucket_label(b, nbuckets):
-    lo, hi = bucket_bounds_ms(b, nbuckets)
-    if b == 0:
-        return "<1ms"
-    if hi is None:
-        return f">={fmt_ms(lo)}"
-    return f"{fmt_ms(lo)}-{fmt_ms(hi)}"
 
 
 @dataclass
@@ -180,7 +145,6 @@ class ResetWindow:
     collector/aggregate/idletimeout.py, over the whole window)."""
 
     def __init__(self, max_peers=1000):
-        from collector.aggregate.idletimeout import IdleTimeouts, pool_peer   # (imports us)
         self.services = {}
         self.peers = {}                       # service -> Counter("addr:port" -> n)
         self.max_peers = max_peers
@@ -188,7 +152,6 @@ class ResetWindow:
         self.events_lost = 0
         self.duration_s = 0.0
         self.idle = IdleTimeouts(window_s=None)
-        self._pool_peer = pool_peer
 
     def add_interval(self, per_service, interval_s, events_lost=0):
         self.duration_s += interval_s
@@ -209,8 +172,8 @@ class ResetWindow:
         if peer in c or len(c) < self.max_peers:
             c[peer] += 1
         if event is not None and event.direction == "received":
-            self.idle.add(ts, service, self._pool_peer(event.raddr, event.rport, event.lport,
-                                                       event.family == 10), event.idle_ms)
+            self.idle.add(ts, service, pool_peer(event.raddr, event.rport, event.lport,
+                                                 event.family == 10), event.idle_ms)
 
     def top(self, n):
         """Services by resets (sent + received), largest first."""

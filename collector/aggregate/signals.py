@@ -6,7 +6,7 @@ record and what contributed to it; the load signals and ratios profiles and comp
 from collections import Counter
 from dataclasses import dataclass, field
 
-from collector.aggregate.resets import bucket_label, bucket_of
+from collector.aggregate.idle_hist import IDLE_BUCKETS, bucket_label, bucket_of
 
 LOG_WRITES = "log_writes_per_s"
 LOG_BYTES = "log_bytes_per_s"
@@ -14,8 +14,6 @@ RESETS_SENT = "resets_sent_per_s"
 RESETS_RECEIVED = "resets_received_per_s"
 SIGNALS = (LOG_WRITES, LOG_BYTES, RESETS_SENT, RESETS_RECEIVED)
 RESET_SIGNALS = {RESETS_SENT: "sent", RESETS_RECEIVED: "received"}
-
-IDLE_BUCKETS = 24          # as collector/bpf/resets.c (collector.aggregate.resets)
 
 
 @dataclass(frozen=True)

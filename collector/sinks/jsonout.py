@@ -3,7 +3,6 @@ import io
 import json
 import sys
 
-from collector.aggregate.resets import bucket_bounds_ms, bucket_label
 from collector.records.model import SCHEMA_VERSION, clean_text
 
 
@@ -47,17 +46,6 @@ def snapshot_json(window, meta, top=None):
         "services": [_service(s) for s in window.services(top)],
         "stats": window.stats() or {},
     })
-
-
-def idle_buckets(nbuckets):
-    """What each index of an `idle_hist` array counts, for a JSON reader:
-    [{"bucket", "lo_ms", "hi_ms" (null: no upper bound), "label"}], low bound included,
-    high bound excluded."""
-    out = []
-    for b in range(nbuckets):
-        lo, hi = bucket_bounds_ms(b, nbuckets)
-        out.append({"bucket": b, "lo_ms": lo, "hi_ms": hi, "label": bucket_label(b, nbuckets)})
-    return out
 
 
 def dumps(doc, indent=2):

@@ -10,7 +10,7 @@ import time
 from dataclasses import dataclass, field
 
 from collector.aggregate.logrates import OTHERS
-from collector.aggregate.resets import fmt_ms
+from collector.aggregate.idle_hist import fmt_ms
 from collector.errors import BadInput
 
 PICTURE_TYPES = (".png", ".svg", ".html", ".htm")

@@ -5,7 +5,7 @@ import datetime as dt
 from collector.aggregate.loglost import LOG_LOST
 from collector.aggregate.lossrisk import LOG_LOSS_RISK
 from collector.aggregate.profile import SIGNAL_LABELS
-from collector.aggregate.resets import fmt_ms
+from collector.aggregate.idle_hist import fmt_ms
 from collector.aggregate.signals import LOG_BYTES, LOG_WRITES
 from collector.records.model import LOSS_FIELDS
 from collector.sinks.text import escape, format_bytes, format_rate, plural

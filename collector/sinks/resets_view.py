@@ -7,10 +7,9 @@ inventory how many connections to that peer are about to be reset) and the
 open-connection inventory.
 Host-supplied names are escaped (sinks.table.escape) so they cannot break the layout.
 """
+from collector.aggregate.idle_hist import IDLE_BUCKETS, bucket_label, idle_buckets
 from collector.aggregate.idletimeout import at_risk
-from collector.aggregate.resets import bucket_label, idle_mode
-from collector.aggregate.signals import IDLE_BUCKETS
-from collector.sinks.jsonout import idle_buckets
+from collector.aggregate.resets import idle_mode
 from collector.sinks.text import escape, plural
 
 BAR_WIDTH = 40

@@ -27,7 +27,7 @@ import uuid
 
 import pytest
 
-from collector.aggregate.resets import bucket_of
+from collector.aggregate.idle_hist import bucket_of
 from tests.e2e.incidents import SURGEWATCH, _meta_written, _wait_for, read_stream
 from tests.e2e.topology import HERE, LB_PORT, Topology, missing_tools, read_events
 from tests.owncgroup import TIME_SCALE

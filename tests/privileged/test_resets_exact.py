@@ -190,7 +190,7 @@ def test_idle_time_lands_in_its_bucket(resets):
     sleep and the time measured around the whole exchange, and the kernel's histogram is
     exactly those idle times bucketed. (It asserted 2000 <= idle < 2200 ms for a 2 s
     sleep, and bucket [1024, 2048): a busy machine oversleeps by more than 48 ms.)"""
-    from collector.aggregate.resets import bucket_of
+    from collector.aggregate.idle_hist import bucket_of
     from collector.probes.abi import abi
 
     n, sleep_ms = 3, 1500

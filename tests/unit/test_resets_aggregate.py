@@ -3,26 +3,14 @@ import gzip
 
 import pytest
 
+from collector.aggregate.idle_hist import bucket_bounds_ms, bucket_label, bucket_of
 from collector.aggregate.resets import (
-
     AttributedResets,
-
     EventBudget,
-
     ResetWindow,
-
     aggregate_resets,
-
-    bucket_bounds_ms,
-
-    bucket_label,
-
-    bucket_of,
-
     idle_mode,
-
     reset_counts_by_service,
-
 )
 from collector.errors import ProbeUnavailable
 from collector.probes.abi import abi
