@@ -29,7 +29,6 @@ import struct
 from collector.errors import HostLookupError, HostResourceError
 from collector.host.destinations import NOT_LOG, UNRESOLVED
 from collector.host.pidwatch import PidWatch, Proc
-from collector.probes.logwrites import RawCounts
 from collector.host.services import UNKNOWN_OWNER, service_label
 
 
@@ -108,8 +107,6 @@ class KeyCache:
         if not counts:
             return [], 0
         self._begin()
-        if not hasattr(counts, "vals"):
-            counts = RawCounts.of(counts)      # one loop: over the kernel's layout
         return _accumulate(self._keys.get, self._slow, counts, stamp)
 
     def _proc(self, pid, cgroup_id):
@@ -216,10 +213,10 @@ class KeyCache:
     def writes(self, counts):
         """(pid, comm, service, path, writes, bytes) per count of the last enrich() that
         was a log write (for callers that want per-key detail)."""
+        if not counts:
+            return []
         get, once = self._keys.get, self._once.get
         out = []
-        if not hasattr(counts, "vals"):
-            counts = RawCounts.of(counts)
         ks = len(counts.keys) // counts.n if counts.n else 0
         for i, c in enumerate(counts):
             key = counts.keys[i * ks:(i + 1) * ks]

@@ -20,8 +20,7 @@ def run_loop(collector, duration_s, interval_s, on_interval, on_tick=None, tick_
         collector.begin()
     start = collector.boundary
     deadline = start + interval_s
-    waiter = EventWait([s for s in (collector.resets, collector.probe) if s is not None],
-                       wakeup_fd)
+    waiter = EventWait(collector.stages, wakeup_fd)
     try:
         while True:
             now = collector.clock()
@@ -47,14 +46,11 @@ def run_loop(collector, duration_s, interval_s, on_interval, on_tick=None, tick_
 
 class EventWait:
     """Wait for whichever comes first: an event in a probe's ring buffer (delivered via the
-    probe's consume()), a byte on wakeup_fd, or the timeout. Sources without poll_fd()
-    (test doubles) are polled in turn instead."""
+    probe's consume()), a byte on wakeup_fd, or the timeout."""
 
     def __init__(self, sources, wakeup_fd=None):
         self.sources = list(sources)
-        self.epoll, self.by_fd = None, {}
-        if not all(hasattr(s, "poll_fd") for s in self.sources):
-            return
+        self.by_fd = {}
         self.epoll = select.epoll()
         for src in self.sources:
             fd = src.poll_fd()
@@ -65,11 +61,6 @@ class EventWait:
             self.epoll.register(wakeup_fd, select.EPOLLIN)
 
     def wait(self, timeout_s):
-        if self.epoll is None:
-            for src in self.sources[:-1]:
-                src.poll(0)
-            self.sources[-1].poll(timeout_s * 1000)
-            return
         for fd, _ in self.epoll.poll(timeout_s):
             src = self.by_fd.get(fd)
             if src is not None:
@@ -81,5 +72,4 @@ class EventWait:
                     pass
 
     def close(self):
-        if self.epoll is not None:
-            self.epoll.close()
+        self.epoll.close()

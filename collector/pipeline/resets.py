@@ -3,7 +3,9 @@
 aggregate per service, and produce the stream's reset fields and bounded `reset` records;
 the same drain's per-process TCP load, per service (`load`, for the records' load fields).
 
-collector/pipeline/runtime.py calls interval() once per interval and poll() while it waits.
+collector/pipeline/runtime.py drives it as one of its stages (the probe's interface:
+name, meta(), flip(), poll_fd(), consume(), take_links(), close()) and calls interval()
+once per interval.
 """
 from collector.errors import HostResourceError
 from collector.host.services import UNKNOWN_OWNER
@@ -28,8 +30,12 @@ class ResetStage:
         self.budget = EventBudget(n)
         self.probe.set_event_budget(n)
 
-    def poll(self, timeout_ms):
-        self.probe.poll(timeout_ms)
+    @property
+    def name(self):
+        return self.probe.name
+
+    def meta(self):
+        return self.probe.meta()
 
     def poll_fd(self):
         return self.probe.poll_fd()
@@ -39,6 +45,9 @@ class ResetStage:
 
     def flip(self):
         self.probe.flip()
+
+    def take_links(self):
+        return self.probe.take_links()
 
     def interval(self, seq, ts, flipped=False):
         """(per-service ServiceResets, `reset` records, stats fields, (service, event)

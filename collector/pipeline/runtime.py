@@ -63,6 +63,10 @@ class Collector:
                  wallclock=time.time, resets=None, disabled_probes=None):
         self.probe, self.resolver, self.services = probe, resolver, services
         self.resets = resets          # collector.pipeline.resets.ResetStage, optional
+        # what every interval drives alike: the log-write probe, then the stages over
+        # other probes; one interface (name, meta(), flip(), poll_fd(), consume(),
+        # take_links(), close()): collector/probes/base.py's Probe, which ResetStage wraps
+        self.stages = [probe] + ([resets] if resets is not None else [])
         self.disabled_probes = dict(disabled_probes or {})   # name -> why, for `meta`
         self.host = host or socket.gethostname()
         self.clock, self.wallclock = clock, wallclock
@@ -75,7 +79,7 @@ class Collector:
         self.max_per_owner = DEFAULT_PER_OWNER
         # live keys per interval are bounded by the kernel map; twice that allows churn
         self.keys = KeyCache(resolver, services,
-                             max_keys=2 * int(getattr(probe, "max_keys", 65536) or 65536))
+                             max_keys=2 * probe.max_keys)
         self._last_counts = ()
         self.last_writes = []
         self._last_boundary = None
@@ -84,9 +88,7 @@ class Collector:
         self._reporters = []          # report_from(): stats fields from outside the stages
 
     def meta(self, interval_s, mode, argv=()):
-        probes = {self.probe.name: self.probe.meta()}
-        if self.resets is not None:
-            probes[self.resets.probe.name] = self.resets.probe.meta()
+        probes = {s.name: s.meta() for s in self.stages}
         for name, reason in self.disabled_probes.items():
             probes.setdefault(name, {"enabled": False, "reason": reason})
         return model.meta_record(self.host, self.wallclock(), interval_s, probes,
@@ -154,8 +156,9 @@ class Collector:
             keys=len(counts), map_capacity=self.probe.max_keys,
             lost_events=health["events_lost"], unresolved_writes=unresolved,
             cpu_s=cpu - self._cpu_seen, rss_bytes=rss,
-            **self._write_losses(health, drained.lost_by_uid), **reset_stats,
-            host_resource_errors=self._host_resource_errors(), **self._reported())
+            **self._write_losses(health, drained.lost_by_uid),
+            **reset_stats, host_resource_errors=self._host_resource_errors(),
+            **self._reported())
         self.services.end_drain()
         self._cpu_seen = cpu
         self.seq += 1
@@ -197,12 +200,10 @@ class Collector:
         return out
 
     def _drain(self):
-        """(the log-write probe's drain, whether the resets' maps were flipped too): both probes' maps
-        swapped, then one grace period for both (one wake-up, not two), then read."""
-        stages = [self.probe] + ([self.resets] if self.resets is not None else [])
-        if not all(hasattr(s, "flip") for s in stages):        # test doubles
-            return self.probe.drain(), False
-        for s in stages:
+        """(the log-write probe's drain, whether the resets' maps were flipped too): every
+        stage's maps swapped, then one grace period for all (one wake-up, not two), then
+        read."""
+        for s in self.stages:
             s.flip()
         time.sleep(GRACE_S)
         return self.probe.collect(), self.resets is not None
@@ -215,7 +216,7 @@ class Collector:
             self.host, ts, seq=self.seq, interval=interval_s, service=name, pids=r.pids,
             comms=r.comms, log_writes=0, log_bytes=0, paths=[])
         add_load(rates, self.resets.load, new_record,
-                 tcp_bytes=getattr(self.resets.probe, "tcp_bytes_hook", None) is not None)
+                 tcp_bytes=self.resets.probe.tcp_bytes_hook is not None)
         add_resets(rates, per_service, new_record)
         rates = self._fold(rates, ts)
         add_ratios(rates)
@@ -268,11 +269,7 @@ class Collector:
         """Detach both probes and free what the run held; idempotent. Closing a
         tracepoint's attachment waits for RCU grace periods in the kernel, so every
         attachment fd of both probes is closed in one parallel batch first."""
-        probes = [self.probe] + ([self.resets.probe] if self.resets is not None else [])
-        handovers = [h for h in (getattr(p, "handover", None) for p in probes) if h]
-        close_fds_parallel([fd for h in handovers for fd in h.links.values()])
-        for h in handovers:
-            h.links = {}
-        for p in probes:
-            p.close()
+        close_fds_parallel([fd for s in self.stages for fd in s.take_links()])
+        for s in self.stages:
+            s.close()
         self.keys.close()

@@ -32,7 +32,8 @@ import tempfile
 import time
 import tracemalloc
 
-from collector.probes.logwrites import KEY_LAYOUT, VAL_LAYOUT, RawCounts
+from collector.probes.logwrites import KEY_LAYOUT, VAL_LAYOUT, LogWriteDrain, RawCounts
+from tests.support.probes import ResetProbeDouble, WriteProbeDouble
 
 LINE_BYTES = 45
 
@@ -79,12 +80,11 @@ while s.recv(1 << 20):
 """
 
 
-class FakeLogWriteProbe:
-    """LogWriteProbe's interface as runtime.Collector uses it; drain() unpacks `keys`."""
-
-    name = "logwrites"
+class FakeLogWriteProbe(WriteProbeDouble):
+    """LogWriteProbe's interface as runtime.Collector uses it; collect() copies `keys`."""
 
     def __init__(self, max_keys=65536):
+        super().__init__()
         self.max_keys = max_keys
         self.attached = ["syscalls:sys_enter_write"]
         self.keys = memoryview(b"")
@@ -102,46 +102,19 @@ class FakeLogWriteProbe:
     def set_verdict(self, dev, gen, ino, is_log):
         self.verdicts += 1
 
-    def drain(self):
+    def collect(self):
         # what LogWriteProbe.collect() returns: the kernel's bytes, copied out of the
         # batch buffers (RawCounts)
         t0 = time.process_time()
-        out = RawCounts(bytes(self.keys), bytes(self.vals))
+        out = LogWriteDrain(RawCounts(bytes(self.keys), bytes(self.vals)), None)
         self.drain_cpu += time.process_time() - t0
         return out
 
-    def health(self):
-        return {"events_lost": 0, "counts_full": 0, "iov_truncated": 0, "fdwalk_failed": 0}
 
-    def poll(self, timeout_ms):
-        pass
-
-    def close(self):
-        pass
-
-
-class FakeResetProbe:
-    name = "resets"
-
+class FakeResetProbe(ResetProbeDouble):
     def __init__(self):
+        super().__init__()
         self.attached = ["tcp:tcp_send_reset", "tcp:tcp_receive_reset"]
-        self.on_event = None
-
-    def drain(self):
-        return []
-
-    def health(self):
-        return {"events_lost": 0, "counts_full": 0, "no_owner": 0, "owners_full": 0,
-                "events_over_budget": 0}
-
-    def set_event_budget(self, n):
-        pass
-
-    def poll(self, timeout_ms):
-        pass
-
-    def close(self):
-        pass
 
 
 def _cgroup_id(pid):

@@ -80,6 +80,7 @@ class ResetProbeDouble(ProbeDouble):
     """The resets probe: each drain returns `counts` (ResetCount) and `loads` (LoadCount)."""
     name, label = "resets", "resets probe"
     health_counters = RESET_HEALTH
+    tcp_bytes_hook = None
 
     def __init__(self, counts=(), loads=()):
         super().__init__()

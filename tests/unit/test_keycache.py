@@ -56,17 +56,6 @@ def wc(pid, fd, ino, writes, comm="app", cgroup=7):
     return WriteCount(pid, fd, 1, ino, 0, 1, writes, writes * 10, cgroup, comm)
 
 
-FORM = {"raw": False}
-
-
-@pytest.fixture(autouse=True, params=["tuples", "raw"])
-def form(request):
-    """Every test on both inputs: WriteCount tuples and the kernel's bytes (RawCounts)."""
-    FORM["raw"] = request.param == "raw"
-    yield request.param
-    FORM["raw"] = False
-
-
 def pack(counts):
     keys = b"".join(KEY_LAYOUT.pack(c.tgid, c.fd, c.dev, c.kind, c.ino, c.gen, 0) for c in counts)
     vals = b"".join(VAL_LAYOUT.pack(c.writes, c.bytes, c.cgroup_id, c.comm.encode())
@@ -82,7 +71,7 @@ def test_raw_counts_decode_to_the_same_write_counts():
 
 def run(cache, services, counts):
     services.start_drain()
-    accs, unresolved = cache.enrich(pack(counts) if FORM["raw"] else counts, object())
+    accs, unresolved = cache.enrich(pack(counts), object())    # the kernel's bytes
     services.end_drain()
     return rate_bodies(accs, 0, 1.0), unresolved
 
