@@ -1,31 +1,28 @@
 """`surgewatch snapshot`: build the pipeline, run it for a window, show the result.
 
-On a terminal the window runs in the live view (sinks/live_view.py); the final text
+On a terminal the window runs in the live view (views/live_view.py); the final text
 table follows it, and is all a pipe or file gets; --json prints JSON instead."""
 import sys
 from contextlib import nullcontext
 
 from collector.aggregate.alert_lines import format_event
 from collector.aggregate.alerts import OPEN, AlertEvent, Detector
-from collector.aggregate.loglost import LOG_LOST, LogLost
+from collector.aggregate.loglost import LOG_LOST
 from collector.aggregate.logrates import Window
-from collector.aggregate.lossrisk import (OPEN as RISK_OPEN, LossRisk, RiskEvent,
-                                          format_risk_event)
+from collector.aggregate.lossrisk import OPEN as RISK_OPEN, RiskEvent, format_risk_event
 from collector.aggregate.load import LoadWindow
 from collector.aggregate.resets import ResetWindow
 from collector.aggregate.selection import Selection
 from collector.errors import EnvironmentProblem
-from collector.host.journald_limits import JournaldLimits
 from collector.host.sockdiag import inventory, socket_owners, tcp_connections_all_namespaces
-from collector.pipeline.alerts import open_journald_drops
+from collector.pipeline.alerts import AlertStage, open_journald_drops
 from collector.pipeline.build import build_collector
-from collector.records.model import alert_record
 from collector.sinks.jsonout import snapshot_json, write_json
 from collector.sinks.msgpackfile import MsgpackFileSink
-from collector.sinks.load_view import load_json, render_load
-from collector.sinks.resets_view import render_reset_columns, render_resets, resets_json
-from collector.sinks.table import LiveTable
-from collector.sinks.text import escape, format_rate, plural
+from collector.views.load_view import load_json, render_load
+from collector.views.resets_view import render_reset_columns, render_resets, resets_json
+from collector.views.table import LiveTable
+from collector.views.text import escape, format_rate, plural
 
 LIVE_TICK_S = 0.1       # how often the live view reads keys and redraws if needed
 DETAIL_TOP = 5          # services in the live view's resets detail
@@ -48,18 +45,19 @@ def run_snapshot(duration, interval, top, as_json, msgpack_path, rules, argv=(),
         if table is not None:
             table.clear_progress()
     window, rwindow, lwindow = Window(), ResetWindow(), LoadWindow()
-    model, detector = None, warm_detector(alerts)
-    notes = []          # journald-limits warnings: said after the live view, not over it
+    model = None
+    notes = _Notes()    # the checks' problems: said after the live view, not over it
     root = getattr(collector, "host_root", None)      # collector/host/hostroot.py
-    at = {"root": root.files} if root is not None and root.differs() else {}
-    risk = LossRisk(JournaldLimits(warn=notes.append, **at), capacity)
-    drops = open_journald_drops(root.files if root is not None else "/",
-                                log=lambda _level, line, key=None: notes.append(line))
-    lost = LogLost()    # docs/detection.md, "Messages lost"
+    files = root.files if root is not None else "/"
+    drops = open_journald_drops(files, log=lambda _level, line, key=None: notes.append(line))
     selected = set()    # services of the selected rate records: whose open risks to say
     try:
         collector.begin()            # before the meta record says the probes are attached
         meta = collector.meta(interval, "snapshot", argv)
+        # the daemon's alert stage, its steps one by one (docs/detection.md): no log lines
+        stage = AlertStage(meta["host"], capacity=capacity, host_root=files, drops=drops,
+                           detector=warm_detector(alerts), problems=notes)
+        detector, risk, lost = stage.detector, stage.loss_risk, stage.lost
         if sink:
             sink.write_interval([meta])
         title = f"surgewatch snapshot {meta['host']}"
@@ -70,9 +68,8 @@ def run_snapshot(duration, interval, top, as_json, msgpack_path, rules, argv=(),
             s = iv.stats
             # before the selection: the limits are the service's and the destination's,
             # whatever -s/-p show; it annotates iv.rates (`loss_risk`) for all outputs
-            risk_events = _observe_risk(risk, iv.rates, s, notes)
-            if drops is not None:
-                risk_events += _observe_lost(lost, drops, meta["host"], iv.rates, s, notes)
+            risk_events = stage.check_risk(iv.rates, s)
+            lost_events = stage.count_lost(iv.rates, s)
             sel = selection.select(iv.rates, iv.resets, iv.reset_records, iv.reset_events,
                                    writes=collector.last_writes if selection.pids else None,
                                    seq=s["seq"], interval_s=s["interval"])
@@ -87,15 +84,13 @@ def run_snapshot(duration, interval, top, as_json, msgpack_path, rules, argv=(),
                     rwindow.add_event(service, _peer(ev), ev, float(s["ts"]))
             events = []
             if s["interval"] >= interval / 2:   # a cut-short last one (q): rates too noisy
-                events = detector.observe(float(s["ts"]), float(s["interval"]), sel.rates,
-                                          sel.reset_records)
+                events = stage.judge(sel.rates, s, sel.reset_records)
             if model is not None:
                 model.add_interval(sel.rates, sel.resets, s["interval"],
                                    [(a.service, a.signal) for a in detector.open_alerts()]
                                    + [(name, LOG_LOST) for name in lost.open])
             if sink:      # the stream keeps every record: -s/-p select what is shown
-                raised = [alert_record(meta["host"], float(s["ts"]), seq=s["seq"], **ev.fields())
-                          for ev in events + risk_events]
+                raised = stage.records(s, events, risk_events, lost_events)
                 sink.write_interval(iv.rates + iv.reset_records + raised + [iv.stats])
 
         def on_tick(elapsed):
@@ -155,8 +150,8 @@ def warm_detector(config=None):
 
 def _live_view(title, top):
     # imported here: rich costs start-up time that --json and pipes need not pay
-    from collector.sinks.live_view import LiveView
-    from collector.sinks.terminal_keys import open_keys
+    from collector.views.live_view import LiveView
+    from collector.views.terminal_keys import open_keys
     return LiveView(title, top, keys=open_keys())
 
 
@@ -176,29 +171,17 @@ def _alerts_note(detector):
         sys.stderr.write(f"surgewatch: {escape(line)}\n")
 
 
-def _observe_risk(risk, rates, stats, notes):
-    """The interval's log_loss_risk events (the rate records at risk get `loss_risk`);
-    a failure costs only the check, once said."""
-    try:
-        return risk.observe(float(stats["ts"]), float(stats["interval"]), rates)
-    except Exception as e:          # a bug in the check must not cost the snapshot
-        msg = f"loss-risk check failed: {type(e).__name__}: {e}"
-        if msg not in notes:
-            notes.append(msg)
-        return []
+class _Notes(list):
+    """The alert stage's problems as snapshot says them: lines after the window, each
+    once (collector/pipeline/alerts.py LogProblems is the daemon's)."""
 
+    def warn(self, message):
+        self.append(message)        # JournaldLimits says each once itself
 
-def _observe_lost(lost, drops, host, rates, stats, notes):
-    """The interval's log_lost events (rates get `log_lost`); a failure costs only the
-    count, once said."""
-    try:
-        return lost.observe(host, float(stats["ts"]), stats["seq"], float(stats["interval"]),
-                            rates, drops.take())
-    except Exception as e:          # a bug in the count must not cost the snapshot
-        msg = f"journald drop count failed: {type(e).__name__}: {e}"
-        if msg not in notes:
-            notes.append(msg)
-        return []
+    def failed(self, what, key, error):
+        msg = f"{what} failed: {type(error).__name__}: {error}"   # a bug in a check must
+        if msg not in self:                                      # not cost the snapshot
+            self.append(msg)
 
 
 def _carry_risk(rates, selected):

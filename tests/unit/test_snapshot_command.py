@@ -5,9 +5,11 @@ import pytest
 
 from tests.support.cli import cli_runner
 from collector.aggregate.logrates import aggregate_interval
+from collector.aggregate.lossrisk import LossRisk
 from collector.aggregate.resets import ServiceResets
 from collector.cli import main
 from collector.commands import snapshot
+from collector.pipeline import alerts as alert_stage
 from collector.aggregate.selection import Selection
 from collector.host.journald_limits import RateLimit
 from collector.pipeline.runtime import Interval
@@ -80,7 +82,8 @@ class Limits:
 def limits(monkeypatch):
     """Sets the journald limits the snapshot reads (none by default): no host files."""
     made = {"limit": RateLimit(0.0, 0, 0, "off"), "warning": None}
-    monkeypatch.setattr(snapshot, "JournaldLimits", lambda warn=None: Limits(warn=warn, **made))
+    monkeypatch.setattr(alert_stage, "JournaldLimits",
+                        lambda root="/", warn=None: Limits(warn=warn, **made))
     return made
 
 
@@ -353,7 +356,7 @@ def test_limit_warnings_are_said_after_the_window(monkeypatch, limits, capsys):
 def test_a_failing_check_costs_only_itself(stand_in, monkeypatch, capsys):
     def broken(self, ts, interval_s, rates):
         raise KeyError("paths")
-    monkeypatch.setattr(snapshot.LossRisk, "observe", broken)
+    monkeypatch.setattr(LossRisk, "observe", broken)
     run()
     out, err = capsys.readouterr()
     assert "9003" in out and "alert open: app.service" in err
