@@ -134,7 +134,15 @@ static __always_inline struct sw_load_val *load_find(u32 tgid, int odd)
 {
     struct sw_load_key k = {};
     k.tgid = tgid;
-    return odd ? loads1.lookup(&k) : loads0.lookup(&k);
+    struct sw_load_val *v;          /* one call site per map: see counts_lookup */
+    if (odd) {                      /* in logwrites.c */
+        v = loads1.lookup(&k);
+        asm volatile(" " : "+r"(v));
+    } else {
+        v = loads0.lookup(&k);
+        asm volatile("" : "+r"(v));
+    }
+    return v;
 }
 
 static __always_inline struct sw_load_val *load_new(u32 tgid, int odd, u64 cgroup_id,
@@ -462,6 +470,19 @@ static __always_inline void addrs_sockaddr(void *ctx, struct sw_reset_event *ev,
     }
 }
 
+static __always_inline struct sw_reset_val *rcounts_lookup(int odd, struct sw_reset_key *k)
+{
+    struct sw_reset_val *val;       /* one call site per map: see load_find */
+    if (odd) {
+        val = rcounts1.lookup(k);
+        asm volatile(" " : "+r"(val));
+    } else {
+        val = rcounts0.lookup(k);
+        asm volatile("" : "+r"(val));
+    }
+    return val;
+}
+
 static __always_inline void count_reset(struct sw_reset_event *ev)
 {
     struct sw_reset_key k = {};
@@ -477,7 +498,7 @@ static __always_inline void count_reset(struct sw_reset_event *ev)
     u32 zero = 0;
     u32 *epoch = rctl.lookup(&zero);
     int odd = epoch && (*epoch & 1);
-    struct sw_reset_val *val = odd ? rcounts1.lookup(&k) : rcounts0.lookup(&k);
+    struct sw_reset_val *val = rcounts_lookup(odd, &k);
     if (!val) {
         struct sw_reset_val init = {};
         init.cgroup_id = ev->cgroup_id;
@@ -486,7 +507,7 @@ static __always_inline void count_reset(struct sw_reset_event *ev)
             rcounts1.insert(&k, &init);
         else
             rcounts0.insert(&k, &init);
-        val = odd ? rcounts1.lookup(&k) : rcounts0.lookup(&k);
+        val = rcounts_lookup(odd, &k);
         if (!val) {
             rhealth_inc(SW_RHEALTH_COUNTS_FULL);
             return;
