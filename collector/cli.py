@@ -345,7 +345,7 @@ def record_cmd(output, duration, interval, source, since, prom_url, match, prom_
         doc = record_live(duration, interval, cfg.log_rules, argv=sys.argv, probes=cfg.probes)
     write_profile(doc, output)
     if output != "-":
-        from collector.sinks.text import plural
+        from collector.views.text import plural
 
         click.echo(f"surgewatch: {plural(len(doc['services']), 'service')} over "
                    f"{doc['duration_s']:.1f}s "
@@ -437,7 +437,7 @@ def plot_cmd(source, output, top, scale, since, until):
     time before each reset, from a segment directory or a stream file, with alert spans
     shaded and labelled."""
     from collector.commands.plot import plot
-    from collector.sinks.text import plural
+    from collector.views.text import plural
 
     series = plot(source, output, top=top, scale=scale,
                   since=_when(since, "--since") if since else None,

@@ -129,7 +129,7 @@ class LossRisk:
         self.open = {}             # (service, limit key) -> _Risk
         self._journald_paths = {}  # path -> journald-bound or not
         # (service, path) -> {limit kinds} it was at risk with since the start: the LOSS
-        # column of snapshot's final table (collector.sinks.table)
+        # column of snapshot's final table (collector.views.table)
         self.marks = {}
 
     def set_capacity(self, capacity):

@@ -9,7 +9,7 @@ from collector.aggregate.compare import ABSOLUTE, MIN_CONNS, PER_CONNECTION, com
 from collector.aggregate.profile import SIGNAL_LABELS
 from collector.commands.profile_file import read_profile
 from collector.errors import EXIT_FAILURE, EXIT_OK, BadInput
-from collector.sinks.text import display_width, escape, plural
+from collector.views.text import display_width, escape, plural
 
 
 # -- compare -----------------------------------------------------------------------------
@@ -74,7 +74,7 @@ def render_compare(result, base_name, cur_name):
     head = ("SERVICE", "SIGNAL", "BASELINE", "CURRENT", "RATIO", "")
     lines = []
     for row in result["rows"]:
-        # a service name is any local user's process name: escaped (collector/sinks/text.py)
+        # a service name is any local user's process name: escaped (collector/views/text.py)
         name = escape(row["service"]) + (f" ({row['status']})" if row["status"] else "")
         first = True
         for sig, c in row["signals"].items():

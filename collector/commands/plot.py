@@ -12,7 +12,7 @@ Which records: --since/--until (unix seconds here), else the newest stretch of r
 back to the first gap that is longer than everything after it (a 2-minute run after a
 day-old one is drawn alone, not squeezed against the right edge; a restart's short gap in
 an hour-long run stays in the picture, marked). This module loads and shapes;
-collector/sinks/plotfile.py (PNG, SVG) and plotsvg.py (HTML) draw.
+collector/views/plotfile.py (PNG, SVG) and plotsvg.py (HTML) draw.
 """
 import datetime as dt
 import math
@@ -23,7 +23,7 @@ from collector.commands.plot_series import Series
 from collector.errors import BadInput
 from collector.records.segments import list_segments
 from collector.records.source import notes_only, open_records
-from collector.sinks.picture import (
+from collector.views.picture import (
     IdlePanel,
     Panel,
     Picture,
@@ -31,7 +31,7 @@ from collector.sinks.picture import (
     fmt_span,
     picture_type,
 )
-from collector.sinks.text import escape, plural
+from collector.views.text import escape, plural
 
 MAX_POINTS = 1500          # intervals are merged into at most this many points
 IDLE_COLUMNS = 150         # time columns of the idle panel
@@ -280,7 +280,7 @@ def plot(source, out_path, top=6, scale="auto", since=None, until=None):
 def write_picture(pic, out_path):
     """Write pic to out_path (.png, .svg or .html); BadInput when it cannot."""
     if picture_type(out_path) in (".html", ".htm"):
-        from collector.sinks.plotsvg import render_html
+        from collector.views.plotsvg import render_html
 
         try:
             with open(out_path, "w", encoding="utf-8") as f:
@@ -288,6 +288,6 @@ def write_picture(pic, out_path):
         except OSError as e:
             raise BadInput(f"{out_path}: cannot write: {e.strerror or e}") from None
     else:
-        from collector.sinks.plotfile import render_matplotlib
+        from collector.views.plotfile import render_matplotlib
 
         render_matplotlib(pic, out_path)

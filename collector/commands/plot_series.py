@@ -19,7 +19,7 @@ from collector.aggregate.signals import (
     RESETS_SENT,
 )
 from collector.records.intervals import IntervalGrouper
-from collector.sinks.text import escape
+from collector.views.text import escape
 
 PANEL_OF = {LOG_WRITES: "log", LOG_BYTES: "log", RESETS_SENT: "sent",
             RESETS_RECEIVED: "received"}

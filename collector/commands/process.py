@@ -23,7 +23,7 @@ import time
 
 from collector.config import LOCK_FILE
 from collector.errors import BadInput, EnvironmentProblem
-from collector.sinks.text import escape
+from collector.views.text import escape
 
 CAP_DAC_READ_SEARCH, CAP_SETPCAP, CAP_SYS_PTRACE = 2, 8, 19
 CAP_NAMES = {0: "CAP_CHOWN", 1: "CAP_DAC_OVERRIDE", 2: "CAP_DAC_READ_SEARCH",
@@ -139,7 +139,7 @@ class StderrLog:
                    " suppressed)"
             self.suppressed = 0
         # names and paths come from any local user: control characters (ESC, OSC, CR,
-        # newline) are escaped as the table, live view and tail do (collector/sinks/text.py)
+        # newline) are escaped as the table, live view and tail do (collector/views/text.py)
         msg = escape(msg)
         if self.journald:
             line = f"<{self.PRIORITY.get(level, 6)}>{msg}\n"

@@ -1,7 +1,7 @@
 """`surgewatch tail [SOURCE]`: show records from a segment directory, a stream file or the
 live stream socket of `surgewatch run` (collector/sinks/unixsock.py).
 
-One line per record in a terminal (collector/sinks/recordlines.py), JSON lines otherwise
+One line per record in a terminal (collector/views/recordlines.py), JSON lines otherwise
 (or with --json). --follow waits for new records (from the end, or from --since);
 --since, --service, --pid and --type filter. A segment cut by
 a crash yields its whole records and a note on stderr; corrupt data is an error line,
@@ -19,7 +19,7 @@ from collector.records.model import RECORD_TYPES
 from collector.records.segments import SegmentFollower, list_segments
 from collector.records.source import open_records, read_pipe
 from collector.sinks.jsonout import dumps
-from collector.sinks.recordlines import format_record
+from collector.views.recordlines import format_record
 from collector.sinks.unixsock import subscribe
 from collector.timespans import flag_duration
 from collector.commands.tail_fold import ResetFold

@@ -1,5 +1,5 @@
 """`surgewatch tail`'s reset folding: in a terminal a service's `reset` records of one
-interval become one line (collector/sinks/recordlines.format_reset_fold) instead of one
+interval become one line (collector/views/recordlines.format_reset_fold) instead of one
 per reset, so the alert lines of a reset storm stay on the screen; `-v` shows each.
 
 The daemon writes an interval's records together: its `rate` records, then its `reset`
@@ -8,7 +8,7 @@ line is written when the resets of an interval end: at the next record that is n
 reset (whether or not the filters show it), at a reset of another interval, at the end
 of the input, or when a follow finds nothing new.
 """
-from collector.sinks.recordlines import format_reset_fold
+from collector.views.recordlines import format_reset_fold
 
 
 def _k(v):

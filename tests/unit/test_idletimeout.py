@@ -166,7 +166,7 @@ INVENTORY = {
 
 
 def test_resets_view_says_the_timeout_and_the_connections_about_to_go():
-    from collector.sinks.resets_view import render_resets, resets_json
+    from collector.views.resets_view import render_resets, resets_json
 
     w = _snapshot_window()
     live = render_resets(w, 5)                    # the live view's detail: no inventory

@@ -1,5 +1,5 @@
 """The live view's keys, as a state machine (no terminal)."""
-from collector.sinks.live_state import ViewState
+from collector.views.live_state import ViewState
 
 
 def test_sort_cycles_through_every_order_and_back():

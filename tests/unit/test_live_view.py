@@ -10,8 +10,8 @@ import pytest
 from rich.console import Console
 
 from collector.aggregate.live_rows import LiveModel, LiveRow
-from collector.sinks.live_state import ViewState
-from collector.sinks.live_view import (
+from collector.views.live_state import ViewState
+from collector.views.live_view import (
     ALERT_MARK,
     LiveView,
     colour_wanted,
@@ -19,7 +19,7 @@ from collector.sinks.live_view import (
     render,
     row_cells,
 )
-from collector.sinks.terminal_keys import TerminalKeys
+from collector.views.terminal_keys import TerminalKeys
 
 
 @pytest.fixture(autouse=True)

@@ -1,6 +1,6 @@
 """snapshot's TCP load section: LoadWindow over rate records, its text and JSON."""
 from collector.aggregate.load import LoadWindow
-from collector.sinks.load_view import load_json, render_load
+from collector.views.load_view import load_json, render_load
 
 
 def rate(service, writes, accepted=0, connected=0, tcp=None):

@@ -14,8 +14,8 @@ from collector.pipeline.alerts import AlertStage
 from collector.records import model
 from collector.records.stream import encode, read_records
 from collector.sinks.prometheus import PrometheusSink
-from collector.sinks.recordlines import format_record
-from collector.sinks.table import render_table
+from collector.views.recordlines import format_record
+from collector.views.table import render_table
 
 STDOUT = "journald:/run/systemd/journal/stdout"
 NATIVE = "journald:/run/systemd/journal/socket"

@@ -2,7 +2,7 @@
 records dropped) breaks every line and is marked, with no idle marker or alert span in
 it; --since/--until choose the range, and by default the newest run is drawn alone
 instead of squeezed against the right edge (collector/commands/plot.py, plot_series.py,
-collector/sinks/picture.py, plotfile.py, plotsvg.py)."""
+collector/views/picture.py, plotfile.py, plotsvg.py)."""
 import math
 import xml.dom.minidom
 
@@ -13,7 +13,7 @@ from collector.cli import main
 from collector.commands.plot import gaps, load, picture, plot, select
 from collector.errors import EXIT_USAGE, BadInput
 from collector.records.stream import encode
-from collector.sinks.picture import label_side, step_runs, time_ticks
+from collector.views.picture import label_side, step_runs, time_ticks
 
 T0 = 1_764_150_000.0
 GAP_S = 14 * 60
@@ -127,7 +127,7 @@ def svg_of(path):
 
 
 def test_html_polylines_end_before_the_gap_and_resume_after(tmp_path):
-    from collector.sinks.plotsvg import LEFT, LEGEND, RIGHT, WIDTH
+    from collector.views.plotsvg import LEFT, LEGEND, RIGHT, WIDTH
 
     f = gap_stream(tmp_path)
     out = tmp_path / "p.html"
@@ -312,7 +312,7 @@ def test_step_runs_break_at_gaps_and_log_zeros():
 
 
 def test_gap_labels_say_the_duration_as_a_person_would():
-    from collector.sinks.picture import fmt_span, gap_label
+    from collector.views.picture import fmt_span, gap_label
 
     assert [fmt_span(s) for s in (45, 14 * 60, 3.5 * 3600, 23 * 3600, 2 * 86400)] == \
         ["45 s", "14 min", "3.5 h", "23 h", "2 d"]

@@ -1,6 +1,6 @@
 """`surgewatch plot` panels: resets sent and received apart, the automatic log axis, alert
 labels with signal and ratio, the idle-before-reset panel, and the HTML picture's axes and
-legend (collector/commands/plot.py, collector/sinks/picture.py, plotfile.py, plotsvg.py)."""
+legend (collector/commands/plot.py, collector/views/picture.py, plotfile.py, plotsvg.py)."""
 import time
 import xml.dom.minidom
 
@@ -17,8 +17,8 @@ from collector.commands.plot import (
     plot,
 )
 from collector.records.stream import encode
-from collector.sinks.picture import IdlePanel, log_limits, time_ticks
-from collector.sinks.plotsvg import LEGEND, RIGHT, WIDTH, linear_ticks
+from collector.views.picture import IdlePanel, log_limits, time_ticks
+from collector.views.plotsvg import LEGEND, RIGHT, WIDTH, linear_ticks
 
 T0 = 1_764_150_000.0
 
@@ -219,7 +219,7 @@ def test_hostile_records_are_skipped_or_escaped_and_the_picture_is_made(tmp_path
 
 
 def test_a_line_equal_to_an_earlier_one_is_dashed_so_both_show(tmp_path):
-    from collector.sinks.picture import coinciding
+    from collector.views.picture import coinciding
 
     assert coinciding([("cli", [0, 4, 4, 0]), ("nginx", [0, 4, 4, 0]), ("x", [1, 4, 0, 0])]) \
         == {"nginx"}

@@ -1,4 +1,4 @@
-"""collector.sinks.recordlines: one readable line per record type (what `surgewatch tail`
+"""collector.views.recordlines: one readable line per record type (what `surgewatch tail`
 prints in a terminal), and the --type filter of tail."""
 import io
 import types
@@ -9,7 +9,7 @@ from collector.commands.tail import keep, parse_types, run_tail
 from collector.errors import BadInput
 from collector.records import model
 from collector.records.stream import encode
-from collector.sinks.recordlines import format_record
+from collector.views.recordlines import format_record
 
 
 def reset(direction="sent", kind="abort", idle_ms=1500, remote="127.0.0.1", **kw):
@@ -179,7 +179,7 @@ def test_folded_resets_count_of_counted_interval_peers_and_idle():
     """tail's one line for a service's resets of one interval (collector/commands/
     tail_fold.py): the records, of the rate record's count when the record limit left some
     out; a backend as addr:port, clients as the address and their ports; +N more."""
-    from collector.sinks.recordlines import format_reset_fold
+    from collector.views.recordlines import format_reset_fold
 
     recs = [reset(remote="fe80::1"), reset(remote="fe80::1", direction="received"),
             reset(remote="10.0.0.2", idle_ms=None), reset(remote="10.0.0.3", idle_ms=90_000),

@@ -14,8 +14,8 @@ from hypothesis import strategies as st
 
 from collector.commands.plot import Series, picture
 from collector.records import model
-from collector.sinks.plotsvg import render_html
-from collector.sinks.recordlines import format_record
+from collector.views.plotsvg import render_html
+from collector.views.recordlines import format_record
 from collector.commands.tail_fold import ResetFold
 from tests.unit.test_rel_fuzz import FUZZ
 

@@ -157,7 +157,7 @@ def test_kernel_hz_from_config(tmp_path):
 
 
 def test_view_renders_histogram_and_escapes_names():
-    from collector.sinks.resets_view import render_reset_columns, render_resets, resets_json
+    from collector.views.resets_view import render_reset_columns, render_resets, resets_json
 
     h = [0] * NB
     h[11], h[12] = 4, 1

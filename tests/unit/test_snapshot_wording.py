@@ -1,8 +1,8 @@
 """Counts in snapshot's sentences agree with their number ("1 write", "2 writes")."""
 from collector.aggregate.resets import ResetWindow
 from collector.commands.snapshot import _loss_note
-from collector.sinks.resets_view import render_resets
-from collector.sinks.text import plural
+from collector.views.resets_view import render_resets
+from collector.views.text import plural
 
 
 def test_plural():
@@ -35,7 +35,7 @@ def test_reset_events_lost_singular():
 
 def test_resets_json_names_every_idle_bucket():
     from collector.aggregate.resets import ServiceResets
-    from collector.sinks.resets_view import resets_json
+    from collector.views.resets_view import resets_json
 
     w = ResetWindow()
     h = [0] * 24

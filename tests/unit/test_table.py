@@ -3,8 +3,8 @@ import unicodedata
 
 from collector.aggregate.logrates import Window
 from collector.records.model import LogWrite
-from collector.sinks.table import LiveTable, render_table
-from collector.sinks.text import (display_width, escape, format_bytes, format_duration,
+from collector.views.table import LiveTable, render_table
+from collector.views.text import (display_width, escape, format_bytes, format_duration,
                                   format_pids, truncate_middle)
 
 

@@ -8,7 +8,7 @@ import types
 
 from collector.commands.tail import run_tail
 from collector.records import model
-from collector.sinks.recordlines import format_reset_fold
+from collector.views.recordlines import format_reset_fold
 from collector.sinks.segments import SegmentStore
 from collector.sinks.unixsock import UnixSocketSink
 from tests.unit.test_tail import TTY, meta, stats

@@ -1,12 +1,12 @@
 """Text from any local user (process names, log paths) reaches the daemon's log lines and
-`compare`'s report through one escaping function, collector/sinks/text.py's escape(), as
+`compare`'s report through one escaping function, collector/views/text.py's escape(), as
 it reaches the table, the live view and tail (docs/reliability.md, "Hostile local user")."""
 import io
 
 from collector.aggregate.compare import compare
 from collector.commands.compare import render_compare
 from collector.commands.process import StderrLog
-from collector.sinks.text import display_width, escape
+from collector.views.text import display_width, escape
 from tests.unit.test_gate import profile_of, stream
 
 # ESC [ 2 J (clear screen), OSC 0 (set the window title) ended by BEL, CR, a newline, DEL

@@ -10,7 +10,7 @@ import html
 import math
 
 from collector.aggregate.logrates import OTHERS
-from collector.sinks.picture import (
+from collector.views.picture import (
     ALERT,
     GAP_COLOR,
     GREY,

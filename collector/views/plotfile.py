@@ -1,8 +1,8 @@
 """PNG and SVG pictures of `surgewatch plot`, drawn with matplotlib (the `plot` extra).
 
 The Picture comes shaped (collector/commands/plot.py; its types and what both renderers
-share: collector/sinks/picture.py). Time is unix seconds on the x axis, labelled at the
-same round local times as the HTML picture (collector/sinks/plotsvg.py). A rate line is
+share: collector/views/picture.py). Time is unix seconds on the x axis, labelled at the
+same round local times as the HTML picture (collector/views/plotsvg.py). A rate line is
 one matplotlib line per service with NaN where it breaks: after a gap in the records
 (a hatched band, labelled "no data 14 min") and, on a log axis, at a zero.
 """
@@ -10,7 +10,7 @@ import math
 
 from collector.aggregate.logrates import OTHERS
 from collector.errors import BadInput
-from collector.sinks.picture import (
+from collector.views.picture import (
     ALERT,
     GAP_COLOR,
     GREY,

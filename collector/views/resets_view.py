@@ -5,12 +5,12 @@ render_resets(): `snapshot --resets`: top services, peers, states, kinds, reason
 idle-before-reset histogram drawn as bars, the idle timeout named (per peer, and with the
 inventory how many connections to that peer are about to be reset) and the
 open-connection inventory.
-Host-supplied names are escaped (sinks.table.escape) so they cannot break the layout.
+Host-supplied names are escaped (views.table.escape) so they cannot break the layout.
 """
 from collector.aggregate.idle_hist import IDLE_BUCKETS, bucket_label, idle_buckets
 from collector.aggregate.idletimeout import at_risk
 from collector.aggregate.resets import idle_mode
-from collector.sinks.text import escape, plural
+from collector.views.text import escape, plural
 
 BAR_WIDTH = 40
 

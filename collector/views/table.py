@@ -1,7 +1,7 @@
 """Terminal table for `surgewatch snapshot`.
 
 render_table() is pure (rows in, text out); LiveTable writes the final one (the live view
-is sinks/live_view.py).
+is views/live_view.py).
 Names from the host are untrusted: control, format and separator characters are shown
 escaped (\\n, \\x1b, \\u202e) so a process cannot break or spoof the layout.
 """
@@ -9,7 +9,7 @@ import os
 import sys
 
 from collector.aggregate.logrates import OTHERS
-from collector.sinks.text import (display_width, escape, format_bytes, format_duration,
+from collector.views.text import (display_width, escape, format_bytes, format_duration,
                                   format_pids, format_rate, take, truncate_end, truncate_middle)
 
 SEP = "  "

@@ -1,7 +1,7 @@
 """`surgewatch snapshot`'s TCP load section (pure: LoadWindow in, text or JSON out): per
 service its connections, TCP bytes out and log writes per connection over the window,
 the figures the fleet gate compares (docs/detection.md, "Basis")."""
-from collector.sinks.text import escape, format_bytes, format_rate
+from collector.views.text import escape, format_bytes, format_rate
 
 NAME = 28
 

@@ -17,8 +17,8 @@ from rich.live import Live
 from rich.table import Table
 from rich.text import Text
 
-from collector.sinks.live_state import KEYS_HELP, ViewState
-from collector.sinks.text import escape, format_bytes, format_duration, format_rate
+from collector.views.live_state import KEYS_HELP, ViewState
+from collector.views.text import escape, format_bytes, format_duration, format_rate
 
 ALERT_MARK = "!"            # the no-colour marker of an alerting row
 ALERT_STYLE = "bold red"

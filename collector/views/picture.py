@@ -1,8 +1,8 @@
 """What both renderers of `surgewatch plot` share: the shaped Picture (collector/commands/
 plot.py makes it), colours, which peaks get a label and on which side, round time ticks
 for any range (seconds to days), gaps in the records drawn as gaps, and axis limits.
-collector/sinks/plotfile.py draws a Picture with matplotlib (PNG, SVG),
-collector/sinks/plotsvg.py as an HTML page; neither imports the other."""
+collector/views/plotfile.py draws a Picture with matplotlib (PNG, SVG),
+collector/views/plotsvg.py as an HTML page; neither imports the other."""
 import datetime as dt
 import math
 import os

@@ -8,7 +8,7 @@ from collector.aggregate.profile import SIGNAL_LABELS
 from collector.aggregate.idle_hist import fmt_ms
 from collector.aggregate.signals import LOG_BYTES, LOG_WRITES
 from collector.records.model import LOSS_FIELDS
-from collector.sinks.text import escape, format_bytes, format_rate, plural
+from collector.views.text import escape, format_bytes, format_rate, plural
 
 # stats counters by what they mean for the interval's other records
 _UNDERCOUNT = LOSS_FIELDS + ("resets_lost", "load_lost")
