@@ -6,6 +6,8 @@ histogram's buckets: collector/aggregate/idle_hist.py.
 from collections import Counter
 from dataclasses import dataclass, field
 
+from collector.records.model import RESETS_IDLE_HIST, RESETS_SENT_BY_KIND
+
 from collector.aggregate.idletimeout import IdleTimeouts, pool_peer
 
 
@@ -104,8 +106,10 @@ def reset_counts_by_service(per_service):
 
 def add_resets(rates, per_service, new_record):
     """Reset counts into one interval's rate records, in place: resets_sent/received on
-    every record, and a record new_record(name, ServiceResets) appended for each service
-    with resets but no log writes. The daemon and snapshot's -p selection both use it."""
+    every record (with a service's resets, its sent resets by kind and its idle
+    histogram: schema 1.10), and a record new_record(name, ServiceResets) appended for
+    each service with resets but no log writes. The daemon and snapshot's -p selection
+    both use it."""
     by_service = {r["service"]: r for r in rates}
     for rec in rates:
         rec["resets_sent"], rec["resets_received"] = 0, 0
@@ -115,6 +119,10 @@ def add_resets(rates, per_service, new_record):
             rec = new_record(name, r)
             rates.append(rec)
         rec["resets_sent"], rec["resets_received"] = r.sent, r.received
+        if r.kinds:
+            rec[RESETS_SENT_BY_KIND] = dict(r.kinds)
+        if r.idle_hist:
+            rec[RESETS_IDLE_HIST] = list(r.idle_hist)
     return rates
 
 

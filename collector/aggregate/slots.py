@@ -18,6 +18,7 @@ collector.host.services (ServiceResolver.owner).
 import heapq
 
 from collector.aggregate.logrates import OTHER_PATH
+from collector.records.model import RESETS_IDLE_HIST, RESETS_SENT_BY_KIND
 
 OTHER = "(other)"          # the remainder service; a process name "(other)" is "comm:(other)"
 PROTECTED = ("system", "container")
@@ -89,9 +90,9 @@ def fold_rates(recs, owners, limit=DEFAULT_MAX_SERVICES, per_owner=DEFAULT_PER_O
 
 def other_body(rest):
     """One `rate` body (model.rate_record's arguments, then `extra`: the SUMMED counts
-    any of them carried) summing `rest` exactly: log writes and bytes, one (other) path
-    entry; pids and comms listed up to OTHER_PIDS (the smallest); owner "mixed",
-    `folded` = how many services it sums."""
+    any of them carried, their sent resets by kind and idle histograms) summing `rest`
+    exactly: log writes and bytes, one (other) path entry; pids and comms listed up to
+    OTHER_PIDS (the smallest); owner "mixed", `folded` = how many services it sums."""
     first = rest[0]
     writes = sum(r["log_writes"] for r in rest)
     nbytes = sum(r["log_bytes"] for r in rest)
@@ -107,6 +108,18 @@ def other_body(rest):
             "owner": MIXED, "folded": len(rest)}
     extra = {k: sum(r.get(k, 0) or 0 for r in rest) for k in SUMMED
              if any(k in r for r in rest)}
+    kinds, hist = {}, []
+    for r in rest:
+        for kind, n in (r.get(RESETS_SENT_BY_KIND) or {}).items():
+            kinds[kind] = kinds.get(kind, 0) + n
+        for i, n in enumerate(r.get(RESETS_IDLE_HIST) or ()):
+            if i == len(hist):
+                hist.append(0)
+            hist[i] += n
+    if kinds:
+        extra[RESETS_SENT_BY_KIND] = kinds
+    if hist:
+        extra[RESETS_IDLE_HIST] = hist
     return body, extra
 
 

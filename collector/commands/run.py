@@ -168,6 +168,7 @@ class Daemon:
     def _run(self):
         self.collector = self._load()
         self.collector.max_paths = self.cfg.rate_max_paths
+        self.collector.report_from(self.outputs)   # what outputs lost: in the next stats
         if self.collector.resets is not None:
             self.collector.resets.set_max_records(self.cfg.resets.max_records)
         try:
@@ -194,12 +195,6 @@ class Daemon:
                                  "interval", key="alerts-profile")
 
             def on_interval(iv):
-                seg = self.outputs.get("segments")
-                if seg is not None:
-                    iv.stats["segment_dropped_records"] = seg.take_dropped()
-                prom = self.outputs.get("prometheus")
-                if prom is not None and self.collector.resets is not None:
-                    prom.add_reset_details(iv.resets)
                 raised = alerts.interval(iv.rates, iv.stats, iv.reset_records)
                 self._write(iv.rates + iv.reset_records + raised + [iv.stats])
 

@@ -9,7 +9,7 @@ from typing import NamedTuple
 from collector import __version__
 
 # "MAJOR.MINOR": readers accept any minor of their major, refuse a newer major.
-SCHEMA_VERSION = "1.9"   # 1.1: rate.resets_*, stats.resets_*, `reset` records; 1.2: `alert`;
+SCHEMA_VERSION = "1.10"  # 1.1: rate.resets_*, stats.resets_*, `reset` records; 1.2: `alert`;
 #                          1.3: rate.paths bounded, the rest in one "(other)" entry;
 #                          1.4: rate.loss_risk, `alert` signal log_loss_risk with `limit`;
 #                          1.5: rate.conns_*, tcp_bytes_out and ratios, stats.load_lost;
@@ -17,7 +17,8 @@ SCHEMA_VERSION = "1.9"   # 1.1: rate.resets_*, stats.resets_*, `reset` records; 
 #                          1.7: stats.lost_writes_by_uid;
 #                          1.8: rate.log_lost, `alert` signal log_lost with `lost`;
 #                          1.9: `alert` reasons above_host_limit (with `limit`) and
-#                               above_profile (with `profile`); `alert` top.idle_timeouts
+#                               above_profile (with `profile`); `alert` top.idle_timeouts;
+#                          1.10: rate.resets_sent_by_kind, rate.resets_idle_hist
 SCHEMA_MAJOR = 1
 
 
@@ -154,6 +155,10 @@ def rate_record(host, ts, *, seq, interval, service, pids, comms, log_writes, lo
     if folded is not None:
         rec["folded"] = int(folded)
     return rec
+# rate.resets_sent_by_kind, rate.resets_idle_hist (schema 1.10): the service's sent resets
+# by kind and its idle-before-reset histogram, added by collector.aggregate.resets.add_resets
+RESETS_SENT_BY_KIND = "resets_sent_by_kind"
+RESETS_IDLE_HIST = "resets_idle_hist"
 # rate.log_lost (schema 1.8): messages journald dropped of the service in the interval,
 # added by collector.aggregate.loglost from journald's own notices
 

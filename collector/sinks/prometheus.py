@@ -2,7 +2,8 @@
 
 PrometheusSink consumes the same records as every other sink and keeps running totals:
 log writes and bytes per service (and per service and path), TCP resets per service and
-direction, the service's load (TCP connections accepted/connected, bytes sent into TCP
+direction (sent ones by kind, and the idle-before-reset histogram: schema 1.10), the
+service's load (TCP connections accepted/connected, bytes sent into TCP
 sockets: schema 1.5, only for services whose records carry them) and the collector's own
 health from `stats`. A scrape renders them through a
 custom collector, so a scrape never waits on the collection loop beyond one lock.
@@ -30,7 +31,7 @@ from collector.aggregate.lossrisk import LOG_LOSS_RISK
 from collector.aggregate.slots import DEFAULT_PER_OWNER, choose_victim
 from collector.aggregate.signals import CONNS_ACCEPTED, CONNS_CONNECTED, TCP_BYTES_OUT
 from collector.config import parse_listen
-from collector.records.model import clean_text
+from collector.records.model import RESETS_IDLE_HIST, RESETS_SENT_BY_KIND, clean_text
 from collector.sinks import prometheus_exposition as exposition
 from collector.sinks.prometheus_exposition import PREFIX, STATS_COUNTERS
 
@@ -69,6 +70,22 @@ def add_lost_by_uid(totals, rec, limit=LOST_UID_LABELS):
 
 def _label(text):
     return clean_text(str(text))
+
+
+def _reset_details(svc, rec):
+    """A rate record's sent resets by kind and idle-before-reset histogram (schema 1.10)
+    into its service's totals."""
+    kinds = rec.get(RESETS_SENT_BY_KIND)
+    for kind, n in (kinds.items() if isinstance(kinds, dict) else ()):
+        k = _label(kind)
+        svc.kinds[k] = svc.kinds.get(k, 0) + int(n)
+    hist = rec.get(RESETS_IDLE_HIST)
+    if isinstance(hist, list) and hist:
+        if len(svc.idle_hist) < len(hist):
+            svc.idle_hist += [0] * (len(hist) - len(svc.idle_hist))
+        for i, n in enumerate(hist):
+            svc.idle_hist[i] += int(n)
+        svc.idle_count += sum(int(n) for n in hist)
 
 
 def loss_families(loss):
@@ -318,24 +335,7 @@ class PrometheusSink:
             svc.tcp_bytes = (svc.tcp_bytes or 0) + int(rec.get(TCP_BYTES_OUT) or 0)
         if LOG_LOST in rec:
             svc.lost = (svc.lost or 0) + int(rec.get(LOG_LOST) or 0)
-
-    def add_reset_details(self, per_service):
-        """Exact per-service reset kinds and idle-before-reset histograms of one interval
-        ({service: collector.aggregate.resets.ServiceResets}, from the reset stage)."""
-        now = self.clock()
-        with self._lock:
-            for name, r in per_service.items():
-                svc = self._services.get(_label(name), now)
-                for kind, n in r.kinds.items():
-                    k = _label(kind)
-                    svc.kinds[k] = svc.kinds.get(k, 0) + int(n)
-                hist = list(r.idle_hist or ())
-                if hist:
-                    if len(svc.idle_hist) < len(hist):
-                        svc.idle_hist += [0] * (len(hist) - len(svc.idle_hist))
-                    for i, n in enumerate(hist):
-                        svc.idle_hist[i] += int(n)
-                    svc.idle_count += sum(int(n) for n in hist)
+        _reset_details(svc, rec)
 
     def _stats(self, rec, now):
         self._intervals += 1

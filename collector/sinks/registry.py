@@ -180,6 +180,17 @@ class Outputs:
             if hasattr(sink, "set_meta"):
                 sink.set_meta(meta)
 
+    def take_stats(self):
+        """What the open outputs lost since the last call, as `stats` fields ({} when
+        none can lose records): an output that can says so with its own take_stats();
+        `run` hands this to the collector (Collector.report_from), which puts it in the
+        next interval's `stats` record, so every output reads the same record."""
+        out = {}
+        for sink in self.sinks.values():
+            if hasattr(sink, "take_stats"):
+                out.update(sink.take_stats())
+        return out
+
     def write(self, records):
         """Every open sink gets the records; one whose reader went away is dropped."""
         for name, sink in list(self.sinks.items()):

@@ -9,8 +9,8 @@ rotation back nor cuts a segment early; the records' own timestamps stay wall-cl
 collector's `meta` record, so each one is a complete stream (docs/stream.md). After each
 write the oldest segments are deleted while the directory holds more than
 max_total_bytes. A failed write (full disk, I/O error) drops that interval's records,
-counts them (take_dropped(), reported in the next `stats` record) and is retried with the
-next interval's records; the store never raises once open.
+counts them (take_stats(): the collector puts them in the next `stats` record) and is
+retried with the next interval's records; the store never raises once open.
 
 Reading them back is collector/records/segments.py.
 """
@@ -126,9 +126,13 @@ class SegmentStore:
         self._meta = meta
 
     def take_dropped(self):
-        """Records dropped since the last call (for the stats record)."""
+        """Records dropped since the last call."""
         n, self._dropped = self._dropped, 0
         return n
+
+    def take_stats(self):
+        """This output's part of the next `stats` record (Outputs.take_stats)."""
+        return {"segment_dropped_records": self.take_dropped()}
 
     def _open_segment(self):
         seg = SegmentFile.create(self.dir, segment_name(self._next_index), self.clock)

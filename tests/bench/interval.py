@@ -194,6 +194,7 @@ class Bench:
         self.collector = Collector(self.probe, resolver, services, resets=stage)
         self.alerts = AlertStage(self.collector.host)
         self._open_sinks()
+        self.collector.report_from(self.outputs["segments"])     # as run reports its outputs' drops
         self.collector.begin()
         meta = self.collector.meta(1.0, "run", ["bench"])
         for sink in self.outputs.values():
@@ -232,9 +233,7 @@ class Bench:
         c = self.collector
         iv = c.interval()
         rates, stats = iv.rates, iv.stats
-        stats["segment_dropped_records"] = self.outputs["segments"].take_dropped()
         resets = iv.reset_records
-        self.outputs["prometheus"].add_reset_details(iv.resets)
         alerts = self.alerts.interval(rates, stats, resets)
         self._write(rates + resets + alerts + [stats])
         return rates, stats

@@ -126,6 +126,10 @@ class FakeCollector:
         self.last_reset_records = []
         self.seq = 0
         self.begun = False
+        self.reporters = []
+
+    def report_from(self, source):
+        self.reporters.append(source)
 
     def close(self):
         self.probe.close()
@@ -141,10 +145,13 @@ class FakeCollector:
     def run(self, duration, interval, on_interval, on_tick, tick_s, should_stop, wakeup_fd=None):
         tick = 0
         while True:
+            reported = {}
+            for source in self.reporters:
+                reported.update(source.take_stats())
             stats = model.stats_record("h", 2.0, seq=self.seq, interval=interval,
                                        drain_ms=0, keys=0, map_capacity=1,
                                        lost_events=0, unresolved_writes=0, cpu_s=0,
-                                       rss_bytes=1)
+                                       rss_bytes=1, **reported)
             self.seq += 1
             on_interval(Interval([], stats, list(self.last_reset_records), {}, []))
             if should_stop():

@@ -4,13 +4,12 @@ surgewatch_build_info, and the idle histogram's _sum and _count
 import platform
 import urllib.error
 import urllib.request
-from types import SimpleNamespace
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from collector import __version__
-from collector.records.model import SCHEMA_VERSION
+from collector.records.model import RESETS_IDLE_HIST, SCHEMA_VERSION, rate_record
 from collector.sinks.prometheus import PrometheusSink
 
 
@@ -64,10 +63,12 @@ def test_build_info_is_one_series_of_value_1():
 
 def test_idle_histogram_has_exact_count_and_lower_bound_sum():
     # 3 at < 1 ms, 2 in [1, 2) ms, 4 in [4, 8) ms, 1 in [2048, 4096) ms, 1 >= 2^22 ms
-    r = SimpleNamespace(kinds={}, idle_hist=[3, 2, 0, 4] + [0] * 8 + [1] + [0] * 10 + [1])
+    rec = rate_record("h", 1.0, seq=0, interval=1.0, service="app", pids=[1], comms=["x"],
+                      log_writes=0, log_bytes=0, paths=[])
+    rec[RESETS_IDLE_HIST] = [3, 2, 0, 4] + [0] * 8 + [1] + [0] * 10 + [1]
     sink = PrometheusSink(serve=False)
-    sink.add_reset_details({"app": r})
-    sink.add_reset_details({"app": r})
+    sink.write_interval([rec])
+    sink.write_interval([rec])
     got = {s.name: s.value for s in families(sink)["surgewatch_tcp_reset_idle_seconds"].samples
            if not s.name.endswith("_bucket")}
     # lower edges: 0, 1, 4, 2048, 2^22 ms; twice

@@ -48,10 +48,6 @@ def test_rules_unit_tests_pass(promtool):
 def served_names():
     """Every sample name the sink serves, with a service that has writes, resets, load and
     an idle histogram, one stats record and two alert records (one of them log_loss_risk)."""
-    class R:
-        kinds = {"abort": 1}   # noqa: RUF012
-        idle_hist = [1] * 24
-
     sink = PrometheusSink(serve=False)
     rate = model.rate_record("h", 1.0, seq=0, interval=1.0, service="a", pids=[1], comms=["a"],
                              log_writes=1, log_bytes=1, resets_sent=1, resets_received=1,
@@ -71,8 +67,9 @@ def served_names():
                               limit={"limit": "journald", "key": "journald"})
     rate.update(conns_accepted=1, conns_connected=1, tcp_bytes_out=1,     # schema 1.5 load
                 log_lost=1)                                               # 1.8
+    rate.update({model.RESETS_SENT_BY_KIND: {"abort": 1},                 # 1.10
+                 model.RESETS_IDLE_HIST: [1] * 24})
     sink.write_interval([rate, alert, loss, stats])
-    sink.add_reset_details({"a": R})
     return {s.name for f in text_string_to_metric_families(sink.render().decode())
             for s in f.samples}
 

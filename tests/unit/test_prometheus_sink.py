@@ -117,13 +117,13 @@ def test_idle_labels_are_given_back():
 
 
 def test_reset_kinds_and_idle_histogram():
-    class R:
-        kinds = {"abort": 2, "reply": 1}
-        idle_hist = [1, 0, 2] + [0] * 20 + [1]  # < 1 ms, [2, 4) ms, >= 2^22 ms
+    rec = rate("app", 0, 0, paths=[], sent=3, received=1)       # schema 1.10's details
+    rec[model.RESETS_SENT_BY_KIND] = {"abort": 2, "reply": 1}
+    rec[model.RESETS_IDLE_HIST] = [1, 0, 2] + [0] * 20 + [1]  # < 1 ms, [2, 4) ms, >= 2^22 ms
 
     sink = PrometheusSink(serve=False)
-    sink.add_reset_details({"app": R})
-    sink.add_reset_details({"app": R})
+    sink.write_interval([rec])
+    sink.write_interval([rec])
     assert value(sink, "surgewatch_tcp_resets_sent_by_kind_total", service="app",
                  kind="abort") == 4
     h = "surgewatch_tcp_reset_idle_seconds_bucket"
