@@ -1,12 +1,12 @@
-"""Command line: parses arguments and wires objects; the work happens in
-collector/commands/. Each command imports its module when it runs, so that a process
-carries only its own command's code (the daemon's RSS and start-up time)."""
-import os
+"""Command line: parses arguments and wires objects; the work, and what it prints, happens
+in collector/commands/ (each --help's Examples: collector/cli_examples.py). Each command
+imports its module when it runs, so that a process carries only its own command's code
+(the daemon's RSS and start-up time)."""
 import sys
 
 import click
 
-from collector import __version__, config
+from collector import __version__, cli_examples as examples, config
 from collector.errors import BadInput, SurgewatchError
 
 
@@ -37,30 +37,12 @@ def main():
     """
 
 
-_DOCTOR_EXAMPLES = """Examples:
-
-\b
-  sudo surgewatch doctor              every check, exit 1 when one FAILs
-  sudo surgewatch doctor | grep -v '^ok'    only what is missing or noted
-"""
-
-
-@main.command(epilog=_DOCTOR_EXAMPLES)
+@main.command(epilog=examples.DOCTOR)
 def doctor():
     """Check kernel, BTF, tracefs, headers, tracepoints and privileges."""
-    from collector.commands.doctor import exit_code, run_checks
+    from collector.commands.doctor import run_doctor
 
-    checks = run_checks()
-    width = max(len(c.name) for c in checks)
-    for c in checks:
-        mark = "ok  " if c.ok else ("FAIL" if c.blocking else "note")
-        line = f"{mark} {c.name:<{width}}  {c.detail}"
-        if not c.ok and c.fix:
-            line += f"  -> fix: {c.fix}"
-        click.echo(line)
-    code = exit_code(checks)
-    click.echo("probes can run" if code == 0 else "probes cannot run: fix the FAIL lines above")
-    sys.exit(code)
+    sys.exit(run_doctor())
 
 
 def _rules_option(f):
@@ -82,27 +64,7 @@ def _settings(log_dirs, log_globs, journald_sockets, config_path=None):
     return flags.apply(config.load(config_path))
 
 
-_SNAPSHOT_EXAMPLES = """Examples:
-
-\b
-  surgewatch snapshot                 live view for 10 s, then the final table
-  surgewatch snapshot 1 30            30 intervals of 1 s (as bcc's filetop)
-  surgewatch snapshot -d 60 -n 10     one minute, the 10 loudest rows
-  surgewatch snapshot -s 'nginx*' -s haproxy.service    only these services
-  surgewatch snapshot -p 4242         only the log writes of pid 4242
-  surgewatch snapshot | grep app      a pipe gets the final text table
-  surgewatch snapshot --json | jq .   JSON instead
-  surgewatch snapshot --resets        resets in detail: peers, states, idle times
-
-\b
-Live view keys: q quit (the final table follows), s cycle the sort (now,
-avg, bytes, resets, name), / filter services (text: names containing it;
-with * ? [: a glob), r resets detail, p pause. NO_COLOR=1: no colour;
-alerting rows are marked "!" either way.
-"""
-
-
-@main.command(epilog=_SNAPSHOT_EXAMPLES)
+@main.command(epilog=examples.SNAPSHOT)
 @click.argument("interval_arg", metavar="[INTERVAL]", required=False,
                 type=click.FloatRange(min=0.05))
 @click.argument("count", required=False, type=click.IntRange(min=1))
@@ -158,20 +120,7 @@ def snapshot(interval_arg, count, duration, interval, top, services, pids, as_js
                  capacity=cfg.capacity)
 
 
-
-_RUN_EXAMPLES = """Examples:
-
-\b
-  sudo systemctl enable --now surgewatch    the daemon as installed (make install)
-  sudo surgewatch run -c /etc/surgewatch/surgewatch.toml
-  sudo surgewatch run                  as the unit: segments, socket, /metrics; stdout quiet
-  sudo surgewatch run | surgewatch tail -      piped: the msgpack stream on stdout too
-  sudo surgewatch run --format json --no-segments | jq .   JSON lines, nothing stored
-  sudo surgewatch run -i 5 --prometheus 127.0.0.1:9478     drain every 5 s, other port
-"""
-
-
-@main.command("run", epilog=_RUN_EXAMPLES)
+@main.command("run", epilog=examples.RUN)
 @click.option("-c", "--config", "config_path", type=click.Path(dir_okay=False), metavar="FILE",
               help="TOML config (default /etc/surgewatch/surgewatch.toml; missing = defaults).")
 @click.option("-i", "--interval", type=click.FloatRange(min=0.05, max=3600), default=None,
@@ -205,22 +154,7 @@ def run_cmd(config_path, interval, fmt, segments_dir, no_segments, socket_path, 
     sys.exit(run_daemon(config_path, overrides, argv=sys.argv))
 
 
-
-_TAIL_EXAMPLES = """Examples:
-
-\b
-  surgewatch tail                     the stored records, one line each
-  surgewatch tail -f -t alert         alerts as they open and close
-  surgewatch tail -f -v -t reset      every reset, one line each (not folded)
-  surgewatch tail -t reset,alert -s 'nginx*'   resets and alerts of nginx
-  surgewatch tail -p 4242 --since 1h  the last hour's records naming pid 4242
-  surgewatch tail --since 10m --type stats    every interval's own health, last 10 min
-  surgewatch tail --socket            the running daemon's live stream
-  surgewatch tail --json | jq .       JSON lines (the default when piped)
-"""
-
-
-@main.command("tail", epilog=_TAIL_EXAMPLES)
+@main.command("tail", epilog=examples.TAIL)
 @click.argument("source", required=False, metavar="[SOURCE]")
 @click.option("--json", "as_json", is_flag=True, default=None,
               help="JSON lines (default when stdout is not a terminal).")
@@ -252,34 +186,17 @@ def tail_cmd(source, as_json, follow, since, services, pids, types, config_path,
     SOURCE defaults to the configured segment directory (/var/lib/surgewatch); with
     --socket, to the configured socket (/run/surgewatch/stream.sock).
     """
-    from collector.commands.tail import parse_since, parse_types, run_tail
+    from collector.commands.tail import default_source, parse_since, parse_types, run_tail
 
     types = parse_types(types)
-    if from_socket and source is None:
-        source = config.load(config_path).socket.path
     if source is None:
-        source = config.load(config_path).segments.dir
-        if not os.path.exists(source):      # the usual cause: no daemon has run here
-            raise BadInput(f"{source}: no such directory: `surgewatch run` writes its segments "
-                           "there (sudo systemctl start surgewatch); or give SOURCE, or "
-                           "--socket for the live stream")
+        source = default_source(config.load(config_path), from_socket)
     sys.exit(run_tail(source, as_json=as_json, follow=follow,
                       since=parse_since(since) if since else None, services=services,
                       socket=from_socket, types=types, pids=pids, verbose=verbose))
 
 
-
-_RECORD_EXAMPLES = """Examples:
-
-\b
-  sudo surgewatch record -d 300 -o test.json        watch this host for 5 minutes
-  surgewatch record --from /var/lib/surgewatch -d 3600 -o prod.json   the last hour stored
-  surgewatch record --from run.msgpack --since 10m -o - | jq .services
-  surgewatch record --from-prometheus http://prom:9090 --match '{env="prod"}' --range 24h -o prod.json
-"""
-
-
-@main.command("record", epilog=_RECORD_EXAMPLES)
+@main.command("record", epilog=examples.RECORD)
 @click.option("-o", "--output", "output", required=True, metavar="PROFILE",
               help="Profile file to write (JSON, docs/detection.md; - for stdout).")
 @click.option("-d", "--duration", type=click.FloatRange(min=0.1), default=None, metavar="S",
@@ -312,7 +229,7 @@ def record_cmd(output, duration, interval, source, since, prom_url, match, prom_
                end, bearer_token_file, ca_file, log_dirs, log_globs, journald_sockets):
     """Record a profile: per-service rates and their spread over a window."""
     from collector.commands.profile_file import write_profile
-    from collector.commands.record import record_from, record_live
+    from collector.commands.record import record_from, record_live, written_note
     from collector.commands.tail import parse_since
 
     prom_only = {"--match": match != "{}", "--range": prom_range != "24h", "--step": step,
@@ -345,11 +262,7 @@ def record_cmd(output, duration, interval, source, since, prom_url, match, prom_
         doc = record_live(duration, interval, cfg.log_rules, argv=sys.argv, probes=cfg.probes)
     write_profile(doc, output)
     if output != "-":
-        from collector.views.text import plural
-
-        click.echo(f"surgewatch: {plural(len(doc['services']), 'service')} over "
-                   f"{doc['duration_s']:.1f}s "
-                   f"written to {output}", err=True)
+        click.echo(written_note(doc, output), err=True)
 
 
 def _when(text, flag):
@@ -361,18 +274,7 @@ def _when(text, flag):
         raise BadInput(str(e).replace("--since", flag, 1)) from None
 
 
-_COMPARE_EXAMPLES = """Examples:
-
-\b
-  surgewatch compare prod.json test.json          exit 1 when a service got 3x louder
-  surgewatch compare prod.json test.json --max-ratio 5 --min-rate 50
-  surgewatch compare prod.json test.json --json   rows with status matched/new/gone
-  surgewatch compare prod.json test.json --basis absolute   rates, not per connection
-  surgewatch compare prod.json test.json -s 'app*'   gate only app* on a shared host
-"""
-
-
-@main.command("compare", epilog=_COMPARE_EXAMPLES)
+@main.command("compare", epilog=examples.COMPARE)
 @click.argument("baseline", metavar="BASELINE")
 @click.argument("current", metavar="CURRENT")
 @click.option("--max-ratio", default=3.0, show_default=True, type=click.FloatRange(min=1.0),
@@ -406,18 +308,7 @@ def compare_cmd(baseline, current, max_ratio, min_rate, min_bytes_rate, stat, ba
                          services=services))
 
 
-
-_PLOT_EXAMPLES = """Examples:
-
-\b
-  surgewatch plot /var/lib/surgewatch -o last.png    the newest run stored
-  surgewatch plot /var/lib/surgewatch -o day.png --since 1d --until 2h
-  surgewatch plot run.msgpack -o run.html            no matplotlib needed
-  surgewatch plot run.msgpack -o run.svg -n 8 --scale linear
-"""
-
-
-@main.command("plot", epilog=_PLOT_EXAMPLES)
+@main.command("plot", epilog=examples.PLOT)
 @click.argument("source", metavar="SOURCE")
 @click.option("-o", "--output", "output", required=True, metavar="FILE",
               help="FILE.png or FILE.svg (matplotlib: the plot extra), or FILE.html "
@@ -436,18 +327,13 @@ def plot_cmd(source, output, top, scale, since, until):
     """Draw log writes/s, resets sent/s and received/s per service over time, and the idle
     time before each reset, from a segment directory or a stream file, with alert spans
     shaded and labelled."""
-    from collector.commands.plot import plot
-    from collector.views.text import plural
+    from collector.commands.plot import plot, report
 
     series = plot(source, output, top=top, scale=scale,
                   since=_when(since, "--since") if since else None,
                   until=_when(until, "--until") if until else None)
-    for note in getattr(series, "notes", ()):
-        click.echo(f"surgewatch: note: {note}", err=True)
-    gaps = len(getattr(series, "gaps", ()))
-    gaps = f", {plural(gaps, 'gap')} without records" if gaps else ""
-    click.echo(f"surgewatch: {plural(len(series.ends), 'interval')}, "
-               f"{plural(len(series.alerts), 'alert')}{gaps} drawn to {output}", err=True)
+    for line in report(series, output):
+        click.echo(line, err=True)
 
 
 if __name__ == "__main__":

@@ -1,6 +1,7 @@
 """`surgewatch doctor`: can the probes run on this host, and if not, what to fix."""
 import os
 import platform
+import sys
 
 from collector.probes import fentry, kernel
 from collector.probes.btf import BTF, BTFError
@@ -151,3 +152,28 @@ def probe_checks(btf, root, privileged):
 
 def exit_code(checks):
     return 0 if all(c.ok or not c.blocking for c in checks) else 1
+
+
+def report(checks):
+    """doctor's lines: per check its mark (ok, FAIL: blocking, note), name, detail and, when
+    not ok, its fix; then whether the probes can run."""
+    width = max(len(c.name) for c in checks)
+    lines = []
+    for c in checks:
+        mark = "ok  " if c.ok else ("FAIL" if c.blocking else "note")
+        line = f"{mark} {c.name:<{width}}  {c.detail}"
+        if not c.ok and c.fix:
+            line += f"  -> fix: {c.fix}"
+        lines.append(line)
+    lines.append("probes can run" if exit_code(checks) == 0
+                 else "probes cannot run: fix the FAIL lines above")
+    return lines
+
+
+def run_doctor(stdout=None):
+    """Run every check and print the report; the exit code (1: a blocking check failed)."""
+    checks = run_checks()
+    out = stdout if stdout is not None else sys.stdout
+    for line in report(checks):
+        out.write(line + "\n")
+    return exit_code(checks)

@@ -277,6 +277,16 @@ def plot(source, out_path, top=6, scale="auto", since=None, until=None):
     return series
 
 
+def report(series, out_path):
+    """plot's lines on stderr once drawn: the series' notes, then what was drawn where."""
+    lines = [f"surgewatch: note: {note}" for note in getattr(series, "notes", ())]
+    gaps = len(getattr(series, "gaps", ()))
+    gaps = f", {plural(gaps, 'gap')} without records" if gaps else ""
+    lines.append(f"surgewatch: {plural(len(series.ends), 'interval')}, "
+                 f"{plural(len(series.alerts), 'alert')}{gaps} drawn to {out_path}")
+    return lines
+
+
 def write_picture(pic, out_path):
     """Write pic to out_path (.png, .svg or .html); BadInput when it cannot."""
     if picture_type(out_path) in (".html", ".htm"):

@@ -16,8 +16,8 @@ from collector.pipeline.build import build_collector
 from collector.records.intervals import intervals
 from collector.records.segments import list_segments
 from collector.records.source import notes_only, open_records
-from collector.views.text import plural
 from collector.timespans import flag_duration
+from collector.views.text import plural
 
 
 # -- record ----------------------------------------------------------------------------
@@ -30,6 +30,12 @@ def record_live(duration, interval, rules, argv=(), probes=None):
     finally:
         collector.close()
     return builder.profile("live", {"interval_s": float(interval)})
+
+
+def written_note(doc, output):
+    """The line on stderr saying what `record` wrote where."""
+    return (f"surgewatch: {plural(len(doc['services']), 'service')} over "
+            f"{doc['duration_s']:.1f}s written to {output}")
 
 
 def _records(source, on_note, seen=None):

@@ -19,10 +19,24 @@ from collector.records.model import RECORD_TYPES
 from collector.records.segments import SegmentFollower, list_segments
 from collector.records.source import open_records, read_pipe
 from collector.sinks.jsonout import dumps
-from collector.views.recordlines import format_record
 from collector.sinks.unixsock import subscribe
 from collector.timespans import flag_duration
+from collector.views.recordlines import format_record
 from collector.commands.tail_fold import ResetFold
+
+
+def default_source(cfg, from_socket=False):
+    """SOURCE when none is given: the configured socket (--socket), else the configured
+    segment directory, which must exist."""
+    if from_socket:
+        return cfg.socket.path
+    source = cfg.segments.dir
+    if not os.path.exists(source):      # the usual cause: no daemon has run here
+        raise BadInput(f"{source}: no such directory: `surgewatch run` writes its segments "
+                       "there (sudo systemctl start surgewatch); or give SOURCE, or "
+                       "--socket for the live stream")
+    return source
+
 
 def parse_since(text, now=None):
     """Unix seconds from "90s"/"10m"/"2h"/"1d" ago, unix seconds, or an ISO date/time."""
