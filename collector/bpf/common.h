@@ -20,6 +20,7 @@
 
 /* AF_UNIX datagram destinations: key of the `sockpaths` map (sun_path, zero-padded) */
 #define SW_SUN_PATH_LEN 108
+#define SW_SOCKPATHS_MAX 64     /* entries of `sockpaths` */
 struct sw_sock_path {
     char path[SW_SUN_PATH_LEN];
 };

@@ -52,7 +52,7 @@ BPF_ARRAY(lost_other, u64, 2);
 BPF_PERCPU_ARRAY(health, u64, SW_HEALTH_MAX);
 BPF_RINGBUF_OUTPUT(open_events, SW_RINGBUF_PAGES);
 #ifdef SW_UNIX_DGRAM
-BPF_HASH(sockpaths, struct sw_sock_path, u32, 64);   /* socket path -> channel id (userspace) */
+BPF_HASH(sockpaths, struct sw_sock_path, u32, SW_SOCKPATHS_MAX);   /* socket path -> channel id (userspace) */
 #endif
 
 static __always_inline void health_inc(u32 idx)

@@ -4,6 +4,7 @@ from dataclasses import dataclass, field
 
 from collector.aggregate.signals import DetectorConfig
 from collector.host.logdest import LogRules
+from collector.probes.fentry import HOOKS
 
 DEFAULT_PATH = "/etc/surgewatch/surgewatch.toml"
 STDOUT_FORMATS = ("auto", "msgpack", "json", "none")   # auto: msgpack into a pipe or file
@@ -16,7 +17,7 @@ RATE_MAX_PATHS = 20
 
 LOCK_FILE = "/run/surgewatch/surgewatch.lock"
 HOST_ROOT = "/proc/1/root"      # the host's root from a container with hostPID (hostroot.py)
-WRITE_HOOKS = ("auto", "fentry", "tracepoints", "raw")     # collector/probes/fentry.py
+WRITE_HOOKS = HOOKS     # probes.write_hook: collector/probes/fentry.py says which
 
 
 @dataclass(frozen=True)

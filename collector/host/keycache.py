@@ -24,12 +24,11 @@ Per-interval totals go into path accumulators shared by every key of one (servic
 (lists, for speed): [stamp, writes, bytes, (pid, comm), extra {(pid, comm)} or None,
 service, path]. An accumulator whose stamp is not the current interval's counts as 0.
 """
-import struct
-
 from collector.errors import HostLookupError, HostResourceError
 from collector.host.destinations import NOT_LOG, UNRESOLVED
 from collector.host.pidwatch import PidWatch, Proc
 from collector.host.services import UNKNOWN_OWNER, service_label
+from collector.probes.logwrites import VAL_COUNTS, VAL_IDENT_OFFSET
 
 
 class KeyCache:
@@ -176,7 +175,7 @@ class KeyCache:
             return None
 
     def _lookup(self, c, key, ident):
-        tgid, comm, cgroup_id = c[0], c[9], c[8]
+        tgid, comm, cgroup_id = c.tgid, c.comm, c.cgroup_id
         e = self._keys.get(key)
         if e is not None and not e[0].ok and self._identify is not None:
             # an unwatched process: is it still the one its keys were answered for? (one
@@ -202,6 +201,9 @@ class KeyCache:
                 pa = self._paths[(service, dest)] = [None, 0, 0, pc, None, service, dest]
             if self._owner is not None:
                 self.owners[service] = self._owner_of(proc, tgid, cgroup_id)
+        # a key's entry (a list, for speed): [0] its Proc, [1] comm, [2] cgroup id, [3] its
+        # path accumulator (None: not a log), [4] (pid, comm), [5] service, [6] path,
+        # [7] the value's identity bytes (from VAL_IDENT_OFFSET) it was answered for
         e = [proc if proc is not None else _ONCE, comm, cgroup_id, pa, pc, service, dest, ident]
         if proc is not None:
             self._keys[key] = e
@@ -223,7 +225,7 @@ class KeyCache:
             e = once(key) or get(key)
             if e is None or e[3] is None:
                 continue
-            out.append((c[0], c[9], e[5], e[6], c[6], c[7]))
+            out.append((c.tgid, c.comm, e[5], e[6], c.writes, c.bytes))
         return out
 
 
@@ -237,20 +239,20 @@ def _accumulate(get, slow, counts, stamp):
     if not n:
         return [], 0
     ks, vs = len(kb) // n, len(vb) // n
-    wb = _WRITES_BYTES.unpack_from
+    wb, io = VAL_COUNTS.unpack_from, VAL_IDENT_OFFSET
     touched = []
     append = touched.append
     unresolved = 0
     ko = vo = 0
     for i in range(n):
         key = kb[ko:ko + ks]
-        ident = vb[vo + 16:vo + vs]
+        ident = vb[vo + io:vo + vs]
         e = get(key)
         if e is None or not e[0].ok or e[7] != ident:
             c = counts.count(i)
             e = slow(c, key, ident)
             if e is None:
-                unresolved += c[6]
+                unresolved += c.writes
                 ko += ks
                 vo += vs
                 continue
@@ -277,9 +279,6 @@ def _accumulate(get, slow, counts, stamp):
         ko += ks
         vo += vs
     return touched, unresolved
-
-
-_WRITES_BYTES = struct.Struct("=QQ")     # the head of struct sw_write_val (collector/bpf/common.h)
 
 
 class _Never:

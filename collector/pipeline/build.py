@@ -44,10 +44,8 @@ def build_collector(rules, probe_kwargs=None, resets=False, probes=None,
     services = ServiceResolver(procfs, CgroupIndex(root.mountinfo, mounts=root.mounts),
                                containers=ContainerNames(root=root.files))
     holder = {}
-    kwargs = dict(hook=probes.write_hook, max_keys=probes.max_keys,
-                  max_inodes=probes.max_inodes)
-    kwargs.update(probe_kwargs or {})
-    probe = LogWriteProbe(on_open=lambda ev: holder["resolver"].note_open(ev), **kwargs)
+    probe = LogWriteProbe.from_config(
+        probes, on_open=lambda ev: holder["resolver"].note_open(ev), **(probe_kwargs or {}))
     resolver = DestinationResolver(procfs, rules, probe_verdict(probe),
                                    journald_stream_clients,
                                    set_channels=probe.set_socket_paths,
@@ -82,10 +80,7 @@ def build_collector(rules, probe_kwargs=None, resets=False, probes=None,
 def _start_resets(disabled, probes):
     """(probe, pending load) of the TCP reset probe, or None (with a note) when its
     plan cannot be made here."""
-    # the write hook decides the resets probe's process-context hooks too: fentry with
-    # "auto"/"fentry", the syscall tracepoints with "tracepoints"/"raw"
-    hook = probes.write_hook if probes.write_hook in ("auto", "fentry") else "tracepoints"
-    probe = ResetProbe(max_owners=probes.max_owners, max_loads=probes.max_loads, hook=hook)
+    probe = ResetProbe.from_config(probes)
     try:
         return probe, probe.start_load(probes.load_timeout_s)
     except ProbeUnavailable as e:

@@ -51,6 +51,20 @@ class ABI:
         return {v: k[len(prefix):].lower() for k, v in self.constants.items()
                 if k.startswith(prefix)}
 
+    def layout(self, struct_name, upto=None):
+        """(struct.Struct, field names) of the header's struct (of its fields before
+        `upto`), packed as the kernel writes it: for reading many records at once without
+        a ctypes object each. A struct with implicit padding is refused (check_layout)."""
+        ctype = self.structs[struct_name]
+        fields = [(n, t) for n, t in ctype._fields_]
+        if upto is not None:
+            fields = fields[:[n for n, _ in fields].index(upto)]
+        fmt = "".join(_code(t) for _, t in fields)
+        layout, names = struct.Struct("=" + fmt), tuple(n for n, _ in fields)
+        if upto is None:
+            self.check_layout(struct_name, layout, names)
+        return layout, names
+
     def check_layout(self, struct_name, layout, names):
         """A struct.Struct `layout` (fields in `names` order, "pad"/"_" for padding)
         against the header's struct, field by field: offset and size of each."""
@@ -75,6 +89,14 @@ class ABI:
             return self.structs[name] if name in self.structs else self.constants[name]
         except KeyError:
             raise AttributeError(name) from None
+
+
+def _code(ctype):
+    """The struct module's standard-size code of a header member's ctypes type."""
+    if issubclass(ctype, ctypes.Array):
+        return f"{ctypes.sizeof(ctype)}s"
+    code = {1: "b", 2: "h", 4: "i", 8: "q"}[ctypes.sizeof(ctype)]
+    return code if ctype(-1).value < 0 else code.upper()
 
 
 # include/net/tcp_states.h: the states the probes report and sock_diag dumps

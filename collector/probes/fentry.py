@@ -12,8 +12,21 @@ from collector.errors import ProbeUnavailable
 from collector.probes import kernel
 from collector.probes.btf import BTFError
 
-HOOKS = ("auto", "fentry", "tracepoints", "raw")     # probes.write_hook
+HOOKS = ("auto", "fentry", "tracepoints", "raw")     # probes.write_hook: the one list
+SOCKET_HOOKS = ("auto", "fentry", "tracepoints")     # the resets probe's (no raw hook)
 FIX = 'fix: probes.write_hook = "auto" (or "tracepoints"), or unset SURGEWATCH_WRITE_HOOK'
+
+
+def check_hook(hook, label, hooks=HOOKS):
+    if hook not in hooks:
+        raise ProbeUnavailable(f"{label}: unknown hook {hook!r}; "
+                               f"fix: probes.write_hook = one of {', '.join(hooks)}")
+
+
+def socket_hook(write_hook):
+    """The resets probe's hook for probes.write_hook: fentry with "auto"/"fentry", the
+    syscall tracepoints with "tracepoints"/"raw" (the raw hook is the log-write probe's)."""
+    return write_hook if write_hook in ("auto", "fentry") else "tracepoints"
 
 
 def refusal(btf, funcs):

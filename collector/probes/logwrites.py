@@ -28,7 +28,6 @@ RAW_SYSCALL_ABI = {
 }
 OPEN_SYSCALLS = ("openat", "open", "creat", "openat2")
 SEND_SYSCALLS = ("sendto", "sendmsg")       # datagram channels on the tracepoint path
-SOCKPATHS_MAX = 64                          # entries of `sockpaths` (collector/bpf/logwrites.c)
 MAPS = ("counts0", "counts1", "verdicts", "ctl", "health", "open_events",   # collector/bpf/logwrites.c
         "lost0", "lost1", "lost_other")
 LOST_OTHER = "other"        # lost_writes_by_uid's catch-all: uids the kernel had no slot for
@@ -80,12 +79,13 @@ class OpenEvent:
     path: str
 
 
-# struct sw_write_key / sw_write_val (collector/bpf/common.h) as struct layouts for the raw drain;
-# checked against the ctypes view of the header when a probe is made
-KEY_LAYOUT = struct.Struct("=IiIIQII")
-KEY_FIELDS = ("tgid", "fd", "dev", "kind", "ino", "gen", "pad")
-VAL_LAYOUT = struct.Struct("=QQQ16s")
-VAL_FIELDS = ("writes", "bytes", "cgroup_id", "comm")
+# struct sw_write_key / sw_write_val (collector/bpf/common.h) as struct layouts for the raw
+# drain, decoded from the header; VAL_COUNTS: the value's head (writes, bytes), then from
+# VAL_IDENT_OFFSET the writer's identity (cgroup id, comm), compared whole by the key cache
+KEY_LAYOUT, KEY_FIELDS = abi().layout("sw_write_key")
+VAL_LAYOUT, VAL_FIELDS = abi().layout("sw_write_val")
+VAL_COUNTS = abi().layout("sw_write_val", upto="cgroup_id")[0]
+VAL_IDENT_OFFSET = abi().sw_write_val.cgroup_id.offset
 
 
 class LogWriteDrain(NamedTuple):
@@ -122,29 +122,32 @@ class RawCounts:
 
     @classmethod
     def of(cls, counts):
-        """WriteCount tuples (test doubles, older callers) in the kernel's layout."""
-        return cls(b"".join(KEY_LAYOUT.pack(c.tgid, c.fd, c.dev, c.kind, c.ino, c.gen, 0)
+        """WriteCount tuples (test doubles) in the kernel's layout."""
+        def val(c, name):
+            return c.comm.encode("utf-8", "replace")[:15] if name == "comm" else getattr(c, name)
+        return cls(b"".join(KEY_LAYOUT.pack(*(getattr(c, f, 0) for f in KEY_FIELDS))
                             for c in counts),
-                   b"".join(VAL_LAYOUT.pack(c.writes, c.bytes, c.cgroup_id,
-                                            c.comm.encode("utf-8", "replace")[:15])
-                            for c in counts))
+                   b"".join(VAL_LAYOUT.pack(*(val(c, f) for f in VAL_FIELDS)) for c in counts))
 
     def __len__(self):
         return self.n
 
     def __iter__(self):
-        new = tuple.__new__        # skips NamedTuple's Python-level __new__ per key
-        return iter([new(WriteCount, (tgid, fd, dev, ino, gen, kind, writes, nbytes, cgroup_id,
-                                      comm.split(b"\0", 1)[0].decode("utf-8", "replace")))
-                     for (tgid, fd, dev, kind, ino, gen, _pad), (writes, nbytes, cgroup_id, comm)
-                     in zip(KEY_LAYOUT.iter_unpack(self.keys), VAL_LAYOUT.iter_unpack(self.vals))])
+        return iter([_write_count(k, v) for k, v in zip(KEY_LAYOUT.iter_unpack(self.keys),
+                                                        VAL_LAYOUT.iter_unpack(self.vals))])
 
     def count(self, i):
         """The i-th key as a WriteCount."""
-        (tgid, fd, dev, kind, ino, gen, _pad) = KEY_LAYOUT.unpack_from(self.keys, i * KEY_LAYOUT.size)
-        writes, nbytes, cgroup_id, comm = VAL_LAYOUT.unpack_from(self.vals, i * VAL_LAYOUT.size)
-        return WriteCount(tgid, fd, dev, ino, gen, kind, writes, nbytes, cgroup_id,
-                          comm.split(b"\0", 1)[0].decode("utf-8", "replace"))
+        return _write_count(KEY_LAYOUT.unpack_from(self.keys, i * KEY_LAYOUT.size),
+                            VAL_LAYOUT.unpack_from(self.vals, i * VAL_LAYOUT.size))
+
+
+def _write_count(key, val):
+    """A WriteCount of one key's and value's unpacked fields, by the header's names."""
+    fields = dict(zip(KEY_FIELDS, key))
+    fields.update(zip(VAL_FIELDS, val))
+    fields["comm"] = fields["comm"].split(b"\0", 1)[0].decode("utf-8", "replace")
+    return WriteCount(*(fields[f] for f in WriteCount._fields))
 
 
 def lost_by_uid(keys, vals, other, limit):
@@ -274,9 +277,7 @@ class LogWriteProbe(Probe):
         (docs/performance.md): the raw hook runs a program on every syscall of the host,
         which costs other syscalls twice what the syscall tracepoints' shared entry path
         does, and saves little on writes."""
-        if hook not in fentry.HOOKS:
-            raise ProbeUnavailable(f"log-write probe: unknown hook {hook!r}; "
-                                   f"fix: probes.write_hook = one of {', '.join(fentry.HOOKS)}")
+        fentry.check_hook(hook, "log-write probe")
         self.hook = hook
         self.max_keys, self.max_inodes, self.ringbuf_pages = max_keys, max_inodes, ringbuf_pages
         self.on_open = on_open or (lambda ev: None)
@@ -284,8 +285,13 @@ class LogWriteProbe(Probe):
         self.fentry = None          # "loads" or "refused: why" (this kernel, any function)
         self.channels = None        # None: datagram channels on; else why they are off
         self.available = {}
-        abi().check_layout("sw_write_key", KEY_LAYOUT, KEY_FIELDS)
-        abi().check_layout("sw_write_val", VAL_LAYOUT, VAL_FIELDS)
+
+    @classmethod
+    def from_config(cls, probes, on_open=None, **overrides):
+        """The probe as the config's ProbesConfig sets it; overrides win (tests)."""
+        kwargs = dict(hook=probes.write_hook, max_keys=probes.max_keys,
+                      max_inodes=probes.max_inodes)
+        return cls(on_open=on_open, **{**kwargs, **overrides})
 
     @property
     def uses_raw(self):
@@ -429,7 +435,7 @@ class LogWriteProbe(Probe):
         for key in table.keys():
             table.delete(ctypes.create_string_buffer(key, len(key)))
         key_t = abi().sw_sock_path
-        for path, channel in list(paths.items())[:SOCKPATHS_MAX]:
+        for path, channel in list(paths.items())[:abi().SW_SOCKPATHS_MAX]:
             raw = path.encode()
             if not raw or len(raw) >= abi().SW_SUN_PATH_LEN:
                 continue              # cannot be a bound sun_path: never matches

@@ -270,9 +270,7 @@ class ResetProbe(Probe):
         interval; every reset is counted in the kernel whatever the budget. hook: "auto"
         (fentry where the kernel allows it), "fentry" (insist) or "tracepoints" (syscall
         tracepoints for accept and send/recv), from probes.write_hook."""
-        if hook not in ("auto", "fentry", "tracepoints"):
-            raise ProbeUnavailable(f"resets probe: unknown hook {hook!r}; "
-                                   'fix: "auto", "fentry" or "tracepoints"')
+        fentry.check_hook(hook, "resets probe", fentry.SOCKET_HOOKS)
         self.hook = hook
         self.max_owners, self.max_keys, self.ringbuf_pages = max_owners, max_keys, ringbuf_pages
         self.max_loads = max_loads
@@ -285,6 +283,13 @@ class ResetProbe(Probe):
         self.has_reason = False
         self.traces_no_socket = False
         self.hz = None
+
+    @classmethod
+    def from_config(cls, probes):
+        """The probe as the config's ProbesConfig sets it: the write hook decides its
+        process-context hooks too (fentry.socket_hook)."""
+        return cls(max_owners=probes.max_owners, max_loads=probes.max_loads,
+                   hook=fentry.socket_hook(probes.write_hook))
 
     def cflags(self, hook=None):
         root = kernel.tracefs_root()
