@@ -6,13 +6,13 @@ So a walk of the cgroup2 tree maps ids to paths, and entries for removed cgroups
 correct for as long as we keep them.
 """
 import os
-import re
 import time
 from collections import OrderedDict
 
 from collector.errors import HostResourceError
 from collector.host.cgroupid import relative_path
 from collector.host.procfs import translate
+from collector.mountinfo import unescape
 
 CGROUP2_FSTYPE = "cgroup2"
 
@@ -33,20 +33,11 @@ def cgroup2_mount(mountinfo="/proc/self/mountinfo"):
                 continue
             sep = fields.index("-", 6)
             if len(fields) > sep + 1 and fields[sep + 1] == CGROUP2_FSTYPE:
-                found.append((_unescape(fields[4]), _unescape(fields[3])))
+                found.append((unescape(fields[4]), unescape(fields[3])))
     for mount_point, root in found:
         if root == "/":
             return mount_point, root
     return found[0] if found else None
-
-
-_OCTAL_ESCAPE = re.compile(rb"\\([0-7]{3})")
-
-
-def _unescape(field):
-    # mountinfo writes space, tab, newline and backslash as \ooo (octal).
-    raw = _OCTAL_ESCAPE.sub(lambda m: bytes([int(m.group(1), 8) & 0xFF]), os.fsencode(field))
-    return os.fsdecode(raw)
 
 
 class CgroupIndex:

@@ -30,9 +30,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from collector.errors import ProbeUnavailable
-from collector.host.memcg import MemoryCgroup, size_text
 from collector.probes import kernel, registry
 from collector.probes.libbpf import Map
+from collector.probes.memcg import MemoryCgroup, size_text
 
 DEFAULT_TIMEOUT_S = 120.0       # bcc's compile takes ~1-2 s here, ~5x that under QEMU TCG
 COMPILE_MEMORY = "~250 MB"      # both children compiling at once peak at ~241 MB
@@ -230,7 +230,7 @@ class Pending:
 
 def killed_message(label, before, after):
     """One line for a loader child killed by SIGKILL, naming the likely cause from the
-    daemon's memory cgroup (collector.host.memcg.MemoryState before the child started and
+    daemon's memory cgroup (collector.probes.memcg.MemoryState before the child started and
     after it died): the OOM killer under a memory limit is the usual one."""
     head = f"{label}: the loader died while compiling (killed by SIGKILL); "
     need = f"the loader needs {COMPILE_MEMORY} while compiling"

@@ -1,5 +1,5 @@
 """A loader child OOM-killed under a memory-limited cgroup is reported as that, in one
-line naming the limit and the fix (issue 23, "also seen"; collector/host/memcg.py).
+line naming the limit and the fix (issue 23, "also seen"; collector/probes/memcg.py).
 
 `surgewatch snapshot` runs inside a child memory cgroup of 100 MiB (no swap in it):
 compiling needs ~250 MB, so the OOM killer ends a loader child. The memory controller is
@@ -11,7 +11,7 @@ import subprocess
 
 import pytest
 
-from collector.host.memcg import MemoryCgroup
+from collector.probes.memcg import MemoryCgroup
 from tests.owncgroup import remove_cgroup
 from tests.support.daemon import SURGEWATCH
 

@@ -1,4 +1,4 @@
-"""collector.host.memcg on fixture cgroup trees (tests/unit/fixtures/memcg), and the one
+"""collector.probes.memcg on fixture cgroup trees (tests/unit/fixtures/memcg), and the one
 line a loader child killed by SIGKILL is reported with (collector.probes.loader)."""
 import shutil
 import signal
@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from collector.errors import EXIT_USAGE, ProbeUnavailable
-from collector.host.memcg import MemoryCgroup, MemoryState, size_text
+from collector.probes.memcg import MemoryCgroup, MemoryState, size_text
 from collector.probes import loader
 
 FIXTURES = Path(__file__).parent / "fixtures" / "memcg"

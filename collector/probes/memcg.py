@@ -14,7 +14,7 @@ raises: what cannot be read is None, and the caller words its message without it
 import os
 from dataclasses import dataclass
 
-from collector.host.cgroups import _unescape
+from collector.mountinfo import unescape
 
 V1_UNLIMITED = 1 << 62       # v1 writes "no limit" as PAGE_COUNTER_MAX pages (~2^63)
 
@@ -69,7 +69,7 @@ class MemoryCgroup:
             if len(fields) < sep + 4:
                 continue
             fstype, opts = fields[sep + 1], fields[sep + 3].split(",")
-            mount = (_unescape(fields[4]), _unescape(fields[3]))
+            mount = (unescape(fields[4]), unescape(fields[3]))
             if fstype == "cgroup2" and ("v2" not in found or mount[1] == "/"):
                 found["v2"] = mount
             elif fstype == "cgroup" and "memory" in opts and "v1" not in found:
