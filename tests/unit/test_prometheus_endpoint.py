@@ -1,6 +1,6 @@
 """The Prometheus endpoint beyond the counters: the landing page on /, 404 elsewhere,
 surgewatch_build_info, and the idle histogram's _sum and _count
-(collector/sinks/prometheus.py, prometheus_exposition.py)."""
+(collector/sinks/prometheus.py, prometheus_exposition.py, prometheus_http.py)."""
 import platform
 import urllib.error
 import urllib.request

@@ -7,7 +7,8 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from collector.records import model
 from collector.errors import BadInput
-from collector.sinks.prometheus import OTHER, PrometheusSink
+from collector.aggregate.slots import OTHER
+from collector.sinks.prometheus import PrometheusSink
 
 
 class Clock:
