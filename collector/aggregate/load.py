@@ -1,5 +1,5 @@
 """A service's TCP load in one interval (the denominators of load-normalised rates), from
-the resets probe's per-process counts (collector.probes.resets.LoadCount, attributed to a
+the resets probe's per-process counts (collector.probes.reset_counts.LoadCount, attributed to a
 service by collector/pipeline/resets.py), and its place in the `rate` records. Pure.
 """
 from dataclasses import dataclass, field

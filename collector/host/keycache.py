@@ -28,7 +28,7 @@ from collector.errors import HostLookupError, HostResourceError
 from collector.host.destinations import NOT_LOG, UNRESOLVED
 from collector.host.pidwatch import PidWatch, Proc
 from collector.host.services import UNKNOWN_OWNER, service_label
-from collector.probes.logwrites import VAL_COUNTS, VAL_IDENT_OFFSET
+from collector.probes.logwrite_counts import VAL_COUNTS, VAL_IDENT_OFFSET
 
 
 class KeyCache:
@@ -231,7 +231,7 @@ class KeyCache:
 
 def _accumulate(get, slow, counts, stamp):
     """Each drained key's writes into its (service, path) accumulator, over the kernel's
-    bytes (collector.probes.logwrites.RawCounts): the key bytes are the cache key, the
+    bytes (collector.probes.logwrite_counts.RawCounts): the key bytes are the cache key, the
     value's (cgroup id, comm) bytes are compared whole, and only writes and bytes are
     unpacked, so a known key builds two small bytes objects and one tuple; a missing or
     stale entry goes through slow()."""

@@ -23,7 +23,7 @@ from collector.host.keycache import KeyCache
 from collector.host.services import UNKNOWN_OWNER
 from collector.records.model import LogWrite
 from collector.pipeline.loop import run_loop
-from collector.probes.loader import close_fds_parallel
+from collector.probes.detach import close_fds_parallel
 from collector.probes.maps import GRACE_S
 
 

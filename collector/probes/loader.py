@@ -24,13 +24,13 @@ import signal
 import socket
 import subprocess
 import sys
-import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from collector.errors import ProbeUnavailable
 from collector.probes import kernel, registry
+from collector.probes.detach import close_fd, close_fds_parallel
 from collector.probes.libbpf import Map
 from collector.probes.memcg import MemoryCgroup, size_text
 
@@ -85,29 +85,6 @@ class Handover:
         for m in self.maps.values():
             m.close()
         self.maps = {}
-
-
-def close_fds_parallel(fds, timeout_s=5.0):
-    """Closing a perf-event fd waits for an RCU grace period in the kernel (tens of ms);
-    one after the other, 18 took 1.3 s. os.close releases the GIL, so threads overlap
-    the waits."""
-    if len(fds) <= 1:
-        for fd in fds:
-            _close(fd)
-        return
-    threads = [threading.Thread(target=_close, args=(fd,), daemon=True) for fd in fds]
-    for t in threads:
-        t.start()
-    deadline = time.monotonic() + timeout_s
-    for t in threads:
-        t.join(timeout=max(0.0, deadline - time.monotonic()))
-
-
-def _close(fd):
-    try:
-        os.close(fd)
-    except OSError:
-        pass
 
 
 def child_env(environ=os.environ):
@@ -187,7 +164,7 @@ class Pending:
             return self._handover(json.loads(data), fds)
         except BaseException:
             for fd in fds:
-                _close(fd)
+                close_fd(fd)
             raise
 
     def _handover(self, desc, fds):
@@ -224,8 +201,6 @@ class Pending:
         except subprocess.TimeoutExpired:
             self.proc.kill()
             self.proc.wait()
-
-
 
 
 def killed_message(label, before, after):

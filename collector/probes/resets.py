@@ -1,254 +1,35 @@
-"""The TCP reset probe: loads collector/bpf/resets.c for this kernel, drains counts, delivers events.
+"""The TCP reset probe: loads collector/bpf/resets.c for this kernel, drains counts and TCP
+load, delivers events.
 
-Everything kernel-specific is found at load time: struct offsets from BTF, tracepoint
-field offsets from the live format files (tcp_send_reset has a sockaddr layout with
-`state` and `reason` on 6.10+, a family/saddr/saddr_v6 layout before), the names of
-`enum sk_rst_reason` from BTF (absent before 6.10), and the kernel's HZ (idle time is
-computed from jiffies stamps in struct tcp_sock).
+Everything kernel-specific is found at load time (collector/probes/reset_kernel.py: struct
+offsets, tracepoint formats, syscalls, reason names; collector/probes/hz.py: the kernel's
+HZ, as idle time is computed from jiffies stamps in struct tcp_sock); what it drains is
+decoded in collector/probes/reset_counts.py.
 """
 import ctypes
-import gzip
-import os
-import platform
-import re
-import socket
-import time
-from dataclasses import dataclass
-from typing import NamedTuple
 
 from collector.errors import ProbeUnavailable
 from collector.probes import fdwalk, fentry, kernel, loader
-from collector.probes.abi import BPF_DIR, TCP_STATES, abi
+from collector.probes.abi import BPF_DIR, abi
 from collector.probes.base import Probe
 from collector.probes.btf import BTF, BTFError
 from collector.probes.checks import Check
+from collector.probes.hz import kernel_hz
 from collector.probes.libbpf import BatchDrain
-from collector.probes.maps import cstr
+from collector.probes.reset_counts import (ResetDrain, decode_count, decode_event, decode_load,
+                                           drained_structs)
+from collector.probes.reset_kernel import (ACCEPT_SYSCALLS, FENTRY_FIELDS, IO_SYSCALLS,
+                                           btf_macros, reason_names, sock_length_macros,
+                                           syscall_macros, tracepoint_layout)
 
-# (macro, struct, member path): the kernel struct fields collector/bpf/resets.c reads: the shared fd
-# walk's (collector/bpf/fdwalk.h), then the socket's
-BTF_FIELDS = fdwalk.FIELDS + (
-    ("SOCK_STATE", "sock_common", "skc_state"),
-    ("SOCK_PROTOCOL", "sock", "sk_protocol"),
-    ("SOCK_TYPE", "sock", "sk_type"),
-    ("TCP_LSNDTIME", "tcp_sock", "lsndtime"),
-    ("TCP_LRCVTIME", "inet_connection_sock", "icsk_ack.lrcvtime"),
-)
-
-# syscalls whose fd argument (enter) names a socket the caller uses: refresh its owner
-IO_SYSCALLS = ("sendto", "sendmsg", "recvfrom", "recvmsg")
-ACCEPT_SYSCALLS = ("accept", "accept4")
 LOAD_MAPS = ("loads0", "loads1")          # per-process TCP load, same epoch as rcounts*
 MAPS = ("rcounts0", "rcounts1", "rctl", "rsent", "rhealth", "reset_events") + LOAD_MAPS
 # the fentry path's process-context hooks (collector/bpf/resets.c, SW_FENTRY), in place of the
-# syscall tracepoints above: all must be in BTF
+# syscall tracepoints (reset_kernel.IO_SYSCALLS, ACCEPT_SYSCALLS): all must be in BTF
 FENTRY_FUNCS = ("inet_csk_accept", "tcp_sendmsg", "tcp_recvmsg")
-FENTRY_FIELDS = (("TASK_FLAGS", "task_struct", "flags"),)
 # where the bytes of TCP sends are counted (collector/bpf/resets.c, "Load"): None when nowhere
 TCP_BYTES_FENTRY = "fexit tcp_sendmsg"
 TCP_BYTES_TRACEPOINT = "sock:sock_send_length"
-
-_A = abi()
-DIRECTIONS = {_A.SW_RST_SENT: "sent", _A.SW_RST_RECEIVED: "received"}
-KINDS = {0: None, **_A.enum("SW_RST_KIND_")}
-OWNER_SOURCES = {**_A.enum("SW_OWNER_"), _A.SW_OWNER_NONE: None}
-NO_SOCKET_SERVICE = "kernel (no socket)"
-UNKNOWN_OWNER_SERVICE = "unknown (socket predates probe)"
-
-
-def state_name(n):
-    return TCP_STATES.get(n) if n else None
-
-
-@dataclass(frozen=True)
-class ResetCount:
-    """Resets of one owner and classification during one interval (exact kernel counts)."""
-    tgid: int               # 0: owner unknown (see lport for no-socket resets)
-    direction: str          # "sent" / "received"
-    kind: str | None        # "abort", "reply", "no_socket"; None for received
-    state: str | None       # TCP state when it happened
-    reason: str | None      # kernel reason (6.10+), lower case without the prefix
-    lport: int              # only when tgid is 0
-    family: int             # only when tgid is 0
-    count: int
-    idle_unknown: int
-    idle_hist: tuple        # SW_IDLE_BUCKETS counts
-    cgroup_id: int
-    comm: str
-
-
-@dataclass(frozen=True)
-class LoadCount:
-    """One process's TCP load during one interval (exact kernel counts)."""
-    tgid: int
-    accepted: int           # connections it accept()ed
-    connected: int          # its connect()s that reached ESTABLISHED
-    tcp_bytes: int          # bytes its TCP sends returned (0 when tcp_bytes_hook is None)
-    cgroup_id: int
-    comm: str
-
-
-class ResetDrain(NamedTuple):
-    """What one collect() drained: the interval's reset counts and, from the same epoch,
-    its per-process TCP load."""
-    counts: list            # [ResetCount]
-    loads: list             # [LoadCount]
-
-
-def sock_length_macros(send_fmt, recv_fmt):
-    """sock:sock_send_length and sock_recv_length field offsets (both came in 6.4), or {}
-    when the kernel lacks either."""
-    want = {"sk", "protocol", "ret"}
-    if not send_fmt or not recv_fmt or not want <= set(send_fmt) or not want <= set(recv_fmt):
-        return {}
-    return {"HAVE_SEND_LENGTH": 1, "SL_SK_OFF": send_fmt["sk"].offset,
-            "SL_PROTO_OFF": send_fmt["protocol"].offset, "SL_RET_OFF": send_fmt["ret"].offset,
-            "RL_SK_OFF": recv_fmt["sk"].offset, "RL_PROTO_OFF": recv_fmt["protocol"].offset}
-
-
-@dataclass(frozen=True)
-class ResetEvent:
-    ts_ns: int
-    skaddr: int
-    tgid: int
-    comm: str
-    cgroup_id: int
-    direction: str
-    kind: str | None
-    state: str | None
-    reason: str | None
-    family: int
-    laddr: str
-    lport: int
-    raddr: str
-    rport: int
-    idle_ms: int | None
-    owner_source: str | None
-
-
-def kernel_hz(release=None, root="/"):
-    """The kernel's CONFIG_HZ: from its config when published, else measured."""
-    release = release or platform.release()
-    for path, opener in ((os.path.join(root, "proc/config.gz"), gzip.open),
-                         (os.path.join(root, f"boot/config-{release}"), open)):
-        try:
-            with opener(path, "rt") as f:
-                for line in f:
-                    if line.startswith("CONFIG_HZ="):
-                        return int(line.split("=", 1)[1])
-        except OSError:
-            continue
-    return _measure_hz(os.path.join(root, "proc/timer_list"))
-
-
-def _measure_hz(timer_list):
-    def sample():
-        with open(timer_list) as f:
-            text = f.read()
-        m = re.search(r"^jiffies: (\d+)", text, re.M)
-        if not m:
-            raise ProbeUnavailable("resets probe: cannot find the kernel's HZ "
-                                   "(no /proc/config.gz, /boot/config-*, /proc/timer_list)")
-        return int(m.group(1)), time.monotonic()
-    try:
-        j0, t0 = sample()
-        time.sleep(0.2)
-        j1, t1 = sample()
-    except OSError as e:
-        raise ProbeUnavailable(f"resets probe: cannot find the kernel's HZ: {e}") from e
-    measured = (j1 - j0) / (t1 - t0)
-    return min((100, 250, 300, 1000), key=lambda hz: abs(hz - measured))
-
-
-def btf_macros(btf):
-    macros = fdwalk.btf_macros(btf, BTF_FIELDS, "resets probe")
-    for m, want in (("SOCK_PROTOCOL", 2), ("SOCK_TYPE", 2), ("SOCK_STATE", 1),
-                    ("TCP_LSNDTIME", 4), ("TCP_LRCVTIME", 4)):
-        if macros[f"SZ_{m}"] != want:
-            raise ProbeUnavailable(f"resets probe: {m.lower()} has size {macros[f'SZ_{m}']}, "
-                                   f"expected {want}")
-    lo = min(macros["OFF_SOCK_PROTOCOL"], macros["OFF_SOCK_TYPE"])
-    if max(macros["OFF_SOCK_PROTOCOL"], macros["OFF_SOCK_TYPE"]) == lo + 2 and lo % 2 == 0:
-        macros["SW_SOCK_PT_LO"] = lo          # adjacent: one read for both
-    return macros
-
-
-def reason_names(btf):
-    """{value: name} of enum sk_rst_reason, or {} when this kernel has none (< 6.10)."""
-    try:
-        enum = btf.enum("sk_rst_reason")
-    except BTFError:
-        return {}
-    return {v: k.removeprefix("SK_RST_REASON_").lower() for k, v in enum.items()}
-
-
-def _family_layout(prefix, fmt):
-    m = {f"{prefix}_FAMILY_OFF": fmt["family"].offset, f"{prefix}_SPORT_OFF": fmt["sport"].offset,
-         f"{prefix}_DPORT_OFF": fmt["dport"].offset, f"{prefix}_SADDR_OFF": fmt["saddr"].offset,
-         f"{prefix}_DADDR_OFF": fmt["daddr"].offset,
-         f"{prefix}_SADDR6_OFF": fmt["saddr_v6"].offset,
-         f"{prefix}_DADDR6_OFF": fmt["daddr_v6"].offset}
-    return m
-
-
-def tracepoint_layout(send_fmt, recv_fmt, state_fmt, destroy_fmt=None):
-    """Macros describing the live tracepoint formats (pure: formats in, macros out).
-
-    Raises ProbeUnavailable when a format is one this probe does not know.
-    """
-    if send_fmt is None or recv_fmt is None:
-        raise ProbeUnavailable("resets probe: tracepoints tcp:tcp_send_reset / "
-                               "tcp:tcp_receive_reset are missing (kernel < 4.15?)")
-    if state_fmt is None:
-        raise ProbeUnavailable("resets probe: tracepoint sock:inet_sock_set_state is missing "
-                               "(kernel < 4.16?); socket owners cannot be recorded")
-    m = {}
-    try:
-        m["SEND_SKADDR_OFF"] = send_fmt["skaddr"].offset
-        m["SEND_SKBADDR_OFF"] = send_fmt["skbaddr"].offset
-        if "saddr" in send_fmt and send_fmt["saddr"].size >= 28 and "family" not in send_fmt:
-            m["SEND_SOCKADDR"] = 1
-            m["SEND_SADDR_OFF"] = send_fmt["saddr"].offset
-            m["SEND_DADDR_OFF"] = send_fmt["daddr"].offset
-        else:
-            m.update(_family_layout("SEND", send_fmt))
-        if "state" in send_fmt:
-            m["SEND_STATE_OFF"] = send_fmt["state"].offset
-        if "reason" in send_fmt:
-            m["SEND_REASON_OFF"] = send_fmt["reason"].offset
-        m["RECV_SKADDR_OFF"] = recv_fmt["skaddr"].offset
-        if "family" in recv_fmt:
-            m.update(_family_layout("RECV", recv_fmt))
-        else:
-            raise KeyError("family")
-        for macro, field in (("SS_SKADDR_OFF", "skaddr"), ("SS_OLD_OFF", "oldstate"),
-                             ("SS_NEW_OFF", "newstate"), ("SS_PROTO_OFF", "protocol"),
-                             ("SS_SPORT_OFF", "sport")):
-            m[macro] = state_fmt[field].offset
-        if destroy_fmt is not None and "skaddr" in destroy_fmt:
-            m["HAVE_DESTROY"] = 1
-            m["DESTROY_SKADDR_OFF"] = destroy_fmt["skaddr"].offset
-    except KeyError as e:
-        raise ProbeUnavailable(f"resets probe: unknown tracepoint format (no field {e}); "
-                               "run `surgewatch doctor` and report the kernel version") from e
-    return m
-
-
-def syscall_macros(root=None):
-    enter = kernel.tracepoint_format("syscalls", "sys_enter_sendto", root)
-    exit_ = kernel.tracepoint_format("syscalls", "sys_exit_accept4", root)
-    if enter is None or exit_ is None:
-        raise ProbeUnavailable("resets probe: syscall tracepoints are missing; "
-                               "the kernel needs CONFIG_FTRACE_SYSCALLS")
-    macros = {"TP_FD_OFF": enter["fd"].offset, "TP_RET_OFF": exit_["ret"].offset}
-    available = {}
-    for sc in IO_SYSCALLS:
-        f = kernel.tracepoint_format("syscalls", f"sys_enter_{sc}", root)
-        available[sc] = f is not None and f["fd"].offset == macros["TP_FD_OFF"]
-    for sc in ACCEPT_SYSCALLS:
-        f = kernel.tracepoint_format("syscalls", f"sys_exit_{sc}", root)
-        available[sc] = f is not None and f["ret"].offset == macros["TP_RET_OFF"]
-    return macros, available
 
 
 class ResetProbe(Probe):
@@ -435,14 +216,7 @@ class ResetProbe(Probe):
         self.on_event(self.decode_event(ev))
 
     def decode_event(self, ev):
-        return ResetEvent(
-            ts_ns=ev.ts_ns, skaddr=ev.skaddr, tgid=ev.tgid, comm=cstr(ev.comm),
-            cgroup_id=ev.cgroup_id, direction=DIRECTIONS.get(ev.dir, str(ev.dir)),
-            kind=KINDS.get(ev.kind), state=state_name(ev.state), reason=self._reason(ev.reason),
-            family=ev.family, laddr=format_addr(ev.family, bytes(ev.laddr)), lport=ev.lport,
-            raddr=format_addr(ev.family, bytes(ev.raddr)), rport=ev.rport,
-            idle_ms=ev.idle_ms if ev.idle_valid else None,
-            owner_source=OWNER_SOURCES.get(ev.source))
+        return decode_event(ev, self._reason)
 
     def set_event_budget(self, n):
         self.event_budget = n
@@ -451,25 +225,15 @@ class ResetProbe(Probe):
 
     def _collect(self, idle):
         self.maps["rsent"].update(ctypes.c_uint32(idle), ctypes.c_uint64(0))  # budget refills
-        counts = []
-        for k, v in self._drained(idle):
-            counts.append(ResetCount(
-                tgid=k.tgid, direction=DIRECTIONS.get(k.dir, str(k.dir)), kind=KINDS.get(k.kind),
-                state=state_name(k.state), reason=self._reason(k.reason), lport=k.lport,
-                family=k.family, count=v.count, idle_unknown=v.idle_unknown,
-                idle_hist=tuple(v.idle_hist), cgroup_id=v.cgroup_id, comm=cstr(v.comm)))
-        loads = [LoadCount(tgid=k.tgid, accepted=v.accepted, connected=v.connected,
-                           tcp_bytes=v.tcp_bytes, cgroup_id=v.cgroup_id, comm=cstr(v.comm))
+        counts = [decode_count(k, v, self._reason) for k, v in self._drained(idle)]
+        loads = [decode_load(k, v)
                  for k, v in self._drained(idle, self._load_drains, self._lkey_t, self._lval_t)]
         return ResetDrain(counts, loads)
 
     def _drained(self, idle, drains=None, key_t=None, val_t=None):
         """(key, value) structs of a retired map (default the reset counts'), emptied."""
-        key_t, val_t = key_t or self._key_t, val_t or self._val_t
-        keys, vals = self._drained_bytes(idle, drains)
-        ks, vs = ctypes.sizeof(key_t), ctypes.sizeof(val_t)
-        return [(key_t.from_buffer_copy(keys, i * ks),
-                 val_t.from_buffer_copy(vals, i * vs)) for i in range(len(keys) // ks)]
+        return drained_structs(*self._drained_bytes(idle, drains), key_t or self._key_t,
+                               val_t or self._val_t)
 
 
 def _load_check(fentry_refused):
@@ -484,11 +248,3 @@ def _load_check(fentry_refused):
                  if load else "connections accepted and connected; TCP bytes not counted "
                  "(needs fentry or Linux 6.4's sock:sock_send_length): per-KiB ratios "
                  "unavailable", blocking=False)
-
-
-def format_addr(family, raw):
-    if family == socket.AF_INET:
-        return socket.inet_ntop(socket.AF_INET, raw[:4])
-    if family == socket.AF_INET6:
-        return socket.inet_ntop(socket.AF_INET6, raw[:16])
-    return ""

@@ -18,10 +18,10 @@ import os
 import sys
 import time
 
-from collector.probes.logwrites import OPEN_SYSCALLS, WRITE_SYSCALLS
-from collector.probes.resets import ACCEPT_SYSCALLS, IO_SYSCALLS
+from collector.probes.logwrite_kernel import OPEN_SYSCALLS, WRITE_SYSCALLS
+from collector.probes.reset_kernel import ACCEPT_SYSCALLS, IO_SYSCALLS
 from collector.probes.kernel import import_bcc, mount_tracefs, tracepoint_exists
-from collector.probes.loader import close_fds_parallel
+from collector.probes.detach import close_fds_parallel
 
 TCP_HOOKS = ("sock:inet_sock_set_state", "tcp:tcp_destroy_sock", "tcp:tcp_send_reset",
              "tcp:tcp_receive_reset")

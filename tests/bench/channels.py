@@ -118,7 +118,7 @@ def serve_floor():
     """Empty programs on exactly the hooks of both probes' plans, the k-th program on a
     hook's k-th attachment; attach / detach / ids on request (bare.py's protocol)."""
     from collector.probes.kernel import import_bcc, mount_tracefs
-    from collector.probes.loader import close_fds_parallel
+    from collector.probes.detach import close_fds_parallel
     from bcc.libbcc import lib
     from tests.bench.bare import _plans, _prog_id
 

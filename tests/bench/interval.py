@@ -32,7 +32,7 @@ import tempfile
 import time
 import tracemalloc
 
-from collector.probes.logwrites import KEY_LAYOUT, VAL_LAYOUT, LogWriteDrain, RawCounts
+from collector.probes.logwrite_counts import KEY_LAYOUT, VAL_LAYOUT, LogWriteDrain, RawCounts
 from tests.support.probes import ResetProbeDouble, WriteProbeDouble
 
 LINE_BYTES = 45

@@ -4,8 +4,8 @@ typed results the real probes return; an eventfd that never polls readable stand
 the ring buffer (no events)."""
 import os
 
-from collector.probes.logwrites import LogWriteDrain, RawCounts
-from collector.probes.resets import ResetDrain
+from collector.probes.logwrite_counts import LogWriteDrain, RawCounts
+from collector.probes.reset_counts import ResetDrain
 
 WRITE_HEALTH = {"counts_full": 0, "events_lost": 0, "fdwalk_failed": 0, "iov_truncated": 0}
 RESET_HEALTH = {"events_lost": 0, "counts_full": 0, "no_owner": 0, "owners_full": 0,

@@ -207,7 +207,7 @@ def test_layouts_are_checked_field_by_field():
     import pytest
 
     from collector.probes.abi import abi
-    from collector.probes.logwrites import KEY_FIELDS, KEY_LAYOUT, VAL_FIELDS, VAL_LAYOUT
+    from collector.probes.logwrite_counts import KEY_FIELDS, KEY_LAYOUT, VAL_FIELDS, VAL_LAYOUT
 
     abi().check_layout("sw_write_key", KEY_LAYOUT, KEY_FIELDS)
     abi().check_layout("sw_write_val", VAL_LAYOUT, VAL_FIELDS)
@@ -221,7 +221,7 @@ def test_layouts_are_checked_field_by_field():
 
 
 def test_constant_tables_come_from_the_header():
-    from collector.probes import resets
+    from collector.probes import reset_counts as resets
     from collector.probes.abi import abi
 
     a = abi()

@@ -430,7 +430,7 @@ def _readable(path):
 
 @pytest.mark.skipif(not _readable(B.VMLINUX_BTF), reason=f"{B.VMLINUX_BTF} not readable")
 def test_real_vmlinux_btf_has_every_logwrite_field():
-    from collector.probes.logwrites import BTF_FIELDS, btf_macros
+    from collector.probes.logwrite_kernel import BTF_FIELDS, btf_macros
 
     btf = BTF.load()
     macros = btf_macros(btf)
@@ -477,7 +477,8 @@ def test_file_span_covers_f_inode_and_private_data_in_either_order():
 
 @pytest.mark.skipif(not _readable(B.VMLINUX_BTF), reason=f"{B.VMLINUX_BTF} not readable")
 def test_both_probes_take_the_fd_walk_fields_from_one_list():
-    from collector.probes import fdwalk, logwrites, resets
+    from collector.probes import fdwalk
+    from collector.probes import logwrite_kernel as logwrites, reset_kernel as resets
 
     btf = BTF.load()
     for probe in (logwrites, resets):

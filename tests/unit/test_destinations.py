@@ -27,7 +27,7 @@ from collector.host.destinations import (
 )
 from collector.host.logdest import LogRules
 from collector.host.procfs import ProcFS
-from collector.probes.logwrites import OpenEvent, WriteCount
+from collector.probes.logwrite_counts import OpenEvent, WriteCount
 
 JOURNAL = "/run/systemd/journal/stdout"
 O_WRONLY_APPEND = os.O_WRONLY | os.O_APPEND | os.O_CLOEXEC

@@ -14,7 +14,7 @@ from collector.host.pidwatch import PidWatch
 from collector.host.procfs import ProcFS
 from collector.host.services import ServiceResolver
 from collector.records.model import LogWrite
-from collector.probes.logwrites import KEY_LAYOUT, VAL_LAYOUT, RawCounts, WriteCount
+from collector.probes.logwrite_counts import KEY_LAYOUT, VAL_LAYOUT, RawCounts, WriteCount
 from collector.pipeline.runtime import Collector
 from tests.support.probes import WriteProbeDouble
 

@@ -6,7 +6,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from collector.pipeline.runtime import Collector
 from collector.probes.abi import abi
-from collector.probes.logwrites import LOST_OTHER, lost_by_uid
+from collector.probes.logwrite_counts import LOST_OTHER, lost_by_uid
 from collector.sinks.prometheus import LOST_UID_LABELS, PrometheusSink, add_lost_by_uid
 from tests.unit.test_runtime_begin import Clock, FakeProbe, Resolver, Services
 

@@ -7,7 +7,7 @@ from collector.host.procfs import ProcFS
 from collector.host.services import ServiceResolver
 from collector.pipeline.resets import ResetAttributor, ResetStage
 from collector.pipeline.runtime import Collector
-from collector.probes.resets import LoadCount, ResetCount
+from collector.probes.reset_counts import LoadCount, ResetCount
 from tests.support.probes import ResetProbeDouble, WriteProbeDouble
 
 IDLE = (0,) * 8

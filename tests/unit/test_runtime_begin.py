@@ -1,6 +1,6 @@
 """collector.pipeline.runtime.Collector: counts made while loading are dropped, counts made after
 begin() (which callers do before announcing the probes) are never dropped."""
-from collector.probes.logwrites import WriteCount
+from collector.probes.logwrite_counts import WriteCount
 from collector.pipeline.runtime import Collector
 from tests.support.probes import WriteProbeDouble
 

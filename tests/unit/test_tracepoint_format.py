@@ -180,7 +180,7 @@ def test_tracepoint_exists_needs_a_directory(tmp_path):
 
 @KERNELS
 def test_logwrite_tracepoint_macros_from_fixture_formats(root):
-    from collector.probes.logwrites import tracepoint_macros
+    from collector.probes.logwrite_kernel import tracepoint_macros
 
     macros, available = tracepoint_macros(root)
     assert macros["TP_FD_OFF"] == 16 and macros["TP_RET_OFF"] == 16
@@ -192,7 +192,7 @@ def test_logwrite_tracepoint_macros_from_fixture_formats(root):
 
 def test_logwrite_tracepoint_macros_without_write_tracepoints(tmp_path):
     from collector.errors import ProbeUnavailable
-    from collector.probes.logwrites import tracepoint_macros
+    from collector.probes.logwrite_kernel import tracepoint_macros
 
     (tmp_path / "events").mkdir()
     with pytest.raises(ProbeUnavailable, match="CONFIG_FTRACE_SYSCALLS"):
