@@ -21,7 +21,7 @@ class ResetStage:
         self.events = []            # (service, ResetEvent) since the last interval
         self.pending = []           # raw events, attributed at the interval's end
         self.load = {}              # service -> ServiceLoad of the last interval()
-        self.owners = attributor.owners if hasattr(attributor, "owners") else {}
+        self.owners = attributor.owners     # (the same dict: ResetAttributor.owners)
         probe.on_event = self.pending.append
 
     def set_max_records(self, n):

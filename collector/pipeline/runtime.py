@@ -181,10 +181,8 @@ class Collector:
     def _host_resource_errors(self):
         """Lookups the daemon could not make for want of fds or memory (their writes are in
         unresolved_writes, their resets under an "unresolved" owner): docs/reliability.md"""
-        attributor = getattr(self.resets, "attributor", None)
         return self.keys.take_resource_errors() + (
-            attributor.take_resource_errors()
-            if hasattr(attributor, "take_resource_errors") else 0)
+            self.resets.attributor.take_resource_errors() if self.resets is not None else 0)
 
     def report_from(self, source):
         """source.take_stats() -> {stats field: count} is asked at each interval's end and
@@ -240,7 +238,7 @@ class Collector:
         it does not know or knows only as "unknown", the resets stage's of this interval
         (resets and TCP load): a system unit that serves TCP but never logs ranks as one."""
         owners = self.keys.owners
-        staged = getattr(self.resets, "owners", None)
+        staged = self.resets.owners if self.resets is not None else None
         if not staged:
             return owners
         extra = {s: o for s, o in staged.items()
