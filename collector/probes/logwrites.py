@@ -7,6 +7,7 @@ from collector.probes import fdwalk, fentry, kernel, loader
 from collector.probes.abi import BPF_DIR, abi
 from collector.probes.base import Probe
 from collector.probes.btf import BTF
+from collector.probes.checks import Check
 from collector.probes.libbpf import BatchDrain
 from collector.probes.logwrite_counts import (LogWriteDrain, OpenEvent, RawCounts,
                                               lost_by_uid)
