@@ -120,8 +120,11 @@ class Tool:
         self.held = None           # the hooks it held, first start
 
     def spawn(self):
+        # SIGINT back to its default: a bench started in the background (`cmd &`) has it
+        # ignored, and a Python tool (syscount) then never sees its KeyboardInterrupt
         return subprocess.Popen(["taskset", "-c", "1", *self.argv], stdin=subprocess.DEVNULL,
-                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                                preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
 
     def ready(self):
         """Attached: its process holds all its hooks."""
