@@ -37,6 +37,9 @@ class ResetStage:
     def meta(self):
         return self.probe.meta()
 
+    def poll(self, timeout_ms):
+        self.probe.poll(timeout_ms)
+
     def poll_fd(self):
         return self.probe.poll_fd()
 
