@@ -16,8 +16,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from tests.bench import (interval, load, peers, progstats, resetstorm, startup, syscalls,
-                         userspace)
+from tests.bench import (interval, load, peers, peers_report, progstats, resetstorm, startup,
+                         syscalls, userspace)
 
 ROUNDS = int(os.environ.get("BENCH_ROUNDS", "7"))
 N = int(os.environ.get("BENCH_N", "500000"))
@@ -79,7 +79,7 @@ CASES = {
     "startup": (startup.run, report_startup),
     "interval": (interval.run, interval.report),    # in-process, no kernel (issue 13)
     "load": (load.run, load.report),                # TCP load counting, bpf_stats (issue 18)
-    "peers": (peers.run, peers.report),             # against syscount and bpftrace (issue 26)
+    "peers": (peers.run, peers_report.report),             # against syscount and bpftrace (issue 26)
 }
 
 
