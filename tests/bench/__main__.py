@@ -79,7 +79,7 @@ CASES = {
     "startup": (startup.run, report_startup),
     "interval": (interval.run, interval.report),    # in-process, no kernel (issue 13)
     "load": (load.run, load.report),                # TCP load counting, bpf_stats (issue 18)
-    "peers": (peers.run, peers_report.report),             # against syscount and bpftrace (issue 26)
+    "peers": (peers.run, peers_report.report),      # against syscount and bpftrace (issue 26)
 }
 
 
