@@ -6,9 +6,8 @@ histogram's buckets: collector/aggregate/idle_hist.py.
 from collections import Counter
 from dataclasses import dataclass, field
 
-from collector.records.model import RESETS_IDLE_HIST, RESETS_SENT_BY_KIND
-
 from collector.aggregate.idletimeout import IdleTimeouts, pool_peer
+from collector.records.model import RESETS_IDLE_HIST, RESETS_SENT_BY_KIND
 
 
 @dataclass(frozen=True)
