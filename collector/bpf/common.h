@@ -5,11 +5,14 @@
 #define SURGEWATCH_COMMON_H
 
 #define SW_COMM_LEN 16
-#define SW_PATH_LEN 256
+#define SW_PATH_LEN 512
+#define SW_NAME_MAX 256         /* one path component: NAME_MAX + 1 */
+#define SW_PATH_DEPTH 24        /* dentries and mount crossings walked for a path */
 
 /* verdict for an inode (dev, ino), decided by userspace from the log-destination rules */
 #define SW_VERDICT_LOG 1
 #define SW_VERDICT_NOT_LOG 2
+#define SW_VERDICT_PENDING 3    /* its discovery event is on its way: counted, not re-sent */
 
 /* what a written file descriptor points at, as the kernel sees it (i_mode, family) */
 #define SW_FILE_REGULAR 1
@@ -67,7 +70,14 @@ struct sw_inode {
     __u64 ino;
 };
 
-/* sent when a process opens a file for writing whose inode has no verdict yet */
+/* how sw_open_event.path is written */
+#define SW_PATH_AS_PASSED 0     /* the string the process passed to open (fentry): may be relative */
+#define SW_PATH_NAMES 1         /* the file's dentry names from the writer's mount namespace
+                                 * root, leaf first, each NUL-ended; an empty one ends them */
+#define SW_PATH_UNKNOWN 2       /* too deep or unreadable: userspace reads /proc/PID/fd/FD */
+
+/* an inode with no verdict yet: opened for writing (fentry: do_filp_open) or written for
+ * the first time (tracepoints: no open hook, so no syscall exit hook at all) */
 struct sw_open_event {
     __u32 tgid;
     __s32 fd;
@@ -76,9 +86,9 @@ struct sw_open_event {
     __u64 ino;
     __u64 cgroup_id;
     __u32 gen;
-    __u32 pad;
+    __u32 path_form;         /* SW_PATH_* */
     char comm[SW_COMM_LEN];
-    char path[SW_PATH_LEN];  /* as the process passed it: may be relative */
+    char path[SW_PATH_LEN];
 };
 
 #endif

@@ -9,7 +9,9 @@
  * configured socket path (syslog, journald's native protocol) can be log destinations;
  * every other write returns after the walk. Inodes userspace has judged not to be logs
  * are skipped in the kernel through the `verdicts` map; a datagram's destination path is
- * matched in the kernel (`sockpaths`), so every message is judged while it is sent.
+ * matched in the kernel (`sockpaths`), so every message is judged while it is sent. The
+ * first write to a regular file with no verdict sends userspace its path, read from the
+ * dentries (no open hook: a syscall exit hook would slow every syscall on the host).
  *
  * Macros supplied by collector/probes/logwrites.py (and fdwalk.py):
  *   OFF_* / SZ_*         struct member offsets and sizes from the running kernel's BTF
@@ -19,6 +21,8 @@
  *   HAVE_<syscall>       for each tracepoint that exists on this kernel
  *   SW_RAW_SYSCALLS, NR_*, OFF_PT_REGS_*   the raw sys_enter hook, where the arch is known
  *   SW_UNIX_DGRAM, OFF_UNIX_*, OFF_MSGHDR_*   datagram channels, where BTF has the fields
+ *   SW_PATH_WALK, OFF_DENTRY_*, OFF_MOUNT_*, OFF_VFSMOUNT_*, OFF_FILE_F_PATH_*  names
+ *                        of a newly written file, where BTF has the fields
  *   SW_MAX_KEYS, SW_MAX_INODES, SW_RINGBUF_PAGES
  */
 #include <uapi/linux/ptrace.h>
@@ -41,7 +45,6 @@
 BPF_HASH(counts0, struct sw_write_key, struct sw_write_val, SW_MAX_KEYS);
 BPF_HASH(counts1, struct sw_write_key, struct sw_write_val, SW_MAX_KEYS);
 BPF_TABLE("lru_hash", struct sw_inode, u8, verdicts, SW_MAX_INODES);
-BPF_TABLE("lru_hash", u32, u64, opening, 16384);                    /* tid -> user path pointer */
 BPF_ARRAY(ctl, u32, 1);
 /* Loss by owner: a write whose new key did not fit (counts map full) is counted once more
  * here, by the writer's uid, in the map of the same epoch as the counts; a uid that finds
@@ -108,10 +111,10 @@ static __always_inline int unix_dgram_dest(char *sk, char *name, int namelen, in
 #endif
 
 /* fd -> struct file -> inode, through the current task's fd table (collector/bpf/fdwalk.h). Fills
- * dev, ino, gen, kind. Returns 0 for a possible log destination, 1 for anything else, -1 on
- * a failed walk, 2 for an AF_UNIX socket that is not a stream (*skp = its struct sock *:
- * the caller finds the datagram's destination). */
-static __always_inline int inode_of_fd(s32 fd, struct sw_write_key *k, char **skp)
+ * dev, ino, gen, kind, and *filep (the struct file). Returns 0 for a possible log
+ * destination, 1 for anything else, -1 on a failed walk, 2 for an AF_UNIX socket that is
+ * not a stream (*skp = its struct sock *: the caller finds the datagram's destination). */
+static __always_inline int inode_of_fd(s32 fd, struct sw_write_key *k, char **skp, u64 *filep)
 {
     char *inode = 0, *priv = 0, *sb = 0;
     u16 mode = 0;
@@ -121,6 +124,7 @@ static __always_inline int inode_of_fd(s32 fd, struct sw_write_key *k, char **sk
     u64 file = sw_fd_file(fd);
     if (!file || sw_file_fields(file, &inode, &priv) || !inode)
         return -1;
+    *filep = file;
     /* the mode alone first: most writes on a host (pipes, devices, TCP) stop here, and
      * a 2-byte read is cheaper than the inode chunk (measured: -6 ns per such write,
      * +5 ns per log write) */
@@ -232,8 +236,101 @@ static __always_inline struct sw_write_val *counts_lookup(int odd, struct sw_wri
     return val;
 }
 
-/* Add one write-family call of `bytes` to key k (a possible log destination). */
-static __always_inline int count_key(struct sw_write_key *k, u64 bytes)
+/* An open event for inode k as fd (-1: unknown), reserved with everything but the path
+ * filled in; NULL when the ring buffer is full. The caller writes the path and submits. */
+static __always_inline struct sw_open_event *open_event(struct sw_write_key *k, s32 fd)
+{
+    struct sw_open_event *ev = open_events.ringbuf_reserve(sizeof(struct sw_open_event));
+    if (!ev) {
+        health_inc(SW_HEALTH_EVENTS_LOST);
+        return 0;
+    }
+    ev->tgid = bpf_get_current_pid_tgid() >> 32;
+    ev->fd = fd;
+    ev->dev = k->dev;
+    ev->kind = k->kind;
+    ev->ino = k->ino;
+    ev->gen = k->gen;
+    ev->cgroup_id = bpf_get_current_cgroup_id();
+    sw_process_comm(ev->comm);
+    return ev;
+}
+
+#if !defined(SW_FENTRY) && defined(SW_PATH_WALK)
+#define PTR_AT(p, off, out) bpf_probe_read_kernel(&(out), sizeof(out), (char *)(p) + (off))
+
+/* The names of file's path from its mount namespace's root into buf, leaf first, each
+ * NUL-ended, an empty one last (as d_path walks: up the dentries to the mount's root,
+ * then on from where that mount sits in its parent). SW_PATH_UNKNOWN when it is deeper
+ * than SW_PATH_DEPTH steps, longer than the buffer, or outside its namespace's tree. */
+static __always_inline u32 path_names(u64 file, char *buf)
+{
+    char *dentry = 0, *vfsmnt = 0, *root = 0, *parent = 0, *up = 0, *name = 0;
+    if (PTR_AT(file, OFF_FILE_F_PATH_DENTRY, dentry) || PTR_AT(file, OFF_FILE_F_PATH_MNT, vfsmnt) ||
+        !dentry || !vfsmnt || PTR_AT(vfsmnt, OFF_VFSMOUNT_MNT_ROOT, root))
+        return SW_PATH_UNKNOWN;
+    char *mnt = vfsmnt - OFF_MOUNT_MNT;
+    u32 off = 0;
+    /* unrolled: a loop counter the verifier must track would keep it from pruning the
+     * two kinds of step, 2^depth paths to check */
+#pragma unroll
+    for (int i = 0; i < SW_PATH_DEPTH; i++) {
+        if (dentry == root) {
+            if (PTR_AT(mnt, OFF_MOUNT_MNT_PARENT, parent))
+                return SW_PATH_UNKNOWN;
+            if (parent == mnt) {                    /* the namespace's root mount */
+                buf[off & (SW_PATH_LEN - 1)] = 0;
+                return SW_PATH_NAMES;
+            }
+            if (PTR_AT(mnt, OFF_MOUNT_MNT_MOUNTPOINT, dentry) ||
+                PTR_AT(parent, OFF_MOUNT_MNT + OFF_VFSMOUNT_MNT_ROOT, root))
+                return SW_PATH_UNKNOWN;
+            mnt = parent;
+            continue;
+        }
+        /* a dentry that is its own parent but no mount's root: not in this tree */
+        if (PTR_AT(dentry, OFF_DENTRY_D_PARENT, up) || up == dentry ||
+            PTR_AT(dentry, OFF_DENTRY_D_NAME_NAME, name) || off >= SW_PATH_LEN - SW_NAME_MAX)
+            return SW_PATH_UNKNOWN;
+        long n = bpf_probe_read_kernel_str(buf + off, SW_NAME_MAX, name);
+        if (n <= 1)
+            return SW_PATH_UNKNOWN;
+        off += n;
+        dentry = up;
+    }
+    return SW_PATH_UNKNOWN;
+}
+#endif
+
+/* First write to a regular file with no verdict: mark it pending (one CPU wins, and it
+ * is not sent again) and send userspace its path, read from the kernel's dentries: the
+ * writer may be gone by the time userspace looks at /proc. A full ring buffer leaves no
+ * mark, so a later write tries again. (fentry: do_filp_open tells opens instead.) */
+static __always_inline void discover(struct sw_write_key *k, struct sw_inode *id, u64 file)
+{
+#ifndef SW_FENTRY
+    if (k->kind != SW_FILE_REGULAR || !file)
+        return;
+    u8 pending = SW_VERDICT_PENDING;
+    if (verdicts.insert(id, &pending))
+        return;
+    struct sw_open_event *ev = open_event(k, k->fd);
+    if (!ev) {
+        verdicts.delete(id);
+        return;
+    }
+#ifdef SW_PATH_WALK
+    ev->path_form = path_names(file, ev->path);
+#else
+    ev->path_form = SW_PATH_UNKNOWN;
+#endif
+    open_events.ringbuf_submit(ev, 0);
+#endif
+}
+
+/* Add one write-family call of `bytes` to key k (a possible log destination) written
+ * through file (0: unknown). */
+static __always_inline int count_key(struct sw_write_key *k, u64 bytes, u64 file)
 {
     u32 zero = 0;
     u32 *epoch = ctl.lookup(&zero);
@@ -247,6 +344,8 @@ static __always_inline int count_key(struct sw_write_key *k, u64 bytes)
         u8 *verdict = verdicts.lookup(&id);
         if (verdict && *verdict == SW_VERDICT_NOT_LOG)
             return 0;
+        if (!verdict)
+            discover(k, &id, file);
         struct sw_write_val init = {};
         init.cgroup_id = bpf_get_current_cgroup_id();
         sw_process_comm(init.comm);
@@ -267,30 +366,6 @@ static __always_inline int count_key(struct sw_write_key *k, u64 bytes)
     return 0;
 }
 
-/* An open event for inode k opened as fd (-1: unknown), reserved with everything but the
- * path filled in; NULL when the inode has a verdict already or the ring buffer is full.
- * The caller reads the path and submits. */
-static __always_inline struct sw_open_event *open_event(struct sw_write_key *k, s32 fd)
-{
-    struct sw_inode id = {.dev = k->dev, .gen = k->gen, .ino = k->ino};
-    if (verdicts.lookup(&id))
-        return 0;
-    struct sw_open_event *ev = open_events.ringbuf_reserve(sizeof(struct sw_open_event));
-    if (!ev) {
-        health_inc(SW_HEALTH_EVENTS_LOST);
-        return 0;
-    }
-    ev->tgid = bpf_get_current_pid_tgid() >> 32;
-    ev->fd = fd;
-    ev->dev = k->dev;
-    ev->kind = k->kind;
-    ev->ino = k->ino;
-    ev->gen = k->gen;
-    ev->cgroup_id = bpf_get_current_cgroup_id();
-    sw_process_comm(ev->comm);
-    return ev;
-}
-
 #ifndef SW_FENTRY
 /* Count one write-family call to fd, if its file may be a log. Counted at entry: no exit
  * hook (each hook costs every write on the host), so `writes` are calls and `bytes` the
@@ -299,7 +374,8 @@ static __always_inline int count_write(s32 fd, u64 a1, u64 a2, int vectored)
 {
     struct sw_write_key k = {};
     char *sk = 0;
-    int rc = inode_of_fd(fd, &k, &sk);
+    u64 file = 0;
+    int rc = inode_of_fd(fd, &k, &sk, &file);
 #ifdef SW_UNIX_DGRAM
     if (rc == 2)                 /* write(2) on a connected datagram socket */
         rc = unix_dgram_dest(sk, 0, 0, 1, &k);
@@ -311,7 +387,7 @@ static __always_inline int count_write(s32 fd, u64 a1, u64 a2, int vectored)
     }
     k.tgid = bpf_get_current_pid_tgid() >> 32;
     k.fd = fd;
-    return count_key(&k, vectored ? iov_bytes(a1, a2) : a2);
+    return count_key(&k, vectored ? iov_bytes(a1, a2) : a2, file);
 }
 
 #ifdef SW_UNIX_DGRAM
@@ -322,7 +398,8 @@ int enter_sendto(void *ctx)
     s32 fd = (s32)TP_U64(ctx, TP_FD_OFF);
     struct sw_write_key k = {};
     char *sk = 0;
-    int rc = inode_of_fd(fd, &k, &sk);
+    u64 file = 0;
+    int rc = inode_of_fd(fd, &k, &sk, &file);
     if (rc == 2)
         rc = unix_dgram_dest(sk, (char *)TP_U64(ctx, TP_SENDTO_ADDR_OFF),
                              (int)TP_U64(ctx, TP_SENDTO_ADDR_LEN_OFF), 1, &k);
@@ -333,7 +410,7 @@ int enter_sendto(void *ctx)
     }
     k.tgid = bpf_get_current_pid_tgid() >> 32;
     k.fd = fd;
-    return count_key(&k, TP_U64(ctx, TP_SENDTO_LEN_OFF));
+    return count_key(&k, TP_U64(ctx, TP_SENDTO_LEN_OFF), file);
 }
 
 /* sendmsg(2) (logger(1), sd_journal_send: journald's native protocol, addressed to its
@@ -344,7 +421,8 @@ int enter_sendmsg(void *ctx)
     s32 fd = (s32)TP_U64(ctx, TP_FD_OFF);
     struct sw_write_key k = {};
     char *sk = 0;
-    int rc = inode_of_fd(fd, &k, &sk);
+    u64 file = 0;
+    int rc = inode_of_fd(fd, &k, &sk, &file);
     if (rc != 0 && rc != 2) {
         if (rc < 0)
             health_inc(SW_HEALTH_FDWALK_FAILED);
@@ -357,7 +435,7 @@ int enter_sendmsg(void *ctx)
         return 0;
     k.tgid = bpf_get_current_pid_tgid() >> 32;
     k.fd = fd;
-    return count_key(&k, iov_bytes(m.iov, m.iovlen));
+    return count_key(&k, iov_bytes(m.iov, m.iovlen), file);
 }
 #endif
 
@@ -416,71 +494,6 @@ VECTORED_PROBE(pwritev, PWRITEV)
 VECTORED_PROBE(pwritev2, PWRITEV2)
 #endif
 
-/* Opens for writing: tell userspace the path of an inode it has not judged yet, while the
- * process still exists (short-lived writers are often gone by the next drain). */
-static __always_inline int open_enter(u64 path_ptr, u64 flags)
-{
-    if ((flags & O_ACCMODE_) == 0)   /* O_RDONLY: cannot be written through */
-        return 0;
-    u32 tid = (u32)bpf_get_current_pid_tgid();
-    opening.update(&tid, &path_ptr);
-    return 0;
-}
-
-int enter_openat(void *ctx)
-{
-    return open_enter(TP_U64(ctx, TP_OPENAT_FILENAME_OFF), TP_U64(ctx, TP_OPENAT_FLAGS_OFF));
-}
-
-#ifdef HAVE_open
-int enter_open(void *ctx)
-{
-    return open_enter(TP_U64(ctx, TP_OPEN_FILENAME_OFF), TP_U64(ctx, TP_OPEN_FLAGS_OFF));
-}
-#endif
-
-#ifdef HAVE_creat
-int enter_creat(void *ctx)
-{
-    return open_enter(TP_U64(ctx, TP_CREAT_PATHNAME_OFF), 1 /* O_WRONLY */);
-}
-#endif
-
-#ifdef HAVE_openat2
-int enter_openat2(void *ctx)
-{
-    u64 flags = 0;
-    /* struct open_how starts with __u64 flags (uapi, stable) */
-    bpf_probe_read_user(&flags, sizeof(flags), (void *)TP_U64(ctx, TP_OPENAT2_HOW_OFF));
-    return open_enter(TP_U64(ctx, TP_OPENAT2_FILENAME_OFF), flags);
-}
-#endif
-
-int exit_open_any(void *ctx)
-{
-    u32 tid = (u32)bpf_get_current_pid_tgid();
-    u64 *pathp = opening.lookup(&tid);
-    if (!pathp)
-        return 0;
-    u64 path_ptr = *pathp;
-    opening.delete(&tid);
-    s64 fd = (s64)TP_U64(ctx, TP_RET_OFF);
-    if (fd < 0)
-        return 0;
-
-    struct sw_write_key k = {};
-    char *sk = 0;
-    /* a FIFO is judged by who reads it, not by its path (userspace, at the drain) */
-    if (inode_of_fd((s32)fd, &k, &sk) != 0 || k.kind == SW_FILE_PIPE)
-        return 0;
-    struct sw_open_event *ev = open_event(&k, (s32)fd);
-    if (!ev)
-        return 0;
-    if (bpf_probe_read_user_str(&ev->path, sizeof(ev->path), (void *)path_ptr) < 0)
-        ev->path[0] = 0;
-    open_events.ringbuf_submit(ev, 0);
-    return 0;
-}
 #endif  /* !SW_FENTRY */
 
 #ifdef SW_FENTRY
@@ -536,7 +549,7 @@ static __always_inline int count_file(char *file, u64 bytes_or_vec, u64 vlen, in
         return 0;
     k.tgid = bpf_get_current_pid_tgid() >> 32;
     k.fd = -1;
-    return count_key(&k, vectored ? iov_bytes(bytes_or_vec, vlen) : bytes_or_vec);
+    return count_key(&k, vectored ? iov_bytes(bytes_or_vec, vlen) : bytes_or_vec, 0);
 }
 
 /* ssize_t vfs_write(struct file *, const char __user *, size_t count, loff_t *) */
@@ -565,12 +578,16 @@ SW_KRETFUNC(do_filp_open)
     struct sw_write_key k = {};
     if (!file || inode_of_file(file, &k) || k.kind == SW_FILE_PIPE)
         return 0;
+    struct sw_inode id = {.dev = k.dev, .gen = k.gen, .ino = k.ino};
+    if (verdicts.lookup(&id))
+        return 0;
     struct sw_open_event *ev = open_event(&k, -1);
     if (!ev)
         return 0;
     char *name = LOAD(char *, (char *)ctx[1], OFF_FILENAME_NAME);
     if (bpf_probe_read_kernel_str(&ev->path, sizeof(ev->path), name) < 0)
         ev->path[0] = 0;
+    ev->path_form = SW_PATH_AS_PASSED;
     open_events.ringbuf_submit(ev, 0);
     return 0;
 }
@@ -589,7 +606,7 @@ SW_KFUNC(unix_dgram_sendmsg)
         return 0;
     k.tgid = bpf_get_current_pid_tgid() >> 32;
     k.fd = -1;
-    return count_key(&k, ctx[2]);
+    return count_key(&k, ctx[2], 0);
 }
 #endif
 #endif  /* SW_FENTRY */

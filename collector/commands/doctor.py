@@ -93,10 +93,9 @@ def run_checks():
 
     if root:
         for cat, ev, needed in (
-                ("syscalls", "sys_enter_write", True), ("syscalls", "sys_exit_write", True),
+                ("syscalls", "sys_enter_write", True),
                 ("syscalls", "sys_enter_writev", False), ("syscalls", "sys_enter_pwrite64", False),
                 ("syscalls", "sys_enter_pwritev", False), ("syscalls", "sys_enter_pwritev2", False),
-                ("syscalls", "sys_enter_openat", True), ("syscalls", "sys_enter_openat2", False),
                 ("tcp", "tcp_send_reset", False), ("tcp", "tcp_receive_reset", False),
                 ("sock", "inet_sock_set_state", False)):
             variant = _tracepoint_variant(cat, ev)

@@ -58,8 +58,9 @@ def inode_generation(path):
 
 class DestinationResolver:
     def __init__(self, procfs, rules, set_verdict, journald_clients, max_inodes=131072,
-                 set_channels=None, runtime_pipes=None, host_files=None):
-        """set_verdict(dev, gen, ino, is_log) tells the kernel;
+                 set_channels=None, runtime_pipes=None, host_files=None, forget_pending=None):
+        """set_verdict(dev, gen, ino, is_log) tells the kernel; forget_pending(dev, gen, ino)
+        takes back the kernel's "pending" mark of an inode that could not be judged;
         journald_clients(paths) -> socket inodes; set_channels({socket path: channel id})
         gives the kernel the datagram channels; runtime_pipes (collector.host.runtimes.
         RuntimePipes) says which pipes a log-copying runtime reads; host_files (collector.
@@ -68,6 +69,7 @@ class DestinationResolver:
         soon as a file is deleted."""
         self.procfs, self.rules = procfs, rules
         self._set_verdict = set_verdict
+        self._forget_pending = forget_pending or (lambda dev, gen, ino: None)
         self._journald_clients = journald_clients
         self._set_channels = set_channels
         self._runtime_pipes = runtime_pipes
@@ -136,7 +138,8 @@ class DestinationResolver:
         return None
 
     def note_open(self, ev):
-        """An open-for-write of an inode with no verdict yet (from the kernel)."""
+        """An inode with no verdict in the kernel yet, opened for writing (fentry) or first
+        written (tracepoints: the kernel marked it pending and sends it once)."""
         key = (ev.dev, ev.gen, ev.ino)
         if key in self._inodes:
             return
@@ -144,11 +147,14 @@ class DestinationResolver:
         if not path.startswith("/"):
             try:
                 path = self._fd_path(ev.tgid, ev.fd, ev.dev, ev.gen, ev.ino) \
-                    or self._join_cwd(ev.tgid, path)
+                    or (self._join_cwd(ev.tgid, path) if path else None)
             except HostResourceError:
-                return      # out of fds: judged at drain, as a path we could not read
+                path = None     # out of fds: judged at drain, as a path we could not read
         if path is None:
-            return      # no verdict: writes stay counted and are judged at drain
+            # no verdict: writes stay counted and are judged at drain; the kernel may ask
+            # again at a later first write
+            self._forget_pending(*key)
+            return
         self._unknown_gen.pop((ev.dev, ev.ino), None)     # its generation is known now
         self._remember(key, self._judge_path(path))
 

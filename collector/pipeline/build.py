@@ -51,7 +51,8 @@ def build_collector(rules, probe_kwargs=None, resets=False, probes=None,
                                    set_channels=probe.set_socket_paths,
                                    runtime_pipes=RuntimePipes(procfs,
                                                               runtime_names(rules.runtimes)),
-                                   host_files=HostFiles(root.files))
+                                   host_files=HostFiles(root.files),
+                                   forget_pending=probe.forget_pending)
     holder["resolver"] = resolver
     disabled = {}
     pending = probe.start_load(probes.load_timeout_s)

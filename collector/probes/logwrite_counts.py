@@ -1,13 +1,33 @@
 """What the log-write probe drains and sends, decoded: write counts in the kernel's layout
 (struct sw_write_key/sw_write_val, from collector/bpf/common.h through abi.py), open
 events, and the writes lost to a full counts map, by uid."""
+import ctypes
 import struct
 from dataclasses import dataclass
 from typing import NamedTuple
 
 from collector.probes.abi import abi
+from collector.probes.maps import cstr
 
 LOST_OTHER = "other"        # lost_writes_by_uid's catch-all: uids the kernel had no slot for
+
+
+def event_path(form, raw):
+    """An open event's path: as the process passed it (fentry), or joined from the dentry
+    names the kernel wrote leaf first (tracepoints); "" when the kernel could not tell."""
+    if form == abi().SW_PATH_AS_PASSED:
+        return cstr(raw)
+    names = raw.split(b"\0")
+    if form != abi().SW_PATH_NAMES or b"" not in names:
+        return ""
+    leaf_first = names[:names.index(b"")]
+    return "/" + "/".join(n.decode("utf-8", "replace") for n in reversed(leaf_first))
+
+
+def path_bytes(ev):
+    """An open event's whole path buffer (a char array field reads only to its first NUL)."""
+    field = type(ev).path
+    return ctypes.string_at(ctypes.addressof(ev) + field.offset, field.size)
 
 
 @dataclass(frozen=True)

@@ -20,7 +20,6 @@ RAW_SYSCALL_ABI = {
         "cs": ("cs", 0x33),          # __USER_CS: a 64-bit task (ia32 numbers differ)
     },
 }
-OPEN_SYSCALLS = ("openat", "open", "creat", "openat2")
 SEND_SYSCALLS = ("sendto", "sendmsg")       # datagram channels on the tracepoint path
 
 # (macro, struct, member path): the kernel struct fields the C code reads: the shared fd
@@ -47,9 +46,18 @@ DGRAM_FENTRY_FIELDS = (
     ("MSGHDR_MSG_NAMELEN", "msghdr", "msg_namelen"),
 )
 
-FENTRY_FIELDS = (
-    ("MSGHDR_MSG_NAME", "msghdr", "msg_name"),
-    ("MSGHDR_MSG_NAMELEN", "msghdr", "msg_namelen"),
+# the path of a file first written with no verdict (collector/bpf/logwrites.c path_names,
+# tracepoint path): its dentries up to its mount's root, then on from where the mount sits.
+# A kernel whose BTF lacks them sends no path: userspace reads /proc/PID/fd instead.
+PATH_FIELDS = (
+    ("FILE_F_PATH_MNT", "file", "f_path.mnt"),
+    ("FILE_F_PATH_DENTRY", "file", "f_path.dentry"),
+    ("DENTRY_D_PARENT", "dentry", "d_parent"),
+    ("DENTRY_D_NAME_NAME", "dentry", "d_name.name"),
+    ("VFSMOUNT_MNT_ROOT", "vfsmount", "mnt_root"),
+    ("MOUNT_MNT", "mount", "mnt"),
+    ("MOUNT_MNT_PARENT", "mount", "mnt_parent"),
+    ("MOUNT_MNT_MOUNTPOINT", "mount", "mnt_mountpoint"),
 )
 
 # the fentry path (collector/bpf/logwrites.c, SW_FENTRY): where the write syscalls meet (write and
@@ -110,17 +118,24 @@ def dgram_macros(btf, fentry_path):
     return macros, None
 
 
+def path_macros(btf):
+    """SW_PATH_WALK and the fields path_names() reads, or {} when BTF lacks one."""
+    try:
+        return fdwalk.btf_macros(btf, PATH_FIELDS, "log-write probe (file names)") | \
+            {"SW_PATH_WALK": 1}
+    except ProbeUnavailable:
+        return {}
+
+
 def tracepoint_macros(root=None):
     """Offsets of the syscall tracepoint fields we read, from the live format files."""
     fmt = kernel.tracepoint_format("syscalls", "sys_enter_write", root)
-    ret = kernel.tracepoint_format("syscalls", "sys_exit_write", root)
-    if not fmt or not ret:
+    if not fmt:
         raise ProbeUnavailable("log-write probe: tracepoint syscalls:sys_enter_write is missing; "
                                "the kernel needs CONFIG_FTRACE_SYSCALLS")
-    macros = {"TP_FD_OFF": fmt["fd"].offset, "TP_RET_OFF": ret["ret"].offset,
-              "TP_WRITE_COUNT_OFF": fmt["count"].offset}
+    macros = {"TP_FD_OFF": fmt["fd"].offset, "TP_WRITE_COUNT_OFF": fmt["count"].offset}
     available = {}
-    for sc in WRITE_SYSCALLS + OPEN_SYSCALLS + SEND_SYSCALLS:
+    for sc in WRITE_SYSCALLS + SEND_SYSCALLS:
         f = kernel.tracepoint_format("syscalls", f"sys_enter_{sc}", root)
         available[sc] = f is not None
         if f is None:
@@ -128,12 +143,9 @@ def tracepoint_macros(root=None):
         macros[f"HAVE_{sc}"] = 1
         if sc in WRITE_SYSCALLS + SEND_SYSCALLS and f["fd"].offset != macros["TP_FD_OFF"]:
             raise ProbeUnavailable(f"log-write probe: unexpected sys_enter_{sc} format")
-        for field in ("filename", "pathname", "flags", "how", "count", "vec", "vlen",
-                      "addr", "addr_len", "len", "msg"):
+        for field in ("count", "vec", "vlen", "addr", "addr_len", "len", "msg"):
             if field in f:
                 macros[f"TP_{sc.upper()}_{field.upper()}_OFF"] = f[field].offset
-    if not available["openat"]:
-        raise ProbeUnavailable("log-write probe: tracepoint syscalls:sys_enter_openat is missing")
     return macros, available
 
 

@@ -10,10 +10,10 @@ from collector.probes.btf import BTF
 from collector.probes.checks import Check
 from collector.probes.libbpf import BatchDrain
 from collector.probes.logwrite_counts import (LogWriteDrain, OpenEvent, RawCounts,
-                                              lost_by_uid)
-from collector.probes.logwrite_kernel import (DGRAM_FENTRY_FUNC, OPEN_SYSCALLS, SEND_SYSCALLS,
-                                              WRITE_SYSCALLS, btf_macros, channels_check,
-                                              dgram_macros, fd_walk_check, fentry_macros,
+                                              event_path, lost_by_uid, path_bytes)
+from collector.probes.logwrite_kernel import (DGRAM_FENTRY_FUNC, SEND_SYSCALLS, WRITE_SYSCALLS,
+                                              btf_macros, channels_check, dgram_macros,
+                                              fd_walk_check, fentry_macros, path_macros,
                                               raw_syscall_macros, tracepoint_macros)
 from collector.probes.maps import cstr
 
@@ -80,7 +80,7 @@ class LogWriteProbe(Probe):
         if dgram and not all(self.available.get(sc) for sc in SEND_SYSCALLS):
             dgram, self.channels = {}, ("syslog and journald-native channels off: no "
                                         "syscalls:sys_enter_sendto/sendmsg tracepoints")
-        macros = macros | tp | dgram
+        macros = macros | tp | dgram | path_macros(btf)
         self.fd_walk, walk, self.fd_walk_state = fdwalk.choose(macros, macros["TP_FD_OFF"],
                                                                 "log-write probe")
         macros.update(walk)
@@ -125,12 +125,6 @@ class LogWriteProbe(Probe):
                   for sc in WRITE_SYSCALLS if self.available.get(sc)]
         steps = [{"kind": "raw", "tp": "sys_enter", "fn": "raw_sys_enter", "else": writes}] \
             if self.uses_raw else writes
-        for sc in OPEN_SYSCALLS:
-            if self.available.get(sc):
-                steps.append({"kind": "tracepoint", "tp": f"syscalls:sys_enter_{sc}",
-                              "fn": f"enter_{sc}"})
-                steps.append({"kind": "tracepoint", "tp": f"syscalls:sys_exit_{sc}",
-                              "fn": "exit_open_any"})
         if self.channels is None:
             steps += [{"kind": "tracepoint", "tp": f"syscalls:sys_enter_{sc}", "fn": f"enter_{sc}"}
                       for sc in SEND_SYSCALLS]
@@ -184,12 +178,17 @@ class LogWriteProbe(Probe):
     def _on_event(self, data, _size):
         ev = ctypes.cast(data, ctypes.POINTER(self._event_t)).contents
         self.on_open(OpenEvent(ev.tgid, ev.fd, ev.dev, ev.ino, ev.gen, ev.kind, ev.cgroup_id,
-                               cstr(ev.comm), cstr(ev.path)))
+                               cstr(ev.comm), event_path(ev.path_form, path_bytes(ev))))
 
     def set_verdict(self, dev, gen, ino, is_log):
         a = abi()
         self.maps["verdicts"].update(a.sw_inode(dev, gen, ino), ctypes.c_uint8(
             a.SW_VERDICT_LOG if is_log else a.SW_VERDICT_NOT_LOG))
+
+    def forget_pending(self, dev, gen, ino):
+        """Take back the kernel's pending mark (SW_VERDICT_PENDING) of an inode userspace
+        could not judge: its next first write in an interval sends its path again."""
+        self.maps["verdicts"].delete(abi().sw_inode(dev, gen, ino))
 
     def set_socket_paths(self, paths):
         """{socket path: channel id}: the datagram destinations the kernel counts (the

@@ -18,7 +18,7 @@ import os
 import sys
 import time
 
-from collector.probes.logwrite_kernel import OPEN_SYSCALLS, WRITE_SYSCALLS
+from collector.probes.logwrite_kernel import WRITE_SYSCALLS
 from collector.probes.reset_kernel import ACCEPT_SYSCALLS, IO_SYSCALLS
 from collector.probes.kernel import import_bcc, mount_tracefs, tracepoint_exists
 from collector.probes.detach import close_fds_parallel
@@ -60,8 +60,14 @@ def serve(kind):
             loaded.append((BPF(text=EMPTY), [(st["tp"], "empty") for st in p.steps]))
     else:
         for p in plans:
-            loaded.append((BPF(src_file=p.source, cflags=p.cflags),
+            extra = os.environ.get("BENCH_EXTRA_CFLAGS", "").split()
+            src = os.environ.get("BENCH_SRC_DIR")        # experiment: other sources
+            src = os.path.join(src, os.path.basename(p.source)) if src else p.source
+            loaded.append((BPF(src_file=src, cflags=p.cflags + extra),
                            [(st["tp"], st["fn"]) for st in p.steps]))
+    if os.environ.get("BENCH_NO_EXIT") == "1":     # experiment: no sys_exit_* hooks
+        loaded = [(b, [(tp, fn) for tp, fn in steps if ":sys_exit_" not in tp])
+                  for b, steps in loaded]
     ids = {}
     for b, steps in loaded:
         for _tp, fn in steps:
@@ -94,7 +100,6 @@ def main():
     mount_tracefs()
     b = import_bcc()(text=EMPTY)
     hooks = [f"sys_enter_{sc}" for sc in WRITE_SYSCALLS]
-    hooks += [f"sys_{side}_{sc}" for sc in OPEN_SYSCALLS for side in ("enter", "exit")]
     hooks += [f"sys_exit_{sc}" for sc in ACCEPT_SYSCALLS]
     if not (tracepoint_exists("sock", "sock_send_length")
             and tracepoint_exists("sock", "sock_recv_length")):

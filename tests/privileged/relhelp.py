@@ -7,8 +7,7 @@ import subprocess
 # every BPF function the two probes load (bpftool shows names cut to 15 characters)
 PROG_NAMES = {n[:15] for n in (
     "raw_sys_enter", "enter_write", "enter_writev", "enter_pwrite64", "enter_pwritev",
-    "enter_pwritev2", "enter_openat", "enter_open", "enter_creat", "enter_openat2",
-    "exit_open_any", "sw_set_state", "sw_destroy", "sw_exit_accept", "sw_enter_io",
+    "enter_pwritev2", "enter_sendto", "enter_sendmsg", "sw_set_state", "sw_destroy", "sw_exit_accept", "sw_enter_io",
     "sw_send_length", "sw_recv_length", "sw_send_reset", "sw_receive_reset",
     # the fentry path (kernels that allow it: the Vagrant VM): bcc names a tracing program
     # after its target function, with or without the kfunc__/kretfunc__ prefix and, where

@@ -116,6 +116,26 @@ def test_short_lived_process_keeps_its_name(harness, tmp_path, workload_bin):
     assert "unknown" not in service
 
 
+def test_gone_writer_named_across_a_mount_of_its_own(harness, tmp_path, workload_bin):
+    """A writer in a mount namespace of its own writes 300 lines to a file on a tmpfs
+    mounted there, and is gone (with its namespace and mount) before the drain: no /proc
+    can name the file. Named all the same, from the dentries read at its first write,
+    across the mount (tmpfs root -> where it was mounted), as the writer saw the path."""
+    mnt = tmp_path / "mnt"
+    mnt.mkdir()
+    log = mnt / "sub" / "app.log"
+    exe = workload_bin("logwriter")
+    harness.settle()
+    p = subprocess.run(["unshare", "-m", "--propagation", "private", "sh", "-c",
+                        f'mount -t tmpfs none "{mnt}" && mkdir "{mnt}/sub" && '
+                        f'exec "{exe}" "{log}" 300 32'], capture_output=True, text=True)
+    assert p.returncode == 0, p.stderr
+    assert not log.exists()                 # the tmpfs went with the namespace
+    got = harness.for_path(harness.collect(), str(log))
+    assert [(w, n, comm) for w, n, comm, _svc in got.values()] == [(300, 300 * 32,
+                                                                     "logwriter")]
+
+
 def test_multithreaded_writer(harness, tmp_path):
     log = tmp_path / "threads.log"
     harness.settle()

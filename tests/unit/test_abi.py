@@ -34,7 +34,7 @@ def test_common_h_parses():
     for name in ("sw_write_key", "sw_write_val", "sw_inode", "sw_open_event"):
         assert issubclass(getattr(a, name), ctypes.Structure)
     assert set(STRUCT_NAMES) == set(a.structs)
-    assert a.SW_COMM_LEN == 16 and a.SW_PATH_LEN == 256
+    assert a.SW_COMM_LEN == 16 and a.SW_PATH_LEN == 512 and a.SW_NAME_MAX == 256
     assert (a.SW_VERDICT_LOG, a.SW_VERDICT_NOT_LOG) == (1, 2)
     assert (a.SW_FILE_REGULAR, a.SW_FILE_UNIX_SOCKET) == (1, 2)
     assert a.SW_HEALTH_MAX == 4
@@ -89,10 +89,10 @@ def test_sw_inode_layout():
 
 def test_sw_open_event_layout():
     cls = abi().sw_open_event
-    assert ctypes.sizeof(cls) == 312
+    assert ctypes.sizeof(cls) == 568
     assert layout(cls) == [("tgid", 0, 4), ("fd", 4, 4), ("dev", 8, 4), ("kind", 12, 4),
-                           ("ino", 16, 8), ("cgroup_id", 24, 8), ("gen", 32, 4), ("pad", 36, 4),
-                           ("comm", 40, 16), ("path", 56, 256)]
+                           ("ino", 16, 8), ("cgroup_id", 24, 8), ("gen", 32, 4),
+                           ("path_form", 36, 4), ("comm", 40, 16), ("path", 56, 512)]
 
 
 def test_open_event_decodes_from_raw_bytes():
@@ -229,3 +229,14 @@ def test_constant_tables_come_from_the_header():
     assert resets.OWNER_SOURCES[a.SW_OWNER_LISTENER] == "listener"
     assert resets.OWNER_SOURCES[a.SW_OWNER_NONE] is None
     assert resets.DIRECTIONS == {a.SW_RST_SENT: "sent", a.SW_RST_RECEIVED: "received"}
+
+
+def test_open_event_path_forms():
+    from collector.probes.logwrite_counts import event_path
+    a = abi()
+    names = b"access.log\0nginx\0log\0var\0\0" + b"\xff" * 20   # the rest: not zeroed
+    assert event_path(a.SW_PATH_NAMES, names) == "/var/log/nginx/access.log"
+    assert event_path(a.SW_PATH_NAMES, b"\0junk") == "/"
+    assert event_path(a.SW_PATH_NAMES, b"no end") == ""        # no empty name: not trusted
+    assert event_path(a.SW_PATH_AS_PASSED, b"app.out\0junk") == "app.out"
+    assert event_path(a.SW_PATH_UNKNOWN, names) == ""

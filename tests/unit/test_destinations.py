@@ -181,6 +181,27 @@ def test_open_event_needs_no_process(env):
     assert env.verdicts.calls == [(*ident, True)]
 
 
+def test_first_write_without_a_path_resolved_through_the_fd_link(env):
+    # the kernel could not read the names (SW_PATH_UNKNOWN: ""): the live writer's fd tells
+    log = env.file(env.logdir / "deep.log")
+    ident = kernel_id(log)
+    env.proc.process(100, cwd=env.home, fds={5: log})
+    forgot = []
+    r = env.resolver(forget_pending=lambda *k: forgot.append(k))
+    r.note_open(open_event(100, 5, ident, ""))
+    assert env.verdicts.calls == [(*ident, True)] and forgot == []
+
+
+def test_first_write_without_a_path_of_a_gone_writer_takes_back_the_pending_mark(env):
+    # nothing to judge by: the kernel's mark goes, so a later first write asks again
+    log = env.file(env.logdir / "gone.log")
+    ident = kernel_id(log)
+    forgot = []
+    r = env.resolver(forget_pending=lambda *k: forgot.append(k))
+    r.note_open(open_event(999, 5, ident, ""))
+    assert env.verdicts.calls == [] and forgot == [ident]
+
+
 def test_relative_path_resolved_through_the_fd_link(env):
     log = env.file(env.logdir / "app.out")
     ident = kernel_id(log)
