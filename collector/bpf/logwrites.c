@@ -29,16 +29,8 @@
 #include "common.h"
 #include "fdwalk.h"
 #include "fentry.h"
+#include "kdefs.h"
 
-#define S_IFMT_ 00170000
-#define S_IFREG_ 0100000
-#define S_IFSOCK_ 0140000
-#define S_IFIFO_ 0010000
-#define AF_UNIX_ 1
-#define SOCK_STREAM_ 1
-#define O_ACCMODE_ 3
-
-#define TP_U64(ctx, off) (*(u64 *)((char *)(ctx) + (off)))
 
 /* Two count maps: userspace flips `ctl[0]` and drains the idle one, so no increment can
  * land in an entry that is being copied out and deleted. */
@@ -257,8 +249,6 @@ static __always_inline struct sw_open_event *open_event(struct sw_write_key *k, 
 }
 
 #if !defined(SW_FENTRY) && defined(SW_PATH_WALK)
-#define PTR_AT(p, off, out) bpf_probe_read_kernel(&(out), sizeof(out), (char *)(p) + (off))
-
 /* The names of file's path from its mount namespace's root into buf, leaf first, each
  * NUL-ended, an empty one last (as d_path walks: up the dentries to the mount's root,
  * then on from where that mount sits in its parent). SW_PATH_UNKNOWN when it is deeper
@@ -395,14 +385,14 @@ static __always_inline int count_write(s32 fd, u64 a1, u64 a2, int vectored)
  * datagram; a stream socket's send counts like a write. */
 int enter_sendto(void *ctx)
 {
-    s32 fd = (s32)TP_U64(ctx, TP_FD_OFF);
+    s32 fd = (s32)CTX_U64(ctx, TP_FD_OFF);
     struct sw_write_key k = {};
     char *sk = 0;
     u64 file = 0;
     int rc = inode_of_fd(fd, &k, &sk, &file);
     if (rc == 2)
-        rc = unix_dgram_dest(sk, (char *)TP_U64(ctx, TP_SENDTO_ADDR_OFF),
-                             (int)TP_U64(ctx, TP_SENDTO_ADDR_LEN_OFF), 1, &k);
+        rc = unix_dgram_dest(sk, (char *)CTX_U64(ctx, TP_SENDTO_ADDR_OFF),
+                             (int)CTX_U64(ctx, TP_SENDTO_ADDR_LEN_OFF), 1, &k);
     if (rc != 0) {
         if (rc < 0)
             health_inc(SW_HEALTH_FDWALK_FAILED);
@@ -410,7 +400,7 @@ int enter_sendto(void *ctx)
     }
     k.tgid = bpf_get_current_pid_tgid() >> 32;
     k.fd = fd;
-    return count_key(&k, TP_U64(ctx, TP_SENDTO_LEN_OFF), file);
+    return count_key(&k, CTX_U64(ctx, TP_SENDTO_LEN_OFF), file);
 }
 
 /* sendmsg(2) (logger(1), sd_journal_send: journald's native protocol, addressed to its
@@ -418,7 +408,7 @@ int enter_sendto(void *ctx)
  * name, namelen, iov, iovlen at 0, 8, 16, 24. */
 int enter_sendmsg(void *ctx)
 {
-    s32 fd = (s32)TP_U64(ctx, TP_FD_OFF);
+    s32 fd = (s32)CTX_U64(ctx, TP_FD_OFF);
     struct sw_write_key k = {};
     char *sk = 0;
     u64 file = 0;
@@ -429,7 +419,7 @@ int enter_sendmsg(void *ctx)
         return 0;
     }
     struct { u64 name; s32 namelen; s32 pad; u64 iov; u64 iovlen; } m = {};
-    if (bpf_probe_read_user(&m, sizeof(m), (void *)TP_U64(ctx, TP_SENDMSG_MSG_OFF)))
+    if (bpf_probe_read_user(&m, sizeof(m), (void *)CTX_U64(ctx, TP_SENDMSG_MSG_OFF)))
         return 0;
     if (rc == 2 && unix_dgram_dest(sk, (char *)m.name, m.namelen, 1, &k))
         return 0;
@@ -469,19 +459,19 @@ int raw_sys_enter(struct bpf_raw_tracepoint_args *ctx)
 /* Fallback: one syscalls:sys_enter_* tracepoint per write syscall (dearer per call). */
 int enter_write(void *ctx)
 {
-    return count_write((s32)TP_U64(ctx, TP_FD_OFF), 0, TP_U64(ctx, TP_WRITE_COUNT_OFF), 0);
+    return count_write((s32)CTX_U64(ctx, TP_FD_OFF), 0, CTX_U64(ctx, TP_WRITE_COUNT_OFF), 0);
 }
 
 int enter_pwrite64(void *ctx)
 {
-    return count_write((s32)TP_U64(ctx, TP_FD_OFF), 0, TP_U64(ctx, TP_PWRITE64_COUNT_OFF), 0);
+    return count_write((s32)CTX_U64(ctx, TP_FD_OFF), 0, CTX_U64(ctx, TP_PWRITE64_COUNT_OFF), 0);
 }
 
 #define VECTORED_PROBE(name, NAME)                                                  \
     int enter_##name(void *ctx)                                                     \
     {                                                                               \
-        return count_write((s32)TP_U64(ctx, TP_FD_OFF), TP_U64(ctx, TP_##NAME##_VEC_OFF), \
-                           TP_U64(ctx, TP_##NAME##_VLEN_OFF), 1);                   \
+        return count_write((s32)CTX_U64(ctx, TP_FD_OFF), CTX_U64(ctx, TP_##NAME##_VEC_OFF), \
+                           CTX_U64(ctx, TP_##NAME##_VLEN_OFF), 1);                   \
     }
 
 #ifdef HAVE_writev
@@ -503,8 +493,6 @@ VECTORED_PROBE(pwritev2, PWRITEV2)
  * file * is typed by the verifier from BTF, so file -> inode -> super block are direct
  * loads and no fd table is walked; no syscall tracepoint is attached, so unrelated
  * syscalls pay nothing. Keys carry fd -1 (userspace finds the path by inode). */
-#define LOAD(type, p, off) (*(type *)((char *)(p) + (off)))
-
 /* struct file * -> dev, ino, gen, kind. 0 for a possible log destination, 1 otherwise. */
 static __always_inline int inode_of_file(char *file, struct sw_write_key *k)
 {

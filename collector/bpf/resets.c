@@ -46,13 +46,8 @@
 #include "common.h"
 #include "fdwalk.h"
 #include "fentry.h"
+#include "kdefs.h"
 
-#define AF_INET_ 2
-#define AF_INET6_ 10
-#define IPPROTO_TCP_ 6
-#define SOCK_STREAM_ 1
-#define S_IFMT_ 00170000
-#define S_IFSOCK_ 0140000
 
 /* TCP states (include/net/tcp_states.h, stable uapi-like numbers) */
 #define TCP_ESTABLISHED_ 1
@@ -68,10 +63,6 @@
 #define TCP_CLOSING_ 11
 #define TCP_NEW_SYN_RECV_ 12
 
-#define CTX_U64(ctx, off) (*(u64 *)((char *)(ctx) + (off)))
-#define CTX_U32(ctx, off) (*(u32 *)((char *)(ctx) + (off)))
-#define CTX_S32(ctx, off) (*(s32 *)((char *)(ctx) + (off)))
-#define CTX_U16(ctx, off) (*(u16 *)((char *)(ctx) + (off)))
 
 BPF_TABLE("lru_hash", u64, struct sw_sock_owner, owners, SW_MAX_OWNERS);
 BPF_TABLE("lru_hash", u16, struct sw_sock_owner, listeners, 4096);   /* local port -> owner */
@@ -108,7 +99,6 @@ static __always_inline void own(u64 sk, u32 source)
         rhealth_inc(SW_RHEALTH_OWNERS_FULL);
 }
 
-#define PF_KTHREAD_ 0x00200000
 #ifdef OFF_TASK_FLAGS
 static __always_inline int in_kthread(void)
 {

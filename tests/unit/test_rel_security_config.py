@@ -68,7 +68,7 @@ def test_socket_mode_default_has_no_world_access():
 # never read.
 ALLOWED_USER_READS = {
     "bpf_probe_read_user(&iov, sizeof(iov), (void *)(vec + i * sizeof(iov)))",
-    "bpf_probe_read_user(&m, sizeof(m), (void *)TP_U64(ctx, TP_SENDMSG_MSG_OFF))",
+    "bpf_probe_read_user(&m, sizeof(m), (void *)CTX_U64(ctx, TP_SENDMSG_MSG_OFF))",
     "bpf_probe_read_user_str(p.path, sizeof(p.path), name + 2)",
 }
 
@@ -109,7 +109,7 @@ def test_write_counts_come_from_the_length_argument_only():
     assert sorted(found) == sorted([
         "vectored ? iov_bytes(a1, a2) : a2",
         "vectored ? iov_bytes(bytes_or_vec, vlen) : bytes_or_vec",
-        "TP_U64(ctx, TP_SENDTO_LEN_OFF)",               # sendto's len
+        "CTX_U64(ctx, TP_SENDTO_LEN_OFF)",               # sendto's len
         "iov_bytes(m.iov, m.iovlen)",                   # sendmsg's iovec lengths
         "ctx[2]",                                       # unix_dgram_sendmsg's len
     ]), found
