@@ -109,7 +109,9 @@ static __always_inline u32 path_names(u64 file, char *buf)
             if (PTR_AT(mnt, OFF_MOUNT_MNT_PARENT, parent))
                 return SW_PATH_UNKNOWN;
             if (parent == mnt) {                    /* the namespace's root mount */
-                buf[off & (SW_PATH_LEN - 1)] = 0;
+                u32 end = off;
+                asm volatile("" : "+r"(end));
+                buf[end & (SW_PATH_LEN - 1)] = 0;
                 return SW_PATH_NAMES;
             }
             if (PTR_AT(mnt, OFF_MOUNT_MNT_MOUNTPOINT, dentry) ||
@@ -122,7 +124,13 @@ static __always_inline u32 path_names(u64 file, char *buf)
         if (PTR_AT(dentry, OFF_DENTRY_D_PARENT, up) || up == dentry ||
             PTR_AT(dentry, OFF_DENTRY_D_NAME_NAME, name) || off >= SW_PATH_LEN - SW_NAME_MAX)
             return SW_PATH_UNKNOWN;
-        long n = bpf_probe_read_kernel_str(buf + off, SW_NAME_MAX, name);
+        /* the same value, masked where the verifier sees it: 6.1's loses the bound
+         * checked above through a stack spill; the asm keeps clang from dropping the mask
+         * (SW_PATH_LEN - SW_NAME_MAX is a power of two) */
+        u32 at = off;
+        asm volatile("" : "+r"(at));
+        at &= SW_PATH_LEN - SW_NAME_MAX - 1;
+        long n = bpf_probe_read_kernel_str(buf + at, SW_NAME_MAX, name);
         if (n <= 1)
             return SW_PATH_UNKNOWN;
         off += n;
