@@ -243,9 +243,20 @@ def _segments(c, value):
 
 
 
+OLD_PROBE_KEYS = {"max_loads": "max_tcp_processes"}     # old name -> what it is called now
+
+
 def _probes(c, value):
     where = "probes"
-    t = c.table(value, where, tuple(f.name for f in dataclasses.fields(ProbesConfig)))
+    t = c.table(value, where, tuple(f.name for f in dataclasses.fields(ProbesConfig))
+                + tuple(OLD_PROBE_KEYS))
+    t, written = dict(t), {}            # errors name the key as the file wrote it
+    for old, new in OLD_PROBE_KEYS.items():
+        if old in t:
+            if new in t:
+                c.fail(f"{where}.{old}", f"the old name of {new}, which is set too; "
+                                         f"keep {new} only")
+            t[new], written[new] = t.pop(old), old
     changes = {}
     if "write_hook" in t:
         hook = t["write_hook"]
@@ -253,9 +264,10 @@ def _probes(c, value):
             c.fail(f"{where}.write_hook", f"{hook!r} is not one of {', '.join(WRITE_HOOKS)}")
         changes["write_hook"] = hook
     for key, lo, hi in (("max_keys", 64, 1 << 24), ("max_inodes", 64, 1 << 24),
-                        ("max_owners", 16, 1 << 24), ("max_loads", 16, 1 << 24)):
+                        ("max_owners", 16, 1 << 24), ("max_tcp_processes", 16, 1 << 24)):
         if key in t:
-            changes[key] = c.number(t, key, f"{where}.{key}", lo, hi, integer=True)
+            changes[key] = c.number(t, key, f"{where}.{written.get(key, key)}", lo, hi,
+                                    integer=True)
     if "load_timeout_s" in t:
         changes["load_timeout_s"] = c.number(t, "load_timeout_s", f"{where}.load_timeout_s",
                                              1, 3600)

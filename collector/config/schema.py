@@ -64,7 +64,8 @@ class ProbesConfig:
     max_keys: int = 65536             # (process, fd, inode) keys per interval
     max_inodes: int = 131072          # log/not-log verdicts kept in the kernel
     max_owners: int = 65536           # socket owners the resets probe remembers
-    max_loads: int = 8192             # processes with TCP load per interval (load_lost)
+    max_tcp_processes: int = 8192     # processes whose TCP load is counted per interval
+                                      # (beyond: load_lost); "max_loads" before 2026-12-05
     load_timeout_s: float = 120.0     # a loader child still compiling then is killed
 
 

@@ -69,7 +69,7 @@ class ResetProbe(Probe):
     def from_config(cls, probes):
         """The probe as the config's ProbesConfig sets it: the write hook decides its
         process-context hooks too (fentry.socket_hook)."""
-        return cls(max_owners=probes.max_owners, max_loads=probes.max_loads,
+        return cls(max_owners=probes.max_owners, max_loads=probes.max_tcp_processes,
                    hook=fentry.socket_hook(probes.write_hook))
 
     def cflags(self, hook=None):

@@ -218,6 +218,20 @@ def test_probes_alerts_lock_sections(tmp_path):
     assert (cfg.alerts.k, cfg.alerts.window, cfg.alerts.warmup) == (4.5, 100, 10)
 
 
+def test_max_tcp_processes_and_its_old_name(tmp_path):
+    def probes(text):
+        return config.load(write(tmp_path, "[probes]\n" + text), environ={}).probes
+
+    assert probes("").max_tcp_processes == 8192
+    assert probes("max_tcp_processes = 512\n").max_tcp_processes == 512
+    assert probes("max_loads = 256\n").max_tcp_processes == 256       # the old name, read
+    with pytest.raises(BadInput, match=r"probes.max_loads: the old name of max_tcp_processes, "
+                                       r"which is set too; keep max_tcp_processes only"):
+        probes("max_loads = 256\nmax_tcp_processes = 512\n")
+    with pytest.raises(BadInput, match=r"probes.max_loads: must be between 16 and"):
+        probes("max_loads = 3\n")
+
+
 def test_env_seams_override_the_file_in_one_place(tmp_path):
     path = write(tmp_path, "[probes]\nwrite_hook = 'tracepoints'\n")
     env = {"SURGEWATCH_WRITE_HOOK": "raw", "SURGEWATCH_LOCK_FILE": "/tmp/l",
