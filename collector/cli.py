@@ -1,12 +1,13 @@
 """Command line: parses arguments and wires objects; the work, and what it prints, happens
-in collector/commands/ (each --help's Examples: collector/cli_examples.py). Each command
+in collector/commands/ (each --help's Examples: collector/commands/examples.py). Each command
 imports its module when it runs, so that a process carries only its own command's code
 (the daemon's RSS and start-up time)."""
 import sys
 
 import click
 
-from collector import __version__, cli_examples as examples, config
+from collector import __version__, config
+from collector.commands import examples
 from collector.errors import BadInput, SurgewatchError
 
 

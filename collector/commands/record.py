@@ -16,7 +16,7 @@ from collector.pipeline.build import build_collector
 from collector.records.intervals import intervals
 from collector.records.segments import list_segments
 from collector.records.source import notes_only, open_records
-from collector.timespans import flag_duration
+from collector.host.timespans import flag_duration
 from collector.views.text import plural
 
 

@@ -20,7 +20,7 @@ from collector.records.segments import SegmentFollower, list_segments
 from collector.records.source import open_records, read_pipe
 from collector.sinks.jsonout import dumps
 from collector.sinks.unixsock import subscribe
-from collector.timespans import flag_duration
+from collector.host.timespans import flag_duration
 from collector.views.recordlines import format_record
 from collector.commands.tail_fold import ResetFold
 

@@ -16,7 +16,7 @@ from collector.host.journald_ratelimit import (DEFAULT_BURST, DEFAULT_INTERVAL_S
 from collector.host.journald_ratelimit import RateLimit  # noqa: F401 (for_unit() returns it)
 from collector.host.systemd_conf import (conf_files, parse_conf, parse_size, parse_unsigned,
                                          unit_files)
-from collector.timespans import parse_timespan
+from collector.host.timespans import parse_timespan
 
 JOURNAL_DEV_LOG = "/run/systemd/journal/dev-log"   # journald's syslog socket
 

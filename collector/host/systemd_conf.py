@@ -1,6 +1,6 @@
 """systemd's configuration files as systemd reads them: the INI syntax (parse_conf), which
 drop-ins apply and in what order (dropins, conf_files, unit_files), the value syntax of
-numbers and sizes (time spans: collector/timespans.py). Every path through the
+numbers and sizes (time spans: collector/host/timespans.py). Every path through the
 injectable root (collector/host/hostroot.py HostFiles), so unit tests read recorded trees.
 """
 import math

@@ -15,7 +15,7 @@ from collector.host.journald_ratelimit import (
     journal_available,
 )
 from collector.host.systemd_conf import parse_conf, parse_size
-from collector.timespans import parse_timespan
+from collector.host.timespans import parse_timespan
 
 FIX = Path(__file__).resolve().parent / "fixtures" / "journald"
 HOST = str(FIX / "host")

@@ -1,10 +1,10 @@
-"""collector/timespans.py: systemd.time(7) spans (journald's settings) and the command
+"""collector/host/timespans.py: systemd.time(7) spans (journald's settings) and the command
 line's narrower form (tail --since, record --range/--step), exact seconds."""
 import math
 
 import pytest
 
-from collector.timespans import flag_duration, parse_timespan
+from collector.host.timespans import flag_duration, parse_timespan
 
 
 @pytest.mark.parametrize("text, seconds", [

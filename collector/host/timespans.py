@@ -3,8 +3,8 @@
 The one parser of durations: journald.conf's and units' *IntervalSec= settings take the
 whole syntax (collector/host/journald_limits.py); the command line's durations (tail
 --since, record --range/--step) a narrower form of it, flag_duration(): one term, the
-units s, m, h, d. Below collector/config/ on purpose: host/ reads systemd's files with it,
-and config/ imports host/.
+units s, m, h, d. In host/ beside systemd's file syntax (systemd_conf.py), not in config/:
+config/ imports host/.
 """
 import math
 import re
