@@ -6,9 +6,11 @@ Every case runs on every write hook this kernel offers (raw, tracepoints, fentry
 fd walk (conftest: `hook`, `fd_walk`).
 """
 import os
+import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import textwrap
 import threading
 import time
@@ -143,6 +145,54 @@ def test_gone_writer_named_across_a_mount_of_its_own(one_fd_walk, harness, tmp_p
     got = harness.for_path(harness.collect(), str(log))
     assert [(w, n, comm) for w, n, comm, _svc in got.values()] == [(300, 300 * 32,
                                                                      "logwriter")]
+
+
+FLOOD = """
+import os, sys
+d, n = sys.argv[1], int(sys.argv[2])
+for i in range(n):
+    fd = os.open(f"{d}/\\x1b[31m{i}\\n.log", os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    os.write(fd, b"x\\n")
+    os.close(fd)
+"""
+
+
+def test_first_write_flood_by_nobody_hides_no_other_writer(one_fd_walk, harness, tmp_path):
+    """nobody (setpriv) writes once to each of 3,000 new files named with escape sequences,
+    each a first write that sends an event (3,000 x 568 bytes: more than the ring buffer
+    holds before userspace reads it). A victim writing 200 lines to its own new log
+    meanwhile is counted exactly and named: an event lost to the full ring leaves no
+    pending mark, so the victim is judged from /proc at the drain."""
+    base = tempfile.mkdtemp(dir="/tmp")
+    try:
+        os.chmod(base, 0o755)
+        hostile = os.path.join(base, "nobody")
+        os.mkdir(hostile)
+        os.chown(hostile, 65534, 65534)
+        log = tmp_path / "victim.log"
+        harness.settle()
+        flood = subprocess.Popen(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups",
+                                  "/usr/bin/python3", "-c", FLOOD, hostile, "3000"])
+        victim = py("""
+            import os, sys
+            fd = os.open(sys.argv[1], os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+            for _ in range(200):
+                os.write(fd, b"0123456789abcdef0123456789abcde\\n")
+            print("done", flush=True)
+            sys.stdin.read()
+            """, log, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        try:
+            assert victim.stdout.readline() == "done\n"
+            assert flood.wait(timeout=120) == 0
+            assert len(os.listdir(hostile)) == 3000
+            got = harness.for_path(harness.collect(), str(log))
+            assert {pid: (w, n) for pid, (w, n, _c, _s) in got.items()} == \
+                {victim.pid: (200, 200 * 32)}
+        finally:
+            victim.stdin.close()
+            victim.wait(timeout=30)
+    finally:
+        shutil.rmtree(base)
 
 
 def test_multithreaded_writer(harness, tmp_path):
