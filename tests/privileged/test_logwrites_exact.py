@@ -3,7 +3,15 @@
 Each workload writes a known number of lines; the collector must report exactly that
 many writes and bytes for the workload's pid and path, and nothing for non-log targets.
 Every case runs on every write hook this kernel offers (raw, tracepoints, fentry) and every
-fd walk (conftest: `hook`, `fd_walk`).
+fd walk (conftest: `hook`, `fd_walk`). The datagram channels' exact counts (syslog,
+journald's native protocol) are here too, at the end.
+
+One probe is compiled per hook and fd walk for the whole module (conftest's module-scoped
+`harness`, extended below), not one per case: under QEMU's software CPU (the Debian 12 VM
+of CI) a compile takes ~15-25 s. Each case reads only its own pid's and files' counts, and
+`harness.settle()` forgets what came before it. The case that needs its log open before the
+probe loads (test_file_opened_before_start_and_after) has its writers started before the
+harness is built and run as its first act.
 """
 import os
 import shutil
@@ -14,10 +22,13 @@ import tempfile
 import textwrap
 import threading
 import time
+import types
 
 import pytest
 
 from tests.owncgroup import TIME_SCALE
+from tests.privileged.conftest import TEST_RUN as RUN
+from tests.support.unixrecv import Receiver
 
 pytestmark = pytest.mark.privileged
 LINE = b"0123456789abcdef0123456789abcde\n"   # 32 bytes
@@ -43,60 +54,92 @@ def test_fast_writer_100k_lines(harness, tmp_path):
     assert log.stat().st_size == 100000 * 48
 
 
-@pytest.fixture(params=["tmp_path", "tmpfs"])
-def log_dir(request, tmp_path):
-    """Where the logs live: tmp_path as it is (ext4 here, tmpfs where /tmp is one, as on
-    Debian 13), and a tmpfs of the test's own on every host. tmpfs gives each inode a
-    random i_generation that userspace cannot read (FS_IOC_GETVERSION: ENOTTY), while the
-    kernel keys inodes by it."""
-    if request.param == "tmp_path":
-        yield tmp_path
-        return
-    mnt = tmp_path / "tmpfs"
+def mount_tmpfs(mnt):
+    """tmpfs gives each inode a random i_generation that userspace cannot read
+    (FS_IOC_GETVERSION: ENOTTY), while the kernel keys inodes by it."""
     mnt.mkdir()
     subprocess.run(["mount", "-t", "tmpfs", "-o", "size=16m,mode=0755", "surgewatch-test",
                     str(mnt)], check=True)
-    try:
-        yield mnt
-    finally:
-        if subprocess.run(["umount", str(mnt)]).returncode:
-            subprocess.run(["umount", "-l", str(mnt)], check=True)
 
 
-def test_file_opened_before_start_and_after(log_dir, workload_bin, hook, fd_walk):
-    """A writer whose log was open before the probe loaded is counted like a new one, also
-    when the writer is gone before the drain (only the start-up replay named its file)."""
+def umount(mnt):
+    if subprocess.run(["umount", str(mnt)]).returncode:
+        subprocess.run(["umount", "-l", str(mnt)], check=True)
+
+
+# where test_file_opened_before_start_and_after's logs live: a directory as tmp_path has it
+# (ext4 here, tmpfs where /tmp is one, as on Debian 13), and a tmpfs of the test's own on
+# every host (mount_tmpfs)
+LOG_DIRS = ("tmp_path", "tmpfs")
+
+
+@pytest.fixture(scope="module")
+def opened_before_start(hook, fd_walk, tmp_path_factory):
+    """Writers whose logs are open before this module's harness loads its probe (one per
+    LOG_DIRS entry), waiting to be told to write. The harness below is built after them and
+    sets them going before anything else drains it."""
     if hook == "fentry" and fd_walk != "btf":
         pytest.skip("the fentry path walks no fd table: one fd_walk is enough")
-    from collector.host.logdest import LogRules
-    from collector.pipeline.build import build_collector
-
-    before, after = log_dir / "before.log", log_dir / "after.log"
-    p = py("""
-        import os, sys
-        fd = os.open(sys.argv[1], os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
-        print("open", flush=True)
-        sys.stdin.readline()                      # wait until the collector is attached
-        for _ in range(700):
-            os.write(fd, b"early line\\n")
-        fd2 = os.open(sys.argv[2], os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
-        for _ in range(300):
-            os.write(fd2, b"late\\n")
-        """, before, after, stdin=subprocess.PIPE, stdout=subprocess.PIPE)
-    assert p.stdout.readline() == b"open\n"
-    collector = build_collector(LogRules(), probe_kwargs={"hook": hook})   # after the open
+    base = tmp_path_factory.mktemp(f"opened-before-{hook}-{fd_walk}")
+    dirs = {"tmp_path": base / "dir", "tmpfs": base / "tmpfs"}
+    dirs["tmp_path"].mkdir()
+    mount_tmpfs(dirs["tmpfs"])
+    runs = {}
+    state = types.SimpleNamespace(runs=runs, totals=None)
     try:
-        from tests.privileged.conftest import Harness, check_hook
-        check_hook(collector.probe, hook, fd_walk)
-        h = Harness(collector)
-        p.stdin.write(b"go\n")
-        p.stdin.close()
-        assert p.wait() == 0                       # gone before the drain: no /proc/PID/fd
-        totals = h.collect()
+        for name in LOG_DIRS:
+            before, after = dirs[name] / "before.log", dirs[name] / "after.log"
+            p = py("""
+                import os, sys
+                fd = os.open(sys.argv[1], os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+                print("open", flush=True)
+                sys.stdin.readline()                      # wait until the collector is attached
+                for _ in range(700):
+                    os.write(fd, b"early line\\n")
+                fd2 = os.open(sys.argv[2], os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+                for _ in range(300):
+                    os.write(fd2, b"late\\n")
+                """, before, after, stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+            runs[name] = {"p": p, "before": str(before), "after": str(after),
+                          "opened": p.stdout.readline(), "returncode": None}
+        yield state
     finally:
-        collector.probe.close()
-    assert h.for_path(totals, str(before))[p.pid][:2] == [700, 700 * 11]
-    assert h.for_path(totals, str(after))[p.pid][:2] == [300, 300 * 5]
+        for run in runs.values():
+            if run["p"].poll() is None:
+                run["p"].kill()
+            run["p"].wait()
+        umount(dirs["tmpfs"])
+
+
+@pytest.fixture(scope="module")
+def harness(opened_before_start, harness):
+    """conftest's harness (one probe compiled per hook and fd walk for the whole module:
+    under QEMU's software CPU a compile is ~15-25 s), built after opened_before_start's
+    writers opened their logs. Its first act, before any test drains it, is theirs: each is
+    told to write and is gone before the drain (no /proc/PID/fd), as a collector of
+    test_file_opened_before_start_and_after's own saw it when it compiled one per case."""
+    for run in opened_before_start.runs.values():
+        if run["opened"] == b"open\n":
+            run["p"].stdin.write(b"go\n")
+            run["p"].stdin.close()
+            run["returncode"] = run["p"].wait()
+    opened_before_start.totals = harness.collect()
+    return harness
+
+
+@pytest.mark.parametrize("log_dir", LOG_DIRS)
+def test_file_opened_before_start_and_after(log_dir, opened_before_start, harness):
+    """A writer whose log was open before the probe loaded is counted like a new one, also
+    when the writer is gone before the drain (only the start-up replay named its file).
+    The workload ran as the module's harness was built (fixtures above): log opened, probe
+    loaded, 700 lines to it and 300 to a log opened after, writer gone, then the first
+    drain."""
+    run, totals = opened_before_start.runs[log_dir], opened_before_start.totals
+    assert run["opened"] == b"open\n"
+    assert run["returncode"] == 0                  # gone before the drain: no /proc/PID/fd
+    pid = run["p"].pid
+    assert harness.for_path(totals, run["before"])[pid][:2] == [700, 700 * 11]
+    assert harness.for_path(totals, run["after"])[pid][:2] == [300, 300 * 5]
 
 
 def test_short_lived_process_keeps_its_name(harness, tmp_path, workload_bin):
@@ -423,3 +466,115 @@ def test_a_worker_threads_lines_are_its_process_service(harness, tmp_path):
     writes, nbytes, comm, service = got[p.pid]
     assert (writes, nbytes) == (1500, 1500 * 14)
     assert (comm, service) == ("swthreadsmain", "swthreadsmain")
+
+
+# -- the datagram channels (syslog, journald's native protocol) ------------------------------
+# Exact message counts on every write hook this kernel offers: one datagram sent to a
+# configured socket path is one message, whichever syscall sent it and whether the socket is
+# connected or addresses each datagram. The receivers are the test's own sockets; tests/e2e
+# has rsyslog and journald. On this module's harness (one probe compile per hook and fd walk;
+# these were test_channels_exact.py, a compile of their own per hook and fd walk): conftest
+# configures syslog_sockets = /run/surgewatch-test-PID/dev-log-link, a symlink to the socket
+# the receiver binds (as /dev/log is to journald's dev-log), and journald_native_sockets =
+# /run/surgewatch-test-PID/native.sock.
+
+SYSLOG_LINK, SYSLOG_REAL = f"{RUN}/dev-log-link", f"{RUN}/dev-log"
+NATIVE = f"{RUN}/native.sock"
+
+
+@pytest.fixture
+def receivers():
+    os.makedirs(RUN, exist_ok=True)
+    syslog, native = Receiver(SYSLOG_REAL), Receiver(NATIVE)
+    if os.path.lexists(SYSLOG_LINK):
+        os.unlink(SYSLOG_LINK)
+    os.symlink(SYSLOG_REAL, SYSLOG_LINK)
+    yield syslog, native
+    os.unlink(SYSLOG_LINK)
+    syslog.close()
+    native.close()
+
+
+SENDER = textwrap.dedent("""
+    import os, socket, sys
+    link, native, other = sys.argv[1:4]
+    msg = b"<13>Dec  2 03:00:00 test: hello\\n"          # 32 bytes
+    c = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    c.connect(link)                                    # as syslog(3) connects to /dev/log
+    for _ in range(101):
+        c.send(msg)                                    # sendto(2) without an address
+    for _ in range(102):
+        os.write(c.fileno(), msg)                      # write(2) on the connected socket
+    for _ in range(103):
+        c.sendmsg([msg[:10], msg[10:]])                # sendmsg(2), two iovecs, no name
+    u = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    for _ in range(104):
+        u.sendto(msg, link)                            # sendto(2) addressed to the link
+    for _ in range(105):
+        u.sendto(msg, link.replace("dev-log-link", "dev-log"))   # to the real path
+    for _ in range(106):                               # sd_journal_send's way
+        u.sendmsg([b"MESSAGE=hi\\n", b"PRIORITY=6\\n"], [], 0, native)
+    o = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    o.connect(other)
+    for _ in range(50):                                # a datagram socket nobody configured
+        o.send(msg)
+    a = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    a.bind(b"\\0surgewatch-test-abstract")
+    for _ in range(5):                                 # abstract addresses never match (unread:
+                                                       # fewer than max_dgram_qlen, 10)
+        u.sendto(msg, b"\\0surgewatch-test-abstract")
+    print("done", flush=True)
+    sys.stdin.readline()                               # stay alive until drained
+""")
+
+
+def test_every_datagram_to_a_channel_counts_once(harness, receivers, tmp_path):
+    syslog, native = receivers
+    other = Receiver(str(tmp_path / "other.sock"))
+    try:
+        harness.settle()
+        p = subprocess.Popen([sys.executable, "-c", SENDER, SYSLOG_LINK, NATIVE, other.path],
+                             stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+        assert p.stdout.readline() == b"done\n"
+        totals = harness.collect()
+        p.stdin.close()
+        assert p.wait() == 0
+    finally:
+        other.close()
+    mine = {path: v[:2] for (pid, path), v in totals.items() if pid == p.pid}
+    assert mine == {
+        f"syslog:{SYSLOG_LINK}": [101 + 102 + 103 + 104 + 105, (101 + 102 + 103 + 104 + 105) * 32],
+        f"journald:{NATIVE}": [106, 106 * 22],
+    }, mine
+    assert len(syslog.got) == 515 and len(native.got) == 106    # they were really sent
+
+
+def test_channel_created_after_start_is_matched(harness, tmp_path):
+    """The symlink to the socket appears after the probe loaded (a syslog daemon started
+    later): the next drain gives the kernel its target, and connected sends count."""
+    os.makedirs(RUN, exist_ok=True)
+    for path in (SYSLOG_LINK,):
+        if os.path.lexists(path):
+            os.unlink(path)
+    harness.settle()                    # a drain with no link: only the link's own path known
+    real = Receiver(SYSLOG_REAL)
+    os.symlink(SYSLOG_REAL, SYSLOG_LINK)
+    try:
+        harness.settle()                # this drain sees the link and updates the kernel
+        p = subprocess.Popen([sys.executable, "-c", textwrap.dedent("""
+            import socket, sys
+            c = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+            c.connect(sys.argv[1])
+            for _ in range(77):
+                c.send(b"late\\n")
+            print("done", flush=True)
+            sys.stdin.readline()
+            """), SYSLOG_LINK], stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+        assert p.stdout.readline() == b"done\n"
+        totals = harness.collect()
+        p.stdin.close()
+        assert p.wait() == 0
+    finally:
+        os.unlink(SYSLOG_LINK)
+        real.close()
+    assert harness.for_path(totals, f"syslog:{SYSLOG_LINK}")[p.pid][:2] == [77, 77 * 5]

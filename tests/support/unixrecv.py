@@ -1,5 +1,5 @@
 """A unix datagram socket that reads everything sent to it, for the socket-channel tests
-(test_channels_exact.py, test_other_root.py)."""
+(test_logwrites_exact.py, test_other_root.py)."""
 import os
 import socket
 import threading
