@@ -1,4 +1,5 @@
 """Real BPF on the running kernel. These tests need root; in CI they must not skip."""
+import functools
 import os
 import shutil
 import time
@@ -118,8 +119,12 @@ def fd_walk(request):
         yield request.param
 
 
+@functools.cache
 def _btf_walk_refusal():
-    """Why this kernel refuses the BTF walk (even with the slot probe-read), or None."""
+    """Why this kernel refuses the BTF walk (even with the slot probe-read), or None. Asked
+    once per session: the answer is the running kernel's, and each asking compiles and loads
+    a test program (~3.5 s under QEMU's software CPU, where CI's VM asked 10 times, most of
+    them for fentry cases that then skip because the fentry path walks no fd table)."""
     from collector.probes import fdwalk, kernel, logwrites
     from collector.probes.btf import BTF
 
