@@ -340,10 +340,15 @@ int enter_write(void *ctx)
     return count_write((s32)CTX_U64(ctx, TP_FD_OFF), 0, CTX_U64(ctx, TP_WRITE_COUNT_OFF), 0);
 }
 
+/* SW_SHARE_<syscall>: its tracepoint has the fields this reads where another's has them,
+ * so it runs that one's program (collector/probes/logwrite_kernel.py, shared_programs):
+ * one program less to compile and verify at start-up. */
+#ifndef SW_SHARE_pwrite64
 int enter_pwrite64(void *ctx)
 {
     return count_write((s32)CTX_U64(ctx, TP_FD_OFF), 0, CTX_U64(ctx, TP_PWRITE64_COUNT_OFF), 0);
 }
+#endif
 
 #define VECTORED_PROBE(name, NAME)                                                  \
     int enter_##name(void *ctx)                                                     \
@@ -355,10 +360,10 @@ int enter_pwrite64(void *ctx)
 #ifdef HAVE_writev
 VECTORED_PROBE(writev, WRITEV)
 #endif
-#ifdef HAVE_pwritev
+#if defined(HAVE_pwritev) && !defined(SW_SHARE_pwritev)
 VECTORED_PROBE(pwritev, PWRITEV)
 #endif
-#ifdef HAVE_pwritev2
+#if defined(HAVE_pwritev2) && !defined(SW_SHARE_pwritev2)
 VECTORED_PROBE(pwritev2, PWRITEV2)
 #endif
 

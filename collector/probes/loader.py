@@ -24,6 +24,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -261,6 +262,49 @@ def _attach(bpf, step):
     return [(tp, bpf.tracepoint_fds[tp.encode()])]
 
 
+def _preload(bpf, steps):
+    """Have the kernel verify the steps' programs at once, one thread each up to our CPUs
+    (a privileged load verifies without a global lock; bcc's load_func is a ctypes call,
+    which lets go of the GIL). Loading is most of attaching here: the log-write probe's
+    programs take ~120 ms each to verify, one after another ~0.85 s of its start-up
+    (docs/performance.md). bcc keeps each loaded program by name, so its step finds it
+    loaded; returns {fn: exception} of those that failed, which their steps raise as
+    their own load would have (the step's "else" or the report is as without this, and
+    bcc prints the verifier's log once). A step's "else" programs are not loaded ahead
+    (they may not be needed)."""
+    load = getattr(bpf, "load_func", None)
+    types = {"tracepoint": getattr(bpf, "TRACEPOINT", None),
+             "raw": getattr(bpf, "RAW_TRACEPOINT", None)}
+    todo = list({s["fn"]: types[s["kind"]] for s in steps
+                 if types.get(s["kind"]) is not None}.items())
+    try:
+        cpus = len(os.sched_getaffinity(0))
+    except OSError:
+        cpus = 1
+    workers = min(len(todo), cpus)
+    failed = {}
+    if load is None or workers < 2:
+        return failed
+
+    def work():
+        while todo:
+            try:
+                fn, prog_type = todo.pop()
+            except IndexError:
+                return
+            try:
+                load(fn, prog_type)
+            except Exception as e:     # bcc raises bare Exception; its step reports it
+                failed[fn] = e
+
+    threads = [threading.Thread(target=work, daemon=True) for _ in range(workers)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return failed
+
+
 def _run(request):
     name = request["probe"]
     probe = registry.probe_class(name)(**request["kwargs"])
@@ -282,10 +326,13 @@ def _run(request):
             fallbacks.append(plan.steps[0]["kind"])
             plan = plan.fallback(_one_line(e))
     compile_s = time.monotonic() - t0
+    failed = _preload(bpf, plan.steps)
     todo = list(plan.steps)
     while todo:
         step = todo.pop(0)
         try:
+            if step["fn"] in failed:
+                raise failed[step["fn"]]
             links += _attach(bpf, step)
         except Exception as e:     # bcc raises bare Exception; libbcc printed the errno
             if "else" in step:

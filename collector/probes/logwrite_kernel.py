@@ -149,6 +149,31 @@ def tracepoint_macros(root=None):
     return macros, available
 
 
+# a write syscall whose tracepoint has the fields its program reads at the same offsets
+# as another's runs that one's program (the programs differ in those offsets only):
+# syscall -> (the program's syscall, the fields compared besides fd, checked for all)
+SHARED_PROGRAMS = {"pwrite64": ("write", ("count",)),
+                   "pwritev": ("writev", ("vec", "vlen")),
+                   "pwritev2": ("writev", ("vec", "vlen"))}
+
+
+def shared_programs(macros):
+    """{syscall: the syscall whose program it runs} for this kernel's formats (macros of
+    tracepoint_macros(): HAVE_*, TP_*_OFF), and SW_SHARE_<syscall> for each, which keeps
+    collector/bpf/logwrites.c from compiling its own. Each program is ~120 ms of the
+    kernel's verifier at start-up here (docs/performance.md)."""
+    shared, flags = {}, {}
+    for sc, (other, fields) in SHARED_PROGRAMS.items():
+        if f"HAVE_{sc}" not in macros or f"HAVE_{other}" not in macros:
+            continue
+        offs = [(macros.get(f"TP_{sc.upper()}_{f.upper()}_OFF"),
+                 macros.get(f"TP_{other.upper()}_{f.upper()}_OFF")) for f in fields]
+        if all(a is not None and a == b for a, b in offs):
+            shared[sc] = other
+            flags[f"SW_SHARE_{sc}"] = 1
+    return shared, flags
+
+
 def fd_walk_check(btf):
     try:
         macros = btf_macros(btf)

@@ -14,7 +14,8 @@ from collector.probes.logwrite_counts import (LogWriteDrain, OpenEvent, RawCount
 from collector.probes.logwrite_kernel import (DGRAM_FENTRY_FUNC, SEND_SYSCALLS, WRITE_SYSCALLS,
                                               btf_macros, channels_check, dgram_macros,
                                               fd_walk_check, fentry_macros, path_macros,
-                                              raw_syscall_macros, tracepoint_macros)
+                                              raw_syscall_macros, shared_programs,
+                                              tracepoint_macros)
 from collector.probes.maps import cstr
 
 MAPS = ("counts0", "counts1", "verdicts", "ctl", "health", "open_events",   # collector/bpf/logwrites.c
@@ -50,6 +51,7 @@ class LogWriteProbe(Probe):
         self.fentry = None          # "loads" or "refused: why" (this kernel, any function)
         self.channels = None        # None: datagram channels on; else why they are off
         self.available = {}
+        self.shared = {}            # syscall -> the syscall whose program it runs
 
     @classmethod
     def from_config(cls, probes, on_open=None, **overrides):
@@ -76,6 +78,8 @@ class LogWriteProbe(Probe):
 
     def _tracepoint_flags(self, btf, macros):
         tp, self.available = tracepoint_macros()
+        self.shared, share = shared_programs(tp)
+        tp |= share
         dgram, self.channels = dgram_macros(btf, False)
         if dgram and not all(self.available.get(sc) for sc in SEND_SYSCALLS):
             dgram, self.channels = {}, ("syslog and journald-native channels off: no "
@@ -121,7 +125,8 @@ class LogWriteProbe(Probe):
         return self._tracepoint_plan(self._tracepoint_flags(btf, btf_macros(btf)))
 
     def _tracepoint_plan(self, flags):
-        writes = [{"kind": "tracepoint", "tp": f"syscalls:sys_enter_{sc}", "fn": f"enter_{sc}"}
+        writes = [{"kind": "tracepoint", "tp": f"syscalls:sys_enter_{sc}",
+                   "fn": f"enter_{self.shared.get(sc, sc)}"}
                   for sc in WRITE_SYSCALLS if self.available.get(sc)]
         steps = [{"kind": "raw", "tp": "sys_enter", "fn": "raw_sys_enter", "else": writes}] \
             if self.uses_raw else writes
