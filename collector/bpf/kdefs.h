@@ -24,6 +24,9 @@
 #define CTX_S32(ctx, off) (*(s32 *)((char *)(ctx) + (off)))
 #define CTX_U16(ctx, off) (*(u16 *)((char *)(ctx) + (off)))
 
+/* argument i of a raw tracepoint (its TP_PROTO, one u64 slot each) */
+#define RAW_ARG(ctx, i) CTX_U64(ctx, (i) * 8)
+
 /* a field of a BTF-typed kernel pointer (fentry): a direct load the verifier checks */
 #define LOAD(type, p, off) (*(type *)((char *)(p) + (off)))
 /* a pointer-sized field of an untyped kernel pointer: a probe read into out */

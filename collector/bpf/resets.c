@@ -29,16 +29,20 @@
  * data sent and received (both stamped at connection set-up), read at the reset through
  * BTF offsets, so there is no per-packet hook.
  *
+ * The socket-side and reset hooks are raw tracepoints (their TP_PROTO arguments in ctx,
+ * RAW_ARG): no perf record per event, no RCU wait at detach, and a program skipped only
+ * when it is itself already running on the CPU.
+ *
  * Macros supplied by collector/probes/resets.py:
  *   OFF_* / SZ_*                 kernel struct member offsets from BTF
  *   SW_FD_WALK_BTF, SW_FD_SLOT_READ, SW_FDT_CHUNK, SW_FILE_LO/LEN  the fd walk (fdwalk.h)
  *   SW_SOCK_PT_LO                where sk_protocol and sk_type are adjacent
  *   SK_HZ                        the kernel's CONFIG_HZ
- *   SEND_* / RECV_*              live tracepoint field offsets (see resets.py)
- *   HAVE_DESTROY, DESTROY_SKADDR_OFF, SS_SKADDR_OFF, SS_OLD_OFF, SS_NEW_OFF, SS_PROTO_OFF,
- *   SS_SPORT_OFF, TP_FD_OFF, TP_RET_OFF, HAVE_<syscall>
- *   SL_*_OFF, RL_*_OFF           sock:sock_send_length / sock_recv_length fields
- *                                (HAVE_SEND_LENGTH: both exist)
+ *   SW_SKC_LO, SW_SKC_LEN        the sock_common chunk a reset's addresses come from
+ *   SEND_HAS_REASON              tcp_send_reset passes a reason (6.10+)
+ *   HAVE_DESTROY                 tcp:tcp_destroy_sock exists
+ *   TP_FD_OFF, TP_RET_OFF        syscall tracepoint fields (accept exits, send/recv enters)
+ *   HAVE_SEND_LENGTH             sock:sock_send_length and sock_recv_length exist
  *   SENDMSG_NARGS, SENDPAGE_NARGS  fentry path: where fexit finds the return value
  *   SW_MAX_OWNERS, SW_MAX_RKEYS, SW_MAX_LOADS, SW_RINGBUF_PAGES
  */
@@ -172,12 +176,11 @@ static __always_inline void count_tcp_bytes(s64 ret, int no_kthreads)
 
 int sw_set_state(void *ctx)
 {
-    if (CTX_U16(ctx, SS_PROTO_OFF) != IPPROTO_TCP_)
+    u64 sk = RAW_ARG(ctx, 0);
+    s32 oldstate = (s32)RAW_ARG(ctx, 1);
+    s32 newstate = (s32)RAW_ARG(ctx, 2);
+    if (sock_protocol(sk) != IPPROTO_TCP_)
         return 0;
-    u64 sk = CTX_U64(ctx, SS_SKADDR_OFF);
-    s32 oldstate = CTX_S32(ctx, SS_OLD_OFF);
-    s32 newstate = CTX_S32(ctx, SS_NEW_OFF);
-    u16 port = CTX_U16(ctx, SS_SPORT_OFF);
 
     if (newstate == TCP_SYN_SENT_) {            /* connect(): process context */
         own(sk, SW_OWNER_CONNECT);
@@ -190,6 +193,7 @@ int sw_set_state(void *ctx)
                 __sync_fetch_and_add(&v->connected, 1);
         }
     } else if (newstate == TCP_LISTEN_) {       /* listen(): process context */
+        u16 port = sock_lport(sk);
         struct sw_sock_owner o = {};
         owner_from_current(&o, SW_OWNER_LISTEN);
         owners.update(&sk, &o);
@@ -199,6 +203,7 @@ int sw_set_state(void *ctx)
          * the listener's, until accept() names the real one. */
         struct sw_sock_owner *cur = owners.lookup(&sk);
         if (!cur || cur->closed) {
+            u16 port = sock_lport(sk);
             struct sw_sock_owner *l = listeners.lookup(&port);
             if (l) {
                 struct sw_sock_owner o = *l;
@@ -212,6 +217,7 @@ int sw_set_state(void *ctx)
         }
     } else if (newstate == TCP_CLOSE_) {
         if (oldstate == TCP_LISTEN_) {
+            u16 port = sock_lport(sk);
             struct sw_sock_owner *l = listeners.lookup(&port);
             struct sw_sock_owner *me = owners.lookup(&sk);
             if (l && me && l->tgid == me->tgid)
@@ -230,7 +236,7 @@ int sw_set_state(void *ctx)
 #ifdef HAVE_DESTROY
 int sw_destroy(void *ctx)
 {
-    u64 sk = CTX_U64(ctx, DESTROY_SKADDR_OFF);
+    u64 sk = RAW_ARG(ctx, 0);
     owners.delete(&sk);
     return 0;
 }
@@ -277,19 +283,21 @@ int sw_enter_io(void *ctx)
  * in process context with the socket at hand. Where they exist they replace the syscall
  * hooks above for owner refreshes (no fd walk, nothing on unrelated syscalls) and count
  * TCP bytes sent. Kernel threads' in-kernel sockets are neither owned nor load. */
-int sw_send_length(void *ctx)
+int sw_send_length(void *ctx)          /* (struct sock *sk, int ret, int flags) */
 {
-    if (CTX_U16(ctx, SL_PROTO_OFF) != IPPROTO_TCP_)
+    u64 sk = RAW_ARG(ctx, 0);
+    if (sock_protocol(sk) != IPPROTO_TCP_)
         return 0;
-    refresh_owner(CTX_U64(ctx, SL_SK_OFF), 1);
-    count_tcp_bytes(CTX_S32(ctx, SL_RET_OFF), 1);
+    refresh_owner(sk, 1);
+    count_tcp_bytes((s32)RAW_ARG(ctx, 1), 1);
     return 0;
 }
 
-int sw_recv_length(void *ctx)
+int sw_recv_length(void *ctx)          /* (struct sock *sk, int ret, int flags) */
 {
-    if (CTX_U16(ctx, RL_PROTO_OFF) == IPPROTO_TCP_)
-        refresh_owner(CTX_U64(ctx, RL_SK_OFF), 1);
+    u64 sk = RAW_ARG(ctx, 0);
+    if (sock_protocol(sk) == IPPROTO_TCP_)
+        refresh_owner(sk, 1);
     return 0;
 }
 #endif
@@ -397,17 +405,10 @@ static __always_inline void count_reset(struct sw_reset_event *ev)
     }
 }
 
-/* Owner, state and idle of a reset on socket sk (may be 0). tp_state < 0: read it. */
-static __always_inline void fill_socket(struct sw_reset_event *ev, u64 sk, int tp_state)
+/* Owner, state and idle of a reset on socket sk (not 0) in state `state`. */
+static __always_inline void fill_socket(struct sw_reset_event *ev, u64 sk, u8 state)
 {
-    u8 state = 0;
-    if (sk)
-        bpf_probe_read_kernel(&state, 1, (char *)sk + OFF_SOCK_STATE);
-    if (tp_state >= 0)
-        state = tp_state;
     ev->state = state;
-    if (!sk)
-        return;
 
     struct sw_sock_owner *o = owners.lookup(&sk);
     if (o) {
@@ -462,26 +463,21 @@ static __always_inline void emit(struct sw_reset_event *ev)
     reset_events.ringbuf_submit(out, 0);
 }
 
-int sw_send_reset(void *ctx)
+int sw_send_reset(void *ctx)           /* (sk, skb[, enum sk_rst_reason]) */
 {
     struct sw_reset_event ev = {};
-    u64 sk = CTX_U64(ctx, SEND_SKADDR_OFF);
-    u64 skb = CTX_U64(ctx, SEND_SKBADDR_OFF);
+    u64 sk = RAW_ARG(ctx, 0);
+    u64 skb = RAW_ARG(ctx, 1);
     ev.ts_ns = bpf_ktime_get_ns();
     ev.skaddr = sk;
     ev.dir = SW_RST_SENT;
-#ifdef SEND_REASON_OFF
-    ev.reason = (u8)CTX_U32(ctx, SEND_REASON_OFF);
+#ifdef SEND_HAS_REASON
+    ev.reason = (u8)RAW_ARG(ctx, 2);
 #else
     ev.reason = SW_RST_REASON_NONE;
 #endif
-#ifdef SEND_SOCKADDR
-    addrs_sockaddr(ctx, &ev, SEND_SADDR_OFF, SEND_DADDR_OFF);
-#else
-    addrs_family(ctx, &ev, SEND_FAMILY_OFF, SEND_SPORT_OFF, SEND_DPORT_OFF, SEND_SADDR_OFF,
-                 SEND_DADDR_OFF, SEND_SADDR6_OFF, SEND_DADDR6_OFF);
-#endif
     if (!sk) {
+        addrs_skb(skb, &ev);
         ev.kind = SW_RST_KIND_NO_SOCKET;
         /* the listener of the local port, if any (kernel-side; userspace looks further) */
         struct sw_sock_owner *l = listeners.lookup(&ev.lport);
@@ -493,27 +489,21 @@ int sw_send_reset(void *ctx)
         }
     } else {
         ev.kind = skb ? SW_RST_KIND_REPLY : SW_RST_KIND_ABORT;
-#ifdef SEND_STATE_OFF
-        fill_socket(&ev, sk, CTX_S32(ctx, SEND_STATE_OFF));
-#else
-        fill_socket(&ev, sk, -1);
-#endif
+        fill_socket(&ev, sk, addrs_sock(sk, &ev));
     }
     emit(&ev);
     return 0;
 }
 
-int sw_receive_reset(void *ctx)
+int sw_receive_reset(void *ctx)        /* (sk) */
 {
     struct sw_reset_event ev = {};
-    u64 sk = CTX_U64(ctx, RECV_SKADDR_OFF);
+    u64 sk = RAW_ARG(ctx, 0);
     ev.ts_ns = bpf_ktime_get_ns();
     ev.skaddr = sk;
     ev.dir = SW_RST_RECEIVED;
     ev.reason = SW_RST_REASON_NONE;
-    addrs_family(ctx, &ev, RECV_FAMILY_OFF, RECV_SPORT_OFF, RECV_DPORT_OFF, RECV_SADDR_OFF,
-                 RECV_DADDR_OFF, RECV_SADDR6_OFF, RECV_DADDR6_OFF);
-    fill_socket(&ev, sk, -1);
+    fill_socket(&ev, sk, addrs_sock(sk, &ev));
     emit(&ev);
     return 0;
 }

@@ -1,9 +1,9 @@
-/* What the TCP reset probe reads from a socket and a tracepoint record, with no map:
- * TCP states, the current task's fd -> TCP socket (tracepoint path), whether the task is
- * a kernel thread, a reset's addresses in either tracepoint layout, and how long the
- * socket was idle. Included by collector/bpf/resets.c after common.h, fdwalk.h and
- * kdefs.h; what touches a map (ownership, load, counts) stays there (bcc rewrites map
- * calls in the main file only). */
+/* What the TCP reset probe reads from a socket, with no map: TCP states, the current
+ * task's fd -> TCP socket (tracepoint path), whether the task is a kernel thread, a
+ * socket's protocol and local port, a reset's addresses (from its socket, or from the
+ * packet it answers) and how long the socket was idle. Included by collector/bpf/resets.c
+ * after common.h, fdwalk.h and kdefs.h; what touches a map (ownership, load, counts)
+ * stays there (bcc rewrites map calls in the main file only). */
 #ifndef SURGEWATCH_TCPSOCK_H
 #define SURGEWATCH_TCPSOCK_H
 
@@ -88,40 +88,83 @@ static __always_inline int synchronized(u32 state)
            state == TCP_CLOSE_WAIT_ || state == TCP_LAST_ACK_ || state == TCP_CLOSING_;
 }
 
-/* Addresses of a tracepoint in the "family" layout (sport, dport, family, saddr[4],
- * daddr[4], saddr_v6[16], daddr_v6[16]; ports in host order). */
-static __always_inline void addrs_family(void *ctx, struct sw_reset_event *ev, int fam_off,
-                                         int sport_off, int dport_off, int s4, int d4,
-                                         int s6, int d6)
+static __always_inline u16 bswap16(u16 v)
 {
-    ev->family = CTX_U16(ctx, fam_off);
-    ev->lport = CTX_U16(ctx, sport_off);
-    ev->rport = CTX_U16(ctx, dport_off);
-    if (ev->family == AF_INET_) {
-        bpf_probe_read_kernel(ev->laddr, 4, (char *)ctx + s4);
-        bpf_probe_read_kernel(ev->raddr, 4, (char *)ctx + d4);
-    } else {
-        bpf_probe_read_kernel(ev->laddr, 16, (char *)ctx + s6);
-        bpf_probe_read_kernel(ev->raddr, 16, (char *)ctx + d6);
-    }
+    return (v >> 8) | ((v & 0xff) << 8);
 }
 
-/* Addresses of a tracepoint in the "sockaddr" layout (saddr[28], daddr[28] holding a
- * sockaddr_in or sockaddr_in6; ports in network order). */
-static __always_inline void addrs_sockaddr(void *ctx, struct sw_reset_event *ev, int s, int d)
+/* A socket's protocol (sk_protocol, u16 since 5.6). */
+static __always_inline u16 sock_protocol(u64 sk)
 {
-    u16 sp = 0, dp = 0;
-    ev->family = CTX_U16(ctx, s);
-    sp = CTX_U16(ctx, s + 2);
-    dp = CTX_U16(ctx, d + 2);
-    ev->lport = (sp >> 8) | ((sp & 0xff) << 8);
-    ev->rport = (dp >> 8) | ((dp & 0xff) << 8);
+    u16 p = 0;
+    bpf_probe_read_kernel(&p, sizeof(p), (char *)sk + OFF_SOCK_PROTOCOL);
+    return p;
+}
+
+/* The fields of struct sock_common a reset's addresses come from, read in one probe read
+ * (SW_SKC_LO .. +SW_SKC_LEN, from BTF): valid in full, time-wait and request sockets
+ * alike, since all three begin with it. */
+struct sw_skc {
+    u8 b[SW_SKC_LEN];
+};
+#define SKC_AT(c, type, off) (*(type *)&(c).b[(off) - SW_SKC_LO])
+
+/* A full socket's local port (host order). inet_sport, not skc_num: a socket moved to
+ * CLOSE has released its port (skc_num 0) before its abort's RST is sent. */
+static __always_inline u16 sock_lport(u64 sk)
+{
+    u16 port = 0;
+    bpf_probe_read_kernel(&port, sizeof(port), (char *)sk + OFF_INET_SPORT);
+    return bswap16(port);
+}
+
+/* A reset's addresses from its socket (ports in host order); returns the socket's state.
+ * Time-wait and request sockets have no inet_sock part: their port is skc_num. */
+static __always_inline u8 addrs_sock(u64 sk, struct sw_reset_event *ev)
+{
+    struct sw_skc c = {};
+    if (bpf_probe_read_kernel(&c, sizeof(c), (char *)sk + SW_SKC_LO))
+        return 0;
+    u8 state = SKC_AT(c, u8, OFF_SOCK_STATE);
+    ev->family = (u8)SKC_AT(c, u16, OFF_SKC_FAMILY);
+    ev->rport = bswap16(SKC_AT(c, u16, OFF_SKC_DPORT));
+    if (state == TCP_TIME_WAIT_ || state == TCP_NEW_SYN_RECV_)
+        ev->lport = SKC_AT(c, u16, OFF_SKC_NUM);
+    else
+        ev->lport = sock_lport(sk);
     if (ev->family == AF_INET_) {
-        bpf_probe_read_kernel(ev->laddr, 4, (char *)ctx + s + 4);
-        bpf_probe_read_kernel(ev->raddr, 4, (char *)ctx + d + 4);
+        __builtin_memcpy(ev->laddr, &c.b[OFF_SKC_RCV_SADDR - SW_SKC_LO], 4);
+        __builtin_memcpy(ev->raddr, &c.b[OFF_SKC_DADDR - SW_SKC_LO], 4);
     } else {
-        bpf_probe_read_kernel(ev->laddr, 16, (char *)ctx + s + 8);
-        bpf_probe_read_kernel(ev->raddr, 16, (char *)ctx + d + 8);
+        bpf_probe_read_kernel(ev->laddr, 16, (char *)sk + OFF_SKC_V6_RCV_SADDR);
+        bpf_probe_read_kernel(ev->raddr, 16, (char *)sk + OFF_SKC_V6_DADDR);
+    }
+    return state;
+}
+
+/* A reset the kernel sends with no socket (6.10+): the addresses of the packet it answers,
+ * reversed (its destination is the local end). The TCP header is at skb->data there. */
+static __always_inline void addrs_skb(u64 skb, struct sw_reset_event *ev)
+{
+    u64 head = 0, data = 0;
+    u16 nh = 0, ports[2] = {};
+    u8 ver = 0;
+    if (PTR_AT(skb, OFF_SKB_HEAD, head) || PTR_AT(skb, OFF_SKB_DATA, data) ||
+        PTR_AT(skb, OFF_SKB_NETWORK_HEADER, nh))
+        return;
+    char *ip = (char *)head + nh;
+    if (bpf_probe_read_kernel(&ver, 1, ip) || bpf_probe_read_kernel(ports, 4, (char *)data))
+        return;
+    ev->lport = bswap16(ports[1]);    /* the packet's destination port */
+    ev->rport = bswap16(ports[0]);
+    if ((ver >> 4) == 4) {
+        ev->family = AF_INET_;
+        bpf_probe_read_kernel(ev->laddr, 4, ip + 16);     /* iphdr.daddr */
+        bpf_probe_read_kernel(ev->raddr, 4, ip + 12);     /* iphdr.saddr */
+    } else if ((ver >> 4) == 6) {
+        ev->family = AF_INET6_;
+        bpf_probe_read_kernel(ev->laddr, 16, ip + 24);    /* ipv6hdr.daddr */
+        bpf_probe_read_kernel(ev->raddr, 16, ip + 8);     /* ipv6hdr.saddr */
     }
 }
 

@@ -108,7 +108,8 @@ class BTF:
             elif kind == KIND_DATASEC:
                 pos += 12 * vlen
             self.types.append(t)
-            if t.name and kind in (KIND_STRUCT, KIND_UNION, KIND_ENUM, KIND_ENUM64, KIND_FUNC):
+            if t.name and kind in (KIND_STRUCT, KIND_UNION, KIND_ENUM, KIND_ENUM64, KIND_FUNC,
+                                   KIND_TYPEDEF):
                 index_kind = KIND_ENUM if kind == KIND_ENUM64 else kind
                 self._by_name.setdefault((index_kind, t.name), len(self.types) - 1)
 
@@ -178,6 +179,19 @@ class BTF:
         return value after them)."""
         proto = self.types[self.types[self.func_id(name)].size_or_type]
         return proto.params
+
+    def raw_tracepoint_params(self, name):
+        """How many arguments raw tracepoint `name` passes a BPF program (its TP_PROTO), from
+        the kernel's `btf_trace_<name>` typedef: a pointer to a prototype whose first
+        parameter is the probe's private data, which a program does not get."""
+        tid = self._by_name.get((KIND_TYPEDEF, f"btf_trace_{name}"))
+        if not tid:
+            raise BTFError(f"raw tracepoint {name} not in kernel BTF")
+        ptr = self.types[self.types[tid].size_or_type]
+        proto = self.types[ptr.size_or_type] if ptr is not None and ptr.kind == KIND_PTR else None
+        if proto is None or proto.kind != KIND_FUNC_PROTO or proto.params < 1:
+            raise BTFError(f"btf_trace_{name} is not a pointer to a prototype")
+        return proto.params - 1
 
     def enum(self, name):
         tid = self._by_name.get((KIND_ENUM, name))

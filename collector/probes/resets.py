@@ -2,7 +2,7 @@
 load, delivers events.
 
 Everything kernel-specific is found at load time (collector/probes/reset_kernel.py: struct
-offsets, tracepoint formats, syscalls, reason names; collector/probes/hz.py: the kernel's
+offsets, which tracepoints exist and their raw arguments, syscalls, reason names; collector/probes/hz.py: the kernel's
 HZ, as idle time is computed from jiffies stamps in struct tcp_sock); what it drains is
 decoded in collector/probes/reset_counts.py.
 """
@@ -19,8 +19,8 @@ from collector.probes.libbpf import BatchDrain
 from collector.probes.reset_counts import (ResetDrain, decode_count, decode_event, decode_load,
                                            drained_structs)
 from collector.probes.reset_kernel import (ACCEPT_SYSCALLS, FENTRY_FIELDS, IO_SYSCALLS,
-                                           btf_macros, reason_names, sock_length_macros,
-                                           syscall_macros, tracepoint_layout)
+                                           btf_macros, has_send_length, raw_macros,
+                                           reason_names, reset_tracepoints, syscall_macros)
 
 LOAD_MAPS = ("loads0", "loads1")          # per-process TCP load, same epoch as rcounts*
 MAPS = ("rcounts0", "rcounts1", "rctl", "rsent", "rhealth", "reset_events") + LOAD_MAPS
@@ -30,6 +30,10 @@ FENTRY_FUNCS = ("inet_csk_accept", "tcp_sendmsg", "tcp_recvmsg")
 # where the bytes of TCP sends are counted (collector/bpf/resets.c, "Load"): None when nowhere
 TCP_BYTES_FENTRY = "fexit tcp_sendmsg"
 TCP_BYTES_TRACEPOINT = "sock:sock_send_length"
+# the socket-side hooks, raw tracepoints on either path: (tracepoint, program)
+SOCKET_HOOKS = (("inet_sock_set_state", "sw_set_state"), ("tcp_destroy_sock", "sw_destroy"))
+SEND_LENGTH_HOOKS = (("sock_send_length", "sw_send_length"), ("sock_recv_length", "sw_recv_length"))
+RESET_HOOKS = (("tcp_send_reset", "sw_send_reset"), ("tcp_receive_reset", "sw_receive_reset"))
 
 
 class ResetProbe(Probe):
@@ -75,14 +79,13 @@ class ResetProbe(Probe):
     def cflags(self, hook=None):
         root = kernel.tracefs_root()
         tp = lambda c, e: kernel.tracepoint_format(c, e, root)  # noqa: E731
-        macros = tracepoint_layout(tp("tcp", "tcp_send_reset"), tp("tcp", "tcp_receive_reset"),
-                                   tp("sock", "inet_sock_set_state"),
-                                   tp("tcp", "tcp_destroy_sock"))
-        self.has_reason = "SEND_REASON_OFF" in macros
-        # before 6.10 tcp_send_reset needs a socket: kernel replies with none are not traced
-        self.traces_no_socket = "SEND_SOCKADDR" in macros
+        macros, self.traces_no_socket = reset_tracepoints(
+            tp("tcp", "tcp_send_reset"), tp("tcp", "tcp_receive_reset"),
+            tp("sock", "inet_sock_set_state"), tp("tcp", "tcp_destroy_sock"))
         btf = BTF.load()
         macros.update(btf_macros(btf))
+        macros.update(raw_macros(btf, self._raw_names(macros)))
+        self.has_reason = "SEND_HAS_REASON" in macros
         use, self.hook_path_reason = fentry.choose(hook or self.hook, btf, FENTRY_FUNCS,
                                                    "resets probe")
         if use:
@@ -101,9 +104,10 @@ class ResetProbe(Probe):
             self.fd_walk, walk, self.fd_walk_state = fdwalk.choose(
                 macros, macros["TP_FD_OFF"], "resets probe")
             macros.update(walk)
-            sl = sock_length_macros(tp("sock", "sock_send_length"), tp("sock", "sock_recv_length"))
-            if sl:
-                macros.update(sl, **fdwalk.btf_macros(btf, FENTRY_FIELDS, "resets probe"))
+            if has_send_length(tp("sock", "sock_send_length"), tp("sock", "sock_recv_length")):
+                macros.update(raw_macros(btf, [n for n, _ in SEND_LENGTH_HOOKS]),
+                              HAVE_SEND_LENGTH=1,
+                              **fdwalk.btf_macros(btf, FENTRY_FIELDS, "resets probe"))
                 self.tcp_bytes_hook, self.tcp_bytes_reason = TCP_BYTES_TRACEPOINT, None
             else:
                 self.tcp_bytes_hook = None
@@ -120,20 +124,17 @@ class ResetProbe(Probe):
     def plan(self, hook=None):
         """What the loader child compiles and attaches (collector/probes/loader.py)."""
         flags = self.cflags(hook)
-        tps = [("sock:inet_sock_set_state", "sw_set_state")]
-        if "HAVE_DESTROY" in self.macros:
-            tps.append(("tcp:tcp_destroy_sock", "sw_destroy"))
-        tps += [(f"syscalls:sys_exit_{sc}", "sw_exit_accept")
-                for sc in ACCEPT_SYSCALLS if self.available.get(sc)]
+        raw = [h for h in SOCKET_HOOKS if h[0] in self._raw_names(self.macros)]
+        tps = [(f"syscalls:sys_exit_{sc}", "sw_exit_accept")
+               for sc in ACCEPT_SYSCALLS if self.available.get(sc)]
         if "HAVE_SEND_LENGTH" in self.macros:      # the socket at hand: no syscall hook
-            tps += [("sock:sock_send_length", "sw_send_length"),
-                    ("sock:sock_recv_length", "sw_recv_length")]
+            raw += SEND_LENGTH_HOOKS
         else:
             tps += [(f"syscalls:sys_enter_{sc}", "sw_enter_io")
                     for sc in IO_SYSCALLS if self.available.get(sc)]
-        tps += [("tcp:tcp_send_reset", "sw_send_reset"),
-                ("tcp:tcp_receive_reset", "sw_receive_reset")]
-        steps = [{"kind": "tracepoint", "tp": tp, "fn": fn} for tp, fn in tps]
+        raw += RESET_HOOKS
+        steps = ([{"kind": "raw", "tp": tp, "fn": fn} for tp, fn in raw]
+                 + [{"kind": "tracepoint", "tp": tp, "fn": fn} for tp, fn in tps])
         fallback = None
         if self.hook_path == "fentry":
             steps = [{"kind": "fexit", "fn": "kretfunc__inet_csk_accept"},
@@ -143,6 +144,12 @@ class ResetProbe(Probe):
                  if "SENDPAGE_NARGS" in self.macros else []) + steps
             fallback = self._fallback_plan if self.hook == "auto" else None
         return loader.Plan(str(BPF_DIR / "resets.c"), flags, steps, list(MAPS), fallback)
+
+    @staticmethod
+    def _raw_names(macros):
+        """The socket-side and reset tracepoints this kernel has (tcp_destroy_sock: 4.16+)."""
+        return [n for n, _ in SOCKET_HOOKS + RESET_HOOKS
+                if n != "tcp_destroy_sock" or "HAVE_DESTROY" in macros]
 
     def _fallback_plan(self, why):
         """The fentry programs passed the feature probe but did not load: the tracepoints."""
@@ -182,12 +189,14 @@ class ResetProbe(Probe):
         out = [_load_check(host.fentry_refused)] if host.privileged else []
         try:
             tp = lambda c, e: kernel.tracepoint_format(c, e, host.tracefs_root)  # noqa: E731
-            layout = tracepoint_layout(tp("tcp", "tcp_send_reset"), tp("tcp", "tcp_receive_reset"),
-                                       tp("sock", "inet_sock_set_state"),
-                                       tp("tcp", "tcp_destroy_sock"))
+            hooks, no_socket = reset_tracepoints(
+                tp("tcp", "tcp_send_reset"), tp("tcp", "tcp_receive_reset"),
+                tp("sock", "inet_sock_set_state"), tp("tcp", "tcp_destroy_sock"))
             btf_macros(host.btf)
-            detail = ("reasons from BTF" if "SEND_REASON_OFF" in layout else
-                      "no reset reasons; socketless resets not traced (kernel < 6.10)")
+            layout = raw_macros(host.btf, cls._raw_names(hooks))
+            detail = ("reasons from BTF" if "SEND_HAS_REASON" in layout else "no reset reasons")
+            if not no_socket:
+                detail += "; socketless resets not traced (kernel < 6.10)"
             out.append(Check("resets probe", True, f"layout known, {detail}", blocking=False))
         except ProbeUnavailable as e:
             out.append(Check("resets probe", False, str(e),

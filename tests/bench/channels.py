@@ -119,32 +119,28 @@ def serve_floor():
     hook's k-th attachment; attach / detach / ids on request (bare.py's protocol)."""
     from collector.probes.kernel import import_bcc, mount_tracefs
     from collector.probes.detach import close_fds_parallel
-    from bcc.libbcc import lib
-    from tests.bench.bare import _plans, _prog_id
+    from tests.bench.bare import _plans, _prog_id, attach_fd, prog_type
 
     mount_tracefs()
     BPF = import_bcc()
     _probes, plans = _plans()
-    hooks = [st["tp"] for p in plans for st in p.steps]
-    depth = max(hooks.count(tp) for tp in hooks)
-    b = BPF(text="".join(f"int empty{k}(void *ctx) {{ return 0; }}\n" for k in range(depth)))
+    hooks = [(st["kind"], st["tp"]) for p in plans for st in p.steps]
+    depth = max(hooks.count(h) for h in hooks)
+    b = BPF(text="".join(f"int empty{k}(void *ctx) {{ return 0; }}\n"
+                         f"int raw{k}(void *ctx) {{ return 0; }}\n" for k in range(depth)))
     steps, seen = [], {}
-    for tp in hooks:
-        steps.append((tp, f"empty{seen.get(tp, 0)}"))
-        seen[tp] = seen.get(tp, 0) + 1
-    progs = {fn: b.load_func(fn, BPF.TRACEPOINT).fd for _, fn in steps}
+    for kind, tp in hooks:
+        k = seen.get((kind, tp), 0)
+        steps.append((kind, tp, f"raw{k}" if kind == "raw" else f"empty{k}"))
+        seen[(kind, tp)] = k + 1
+    progs = {fn: b.load_func(fn, prog_type(BPF, kind)).fd for kind, _, fn in steps}
     ids = {_prog_id(fd): fn for fn, fd in progs.items()}
-    print("ready " + json.dumps({"hooks": hooks}), flush=True)
+    print("ready " + json.dumps({"hooks": [tp for _, tp in hooks]}), flush=True)
     fds = []
     for line in sys.stdin:
         cmd = line.strip()
         if cmd == "attach":           # bcc's attach_tracepoint keeps one fd per hook
-            for tp, fn in steps:
-                cat, name = tp.encode().split(b":")
-                fd = lib.bpf_attach_tracepoint(progs[fn], cat, name)
-                if fd < 0:
-                    raise RuntimeError(f"floor: cannot attach {fn} to {tp}")
-                fds.append(fd)
+            fds += [attach_fd(progs[fn], kind, tp) for kind, tp, fn in steps]
         elif cmd == "detach":
             close_fds_parallel(fds)
             fds = []

@@ -95,7 +95,7 @@ if hook == "fentry":
     b = BPF(text="KRETFUNC_PROBE(tcp_sendmsg) { return 0; }")
 else:
     b = BPF(text="int empty(void *ctx) { return 0; }")
-    b.attach_tracepoint(tp="sock:sock_send_length", fn_name="empty")
+    b.attach_raw_tracepoint(tp="sock_send_length", fn_name="empty")   # as the probe does
 print("ready", flush=True)
 sys.stdin.read()
 """

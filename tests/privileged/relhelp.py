@@ -40,9 +40,10 @@ def _fdinfos(pid, kind):
 
 
 def _links_of(pid):
-    """[(prog_id, attach kind)] of the BPF links (fentry/fexit attachments) `pid` holds."""
+    """[(prog_id, attach kind)] of the BPF links (fentry/fexit attachments) `pid` holds.
+    Raw tracepoint links are left out: bpftool perf lists those (by tracepoint name)."""
     return [(int(i["prog_id"]), ATTACH_TYPES.get(int(i.get("attach_type", -1)), "link"))
-            for i in _fdinfos(pid, "bpf_link")]
+            for i in _fdinfos(pid, "bpf_link") if i.get("link_type") != "raw_tracepoint"]
 
 
 def bpf_programs():

@@ -513,3 +513,31 @@ def test_func_id_names_the_function_an_fentry_program_attaches_to():
     assert btf.func_id("vfs_write") == fid
     with pytest.raises(BTFError, match="function vfs_writev not in kernel BTF"):
         btf.func_id("vfs_writev")
+
+
+def test_raw_tracepoint_params_from_the_btf_trace_typedef():
+    """A raw tracepoint's program gets its TP_PROTO arguments: the prototype behind
+    `btf_trace_<name>` less its first parameter (the probe's private data)."""
+    b = BTFBuilder()
+    u32 = b.int("unsigned int", 4)
+    void_p = b.ptr(0)
+    proto = b.func_proto(0, [("", void_p), ("", b.ptr(u32)), ("", b.ptr(u32)), ("", u32)])
+    b.typedef("btf_trace_tcp_send_reset", b.ptr(proto))
+    b.typedef("btf_trace_odd", u32)
+    btf = BTF(b.build())
+    assert btf.raw_tracepoint_params("tcp_send_reset") == 3
+    with pytest.raises(BTFError, match="raw tracepoint tcp_receive_reset not in kernel BTF"):
+        btf.raw_tracepoint_params("tcp_receive_reset")
+    with pytest.raises(BTFError, match="btf_trace_odd is not a pointer to a prototype"):
+        btf.raw_tracepoint_params("odd")
+
+
+@pytest.mark.skipif(not _readable(B.VMLINUX_BTF), reason=f"{B.VMLINUX_BTF} not readable")
+def test_resets_reads_a_resets_socket_addresses_in_one_chunk():
+    from collector.probes import reset_kernel
+
+    m = reset_kernel.btf_macros(BTF.load())
+    for f in reset_kernel.SKC_CHUNK:
+        assert m["SW_SKC_LO"] <= m[f"OFF_{f}"]
+        assert m[f"OFF_{f}"] + m[f"SZ_{f}"] <= m["SW_SKC_LO"] + m["SW_SKC_LEN"], f
+    assert m["SW_SKC_LEN"] <= reset_kernel.SKC_CHUNK_MAX and m["SW_SKC_LEN"] % 8 == 0

@@ -15,7 +15,8 @@ from collector.aggregate.resets import (
 from collector.errors import ProbeUnavailable
 from collector.probes.abi import abi
 from collector.probes.kernel import parse_format
-from collector.probes.resets import kernel_hz, tracepoint_layout
+from collector.probes.reset_kernel import raw_macros, reset_tracepoints
+from collector.probes.resets import kernel_hz
 
 NB = 24
 
@@ -121,29 +122,49 @@ STATE = fmt(("const void * skaddr", 8, 8), ("int oldstate", 16, 4), ("int newsta
             ("__u16 protocol", 30, 2))
 
 
-def test_layout_618_sockaddr_with_reason_and_state():
-    m = tracepoint_layout(SEND_618, RECV, STATE, RECV)
-    assert m["SEND_SOCKADDR"] == 1 and m["SEND_SADDR_OFF"] == 32 and m["SEND_DADDR_OFF"] == 60
-    assert m["SEND_STATE_OFF"] == 24 and m["SEND_REASON_OFF"] == 28
-    assert m["RECV_FAMILY_OFF"] == 20 and m["RECV_SADDR6_OFF"] == 30
-    assert m["SS_PROTO_OFF"] == 30 and m["SS_SPORT_OFF"] == 24 and m["HAVE_DESTROY"] == 1
+def test_tracepoints_618_trace_socketless_replies():
+    macros, no_socket = reset_tracepoints(SEND_618, RECV, STATE, RECV)
+    assert macros == {"HAVE_DESTROY": 1} and no_socket
 
 
-def test_layout_61_family_fields_no_reason():
-    m = tracepoint_layout(SEND_61, RECV, STATE, None)
-    assert "SEND_SOCKADDR" not in m and "SEND_REASON_OFF" not in m and "SEND_STATE_OFF" not in m
-    assert (m["SEND_FAMILY_OFF"], m["SEND_SPORT_OFF"], m["SEND_SADDR6_OFF"]) == (28, 24, 38)
-    assert "HAVE_DESTROY" not in m
+def test_tracepoints_61_no_socketless_replies_no_destroy():
+    macros, no_socket = reset_tracepoints(SEND_61, RECV, STATE, None)
+    assert macros == {} and not no_socket
 
 
-def test_layout_missing_or_unknown_is_a_typed_error():
+def test_tracepoints_missing_is_a_typed_error():
     with pytest.raises(ProbeUnavailable, match="tcp_send_reset"):
-        tracepoint_layout(None, RECV, STATE)
+        reset_tracepoints(None, RECV, STATE)
     with pytest.raises(ProbeUnavailable, match="inet_sock_set_state"):
-        tracepoint_layout(SEND_618, RECV, None)
-    odd = fmt(("const void * skbaddr", 8, 8), ("const void * skaddr", 16, 8))
-    with pytest.raises(ProbeUnavailable, match="unknown tracepoint format"):
-        tracepoint_layout(odd, RECV, STATE)
+        reset_tracepoints(SEND_618, RECV, None)
+
+
+class RawArgs:
+    """BTF as raw_macros reads it: the arguments each raw tracepoint passes."""
+    def __init__(self, **n):
+        self.n = n
+
+    def raw_tracepoint_params(self, name):
+        from collector.probes.btf import BTFError
+        if name not in self.n:
+            raise BTFError(f"raw tracepoint {name} not in kernel BTF")
+        return self.n[name]
+
+
+def test_raw_args_reason_only_where_tcp_send_reset_passes_one():
+    names = ["inet_sock_set_state", "tcp_send_reset", "tcp_receive_reset"]
+    assert raw_macros(RawArgs(inet_sock_set_state=3, tcp_send_reset=3, tcp_receive_reset=1),
+                      names) == {"SEND_HAS_REASON": 1}
+    assert raw_macros(RawArgs(inet_sock_set_state=3, tcp_send_reset=2, tcp_receive_reset=1),
+                      names) == {}
+
+
+def test_raw_args_unknown_or_missing_is_a_typed_error():
+    with pytest.raises(ProbeUnavailable, match="inet_sock_set_state passes 4 arguments, "
+                                               "this probe knows 3"):
+        raw_macros(RawArgs(inet_sock_set_state=4), ["inet_sock_set_state"])
+    with pytest.raises(ProbeUnavailable, match="raw tracepoint tcp_destroy_sock not in kernel BTF"):
+        raw_macros(RawArgs(), ["tcp_destroy_sock"])
 
 
 def test_kernel_hz_from_config(tmp_path):
