@@ -158,7 +158,7 @@ class Collector:
             cpu_s=cpu - self._cpu_seen, rss_bytes=rss,
             **self._write_losses(health, drained.lost_by_uid),
             **reset_stats, host_resource_errors=self._host_resource_errors(),
-            **self._reported())
+            probe_runs_missed=self._runs_missed(), **self._reported())
         self.services.end_drain()
         self._cpu_seen = cpu
         self.seq += 1
@@ -177,6 +177,11 @@ class Collector:
         out["iov_truncated"] = health["iov_truncated"]
         out["fd_walk_failed"] = health["fdwalk_failed"]
         return out
+
+    def _runs_missed(self):
+        """Runs of either probe's programs the kernel skipped this interval."""
+        return self.probe.runs_missed() + (
+            self.resets.probe.runs_missed() if self.resets is not None else 0)
 
     def _host_resource_errors(self):
         """Lookups the daemon could not make for want of fds or memory (their writes are in

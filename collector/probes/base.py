@@ -21,7 +21,7 @@ import time
 from collector.errors import ProbeUnavailable
 from collector.probes import kernel, loader
 from collector.probes.abi import abi
-from collector.probes.libbpf import BatchDrain, RingBuffer
+from collector.probes.libbpf import BatchDrain, RingBuffer, runs_missed
 from collector.probes.maps import GRACE_S, HealthCounters
 
 
@@ -44,6 +44,7 @@ class Probe:
         self.fd_walk, self.fd_walk_state = None, {}     # which fd walk: fdwalk.py
         self._epoch, self._idle = 0, 0
         self._health = HealthCounters(getattr(abi(), self.max_health))
+        self._missed_seen = {}       # program name -> runs_missed at the last call
 
     # loading -------------------------------------------------------------------------
     def start_load(self, timeout_s=loader.DEFAULT_TIMEOUT_S):
@@ -154,6 +155,20 @@ class Probe:
         delta = self._health.delta(self.maps[self.health_map])
         a = abi()
         return {name: delta[getattr(a, index)] for name, index in self.health_fields.items()}
+
+    def runs_missed(self):
+        """Runs of its programs the kernel skipped since the previous call (a BPF program
+        was already running on that CPU): writes or resets those runs would have counted
+        are missing. A program whose info cannot be read is left out."""
+        total = 0
+        for name, fd in (self.handover.progs.items() if self.handover is not None else ()):
+            try:
+                now = runs_missed(fd)
+            except OSError:
+                continue
+            total += max(0, now - self._missed_seen.get(name, 0))
+            self._missed_seen[name] = now
+        return total
 
     def take_links(self):
         """The attachment fds, handed to the caller to close (every probe's at once, in

@@ -10,6 +10,7 @@ import ctypes.util
 import errno
 import mmap
 import os
+import sys
 from functools import lru_cache
 
 BPF_MAP_TYPE_PERCPU_HASH, BPF_MAP_TYPE_PERCPU_ARRAY = 5, 6
@@ -28,6 +29,11 @@ class LibbpfMissing(OSError):
 class _MapInfo(ctypes.Structure):      # the head of struct bpf_map_info (uapi bpf.h)
     _fields_ = [("type", _u32), ("id", _u32), ("key_size", _u32), ("value_size", _u32),
                 ("max_entries", _u32), ("map_flags", _u32), ("name", ctypes.c_char * 16)]
+
+
+# struct bpf_prog_info (uapi bpf.h): its size as 6.18 has it, and where recursion_misses
+# (5.12+) sits; an older kernel fills less and leaves the rest 0
+PROG_INFO_SIZE, PROG_INFO_RECURSION_MISSES = 240, 208
 
 
 @lru_cache(maxsize=1)
@@ -222,3 +228,17 @@ class RingBuffer:
         if self._rb:
             lib().ring_buffer__free(self._rb)
             self._rb = None
+
+
+def runs_missed(prog_fd):
+    """How many times the kernel skipped the program on its hook because a BPF program was
+    already running on that CPU (bpf_prog_info.recursion_misses: raw tracepoints and
+    fentry from 5.12, perf-event tracepoints from 6.6; 0 where the kernel does not count)."""
+    info = ctypes.create_string_buffer(PROG_INFO_SIZE)
+    size = _u32(PROG_INFO_SIZE)
+    if lib().bpf_obj_get_info_by_fd(prog_fd, info, ctypes.byref(size)) < 0:
+        raise OSError(ctypes.get_errno(), f"bpf_obj_get_info_by_fd({prog_fd}) failed")
+    if size.value < PROG_INFO_RECURSION_MISSES + 8:
+        return 0
+    return int.from_bytes(info.raw[PROG_INFO_RECURSION_MISSES:PROG_INFO_RECURSION_MISSES + 8],
+                          sys.byteorder)

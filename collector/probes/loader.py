@@ -73,16 +73,21 @@ class LoadFailed(ProbeUnavailable):
 
 @dataclass
 class Handover:
-    """What a loader child handed over: maps by name, attachments by tracepoint."""
+    """What a loader child handed over: maps by name, attachments by tracepoint, and the
+    programs by name (read for the runs the kernel skipped: libbpf.runs_missed)."""
     probe: str
     maps: dict
     links: dict = field(default_factory=dict)     # tracepoint -> fd
     info: dict = field(default_factory=dict)
+    progs: dict = field(default_factory=dict)     # program name -> fd
 
     def close(self):
         """Detach every program (close the attachment fds), then close the maps."""
         close_fds_parallel(list(self.links.values()))
         self.links = {}
+        for fd in self.progs.values():
+            close_fd(fd)
+        self.progs = {}
         for m in self.maps.values():
             m.close()
         self.maps = {}
@@ -172,10 +177,10 @@ class Pending:
         if not desc.get("ok"):
             raise LoadFailed(self.probe, desc.get("stage", "load"),
                              desc.get("detail", "unknown error"), desc.get("tp"))
-        names, links = desc["maps"], desc["links"]
-        if len(fds) != len(names) + len(links):
-            raise ProbeUnavailable(f"{self.label}: the loader handed over "
-                                   f"{len(fds)} fds for {len(names) + len(links)} objects")
+        names, links, progs = desc["maps"], desc["links"], desc.get("progs", [])
+        if len(fds) != len(names) + len(links) + len(progs):
+            raise ProbeUnavailable(f"{self.label}: the loader handed over {len(fds)} fds "
+                                   f"for {len(names) + len(links) + len(progs)} objects")
         maps = {}
         try:
             for name, fd in zip(names, fds):
@@ -184,7 +189,9 @@ class Pending:
             raise ProbeUnavailable(f"{self.label}: a handed-over map is "
                                    f"unusable: {e}") from None
         desc["load_s"] = time.monotonic() - self.started
-        return Handover(self.probe, maps, dict(zip(links, fds[len(names):])), desc)
+        at = len(names) + len(links)
+        return Handover(self.probe, maps, dict(zip(links, fds[len(names):at])), desc,
+                        dict(zip(progs, fds[at:])))
 
     def cancel(self):
         """Stop the child (whatever it attached detaches as it dies)."""
@@ -343,10 +350,12 @@ def _run(request):
                     "detail": _one_line(e)}, []
     _fault(name, "attached")
     maps = [(m, bpf[m].map_fd) for m in plan.maps]
+    progs = sorted((n.decode() if isinstance(n, bytes) else n, f.fd)
+                   for n, f in bpf.funcs.items())       # every program it loaded
     desc = {"ok": True, "maps": [m for m, _ in maps], "links": [t for t, _ in links],
-            "fallbacks": fallbacks, "compile_s": compile_s, "pid": os.getpid(),
-            "state": probe.plan_state()}
-    return desc, [fd for _, fd in maps] + [fd for _, fd in links]
+            "progs": [n for n, _ in progs], "fallbacks": fallbacks,
+            "compile_s": compile_s, "pid": os.getpid(), "state": probe.plan_state()}
+    return desc, [fd for _, fd in maps] + [fd for _, fd in links] + [fd for _, fd in progs]
 
 
 def _one_line(e):

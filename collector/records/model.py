@@ -18,7 +18,8 @@ SCHEMA_VERSION = "1.10"  # 1.1: rate.resets_*, stats.resets_*, `reset` records; 
 #                          1.8: rate.log_lost, `alert` signal log_lost with `lost`;
 #                          1.9: `alert` reasons above_host_limit (with `limit`) and
 #                               above_profile (with `profile`); `alert` top.idle_timeouts;
-#                          1.10: rate.resets_sent_by_kind, rate.resets_idle_hist
+#                          1.10: rate.resets_sent_by_kind, rate.resets_idle_hist;
+#                          1.11: stats.probe_runs_missed
 SCHEMA_MAJOR = 1
 
 
@@ -49,7 +50,7 @@ RECORD_TYPES = (RECORD_META, RECORD_RATE, RECORD_STATS, RECORD_RESET, RECORD_ALE
 # (docs/stream.md): tail shows a stats line when one is non-zero, Prometheus sums each
 # into a counter, snapshot notes them.
 LOSS_FIELDS = ("lost_events", "unresolved_writes", "lost_writes", "fd_walk_failed",
-               "segment_dropped_records")
+               "segment_dropped_records", "probe_runs_missed")
 RESET_LOSS_FIELDS = ("resets_lost", "resets_events_lost", "resets_owner_unknown",
                      "resets_owner_map_full", "reset_records_suppressed", "load_lost")
 
@@ -170,6 +171,7 @@ RESETS_IDLE_HIST = "resets_idle_hist"
 STATS_REPORTED = {
     "lost_writes": int, "lost_writes_by_uid": dict, "iov_truncated": int,
     "fd_walk_failed": int,                                           # log-write probe
+    "probe_runs_missed": int,                                        # both probes (kernel)
     "resets_events_lost": int, "resets_lost": int, "resets_owner_unknown": int,
     "resets_owner_map_full": int, "load_lost": int,
     "reset_records_suppressed": int,                                 # resets stage

@@ -19,6 +19,9 @@ _COUNTER_HELP = {
                     "Write calls not counted because a kernel map was full."),
     "fd_walk_failed": ("fd_walk_failed_total",
                        "Write calls whose fd could not be resolved in the kernel."),
+    "probe_runs_missed": ("probe_runs_missed_total",
+                          "Probe program runs the kernel skipped (another BPF program was "
+                          "running on that CPU): their writes or resets are not counted."),
     "cpu_s": ("cpu_seconds_total", "CPU time (user + system) used by the collector."),
     "segment_dropped_records": ("segment_dropped_records_total",
                                 "Records the segment store dropped (disk full, I/O error)."),

@@ -25,7 +25,7 @@ def ours(name):
 ATTACH_TYPES = {24: "fentry", 25: "fexit"}      # BPF_TRACE_FENTRY / BPF_TRACE_FEXIT
 
 
-def _fdinfos(pid, kind):
+def fdinfos(pid, kind):
     """/proc/PID/fdinfo of every fd of `pid` that is an anon inode `kind` (bpf-prog,
     bpf_link), as {field: value} (this bpftool has no pids column)."""
     fddir = f"/proc/{pid}/fd"
@@ -43,7 +43,7 @@ def _links_of(pid):
     """[(prog_id, attach kind)] of the BPF links (fentry/fexit attachments) `pid` holds.
     Raw tracepoint links are left out: bpftool perf lists those (by tracepoint name)."""
     return [(int(i["prog_id"]), ATTACH_TYPES.get(int(i.get("attach_type", -1)), "link"))
-            for i in _fdinfos(pid, "bpf_link") if i.get("link_type") != "raw_tracepoint"]
+            for i in fdinfos(pid, "bpf_link") if i.get("link_type") != "raw_tracepoint"]
 
 
 def bpf_programs():
@@ -56,7 +56,7 @@ def bpf_programs():
 def programs_of(pid):
     """Ids of the BPF programs with our names that the process `pid` holds open (from
     /proc/PID/fdinfo: this bpftool is built without the pids column)."""
-    held = {int(i["prog_id"]) for i in _fdinfos(pid, "bpf-prog")}
+    held = {int(i["prog_id"]) for i in fdinfos(pid, "bpf-prog")}
     # programs the loader child attached and handed over: the process holds their
     # perf-event / raw tracepoint fds, not the program fds (bpftool perf names the holder)
     out = subprocess.run(["bpftool", "-j", "perf"], capture_output=True, text=True,

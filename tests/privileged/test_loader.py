@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from tests.privileged.relhelp import attachments_of, programs_of
+from tests.privileged.relhelp import attachments_of, bpf_programs, fdinfos, programs_of
 from tests.owncgroup import TIME_SCALE
 from tests.support.daemon import SURGEWATCH, Daemon
 from tests.support.records import writes_by_path
@@ -67,6 +67,24 @@ def _held_by_loader(pid):
         return []
 
 
+def program_names(pid):
+    """Names of the BPF programs `pid` holds open (bpf-prog fds)."""
+    names = {p["id"]: p.get("name", "") for p in bpf_programs()}
+    return {names.get(int(i["prog_id"]), "") for i in fdinfos(pid, "bpf-prog")}
+
+
+def named_programs(meta):
+    """The tracepoint programs the meta record's attachments run (tracepoint path)."""
+    from collector.probes.logwrites import LogWriteProbe
+    from collector.probes.resets import ResetProbe
+
+    fns = set()
+    for probe in (LogWriteProbe(hook="tracepoints"), ResetProbe(hook="tracepoints")):
+        if meta["probes"][probe.name].get("hook") in (None, "tracepoints"):
+            fns |= {st["fn"] for st in probe.plan().steps}
+    return fns
+
+
 def _wait_detached(pid, timeout=10.0):
     deadline = time.monotonic() + timeout
     while True:
@@ -91,10 +109,17 @@ def test_daemon_holds_no_compiler_and_counts_after_the_child_left(tmp_path):
         assert len(attachments_of(d.pid)) == len(named) >= 10, (attachments_of(d.pid), named)
         assert len(programs_of(d.pid)) >= 10
         log = d.write_between_intervals("after-child.log", 1234, LINE)
+        # it holds its programs too (for the runs the kernel skipped): the loaded ones
+        held = {n[:15] for n in program_names(d.pid)}
+        steps = {fn[:15] for fn in named_programs(meta)}
+        assert steps <= held, (steps, held)
     finally:
         rc = d.stop()
     assert rc == 0, d.err
     assert writes_by_path(d.records, log) == (1234, 1234 * len(LINE))
+    stats = [r for r in d.records if r.get("type") == "stats"]
+    assert stats and all(type(r["probe_runs_missed"]) is int and r["probe_runs_missed"] >= 0
+                         for r in stats), stats
 
 
 # a hang is cut by the load timeout; it must outlast a real compile (~1 s here, several

@@ -19,6 +19,7 @@ class ProbeDouble:
     def __init__(self):
         self.attached = []
         self.on_event = None
+        self.missed = 0              # runs_missed() gives it once, as the kernel's delta
         self._fd = os.eventfd(0, os.EFD_CLOEXEC)
 
     def meta(self):
@@ -36,6 +37,10 @@ class ProbeDouble:
 
     def health(self):
         return dict(self.health_counters)
+
+    def runs_missed(self):
+        n, self.missed = self.missed, 0
+        return n
 
     def poll_fd(self):
         return self._fd

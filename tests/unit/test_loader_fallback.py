@@ -21,7 +21,7 @@ class FakeBPF:
         FakeBPF.made.append(cflags)
         if "-DSW_FENTRY=1" in cflags:
             raise Exception("Failed to attach BPF to entry kernel func")
-        self.tracepoint_fds = {}
+        self.tracepoint_fds, self.funcs = {}, {}
 
     def attach_tracepoint(self, tp, fn_name):
         self.tracepoint_fds[tp.encode()] = 7

@@ -129,3 +129,41 @@ def test_a_probe_without_the_maps_keeps_the_health_counter():
     clock.t += 1
     stats = c.interval()[1]
     assert stats["lost_writes"] == 0 and "lost_writes_by_uid" not in stats
+
+
+def test_stats_carry_the_runs_the_kernel_skipped_per_interval():
+    clock, probe = Clock(), FakeProbe()
+    c = Collector(probe, Resolver(), Services(), host="h", clock=clock, wallclock=clock)
+    c.begin()
+    probe.missed = 7
+    clock.t += 1
+    assert c.interval()[1]["probe_runs_missed"] == 7
+    clock.t += 1
+    assert c.interval()[1]["probe_runs_missed"] == 0       # a delta, not a running total
+
+
+class Info:
+    """libbpf.runs_missed as the kernel answers it: a running total per program."""
+    def __init__(self, totals):
+        self.totals = totals
+
+    def __call__(self, fd):
+        if fd not in self.totals:
+            raise OSError(9, "bad fd")
+        return self.totals[fd]
+
+
+def test_probe_runs_missed_is_each_programs_increase_and_skips_unreadable(monkeypatch):
+    from collector.probes import base
+    from collector.probes.loader import Handover
+    from collector.probes.resets import ResetProbe
+
+    info = Info({10: 5, 11: 0})
+    monkeypatch.setattr(base, "runs_missed", info)
+    p = ResetProbe()
+    p.handover = Handover("resets", {}, {}, {}, {"sw_send_reset": 10, "sw_set_state": 11,
+                                                  "gone": 12})
+    assert p.runs_missed() == 5          # since load: the kernel's total so far
+    info.totals[10], info.totals[11] = 5, 2
+    assert p.runs_missed() == 2
+    assert p.runs_missed() == 0

@@ -142,8 +142,9 @@ def fake_probe(monkeypatch):
 
 def test_run_attaches_every_step_and_a_refused_program_fails_its_step(cpus, fake_probe):
     desc, fds = loader._run({"probe": "fake", "kwargs": {"steps": STEPS[1:]}})
-    assert desc["ok"] and desc["links"] == ["s:a", "s:b", "s:c"]
-    assert fds == [42, 100, 100, 101] or fds == [42, 101, 101, 100]    # a and b: one program
+    assert desc["ok"] and desc["links"] == ["s:a", "s:b", "s:c"] and desc["progs"] == ["a", "c"]
+    # the map, the three links (a and b: one program), then the programs by name
+    assert fds == [42, 100, 100, 101, 100, 101] or fds == [42, 101, 101, 100, 101, 100]
     FakeBPF.refuse = {"c"}
     desc, fds = loader._run({"probe": "fake", "kwargs": {"steps": STEPS[1:]}})
     assert (desc["ok"], desc["stage"], desc["tp"], fds) == (False, "attach", "s:c", [])
