@@ -541,3 +541,337 @@ def test_resets_reads_a_resets_socket_addresses_in_one_chunk():
         assert m["SW_SKC_LO"] <= m[f"OFF_{f}"]
         assert m[f"OFF_{f}"] + m[f"SZ_{f}"] <= m["SW_SKC_LO"] + m["SW_SKC_LEN"], f
     assert m["SW_SKC_LEN"] <= reset_kernel.SKC_CHUNK_MAX and m["SW_SKC_LEN"] % 8 == 0
+
+
+# -- the lazy parser against a straightforward one ------------------------------------------
+
+class ReferenceBTF:
+    """The parser as it was before loading became lazy (issue 26): every type decoded up
+    front with struct.unpack_from, every name of an indexed kind in a dict. Slow (0.3 s on
+    vmlinux) and plain: the answers BTF must give."""
+
+    def __init__(self, data):
+        _magic, _v, _f, hdr_len = struct.unpack_from("<HBBI", data, 0)
+        type_off, type_len, str_off, str_len = struct.unpack_from("<IIII", data, 8)
+        self.strings = data[hdr_len + str_off: hdr_len + str_off + str_len]
+        buf = data[hdr_len + type_off: hdr_len + type_off + type_len]
+        self.types, self.by_name, pos = [None], {}, 0
+        while pos < len(buf):
+            name_off, info, size_or_type = struct.unpack_from("<III", buf, pos)
+            pos += 12
+            vlen, kind, kflag = info & 0xFFFF, (info >> 24) & 0x1F, info >> 31
+            t = B.BTFType(kind, self.str(name_off), size_or_type)
+            if kind in (B.KIND_INT, B.KIND_VAR, B.KIND_DECL_TAG):
+                pos += 4
+            elif kind == B.KIND_ARRAY:
+                elem, _idx, nelems = struct.unpack_from("<III", buf, pos)
+                t.array, pos = (elem, nelems), pos + 12
+            elif kind in (B.KIND_STRUCT, B.KIND_UNION):
+                members = []
+                for _ in range(vlen):
+                    m_name, m_type, m_off = struct.unpack_from("<III", buf, pos)
+                    pos += 12
+                    bits, bsize = (m_off & 0xFFFFFF, m_off >> 24) if kflag else (m_off, 0)
+                    members.append(B.Member(self.str(m_name), m_type, bits, bsize))
+                t.members = tuple(members)
+            elif kind == B.KIND_ENUM:
+                t.enumerators = tuple(
+                    (self.str(struct.unpack_from("<I", buf, pos + 8 * i)[0]),
+                     struct.unpack_from("<i" if kflag else "<I", buf, pos + 8 * i + 4)[0])
+                    for i in range(vlen))
+                pos += 8 * vlen
+            elif kind == B.KIND_ENUM64:
+                values = []
+                for i in range(vlen):
+                    name, lo, hi = struct.unpack_from("<III", buf, pos + 12 * i)
+                    v = (hi << 32) | lo
+                    values.append((self.str(name), v - (1 << 64) if kflag and v >> 63 else v))
+                t.enumerators, pos = tuple(values), pos + 12 * vlen
+            elif kind == B.KIND_FUNC_PROTO:
+                t.params, pos = vlen, pos + 8 * vlen
+            elif kind == B.KIND_DATASEC:
+                pos += 12 * vlen
+            self.types.append(t)
+            if t.name and kind in (B.KIND_STRUCT, B.KIND_UNION, B.KIND_ENUM, B.KIND_ENUM64,
+                                   B.KIND_FUNC, B.KIND_TYPEDEF):
+                index_kind = B.KIND_ENUM if kind == B.KIND_ENUM64 else kind
+                self.by_name.setdefault((index_kind, t.name), len(self.types) - 1)
+
+    def str(self, off):
+        return self.strings[off:self.strings.index(b"\0", off)].decode()
+
+    def resolve(self, tid):
+        while self.types[tid] is not None and self.types[tid].kind in B._MODIFIERS:
+            tid = self.types[tid].size_or_type
+        return self.types[tid]
+
+    def struct(self, name):
+        tid = self.by_name.get((B.KIND_STRUCT, name)) or self.by_name.get((B.KIND_UNION, name))
+        if not tid:
+            raise BTFError(f"struct {name} not in kernel BTF")
+        return tid
+
+    def find_member(self, tid, name, base):
+        for m in self.resolve(tid).members:
+            if m.name == name:
+                return m, base + m.bit_offset
+            inner = None if m.name else self.resolve(m.type_id)
+            if inner is not None and inner.kind in (B.KIND_STRUCT, B.KIND_UNION):
+                found = self.find_member(m.type_id, name, base + m.bit_offset)
+                if found:
+                    return found
+        return None
+
+    def member(self, struct_name, path):
+        tid, bits, m = self.struct(struct_name), 0, None
+        for part in path.split("."):
+            found = self.find_member(tid, part, 0)
+            if not found:
+                raise BTFError(f"struct {struct_name} has no member {path}")
+            (m, off), tid = found, found[0].type_id
+            bits += off
+        if m.bitfield_size or bits % 8:
+            raise BTFError(f"{struct_name}.{path} is a bitfield")
+        return bits // 8, self.size_of(m.type_id)
+
+    def size_of(self, tid):
+        t = self.resolve(tid)
+        if t is None:
+            return 0
+        if t.kind == B.KIND_PTR:
+            return 8
+        if t.kind == B.KIND_ARRAY:
+            return self.size_of(t.array[0]) * t.array[1]
+        return t.size_or_type
+
+    def func_id(self, name):
+        tid = self.by_name.get((B.KIND_FUNC, name))
+        if not tid:
+            raise BTFError(f"function {name} not in kernel BTF")
+        return tid
+
+    def func_params(self, name):
+        return self.types[self.types[self.func_id(name)].size_or_type].params
+
+    def raw_tracepoint_params(self, name):
+        tid = self.by_name.get((B.KIND_TYPEDEF, f"btf_trace_{name}"))
+        if not tid:
+            raise BTFError(f"raw tracepoint {name} not in kernel BTF")
+        ptr = self.types[self.types[tid].size_or_type]
+        proto = self.types[ptr.size_or_type] if ptr is not None and ptr.kind == B.KIND_PTR else None
+        if proto is None or proto.kind != B.KIND_FUNC_PROTO or proto.params < 1:
+            raise BTFError(f"btf_trace_{name} is not a pointer to a prototype")
+        return proto.params - 1
+
+    def enum(self, name):
+        tid = self.by_name.get((B.KIND_ENUM, name))
+        if not tid:
+            raise BTFError(f"enum {name} not in kernel BTF")
+        return dict(self.types[tid].enumerators)
+
+
+def answer(call, *args):
+    """What a lookup gives: its value, or its error's class and message."""
+    try:
+        return call(*args)
+    except BTFError as e:
+        return ("BTFError", str(e))
+
+
+def assert_same(btf, ref, method, *args):
+    assert answer(getattr(btf, method), *args) == answer(getattr(ref, method), *args), \
+        (method, args)
+
+
+def probe_fields():
+    """(struct, member path) of every kernel field the probes read."""
+    from collector.probes import fdwalk, logwrite_kernel as lk, reset_kernel as rk
+
+    fields = [(s, m) for table in (fdwalk.FIELDS, lk.BTF_FIELDS, lk.DGRAM_FIELDS,
+                                   lk.DGRAM_FENTRY_FIELDS, lk.PATH_FIELDS, lk.FENTRY_FIELDS,
+                                   rk.BTF_FIELDS, rk.FENTRY_FIELDS) for _macro, s, m in table]
+    for abi in lk.RAW_SYSCALL_ABI.values():
+        regs = abi["regs"] + ((abi["cs"][0],) if abi.get("cs") else ())
+        fields += [("pt_regs", reg) for reg in regs]
+    return sorted(set(fields))
+
+
+@pytest.fixture(scope="module")
+def live():
+    """(BTF, ReferenceBTF) of the running kernel."""
+    if not _readable(B.VMLINUX_BTF):
+        pytest.skip(f"{B.VMLINUX_BTF} not readable")
+    with open(B.VMLINUX_BTF, "rb") as f:
+        data = f.read()
+    return BTF(data), ReferenceBTF(data)
+
+
+def test_live_every_probe_field_as_the_reference_reads_it(live):
+    btf, ref = live
+    fields = probe_fields()
+    assert len(fields) > 40
+    for struct_name, path in fields:
+        assert_same(btf, ref, "member", struct_name, path)
+    assert btf.member("task_struct", "files") == ref.member("task_struct", "files")
+    for struct_name, path in (("task_struct", "no_such_member"), ("no_such_struct", "x"),
+                              ("inode", "i_sb.s_dev"), ("sock", "sk_no_check_tx")):
+        assert_same(btf, ref, "member", struct_name, path)            # the same errors
+
+
+def test_live_functions_raw_tracepoints_and_enums_as_the_reference(live):
+    from collector.probes import logwrite_kernel as lk, reset_kernel as rk, resets
+
+    btf, ref = live
+    funcs = set(lk.FENTRY_FUNCS + resets.FENTRY_FUNCS) | {lk.DGRAM_FENTRY_FUNC, "tcp_sendpage",
+                                                           "no_such_function"}
+    for func in sorted(funcs):
+        assert_same(btf, ref, "func_id", func)
+        assert_same(btf, ref, "func_params", func)
+    for name in sorted(set(rk.RAW_ARGS) | {"sys_enter", "no_such_tracepoint"}):
+        assert_same(btf, ref, "raw_tracepoint_params", name)
+    for name in ("sk_rst_reason", "tcp_ca_state", "bpf_prog_type", "no_such_enum"):
+        assert_same(btf, ref, "enum", name)
+
+
+def test_live_a_sample_of_every_indexed_name_as_the_reference(live):
+    """Every 50th name of each kind looked up by name (each takes ~1 ms: all, ~70 s)."""
+    btf, ref = live
+    method = {B.KIND_STRUCT: "struct", B.KIND_UNION: "struct", B.KIND_ENUM: "enum",
+              B.KIND_FUNC: "func_params", B.KIND_TYPEDEF: None}
+    by_kind = {}
+    for (kind, name), _tid in sorted(ref.by_name.items(), key=lambda kv: kv[1]):
+        by_kind.setdefault(kind, []).append(name)
+    for kind, names in by_kind.items():
+        for name in names[::50]:
+            if method[kind]:
+                assert_same(btf, ref, method[kind], name)
+            if kind == B.KIND_FUNC:
+                assert_same(btf, ref, "func_id", name)
+            if kind == B.KIND_TYPEDEF and name.startswith("btf_trace_"):
+                assert_same(btf, ref, "raw_tracepoint_params", name.removeprefix("btf_trace_"))
+            if kind == B.KIND_TYPEDEF:
+                assert btf._named((B.KIND_TYPEDEF,), name) == ref.by_name[(kind, name)]
+
+
+def test_live_every_type_built_on_demand_equals_the_reference(live):
+    btf, ref = live
+    assert len(btf.types) == len(ref.types) > 10000
+    assert list(btf.types) == ref.types
+
+
+def test_kernelish_blob_every_type_equals_the_reference(kernelish):
+    data = kernelish.build()
+    assert list(BTF(data).types) == ReferenceBTF(data).types
+
+
+# -- names: where the string table does what vmlinux's does not ------------------------------
+
+class RawBTF(BTFBuilder):
+    """A builder whose types may name any string offset (not just a whole string's)."""
+
+    def raw_string(self, text):
+        off = len(self.strings)
+        self.strings += text.encode() + b"\0"
+        return off
+
+    def at(self, kind, name_off, size_or_type, members=()):
+        info = (len(members) & 0xFFFF) | (kind << 24)
+        trailer = b"".join(struct.pack("<III", self.s(n), t, off) for n, t, off in members)
+        self.types.append(struct.pack("<III", name_off, info, size_or_type) + trailer)
+        return len(self.types)
+
+
+def test_a_name_offset_inside_a_longer_string():
+    b = RawBTF()
+    u32 = b.int("unsigned int", 4)
+    whole = b.raw_string("sock_file")
+    inner = b.at(B.KIND_STRUCT, whole + 5, 8, [("x", u32, 32)])     # "file"
+    b.struct("sock_file", 4, [("y", u32, 0)])
+    data = b.build()
+    btf, ref = BTF(data), ReferenceBTF(data)
+    assert btf.types[inner].name == "file"
+    assert btf.struct("file") == ref.struct("file") == inner
+    assert btf.member("file", "x") == (4, 4)
+    assert btf.member("sock_file", "y") == (0, 4)
+    with pytest.raises(BTFError):
+        btf.struct("ile")                  # a suffix no type's name offset points at
+
+
+def test_a_name_in_two_copies_of_the_string_first_type_wins():
+    b = RawBTF()
+    u32 = b.int("unsigned int", 4)
+    copy1, copy2 = b.raw_string("dup"), b.raw_string("dup")
+    older = b.at(B.KIND_STRUCT, copy2, 4, [("a", u32, 0)])         # the later copy, lower id
+    b.at(B.KIND_STRUCT, copy1, 8, [("b", u32, 32)])
+    data = b.build()
+    assert BTF(data).struct("dup") == ReferenceBTF(data).struct("dup") == older
+    assert BTF(data).member("dup", "a") == (0, 4)
+
+
+def test_one_name_in_several_kinds():
+    b = BTFBuilder()
+    u32 = b.int("unsigned int", 4)
+    proto = b.func_proto(u32, [("a", u32), ("b", u32)])
+    td = b.typedef("thing", u32)
+    fn = b.func("thing", proto)
+    st = b.struct("thing", 4, [("v", u32, 0)])
+    un = b.union("thing", 4, [("w", u32, 0)])
+    e64 = b.enum64("thing", [("BIG", 1 << 40)])
+    b.enum("thing", [("SMALL", 1)])
+    b.union("only_union", 4, [("u", u32, 0)])
+    data = b.build()
+    btf, ref = BTF(data), ReferenceBTF(data)
+    assert btf.struct("thing") == st != un
+    assert btf.func_id("thing") == fn and btf.func_params("thing") == 2
+    assert btf.enum("thing") == {"BIG": 1 << 40} == ref.enum("thing")    # enum64 came first
+    assert btf.types[e64].kind == B.KIND_ENUM64
+    assert btf._named((B.KIND_TYPEDEF,), "thing") == td
+    assert btf.struct("only_union") == ref.struct("only_union")
+    for method in ("struct", "func_id", "enum"):
+        for name in ("thin", "hing", "", "thing\0", "th\udcffing"):
+            assert_same(btf, ref, method, name)
+
+
+def test_types_reads_like_the_list_it_was(kernelish):
+    btf = load(kernelish)
+    n = len(kernelish.types) + 1
+    assert len(btf.types) == n and btf.types[0] is None
+    assert btf.types[-1] is btf.types[n - 1] and btf.types[-n] is None
+    assert btf.types[1] is btf.types[1]                     # built once
+    assert btf.types[1:3] == [btf.types[1], btf.types[2]]
+    assert [t and t.name for t in btf.types][:3] == [None, "unsigned short", "unsigned int"]
+    with pytest.raises(IndexError):
+        btf.types[n]
+
+
+def test_a_type_section_that_ends_inside_a_type():
+    b = BTFBuilder()
+    b.struct("s", 8, [("a", b.int("int", 4), 0)])
+    data = bytearray(b.build())
+    type_len = struct.unpack_from("<I", data, 12)[0]
+    struct.pack_into("<II", data, 12, type_len - 4, type_len - 4)   # drop a member's last word
+    with pytest.raises(BTFError, match="ends inside a type"):
+        BTF(bytes(data[:24 + type_len - 4]) + bytes(data[24 + type_len:]))
+
+
+def test_an_empty_type_section():
+    btf = BTF(BTFBuilder().build())
+    assert len(btf.types) == 1
+    with pytest.raises(BTFError, match="struct x"):
+        btf.struct("x")
+
+
+def test_load_parses_the_running_kernels_btf_once(tmp_path, kernelish, monkeypatch):
+    path = tmp_path / "vmlinux"
+    path.write_bytes(kernelish.build())
+    monkeypatch.setattr(B, "VMLINUX_BTF", str(path))
+    monkeypatch.setattr(B, "_loaded", {})
+    first = BTF.load(str(path))
+    assert BTF.load(str(path)) is first
+    kernelish.struct("added_later", 4, [("z", 1, 0)])
+    path.write_bytes(kernelish.build())                    # another file: parsed again
+    again = BTF.load(str(path))
+    assert again is not first and again.member("added_later", "z") == (0, 2)
+    other = tmp_path / "other"                              # any other path: every time
+    other.write_bytes(kernelish.build())
+    assert BTF.load(str(other)) is not BTF.load(str(other))
