@@ -1,13 +1,14 @@
 """Compile, load and attach a probe in a short-lived child; hand its fds to the daemon.
 
 bcc compiles C with LLVM at load time and keeps that compiler mapped for the life of the
-process (~150 MB); parsing the kernel's BTF for struct offsets builds ~50 MB of Python
-objects. So the daemon does neither: for each probe it starts a child
+process (~150 MB), and the kernel's BTF (struct offsets) is only needed to plan. So the
+daemon does neither: for each probe it starts a child
 (`python -m collector.probes.loader`) and sends it the probe's name and settings over a
 SOCK_SEQPACKET socketpair. The child makes the probe's plan (BTF offsets, live tracepoint
 formats -> cflags; what to attach; which maps the daemon needs), compiles, attaches, and
-sends back in one SCM_RIGHTS message the fds of those maps and of every attachment
-(perf-event or raw tracepoint fds: a program stays attached while one is open), with a
+sends back in one SCM_RIGHTS message the fds of those maps, of every attachment
+(perf-event or raw tracepoint fds: a program stays attached while one is open) and of
+its programs (read for the runs the kernel skipped), with a
 small JSON description (which fd is which, what was found about the kernel). The child
 then leaves with os._exit, skipping bcc's clean-up, whose PERF_EVENT_IOC_DISABLE would
 switch off the events the daemon now shares.
