@@ -8,9 +8,10 @@ per (service, path).
 Ordering everywhere: writes descending, ties by name (service, then path) ascending.
 """
 import heapq
+from collections import Counter
 from dataclasses import dataclass, field
-from itertools import compress
-from operator import itemgetter, not_
+from itertools import compress, repeat
+from operator import eq, itemgetter
 
 from collector.aggregate.health import HealthTotals
 
@@ -68,7 +69,7 @@ def aggregate_interval(writes, seq, interval_s):
     return bodies
 
 
-_W, _B, _PC, _EXTRA, _SVC = (itemgetter(i) for i in (1, 2, 3, 4, 5))
+_W, _B, _PC, _EXTRA, _SVC, _PATH = (itemgetter(i) for i in (1, 2, 3, 4, 5, 6))
 
 
 def _pids(accs):
@@ -87,6 +88,22 @@ def _path_entry(acc):
     return {"path": acc[6], "writes": acc[1], "bytes": acc[2], "pids": pids}
 
 
+def _first_by_path(accs, names, n):
+    """The n accumulators of accs (their paths: names) with the smallest paths, by path:
+    heapq.nsmallest(n, accs, key=path), with the per-element work at C level (heapify over
+    the names, then n pops), since a service's thousands of paths often tie at the N-th
+    largest count."""
+    if len(accs) <= n:
+        return sorted(accs, key=_PATH)
+    heap = names.copy()
+    heapq.heapify(heap)
+    chosen = {heapq.heappop(heap) for _ in range(n)}
+    out = sorted(compress(accs, map(chosen.__contains__, names)), key=_PATH)
+    if len(chosen) < n or len(out) != n:   # a path twice (not from the key cache)
+        return heapq.nsmallest(n, accs, key=_PATH)
+    return out
+
+
 def rate_bodies(accs, seq, interval_s, max_paths=DEFAULT_MAX_PATHS):
     """Rate record bodies from per-(service, path) accumulators of one interval.
 
@@ -99,39 +116,60 @@ def rate_bodies(accs, seq, interval_s, max_paths=DEFAULT_MAX_PATHS):
     """
     if not interval_s > 0:
         raise ValueError(f"interval_s must be > 0, got {interval_s!r}")
+    # Each accumulator is read once, into columns (zip): on a busy host its lists lie
+    # scattered in memory, and every further pass over them costs a cache miss per path.
     groups = {}
-    for acc in accs:
-        g = groups.get(acc[5])
-        if g is None:
-            groups[acc[5]] = [acc]
+    if accs:
+        cols = list(zip(*accs))
+        if all(map(eq, cols[5], repeat(accs[0][5]))):        # one service (stops early)
+            groups[accs[0][5]] = (list(accs), cols)
         else:
-            g.append(acc)
+            by_service = {}
+            for acc in accs:
+                g = by_service.get(acc[5])
+                if g is None:
+                    by_service[acc[5]] = [acc]
+                else:
+                    g.append(acc)
+            groups = {name: (group, list(zip(*group))) for name, group in by_service.items()}
     by_path = itemgetter(6)
     bodies = []
-    for name, group in groups.items():
-        total_writes = sum(map(_W, group))
-        total_bytes = sum(map(_B, group))
-        pcs = _pids(group)
+    for name, (group, (_, ws, bs, firsts, extras, _, names)) in groups.items():
+        total_writes = sum(ws)
+        total_bytes = sum(bs)
         if max_paths and len(group) > max_paths:
-            # per path only C-level passes (map, compress, heapq): a service may have
-            # 10,000 paths. The N-th largest count, the paths above it, then the ties at
-            # it by path name.
-            ws = list(map(_W, group))
+            # per path only C-level passes (compress, heapq, Counter) over the columns: a
+            # service may have 10,000 paths. The N-th largest count, the paths above it,
+            # then the ties at it by path name.
             floor = heapq.nlargest(max_paths, ws)[-1]
             top = list(compress(group, map(floor.__lt__, ws)))
             top.sort(key=by_path)
             top.sort(key=_W, reverse=True)       # stable: ties stay by path
-            ties = compress(group, map(floor.__eq__, ws))
-            top += heapq.nsmallest(max_paths - len(top), ties, key=by_path)
-            kept = set(map(id, top))
-            rest = list(compress(group, map(not_, map(kept.__contains__, map(id, group)))))
+            tied = list(map(floor.__eq__, ws))
+            top += _first_by_path(list(compress(group, tied)), list(compress(names, tied)),
+                                  max_paths - len(top))
+            # the (pid, comm)s of the whole group and of the paths not kept, from one count
+            # of every accumulator's first (pid, comm) less the kept ones' (a count above 0:
+            # a path not kept has it), plus the sets of the few paths with more writers
+            counted = Counter(firsts)
+            pcs = set(counted)
+            counted.subtract(map(_PC, top))
+            rest_pcs = {pc for pc, n in counted.items() if n > 0}
+            several = list(compress(group, extras))
+            if several:
+                kept = set(map(id, top))
+                for acc in several:
+                    pcs |= acc[4]
+                    if id(acc) not in kept:
+                        rest_pcs |= acc[4]
             paths = [_path_entry(a) for a in top]
             paths.append({"path": OTHER_PATH,
                           "writes": total_writes - sum(map(_W, top)),
                           "bytes": total_bytes - sum(map(_B, top)),
-                          "pids": sorted({pc[0] for pc in _pids(rest)}),
-                          "folded": len(rest)})
+                          "pids": sorted({pc[0] for pc in rest_pcs}),
+                          "folded": len(group) - len(top)})
         else:
+            pcs = _pids(group)
             group.sort(key=by_path)
             group.sort(key=_W, reverse=True)
             paths = [_path_entry(a) for a in group]
