@@ -198,6 +198,14 @@ class KeyCache:
         else:
             service = service_label(found, comm)
         pc = (tgid, comm)
+        if proc is not None:
+            # one (pid, comm) tuple and one identity bytes object per process, shared by
+            # its keys: the interval's passes read 1 object per process, not 1 per key
+            shared = proc.shared
+            if shared is not None and shared[0] == pc and shared[1] == ident:
+                pc, ident = shared
+            else:
+                proc.shared = (pc, ident)
         if dest is NOT_LOG:
             pa = None
         else:

@@ -6,7 +6,7 @@ import select
 
 
 class Proc:
-    __slots__ = ("pid", "start", "ok", "fd", "keys", "owner", "seen")
+    __slots__ = ("pid", "start", "ok", "fd", "keys", "owner", "seen", "shared")
 
     def __init__(self, pid, start):
         self.pid, self.start = pid, start
@@ -15,6 +15,7 @@ class Proc:
         self.keys = []
         self.owner = None      # (cgroup id, owner) read while it was alive (keycache)
         self.seen = 0          # the keycache drain that last found it alive
+        self.shared = None     # ((pid, comm), identity bytes) its keys share (keycache)
 
 
 class PidWatch:
