@@ -9,7 +9,7 @@ from typing import NamedTuple
 from collector import __version__
 
 # "MAJOR.MINOR": readers accept any minor of their major, refuse a newer major.
-SCHEMA_VERSION = "1.10"  # 1.1: rate.resets_*, stats.resets_*, `reset` records; 1.2: `alert`;
+SCHEMA_VERSION = "1.11"  # 1.1: rate.resets_*, stats.resets_*, `reset` records; 1.2: `alert`;
 #                          1.3: rate.paths bounded, the rest in one "(other)" entry;
 #                          1.4: rate.loss_risk, `alert` signal log_loss_risk with `limit`;
 #                          1.5: rate.conns_*, tcp_bytes_out and ratios, stats.load_lost;
