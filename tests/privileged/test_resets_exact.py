@@ -183,6 +183,10 @@ def test_closed_port_no_socket_and_syn_sent(resets, fam):
     assert len(recv) == n and {(e.tgid, e.state) for e in recv} == {(client.pid, "SYN_SENT")}
     assert all(e.idle_ms is None for e in sent + recv)
     assert all(e.family == family for e in sent + recv)
+    # a reset with no socket names the SYN it answers, reversed: local = its destination
+    loop = "::1" if fam == "6" else "127.0.0.1"
+    assert {(e.laddr, e.raddr) for e in sent + recv} == {(loop, loop)}
+    assert {e.rport for e in sent} == ({e.lport for e in recv} if expect_sent else set())
 
 
 def test_idle_time_lands_in_its_bucket(resets):
