@@ -3,7 +3,7 @@
 bcc compiles C with LLVM at load time and keeps that compiler mapped for the life of the
 process (~150 MB), and the kernel's BTF (struct offsets) is only needed to plan. So the
 daemon does neither: for each probe it starts a child
-(`python -m collector.probes.loader`) and sends it the probe's name and settings over a
+(`python -m collector.probes.loader_child`, collector/probes/loader_child.py) and sends it the probe's name and settings over a
 SOCK_SEQPACKET socketpair. The child makes the probe's plan (BTF offsets, live tracepoint
 formats -> cflags; what to attach; which maps the daemon needs), compiles, attaches, and
 sends back in one SCM_RIGHTS message the fds of those maps, of every attachment
@@ -17,7 +17,6 @@ If the child dies or hangs, its fds die with it (nothing stays attached) and the
 reports one line. If the daemon dies, the kernel closes its fds and every program detaches;
 a child still compiling is killed with it (PR_SET_PDEATHSIG).
 """
-import ctypes
 import json
 import os
 import select
@@ -25,13 +24,12 @@ import signal
 import socket
 import subprocess
 import sys
-import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from collector.errors import ProbeUnavailable
-from collector.probes import kernel, registry
+from collector.probes import registry
 from collector.probes.detach import close_fd, close_fds_parallel
 from collector.probes.libbpf import Map
 from collector.probes.memcg import MemoryCgroup, size_text
@@ -118,7 +116,7 @@ class Pending:
         try:
             # the child's stdout is our stderr: our stdout may be the record stream
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "collector.probes.loader", str(theirs.fileno()),
+                [sys.executable, "-m", "collector.probes.loader_child", str(theirs.fileno()),
                  str(os.getpid())],
                 pass_fds=[theirs.fileno()], stdin=subprocess.DEVNULL, stdout=sys.stderr,
                 close_fds=True, env=child_env())
@@ -239,147 +237,3 @@ def killed_message(label, before, after):
     return head + (f"most often the OOM killer under a memory limit (the cgroup's memory "
                    f"files are not readable here): {need}; fix: raise MemoryMax= or the "
                    "container's memory limit, else run `surgewatch doctor`")
-
-
-# -- the child ---------------------------------------------------------------------------
-def _fault(probe, point):
-    """SURGEWATCH_LOADER_FAULT="logwrites:compile:hang,resets:attached:die": a test seam
-    (docs/reliability.md) that makes the child hang or die at a point of its work."""
-    for item in os.environ.get(FAULT_ENV, "").split(","):
-        parts = item.strip().split(":")
-        if len(parts) == 3 and parts[0] in (probe, "*") and parts[1] == point:
-            if parts[2] == "hang":
-                while True:
-                    time.sleep(3600)
-            os.kill(os.getpid(), signal.SIGKILL)
-
-
-def _attach(bpf, step):
-    fn = step["fn"]
-    if step["kind"] in ("fentry", "fexit"):      # attached by bcc at load (its autoload)
-        fds = bpf.kfunc_entry_fds if step["kind"] == "fentry" else bpf.kfunc_exit_fds
-        prefix, func = fn.split("__", 1)
-        # collector/bpf/fentry.h: bcc with module support named it <prefix>__vmlinux__<func>
-        fd = fds.get(fn.encode()) or fds[f"{prefix}__vmlinux__{func}".encode()]
-        return [(f"{step['kind']}:{func}", fd)]
-    tp = step["tp"]
-    if step["kind"] == "raw":
-        bpf.attach_raw_tracepoint(tp=tp, fn_name=fn)
-        return [(f"raw:{tp}", bpf.raw_tracepoint_fds[tp.encode()])]
-    bpf.attach_tracepoint(tp=tp, fn_name=fn)
-    return [(tp, bpf.tracepoint_fds[tp.encode()])]
-
-
-def _preload(bpf, steps):
-    """Have the kernel verify the steps' programs at once, one thread each up to our CPUs
-    (a privileged load verifies without a global lock; bcc's load_func is a ctypes call,
-    which lets go of the GIL). Loading is most of attaching here: the log-write probe's
-    programs take ~120 ms each to verify, one after another ~0.85 s of its start-up
-    (docs/performance.md). bcc keeps each loaded program by name, so its step finds it
-    loaded; returns {fn: exception} of those that failed, which their steps raise as
-    their own load would have (the step's "else" or the report is as without this, and
-    bcc prints the verifier's log once). A step's "else" programs are not loaded ahead
-    (they may not be needed)."""
-    load = getattr(bpf, "load_func", None)
-    types = {"tracepoint": getattr(bpf, "TRACEPOINT", None),
-             "raw": getattr(bpf, "RAW_TRACEPOINT", None)}
-    todo = list({s["fn"]: types[s["kind"]] for s in steps
-                 if types.get(s["kind"]) is not None}.items())
-    try:
-        cpus = len(os.sched_getaffinity(0))
-    except OSError:
-        cpus = 1
-    workers = min(len(todo), cpus)
-    failed = {}
-    if load is None or workers < 2:
-        return failed
-
-    def work():
-        while todo:
-            try:
-                fn, prog_type = todo.pop()
-            except IndexError:
-                return
-            try:
-                load(fn, prog_type)
-            except Exception as e:     # bcc raises bare Exception; its step reports it
-                failed[fn] = e
-
-    threads = [threading.Thread(target=work, daemon=True) for _ in range(workers)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    return failed
-
-
-def _run(request):
-    name = request["probe"]
-    probe = registry.probe_class(name)(**request["kwargs"])
-    try:
-        plan = probe.plan()
-    except ProbeUnavailable as e:        # this kernel lacks what the probe needs
-        return {"ok": False, "stage": "plan", "detail": str(e)}, []
-    BPF = kernel.import_bcc()
-    _fault(name, "compile")
-    t0 = time.monotonic()
-    links, fallbacks = [], []
-    while True:
-        try:
-            bpf = BPF(src_file=plan.source, cflags=plan.cflags)
-            break
-        except Exception as e:     # bcc raises bare Exception on compile/load failure
-            if plan.fallback is None:
-                return {"ok": False, "stage": "compile/load", "detail": _one_line(e)}, []
-            fallbacks.append(plan.steps[0]["kind"])
-            plan = plan.fallback(_one_line(e))
-    compile_s = time.monotonic() - t0
-    failed = _preload(bpf, plan.steps)
-    todo = list(plan.steps)
-    while todo:
-        step = todo.pop(0)
-        try:
-            if step["fn"] in failed:
-                raise failed[step["fn"]]
-            links += _attach(bpf, step)
-        except Exception as e:     # bcc raises bare Exception; libbcc printed the errno
-            if "else" in step:
-                fallbacks.append(step["tp"])
-                todo[:0] = step["else"]
-                continue
-            return {"ok": False, "stage": "attach", "tp": step.get("tp", step["fn"]),
-                    "detail": _one_line(e)}, []
-    _fault(name, "attached")
-    maps = [(m, bpf[m].map_fd) for m in plan.maps]
-    progs = sorted((n.decode() if isinstance(n, bytes) else n, f.fd)
-                   for n, f in bpf.funcs.items())       # every program it loaded
-    desc = {"ok": True, "maps": [m for m, _ in maps], "links": [t for t, _ in links],
-            "progs": [n for n, _ in progs], "fallbacks": fallbacks,
-            "compile_s": compile_s, "pid": os.getpid(), "state": probe.plan_state()}
-    return desc, [fd for _, fd in maps] + [fd for _, fd in links] + [fd for _, fd in progs]
-
-
-def _one_line(e):
-    return " ".join(str(e).split()) or type(e).__name__
-
-
-def child_main(argv):
-    sock_fd, parent = int(argv[0]), int(argv[1])
-    libc = ctypes.CDLL(None, use_errno=True)
-    libc.prctl(1, signal.SIGKILL, 0, 0, 0)        # PR_SET_PDEATHSIG: die with the daemon
-    if os.getppid() != parent:
-        os._exit(1)
-    sock = socket.socket(fileno=sock_fd)
-    request = json.loads(sock.recv(MAX_MESSAGE))
-    try:
-        desc, fds = _run(request)
-    except Exception as e:          # anything else: reported, never a traceback
-        desc, fds = {"ok": False, "stage": "load", "detail": _one_line(e)}, []
-    socket.send_fds(sock, [json.dumps(desc).encode()], fds)
-    sys.stdout.flush()
-    sys.stderr.flush()
-    os._exit(0)          # no bcc clean-up: it would disable the events we handed over
-
-
-if __name__ == "__main__":
-    child_main(sys.argv[1:])

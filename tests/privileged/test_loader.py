@@ -42,7 +42,7 @@ def _loaders_of(pid):
                 argv = f.read().split(b"\0")
         except OSError:
             continue
-        if b"collector.probes.loader" in argv and argv[-2:-1] == [str(pid).encode()]:
+        if b"collector.probes.loader_child" in argv and argv[-2:-1] == [str(pid).encode()]:
             found.append(int(d))
     return found
 

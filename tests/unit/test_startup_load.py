@@ -7,7 +7,7 @@ import types
 
 import pytest
 
-from collector.probes import kernel, loader, registry
+from collector.probes import kernel, loader, loader_child, registry
 from collector.probes.logwrite_kernel import shared_programs
 
 
@@ -90,7 +90,7 @@ STEPS = [{"kind": "raw", "tp": "sys_enter", "fn": "raw",
 @pytest.fixture
 def cpus(monkeypatch):
     def set_cpus(n):
-        monkeypatch.setattr(loader.os, "sched_getaffinity", lambda pid: set(range(n)))
+        monkeypatch.setattr(loader_child.os, "sched_getaffinity", lambda pid: set(range(n)))
     set_cpus(2)
     FakeBPF.refuse = set()
     return set_cpus
@@ -98,17 +98,17 @@ def cpus(monkeypatch):
 
 def test_preload_verifies_each_program_once_in_threads_not_the_else(cpus):
     bpf = FakeBPF()
-    assert loader._preload(bpf, STEPS) == {}
+    assert loader_child._preload(bpf, STEPS) == {}
     assert sorted(bpf.loads) == [("a", 5), ("c", 5), ("raw", 17)]   # "w" may not be needed
     cpus(1)
     bpf = FakeBPF()
-    assert loader._preload(bpf, STEPS) == {} and bpf.loads == []      # one CPU: in its step
+    assert loader_child._preload(bpf, STEPS) == {} and bpf.loads == []      # one CPU: in its step
 
 
 def test_preload_failure_is_its_steps_own_once(cpus):
     FakeBPF.refuse = {"c"}
     bpf = FakeBPF()
-    failed = loader._preload(bpf, STEPS)
+    failed = loader_child._preload(bpf, STEPS)
     assert list(failed) == ["c"] and "Permission denied" in str(failed["c"])
 
 
@@ -141,12 +141,12 @@ def fake_probe(monkeypatch):
 
 
 def test_run_attaches_every_step_and_a_refused_program_fails_its_step(cpus, fake_probe):
-    desc, fds = loader._run({"probe": "fake", "kwargs": {"steps": STEPS[1:]}})
+    desc, fds = loader_child._run({"probe": "fake", "kwargs": {"steps": STEPS[1:]}})
     assert desc["ok"] and desc["links"] == ["s:a", "s:b", "s:c"] and desc["progs"] == ["a", "c"]
     # the map, the three links (a and b: one program), then the programs by name
     assert fds == [42, 100, 100, 101, 100, 101] or fds == [42, 101, 101, 100, 101, 100]
     FakeBPF.refuse = {"c"}
-    desc, fds = loader._run({"probe": "fake", "kwargs": {"steps": STEPS[1:]}})
+    desc, fds = loader_child._run({"probe": "fake", "kwargs": {"steps": STEPS[1:]}})
     assert (desc["ok"], desc["stage"], desc["tp"], fds) == (False, "attach", "s:c", [])
     assert desc["detail"] == "Failed to load BPF program b'c': Permission denied"
     assert [fn for fn, _ in fake_probe[-1].loads].count("c") == 1     # not loaded twice
@@ -154,5 +154,5 @@ def test_run_attaches_every_step_and_a_refused_program_fails_its_step(cpus, fake
 
 def test_a_refused_raw_program_still_takes_its_else(cpus, fake_probe):
     FakeBPF.refuse = {"raw"}
-    desc, _ = loader._run({"probe": "fake", "kwargs": {"steps": STEPS[:2]}})
+    desc, _ = loader_child._run({"probe": "fake", "kwargs": {"steps": STEPS[:2]}})
     assert desc["ok"] and desc["links"] == ["s:w", "s:a"] and desc["fallbacks"] == ["sys_enter"]
