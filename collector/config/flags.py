@@ -68,6 +68,7 @@ ENV_SEAMS = {
     "SURGEWATCH_LOCK_FILE": "lock_file",
     "SURGEWATCH_WRITE_HOOK": "probes.write_hook",
     "SURGEWATCH_LOAD_TIMEOUT": "probes.load_timeout_s",
+    "SURGEWATCH_PROBE_CACHE": "probes.cache_dir",
 }
 
 
@@ -90,4 +91,10 @@ def env_seams(cfg, environ=None):
             raise BadInput(f"SURGEWATCH_LOAD_TIMEOUT={timeout!r} is not a number of "
                            "seconds") from None
         cfg = cfg.replace(probes=dataclasses.replace(cfg.probes, load_timeout_s=seconds))
+    if "SURGEWATCH_PROBE_CACHE" in env:       # set and empty: no cache
+        cache = env["SURGEWATCH_PROBE_CACHE"]
+        if cache and not cache.startswith("/"):
+            raise BadInput(f"SURGEWATCH_PROBE_CACHE={cache!r} is not an absolute path; "
+                           "unset it or fix it")
+        cfg = cfg.replace(probes=dataclasses.replace(cfg.probes, cache_dir=cache))
     return cfg

@@ -268,6 +268,12 @@ def _probes(c, value):
         if key in t:
             changes[key] = c.number(t, key, f"{where}.{written.get(key, key)}", lo, hi,
                                     integer=True)
+    if "cache_dir" in t:
+        d = t["cache_dir"]
+        if not isinstance(d, str) or (d and not d.startswith("/")):
+            c.fail(f"{where}.cache_dir", f"{d!r} is not an absolute path (or \"\" for no "
+                                         "cache)")
+        changes["cache_dir"] = d
     if "load_timeout_s" in t:
         changes["load_timeout_s"] = c.number(t, "load_timeout_s", f"{where}.load_timeout_s",
                                              1, 3600)

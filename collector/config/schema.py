@@ -67,6 +67,7 @@ class ProbesConfig:
     max_tcp_processes: int = 8192     # processes whose TCP load is counted per interval
                                       # (beyond: load_lost); "max_loads" before 2026-12-05
     load_timeout_s: float = 120.0     # a loader child still compiling then is killed
+    cache_dir: str = "/var/cache/surgewatch/probes"   # compiled probes kept ("": off)
 
 
 @dataclass(frozen=True)

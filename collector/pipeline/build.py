@@ -4,7 +4,7 @@ import gc
 import socket
 import sys
 
-from collector.config import ProbesConfig
+from collector.config import Config, env_seams
 from collector.errors import ProbeUnavailable
 from collector.host.cgroups import CgroupIndex
 from collector.host.containers import ContainerNames
@@ -37,7 +37,8 @@ def build_collector(rules, probe_kwargs=None, resets=False, probes=None,
     LogWriteProbe arguments that win over it (tests). host_root: the `host_root` setting
     (collector/host/hostroot.py): where the host's own files and cgroup2 mount are, when
     we run in another root; the result is the collector's `host_root`."""
-    probes = probes or ProbesConfig()
+    if probes is None:      # tests and benchmarks: the defaults and the environment's seams
+        probes = env_seams(Config()).probes
     kernel.require_environment()
     root = find_host_root(host_root)
     procfs = ProcFS()
@@ -55,7 +56,7 @@ def build_collector(rules, probe_kwargs=None, resets=False, probes=None,
                                    forget_pending=probe.forget_pending)
     holder["resolver"] = resolver
     disabled = {}
-    pending = probe.start_load(probes.load_timeout_s)
+    pending = probe.start_load(probes.load_timeout_s, probes.cache_dir)
     reset_load = _start_resets(disabled, probes) if resets else None
     try:
         probe.finish_load(pending)
@@ -83,7 +84,7 @@ def _start_resets(disabled, probes):
     plan cannot be made here."""
     probe = ResetProbe.from_config(probes)
     try:
-        return probe, probe.start_load(probes.load_timeout_s)
+        return probe, probe.start_load(probes.load_timeout_s, probes.cache_dir)
     except ProbeUnavailable as e:
         _resets_unavailable(e, disabled)
         return None

@@ -38,7 +38,7 @@ class Probe:
     def __init__(self):
         self.handover, self.maps, self._ring = None, {}, None
         self.attached = []
-        self.compile_s = None
+        self.compile_s = self.programs = None
         self.hook_path = None        # what it counts on: "fentry", "tracepoints" or "raw"
         self.hook_path_reason = None     # why not fentry, when fentry was wanted
         self.fd_walk, self.fd_walk_state = None, {}     # which fd walk: fdwalk.py
@@ -47,10 +47,11 @@ class Probe:
         self._missed_seen = {}       # program name -> runs_missed at the last call
 
     # loading -------------------------------------------------------------------------
-    def start_load(self, timeout_s=loader.DEFAULT_TIMEOUT_S):
-        """Start making the plan and compiling in a child; finish_load() adopts the fds."""
+    def start_load(self, timeout_s=loader.DEFAULT_TIMEOUT_S, cache_dir=None):
+        """Start making the plan and compiling (or loading what cache_dir keeps) in a
+        child; finish_load() adopts the fds."""
         kernel.require_environment()
-        return loader.Pending(self.name, self.load_kwargs(), timeout_s)
+        return loader.Pending(self.name, self.load_kwargs(), timeout_s, cache_dir=cache_dir)
 
     def finish_load(self, pending):
         try:
@@ -74,6 +75,7 @@ class Probe:
         """Take over what the loader child handed over."""
         self.handover, self.maps = handover, handover.maps
         self.compile_s = handover.info.get("compile_s")
+        self.programs = handover.info.get("programs")       # "compiled" or "stored"
         self.attached = list(handover.links)
         self._adopt_state(handover.info["state"])
         self._ring = RingBuffer(self.maps[self.ring_map], self._on_event)
@@ -130,6 +132,7 @@ class Probe:
         out = {"enabled": True, "tracepoints": list(self.attached)}
         fields = {"hook": self.hook_path, **self._meta_aliases(),
                   "hook_reason": self.hook_path_reason, "fd_walk": self.fd_walk,
+                  "programs": self.programs,
                   **self._meta()}
         out.update((k, v) for k, v in fields.items() if v is not None)
         for key in ("fd_slot", "fd_walk_reason"):

@@ -103,7 +103,7 @@ def child_env(environ=os.environ):
 class Pending:
     """A child started for one plan; wait() returns its Handover or raises one line."""
 
-    def __init__(self, probe, kwargs, timeout_s=None, memory=None):
+    def __init__(self, probe, kwargs, timeout_s=None, memory=None, cache_dir=None):
         self.probe, self.kwargs = probe, kwargs
         self.label = registry.label(probe)
         self.timeout_s = DEFAULT_TIMEOUT_S if timeout_s is None else timeout_s
@@ -126,7 +126,8 @@ class Pending:
                                    f"({sys.executable}): {e.strerror or e}") from None
         finally:
             theirs.close()
-        self.sock.sendall(json.dumps({"probe": probe, "kwargs": kwargs}).encode())
+        self.sock.sendall(json.dumps({"probe": probe, "kwargs": kwargs,
+                                      "cache": cache_dir or None}).encode())
 
     def wait(self):
         try:
@@ -174,6 +175,9 @@ class Pending:
 
     def _handover(self, desc, fds):
         if not desc.get("ok"):
+            hit = limit_hit_message(self.label, self.memory_before, self.memory.state())
+            if hit and desc.get("stage") in ("compile/load", "attach"):
+                raise ProbeUnavailable(hit)
             raise LoadFailed(self.probe, desc.get("stage", "load"),
                              desc.get("detail", "unknown error"), desc.get("tp"))
         names, links, progs = desc["maps"], desc["links"], desc.get("progs", [])
@@ -208,6 +212,24 @@ class Pending:
         except subprocess.TimeoutExpired:
             self.proc.kill()
             self.proc.wait()
+
+
+def limit_hit_message(label, before, after):
+    """One line for a compile or load that failed while the daemon's cgroup hit its memory
+    limit (the kernel refused a map, or the compiler an allocation, before the OOM killer
+    acted), or None when the cgroup did not hit it meanwhile: neither its limit-hit count
+    (v1's failcnt is not kept by every kernel) nor its OOM-kill count (the other child's
+    kill, or one of the compiler's) went up."""
+    def grew(a, b):
+        return a is not None and b is not None and b > a
+    if after.limit is None or not (grew(before.limit_hits, after.limit_hits)
+                                   or grew(before.oom_kills, after.oom_kills)):
+        return None
+    name = "memory.max" if after.version == "v2" else "memory.limit_in_bytes"
+    return (f"{label}: the loader failed while compiling; its cgroup hit its memory limit "
+            f"({name} {size_text(after.limit)} on {after.limit_cgroup}): the loader needs "
+            f"{COMPILE_MEMORY} while compiling; fix: raise MemoryMax= or the container's "
+            "memory limit")
 
 
 def killed_message(label, before, after):

@@ -6,7 +6,9 @@ unit's MemoryMax=): compiling both probes at once peaks at ~250 MB. The child ru
 the daemon's cgroup, so the daemon reads its own: the smallest memory limit on its path
 (cgroup v2 `memory.max`, v1 `memory.limit_in_bytes`) and the OOM-kill counter (v2
 `memory.events` `oom_kill`, v1 `memory.oom_control` `oom_kill`; both count kills in the
-cgroup's subtree), before the children start and after one died.
+cgroup's subtree), and how often a charge hit the limit (v2 `memory.events` `max`, v1
+`memory.failcnt` + `memory.memsw.failcnt`), before the children start and after one died
+or failed.
 
 Every path goes through the injectable `root` (unit tests: a fixture tree). Nothing here
 raises: what cannot be read is None, and the caller words its message without it.
@@ -25,6 +27,7 @@ class MemoryState:
     limit_cgroup: str = None   # the cgroup that sets it ("/system.slice/x.service")
     oom_kills: int = None      # the cgroup's OOM-kill counter; None: not readable
     version: str = None        # "v2", "v1", or None: no memory cgroup found
+    limit_hits: int = None     # times a charge hit the limit (v2 events "max", v1 failcnts)
 
 
 class MemoryCgroup:
@@ -91,9 +94,22 @@ class MemoryCgroup:
             if walk == "/":
                 break
             walk = os.path.dirname(walk)
-        kills = self._counter(self._path(os.path.join(point, here.lstrip("/"), events_file)),
-                              "oom_kill")
-        return MemoryState(limit, limit_cgroup, kills, version)
+        events = self._path(os.path.join(point, here.lstrip("/"), events_file))
+        kills = self._counter(events, "oom_kill")
+        if version == "v2":
+            hits = self._counter(events, "max")
+        else:        # v1: the memory counter's, and memory+swap's where that is limited
+            counts = [self._number(os.path.join(point, here.lstrip("/"), name))
+                      for name in ("memory.failcnt", "memory.memsw.failcnt")]
+            hits = None if counts[0] is None else counts[0] + (counts[1] or 0)
+        return MemoryState(limit, limit_cgroup, kills, version, hits)
+
+    def _number(self, absolute):
+        try:
+            text = self._read(absolute).strip()
+        except (OSError, UnicodeError):
+            return None
+        return int(text) if text.isdigit() else None
 
     def _limit(self, point, cgroup, name):
         try:

@@ -9,7 +9,7 @@ from typing import NamedTuple
 from collector import __version__
 
 # "MAJOR.MINOR": readers accept any minor of their major, refuse a newer major.
-SCHEMA_VERSION = "1.11"  # 1.1: rate.resets_*, stats.resets_*, `reset` records; 1.2: `alert`;
+SCHEMA_VERSION = "1.12"  # 1.1: rate.resets_*, stats.resets_*, `reset` records; 1.2: `alert`;
 #                          1.3: rate.paths bounded, the rest in one "(other)" entry;
 #                          1.4: rate.loss_risk, `alert` signal log_loss_risk with `limit`;
 #                          1.5: rate.conns_*, tcp_bytes_out and ratios, stats.load_lost;
@@ -19,7 +19,8 @@ SCHEMA_VERSION = "1.11"  # 1.1: rate.resets_*, stats.resets_*, `reset` records; 
 #                          1.9: `alert` reasons above_host_limit (with `limit`) and
 #                               above_profile (with `profile`); `alert` top.idle_timeouts;
 #                          1.10: rate.resets_sent_by_kind, rate.resets_idle_hist;
-#                          1.11: stats.probe_runs_missed
+#                          1.11: stats.probe_runs_missed;
+#                          1.12: meta probes.<probe>.programs (stored or compiled)
 SCHEMA_MAJOR = 1
 
 

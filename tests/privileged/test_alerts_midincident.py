@@ -58,7 +58,7 @@ def test_a_flood_already_running_at_start_alerts_above_host_limit(tmp_path):
     assert opened["reason"] == "above_host_limit", opened
     assert first < opened["seq"] <= first + OPEN_WITHIN, (first, opened["seq"])
     assert opened["rate"] > 2 * CAPACITY and opened["threshold"] == float(CAPACITY)
-    assert opened["baseline"] is None and opened["v"] == "1.11"
+    assert opened["baseline"] is None and opened["v"] == "1.12"
     assert opened["limit"] == {"limit": "capacity", "key": f"capacity:{glob}", "glob": glob,
                                "capacity": float(CAPACITY), "allowed_per_s": float(CAPACITY)}
     assert opened["top"]["paths"][0]["path"] == str(log)

@@ -83,7 +83,7 @@ def test_flooding_at_start_over_a_capacity_opens_above_host_limit():
     assert r.floods() == [(1, "open", LOG_WRITES, "above_host_limit")]
     a = r.opened("app.service")
     assert (a["v"], a["rate"], a["threshold"], a["baseline"], a["ratio"], a["started"]) == (
-        "1.11", 2000.0, 1000.0, None, None, 1000.0)
+        "1.12", 2000.0, 1000.0, None, None, 1000.0)
     assert a["limit"] == {"limit": "capacity", "key": f"capacity:{GLOB}", "glob": GLOB,
                           "capacity": 1000.0, "allowed_per_s": 1000.0}
     assert a["top"]["paths"][0]["path"] == APP

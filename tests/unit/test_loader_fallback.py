@@ -58,7 +58,8 @@ def fake(monkeypatch):
 
 
 def test_refused_fentry_programs_fall_back_to_the_tracepoint_plan(fake):
-    desc, fds = loader_child._run({"probe": "fake", "kwargs": {}})
+    desc, fds, store = loader_child._run({"probe": "fake", "kwargs": {}})
+    assert store is None           # no cache asked for
     assert desc["ok"] is True
     assert desc["fallbacks"] == ["fentry"]
     assert desc["links"] == ["a:b"] and fds == [42, 7]
@@ -68,7 +69,7 @@ def test_refused_fentry_programs_fall_back_to_the_tracepoint_plan(fake):
 
 
 def test_without_a_fallback_the_load_failure_is_reported(fake):
-    desc, fds = loader_child._run({"probe": "fake", "kwargs": {"fallback": False}})
+    desc, fds, _ = loader_child._run({"probe": "fake", "kwargs": {"fallback": False}})
     assert (desc["ok"], desc["stage"], fds) == (False, "compile/load", [])
     assert desc["detail"] == "Failed to attach BPF to entry kernel func"
 

@@ -104,7 +104,7 @@ def test_alert_stage_records_log_lines_and_prometheus():
         sink.write_interval(rates + raised)
     assert [(a["state"], a["signal"], a["lost"]) for a in alerts] == \
         [("open", LOG_LOST, 940), ("close", LOG_LOST, 940)]
-    assert alerts[0]["v"] == "1.11" and alerts[1]["close_reason"] == "no_drops"
+    assert alerts[0]["v"] == "1.12" and alerts[1]["close_reason"] == "no_drops"
     assert lines == [("warning", format_lost_event_text_open()),
                      ("notice", "lost over: app.service: no more drops; 940 messages lost "
                                 "in 4s")]

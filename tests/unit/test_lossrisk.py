@@ -180,7 +180,7 @@ def test_alertstage_open_and_close_records_and_log_lines():
     assert [(a["seq"], a["state"], a["signal"]) for a in alerts] == \
         [(0, "open", LOG_LOSS_RISK), (9, "close", LOG_LOSS_RISK)]
     o, c = alerts
-    assert o["v"] == model.SCHEMA_VERSION == "1.11"
+    assert o["v"] == model.SCHEMA_VERSION == "1.12"
     assert (o["service"], o["reason"], o["threshold"], o["rate"]) == \
         ("u.service", "journald_rate_limit", 8.0, 50.0)
     assert o["started"] == 999.0 and o["top"] == {"paths": [{"path": STDOUT}]}

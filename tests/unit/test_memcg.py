@@ -24,21 +24,21 @@ def tree(tmp_path, name):
 def test_v2_limit_and_oom_kills_of_the_own_cgroup(tmp_path):
     root = tree(tmp_path, "v2")
     assert MemoryCgroup(str(root)).state() == MemoryState(
-        104857600, "/system.slice/surgewatch.service", 1, "v2")
+        104857600, "/system.slice/surgewatch.service", 1, "v2", 31)
     # a smaller limit higher up (a slice) is the one that binds
     (root / "sys/fs/cgroup/system.slice/memory.max").write_text("52428800\n")
     assert MemoryCgroup(str(root)).state().limit_cgroup == "/system.slice"
     # no limit anywhere: limit None, the counter still read
     for p in root.rglob("memory.max"):
         p.write_text("max\n")
-    assert MemoryCgroup(str(root)).state() == MemoryState(None, None, 1, "v2")
+    assert MemoryCgroup(str(root)).state() == MemoryState(None, None, 1, "v2", 31)
 
 
 def test_hybrid_host_reads_the_v1_memory_controller(tmp_path):
     """A hybrid host (this project's CI sandbox): cgroup2 at .../unified holds no memory
     controller; v1's memory hierarchy does (limit_in_bytes, oom_control)."""
     state = MemoryCgroup(str(tree(tmp_path, "hybrid"))).state()
-    assert state == MemoryState(536870912, "/process_api", 2, "v1")
+    assert state == MemoryState(536870912, "/process_api", 2, "v1", 9)     # failcnts 7 + 2
 
 
 def test_unreadable_is_none_never_an_error(tmp_path):
@@ -143,3 +143,17 @@ def test_pending_reports_a_sigkilled_child_with_its_cgroup(monkeypatch):
         "loader needs ~250 MB while compiling; fix: raise MemoryMax= or the container's "
         "memory limit")
     assert pending.proc.returncode == -signal.SIGKILL
+
+
+def test_a_failed_compile_while_the_limit_was_hit_names_the_limit():
+    before = MemoryState(100 << 20, "/app", 0, "v1", 3)
+    assert loader.limit_hit_message(LABEL, before, MemoryState(100 << 20, "/app", 0, "v1", 9)) \
+        == (f"{LABEL}: the loader failed while compiling; its cgroup hit its memory limit "
+            "(memory.limit_in_bytes 100 MiB on /app): the loader needs ~250 MB while "
+            "compiling; fix: raise MemoryMax= or the container's memory limit")
+    assert loader.limit_hit_message(LABEL, before, before) is None     # not hit meanwhile
+    assert loader.limit_hit_message(LABEL, before, MemoryState(100 << 20, "/app", 1, "v1", 3)) \
+        .startswith(f"{LABEL}: the loader failed while compiling; its cgroup hit")  # a kill
+    assert loader.limit_hit_message(LABEL, MemoryState(), MemoryState()) is None
+    assert loader.limit_hit_message(LABEL, MemoryState(limit_hits=0),
+                                    MemoryState(limit_hits=5)) is None      # no limit

@@ -141,12 +141,12 @@ def fake_probe(monkeypatch):
 
 
 def test_run_attaches_every_step_and_a_refused_program_fails_its_step(cpus, fake_probe):
-    desc, fds = loader_child._run({"probe": "fake", "kwargs": {"steps": STEPS[1:]}})
+    desc, fds, _ = loader_child._run({"probe": "fake", "kwargs": {"steps": STEPS[1:]}})
     assert desc["ok"] and desc["links"] == ["s:a", "s:b", "s:c"] and desc["progs"] == ["a", "c"]
     # the map, the three links (a and b: one program), then the programs by name
     assert fds == [42, 100, 100, 101, 100, 101] or fds == [42, 101, 101, 100, 101, 100]
     FakeBPF.refuse = {"c"}
-    desc, fds = loader_child._run({"probe": "fake", "kwargs": {"steps": STEPS[1:]}})
+    desc, fds, _ = loader_child._run({"probe": "fake", "kwargs": {"steps": STEPS[1:]}})
     assert (desc["ok"], desc["stage"], desc["tp"], fds) == (False, "attach", "s:c", [])
     assert desc["detail"] == "Failed to load BPF program b'c': Permission denied"
     assert [fn for fn, _ in fake_probe[-1].loads].count("c") == 1     # not loaded twice
@@ -154,5 +154,5 @@ def test_run_attaches_every_step_and_a_refused_program_fails_its_step(cpus, fake
 
 def test_a_refused_raw_program_still_takes_its_else(cpus, fake_probe):
     FakeBPF.refuse = {"raw"}
-    desc, _ = loader_child._run({"probe": "fake", "kwargs": {"steps": STEPS[:2]}})
+    desc, _, _ = loader_child._run({"probe": "fake", "kwargs": {"steps": STEPS[:2]}})
     assert desc["ok"] and desc["links"] == ["s:w", "s:a"] and desc["fallbacks"] == ["sys_enter"]
