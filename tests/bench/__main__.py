@@ -58,9 +58,11 @@ def report_resets(r):
 
 
 def report_startup(r):
-    print("\n-- case 6: start-up, stop, idle (bcc compiles both probes in loader children)")
-    line("6  `surgewatch run` to first data", f"{r['run_first_data_s']:.1f} s "
-         f"(attached {r['run_attached_s']:.1f} s)", "<= 2.5 s", r["run_first_data_s"] <= 2.5)
+    print("\n-- case 6: start-up, stop, idle (loader children: stored programs, or bcc compiles)")
+    line("6  `surgewatch run` to first data", f"{r['run_first_data_s']:.2f} s "
+         f"(attached {r['run_attached_s']:.2f} s)", "<= 2 s", r["run_first_data_s"] <= 2)
+    line("   the same, compiling (no cache)", f"{r['compiled_first_data_s']:.2f} s "
+         f"(attached {r['compiled_attached_s']:.2f} s)", "(first start)", True)
     line("   `surgewatch snapshot` wall - window", f"{r['snapshot_overhead_s']:.1f} s",
          "(load + attach + exit)", True)
     line("   SIGTERM to exit", f"{r['stop_s']:.2f} s (floor {r['stop_floor_s']:.2f} s)",

@@ -10,9 +10,10 @@ class BenchDaemon(Daemon):
     given. Records carry their arrival times (`arrival`); stop() sets `stop_s`."""
 
     def __init__(self, workdir, logdir, interval=1.0, resets=False, hook="tracepoints",
-                 cpu=None):
+                 cpu=None, env=None):
         super().__init__(workdir, logdir=logdir, interval=interval, stdout="msgpack",
-                         resets=resets, env={"SURGEWATCH_WRITE_HOOK": hook}, cpu=cpu)
+                         resets=resets, env={"SURGEWATCH_WRITE_HOOK": hook, **(env or {})},
+                         cpu=cpu)
 
     # the benchmarks count intervals from the start: the n-th stats record, its arrival
     wait_stats = Daemon.wait_interval

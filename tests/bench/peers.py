@@ -202,7 +202,10 @@ class SurgewatchTool(Tool):
         d = Path(self.workdir)
         return (f"[outputs.segments]\ndir = {json.dumps(str(d / 'seg'))}\n"
                 f"[outputs.socket]\npath = {json.dumps(str(d / 'run' / 'stream.sock'))}\n"
-                f"[outputs.prometheus]\nlisten = \"127.0.0.1:{free_port()}\"\n")
+                f"[outputs.prometheus]\nlisten = \"127.0.0.1:{free_port()}\"\n"
+                # the default's cache, in the bench's directory: the first start compiles,
+                # the rest load the stored programs, as a host's restarts do
+                f"[probes]\ncache_dir = {json.dumps(str(d / 'probe-cache'))}\n")
 
     def spawn(self):
         self.daemon = Daemon(self.workdir, stdout="msgpack", config_text=self.config(),
