@@ -21,12 +21,14 @@ import importlib.util
 import json
 import os
 import stat
+import time
 from pathlib import Path
 
 from collector.probes.bpfobj import FORMAT, PROG_TYPES, ProbeObject
 
 KEEP_PER_PROBE = 4              # newest entries kept per probe (kernels, versions)
 MAX_ENTRY_BYTES = 8 << 20
+STALE_TMP_NS = 3600 * 10**9
 BTF_PATH = "/sys/kernel/btf/vmlinux"
 
 
@@ -222,15 +224,20 @@ class Cache:
             os.close(d)
 
     def _prune(self, d):
-        mine = []
+        """Keep the newest entries of this probe; drop its temporary files older than an
+        hour (a loader child killed while writing: the daemon waits 5 s for it to exit)."""
+        mine, stale = [], []
+        old = time.time_ns() - STALE_TMP_NS
         for name in os.listdir(d):
+            try:
+                mtime = os.stat(name, dir_fd=d, follow_symlinks=False).st_mtime_ns
+            except OSError:
+                continue
             if name.startswith(f"{self.probe}-") and name.endswith(".json"):
-                try:
-                    mine.append((os.stat(name, dir_fd=d, follow_symlinks=False).st_mtime_ns,
-                                 name))
-                except OSError:
-                    continue
-        for _, name in sorted(mine, reverse=True)[KEEP_PER_PROBE:]:
+                mine.append((mtime, name))
+            elif name.startswith(f".{self.probe}-") and name.endswith(".tmp") and mtime < old:
+                stale.append((mtime, name))
+        for _, name in sorted(mine, reverse=True)[KEEP_PER_PROBE:] + stale:
             try:
                 os.unlink(name, dir_fd=d)
             except OSError:

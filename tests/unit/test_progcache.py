@@ -102,6 +102,13 @@ def test_the_newest_entries_of_a_probe_are_kept(tmp_path):
         os.utime(tmp_path / cache._name(f"{i}" * 64), ns=(i * 10**9, i * 10**9))
     names = sorted(p.name for p in tmp_path.iterdir())
     assert len(names) == progcache.KEEP_PER_PROBE + 1
+    for name, age_s in ((".probe-1-aa.tmp", 7200), (".probe-2-bb.tmp", 60)):
+        (tmp_path / name).write_text("half an entry")       # a writer killed mid-write
+        mtime = __import__("time").time_ns() - age_s * 10**9
+        os.utime(tmp_path / name, ns=(mtime, mtime))
+    cache.put("6" * 64, _obj())
+    assert not (tmp_path / ".probe-1-aa.tmp").exists()       # an hour old: gone
+    assert (tmp_path / ".probe-2-bb.tmp").exists()           # maybe still being written
     assert cache.get("0" * 64) is None and cache.get("5" * 64) is not None
     assert other.get("o" * 64) is not None
 
