@@ -20,18 +20,17 @@ from dataclasses import dataclass
 
 from collector.probes import kernel
 from collector.probes.btf import BTF, BTFError
-from collector.probes.libbpf import map_info
+from collector.probes.libbpf import map_info, prog_info
 
 FORMAT = 2       # of a stored object (progcache.py keys on it)
 # step kind -> (BPF_PROG_TYPE_*, expected attach type): TRACEPOINT, RAW_TRACEPOINT, TRACING
 PROG_TYPES = {"tracepoint": (5, 0), "raw": (17, 0), "fentry": (26, 24), "fexit": (26, 25)}
-BPF_MAP_CREATE, BPF_PROG_LOAD, BPF_OBJ_GET_INFO_BY_FD, BPF_RAW_TRACEPOINT_OPEN = 0, 5, 15, 17
+BPF_MAP_CREATE, BPF_PROG_LOAD, BPF_RAW_TRACEPOINT_OPEN = 0, 5, 17
 LD_IMM64, PSEUDO_MAP_FD = 0x18, 1
 PERF_EVENT_OPEN = {"x86_64": 298, "aarch64": 241, "riscv64": 241, "ppc64le": 319,
                    "s390x": 331}
 PERF_TYPE_TRACEPOINT, PERF_SAMPLE_RAW, PERF_FLAG_FD_CLOEXEC = 2, 1 << 10, 8
 PERF_EVENT_IOC_ENABLE, PERF_EVENT_IOC_SET_BPF = 0x2400, 0x40042408
-PROG_INFO_SIZE = 80          # struct bpf_prog_info up to and with name[16]
 
 
 class NotStorable(Exception):
@@ -90,31 +89,11 @@ def patch(insns, refs, fds):
 
 
 # -- the kernel calls ----------------------------------------------------------------------
-def _libc():
-    libc = ctypes.CDLL(None, use_errno=True)
-    libc.syscall.restype = ctypes.c_long
-    return libc
-
-
 def _bpf(cmd, attr):
-    nr = kernel.BPF_SYSCALL.get(platform.machine())
-    if nr is None:
-        raise LoadError(f"no bpf() syscall number known for {platform.machine()}")
-    res = _libc().syscall(nr, cmd, attr, ctypes.c_uint(len(attr)))
-    return res if res >= 0 else -ctypes.get_errno()
-
-
-def prog_info(fd):
-    """(type, tag, name) of a loaded program (struct bpf_prog_info's head)."""
-    info = ctypes.create_string_buffer(PROG_INFO_SIZE)
-    attr = ctypes.create_string_buffer(16)
-    struct.pack_into("<IIQ", attr, 0, fd, PROG_INFO_SIZE, ctypes.addressof(info))
-    res = _bpf(BPF_OBJ_GET_INFO_BY_FD, attr)
-    if res < 0:
-        raise OSError(-res, f"BPF_OBJ_GET_INFO_BY_FD on program fd {fd}")
-    raw = info.raw
-    return (struct.unpack_from("<I", raw, 0)[0], raw[8:16],
-            raw[64:80].split(b"\0", 1)[0].decode("ascii", "replace"))
+    try:
+        return kernel.bpf_call(cmd, attr)
+    except kernel.NoSyscall as e:
+        raise LoadError(str(e)) from None
 
 
 def _create_map(m):
@@ -166,8 +145,7 @@ def _attach_tracepoint(tp, prog_fd):
     attr = ctypes.create_string_buffer(112)          # struct perf_event_attr, VER5
     struct.pack_into("<IIQQQ", attr, 0, PERF_TYPE_TRACEPOINT, 112, tp_id, 1, PERF_SAMPLE_RAW)
     struct.pack_into("<I", attr, 48, 1)              # wakeup_events
-    libc = _libc()
-    fd = libc.syscall(nr, attr, -1, 0, -1, PERF_FLAG_FD_CLOEXEC)
+    fd = kernel.libc().syscall(nr, attr, -1, 0, -1, PERF_FLAG_FD_CLOEXEC)
     if fd < 0:
         raise LoadError(f"{tp}: perf_event_open: {os.strerror(ctypes.get_errno())}")
     try:

@@ -121,14 +121,29 @@ def insn(code, dst=0, src=0, off=0, imm=0):
 RETURN_0 = insn(0xB7, 0, imm=0) + insn(0x95)          # r0 = 0; exit
 
 
+def libc():
+    so = ctypes.CDLL(None, use_errno=True)
+    so.syscall.restype = ctypes.c_long
+    return so
+
+
+class NoSyscall(OSError):
+    """No bpf() syscall number is known for this machine."""
+
+
+def bpf_call(cmd, attr):
+    """bpf(cmd, attr) (attr: a ctypes buffer): the result, or -errno."""
+    nr = BPF_SYSCALL.get(platform.machine())
+    if nr is None:
+        raise NoSyscall(f"no bpf() syscall number known for {platform.machine()}")
+    so = libc()
+    res = so.syscall(nr, cmd, attr, ctypes.c_uint(len(attr)))
+    return res if res >= 0 else -ctypes.get_errno()
+
+
 def try_load(insns, prog_type, expected_attach_type=0, attach_btf_id=0):
     """Load a program through bpf(BPF_PROG_LOAD) and close it at once: None when the kernel
     accepts it, else the reason (errno, and the verifier's last line when it logged one)."""
-    nr = BPF_SYSCALL.get(platform.machine())
-    if nr is None:
-        return f"no bpf() syscall number known for {platform.machine()}"
-    libc = ctypes.CDLL(None, use_errno=True)
-    libc.syscall.restype = ctypes.c_long
     code = ctypes.create_string_buffer(insns, len(insns))
     lic = ctypes.create_string_buffer(b"GPL")
     log = ctypes.create_string_buffer(1 << 16)
@@ -137,11 +152,14 @@ def try_load(insns, prog_type, expected_attach_type=0, attach_btf_id=0):
                      ctypes.addressof(lic), 1, len(log), ctypes.addressof(log))
     struct.pack_into("<I", attr, 68, expected_attach_type)
     struct.pack_into("<I", attr, 108, attach_btf_id)
-    fd = libc.syscall(nr, BPF_PROG_LOAD, attr, ctypes.c_uint(len(attr)))
+    try:
+        fd = bpf_call(BPF_PROG_LOAD, attr)
+    except NoSyscall as e:
+        return str(e)
     if fd >= 0:
         os.close(fd)
         return None
-    err = ctypes.get_errno()
+    err = -fd
     lines = [ln.strip() for ln in log.value.decode(errors="replace").splitlines() if ln.strip()]
     last = next((ln for ln in reversed(lines)
                  if not ln.startswith(("processed", "verification"))), "")

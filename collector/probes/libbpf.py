@@ -230,15 +230,28 @@ class RingBuffer:
             self._rb = None
 
 
-def runs_missed(prog_fd):
-    """How many times the kernel skipped the program on its hook because a BPF program was
-    already running on that CPU (bpf_prog_info.recursion_misses: raw tracepoints and
-    fentry from 5.12, perf-event tracepoints from 6.6; 0 where the kernel does not count)."""
+def _prog_info(prog_fd):
+    """struct bpf_prog_info's bytes as this kernel fills them."""
     info = ctypes.create_string_buffer(PROG_INFO_SIZE)
     size = _u32(PROG_INFO_SIZE)
     if lib().bpf_obj_get_info_by_fd(prog_fd, info, ctypes.byref(size)) < 0:
         raise OSError(ctypes.get_errno(), f"bpf_obj_get_info_by_fd({prog_fd}) failed")
-    if size.value < PROG_INFO_RECURSION_MISSES + 8:
+    return info.raw[:size.value]
+
+
+def prog_info(prog_fd):
+    """(type, tag, name) of a loaded program (the head of struct bpf_prog_info)."""
+    raw = _prog_info(prog_fd)
+    return (int.from_bytes(raw[0:4], sys.byteorder), raw[8:16],
+            raw[64:80].split(b"\0", 1)[0].decode("ascii", "replace"))
+
+
+def runs_missed(prog_fd):
+    """How many times the kernel skipped the program on its hook because a BPF program was
+    already running on that CPU (bpf_prog_info.recursion_misses: raw tracepoints and
+    fentry from 5.12, perf-event tracepoints from 6.6; 0 where the kernel does not count)."""
+    info = _prog_info(prog_fd)
+    if len(info) < PROG_INFO_RECURSION_MISSES + 8:
         return 0
-    return int.from_bytes(info.raw[PROG_INFO_RECURSION_MISSES:PROG_INFO_RECURSION_MISSES + 8],
+    return int.from_bytes(info[PROG_INFO_RECURSION_MISSES:PROG_INFO_RECURSION_MISSES + 8],
                           sys.byteorder)

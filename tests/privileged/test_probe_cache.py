@@ -12,8 +12,7 @@ from pathlib import Path
 import pytest
 
 from collector.probes import loader, registry
-from collector.probes.bpfobj import prog_info
-from collector.probes.libbpf import map_info
+from collector.probes.libbpf import map_info, prog_info
 from tests.support.daemon import Daemon
 from tests.support.records import writes_by_path
 
@@ -58,7 +57,6 @@ def test_a_stored_start_hands_over_what_bcc_compiled(tmp_path, name, kwargs):
     try:
         assert second.info["programs"] == "stored"
         assert _shape(second) == compiled
-        assert second.info["compile_s"] < first.info["compile_s"]
     finally:
         second.close()
 
