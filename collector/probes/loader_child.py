@@ -107,6 +107,8 @@ def _run(request):
             return stored + (None,)
         if cache.problem:
             _say(name, f"{cache.problem}; compiling with bcc")
+        if obj is not None:        # its replayed plan fallbacks changed the probe's state
+            plan = probe.plan()
     return _compile(name, probe, plan, cache, key)
 
 

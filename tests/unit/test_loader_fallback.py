@@ -31,11 +31,13 @@ class FakeBPF:
 
 
 class FakeProbe:
+    name, label = "fake", "fake probe"
+
     def __init__(self, fallback=True):
         self.path, self.reason, self.fallback = None, None, fallback
 
     def plan(self):
-        self.path = "fentry"
+        self.path, self.reason = "fentry", None      # as the probes' plan(): state anew
         return loader.Plan("x.c", ["-DSW_FENTRY=1"], [{"kind": "fentry", "fn": "kfunc__f"}],
                            ["m"], self._back if self.fallback else None)
 
@@ -105,3 +107,32 @@ def test_which_path_auto_fentry_and_forced(monkeypatch):
     assert str(e.value) == ("log-write probe: this kernel refuses the fentry path (Operation "
                             'not permitted); fix: probes.write_hook = "auto" (or '
                             '"tracepoints"), or unset SURGEWATCH_WRITE_HOOK')
+
+
+def test_a_stored_entry_that_fails_to_load_leaves_the_probe_as_its_own_compile_finds_it(
+        fake, monkeypatch, tmp_path):
+    """A stored entry made after an fentry refusal replays that fallback (the probe's state
+    says "tracepoints") before its load fails; the compile that follows must start from a
+    fresh plan, so the state is the compile's own (here fentry loads)."""
+    from collector.probes import bpfobj, progcache
+
+    class AcceptsAll(FakeBPF):
+        def __init__(self, src_file, cflags):
+            FakeBPF.made.append(cflags)
+            self.tracepoint_fds, self.funcs = {}, {}
+            self.kfunc_entry_fds, self.kfunc_exit_fds = {b"kfunc__f": 9}, {}
+
+    monkeypatch.setattr(kernel, "import_bcc", lambda: AcceptsAll)
+    monkeypatch.setattr(progcache, "key", lambda plan: "k" * 64)
+    stored = bpfobj.ProbeObject([], [], [{"kind": "tracepoint", "tp": "a:b", "fn": "g",
+                                          "prog": "g"}], {"m": 0}, ["fentry"], ["refused"])
+    monkeypatch.setattr(progcache.Cache, "get", lambda self, k: stored)
+
+    def refuse(obj):
+        raise bpfobj.LoadError("program g: Permission denied")
+    monkeypatch.setattr(bpfobj, "load", refuse)
+    desc, fds, store = loader_child._run({"probe": "fake", "kwargs": {},
+                                          "cache": str(tmp_path)})
+    assert desc["ok"] is True and desc["programs"] == "compiled" and store is not None
+    assert desc["state"] == {"path": "fentry", "reason": None}
+    assert desc["links"] == ["fentry:f"] and fds == [42, 9]
